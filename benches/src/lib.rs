@@ -1,0 +1,1 @@
+//! Benchmarks live in benches/benches; the load tool comes with issue 3.

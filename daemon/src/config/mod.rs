@@ -1,0 +1,306 @@
+//! berth's configuration: zot's `config.json`, accepted as it is.
+//!
+//! Owns the config tree ([`Config`] and its sections), loading (file or embedded default), and
+//! validation. Rules:
+//! - Load = parse (JSON; YAML for `.yaml`/`.yml` files) -> walk and validate -> [`Config`].
+//!   Every problem is reported at once, each with its key path ([`ConfigErrors`]), before
+//!   anything starts.
+//! - zot's key names (camelCase). A key that matches a known key only ignoring case is accepted
+//!   with a warning (viper is case-insensitive). Unknown keys are errors, except the zot keys
+//!   berth knowingly does not implement yet, which are accepted with one [`Warning`] each.
+//! - Defaults are zot's, except where berth deliberately differs: `storage.commit` is true
+//!   (durable), `log.level` is info, and the embedded default config listens on 127.0.0.1:5000.
+//! - Each subsystem receives only its own section. `config/README.md` is the key reference.
+
+mod document;
+mod duration;
+mod sections;
+#[cfg(test)]
+mod tests;
+mod walk;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::parse_go_duration;
+
+/// The embedded default config, used when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.json");
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub dist_spec_version: String,
+    pub storage: StorageConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub extensions: ExtensionsConfig,
+}
+
+/// `storage`: where and how the engine keeps its data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StorageConfig {
+    /// `storage.rootDirectory` (required). Relative paths are relative to the working directory.
+    pub root_directory: PathBuf,
+    /// `storage.commit`: fsync every commit. zot defaults to false; berth to true (durable).
+    pub commit: bool,
+    /// `storage.dedupe` (default true). berth always stores a blob once; kept for reporting.
+    pub dedupe: bool,
+    /// `storage.gc` (default true).
+    pub gc: bool,
+    /// `storage.gcDelay` (default 1h): minimum age of an orphan before GC removes it.
+    pub gc_delay: Duration,
+    /// `storage.gcInterval` (default 1h): GC period.
+    pub gc_interval: Duration,
+}
+
+/// `http`: the listener and its limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// `http.address` (default 127.0.0.1). `localhost` is read as 127.0.0.1.
+    pub address: IpAddr,
+    /// `http.port` (zot default 8080; string or number; 0 = ephemeral).
+    pub port: u16,
+    /// `http.workers` (berth): shard count, 1..=256. `None` = number of cores.
+    pub workers: Option<usize>,
+    /// `http.readHeaderTimeout` (berth, default 5s): time to receive the request head.
+    pub read_header_timeout: Duration,
+    /// `http.idleTimeout` (berth, default 120s): keep-alive idle time between requests.
+    pub idle_timeout: Duration,
+    /// `http.bodyIdleTimeout` (berth, default 60s): longest gap without request body bytes.
+    /// zot's `http.readTimeout` maps here.
+    pub body_idle_timeout: Duration,
+    /// `http.drainTimeout` (berth, default 30s): graceful shutdown bound.
+    pub drain_timeout: Duration,
+    /// `http.externalUrl`: the URL clients reach berth at (absolute http or https URL).
+    pub external_url: Option<String>,
+    /// `http.realm`.
+    pub realm: Option<String>,
+    /// `http.compat`: e.g. `["docker2s2"]`.
+    pub compat: Vec<String>,
+}
+
+/// `log.format` (berth key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `log`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// `log.level`: trace, debug, info, warn, error (zot's zerolog names, lower case; also
+    /// fatal and panic, read as error). zot defaults to debug; berth to info.
+    pub level: String,
+    /// `log.format` (berth): text (default) or json.
+    pub format: LogFormat,
+    /// `log.output`: log file (default stderr).
+    pub output: Option<PathBuf>,
+    /// `log.audit`: audit log file.
+    pub audit: Option<PathBuf>,
+}
+
+/// One known extension section, kept raw until the extension that owns it types it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtensionSection {
+    /// zot's rule: see [`ExtensionsConfig`].
+    pub enabled: bool,
+    /// The section as written (an object).
+    pub raw: serde_json::Value,
+}
+
+/// `extensions`: every known extension section, each `None` when absent.
+///
+/// `enabled` follows zot: for search, sync, metrics, scrub, ui and trust a present section with
+/// no `enable` key is enabled (sync only when it lists `registries`); for lint, mgmt,
+/// userprefs and events `enable` must be true.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExtensionsConfig {
+    pub metrics: Option<ExtensionSection>,
+    pub scrub: Option<ExtensionSection>,
+    pub lint: Option<ExtensionSection>,
+    pub sync: Option<ExtensionSection>,
+    pub search: Option<ExtensionSection>,
+    pub ui: Option<ExtensionSection>,
+    pub mgmt: Option<ExtensionSection>,
+    pub userprefs: Option<ExtensionSection>,
+    pub trust: Option<ExtensionSection>,
+    pub events: Option<ExtensionSection>,
+}
+
+impl ExtensionsConfig {
+    /// Every extension name berth knows, in the order of the fields.
+    pub const NAMES: [&'static str; 10] = [
+        "metrics",
+        "scrub",
+        "lint",
+        "sync",
+        "search",
+        "ui",
+        "mgmt",
+        "userprefs",
+        "trust",
+        "events",
+    ];
+
+    /// The section of the extension `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&ExtensionSection> {
+        match name {
+            "metrics" => self.metrics.as_ref(),
+            "scrub" => self.scrub.as_ref(),
+            "lint" => self.lint.as_ref(),
+            "sync" => self.sync.as_ref(),
+            "search" => self.search.as_ref(),
+            "ui" => self.ui.as_ref(),
+            "mgmt" => self.mgmt.as_ref(),
+            "userprefs" => self.userprefs.as_ref(),
+            "trust" => self.trust.as_ref(),
+            "events" => self.events.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Option<ExtensionSection>> {
+        Some(match name {
+            "metrics" => &mut self.metrics,
+            "scrub" => &mut self.scrub,
+            "lint" => &mut self.lint,
+            "sync" => &mut self.sync,
+            "search" => &mut self.search,
+            "ui" => &mut self.ui,
+            "mgmt" => &mut self.mgmt,
+            "userprefs" => &mut self.userprefs,
+            "trust" => &mut self.trust,
+            "events" => &mut self.events,
+            _ => return None,
+        })
+    }
+
+    /// Whether the extension `name` is present and enabled.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|section| section.enabled)
+    }
+}
+
+/// Something berth accepted but wants the operator to know (an ignored zot key, a key matched
+/// ignoring case, a value berth reads differently).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub key_path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_located(formatter, &self.key_path, &self.message)
+    }
+}
+
+/// One problem that stops the config from loading. `key_path` is empty for whole-file problems
+/// (unreadable file, JSON syntax error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key_path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_located(formatter, &self.key_path, &self.message)
+    }
+}
+
+fn write_located(formatter: &mut fmt::Formatter<'_>, key_path: &str, message: &str) -> fmt::Result {
+    if key_path.is_empty() {
+        formatter.write_str(message)
+    } else {
+        write!(formatter, "{key_path}: {message}")
+    }
+}
+
+/// Every problem found in one config, one per line when displayed. Never empty.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                formatter.write_str("\n")?;
+            }
+            write!(formatter, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn single(message: String) -> ConfigErrors {
+        ConfigErrors(vec![ConfigError {
+            key_path: String::new(),
+            message,
+        }])
+    }
+}
+
+/// Loads the config file at `path`, or the embedded default ([`DEFAULT_CONFIG`]: 127.0.0.1:5000,
+/// rootDirectory `./berth-data`) when `path` is `None`. Files ending in `.yaml`/`.yml` are read
+/// as YAML, everything else as JSON.
+pub fn load(path: Option<&Path>) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+    let Some(path) = path else {
+        return parse_str(DEFAULT_CONFIG);
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors::single(format!(
+            "cannot read config file {}: {error}",
+            path.display()
+        ))
+    })?;
+    let is_yaml = path
+        .extension()
+        .and_then(|extension| extension.to_str())
+        .is_some_and(|extension| {
+            extension.eq_ignore_ascii_case("yaml") || extension.eq_ignore_ascii_case("yml")
+        });
+    let result = if is_yaml {
+        parse_yaml_str(&text)
+    } else {
+        parse_str(&text)
+    };
+    result.map_err(|errors| prefix_whole_file_errors(errors, path))
+}
+
+/// Parses and validates a JSON config document.
+pub fn parse_str(text: &str) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+    let document = document::parse_json(text).map_err(ConfigErrors::single)?;
+    sections::build(&document)
+}
+
+/// Parses and validates a YAML config document (zot accepts YAML too).
+pub fn parse_yaml_str(text: &str) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+    let document = document::parse_yaml(text).map_err(ConfigErrors::single)?;
+    sections::build(&document)
+}
+
+fn prefix_whole_file_errors(errors: ConfigErrors, path: &Path) -> ConfigErrors {
+    ConfigErrors(
+        errors
+            .0
+            .into_iter()
+            .map(|error| {
+                if error.key_path.is_empty() {
+                    ConfigError {
+                        key_path: String::new(),
+                        message: format!("{}: {}", path.display(), error.message),
+                    }
+                } else {
+                    error
+                }
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,67 @@
+//! Blob GET/HEAD (whole or one byte range) and DELETE. A repository sees only the blobs its
+//! own index links, even though the bytes are stored once for the whole registry.
+
+use berth_storage::oci::{ByteRange, Digest, RepoName};
+use hyper::{header, HeaderMap, Response, StatusCode};
+
+use super::{
+    body::{empty, file_body},
+    error::ApiError,
+    header_str, Body, Ctx,
+};
+
+fn parse_digest(text: &str) -> Result<Digest, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::DigestInvalid(format!("{text}: {e}")))
+}
+
+pub async fn get(
+    ctx: &Ctx,
+    name: &RepoName,
+    digest: &str,
+    headers: &HeaderMap,
+    head_only: bool,
+) -> Result<Response<Body>, ApiError> {
+    let digest = parse_digest(digest)?;
+    let size = ctx
+        .engine
+        .stat_blob(name, &digest)?
+        .ok_or_else(|| ApiError::BlobUnknown(digest.to_string()))?;
+    // An unparsable or multi-range Range header is ignored (RFC 9110 14.2): the whole blob.
+    let range = header_str(headers, header::RANGE).and_then(|r| r.parse::<ByteRange>().ok());
+    let (status, start, end) = match range {
+        None => (StatusCode::OK, 0, size.saturating_sub(1)),
+        Some(range) => match range.resolve(size) {
+            Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
+            None => return Err(ApiError::BlobRangeInvalid { size }),
+        },
+    };
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header("Docker-Content-Digest", digest.to_string());
+    if status == StatusCode::PARTIAL_CONTENT {
+        response = response.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+    }
+    let body = if head_only || len == 0 {
+        empty()
+    } else {
+        file_body(ctx.engine.blob_path(&digest), start, len, ctx.uring)
+            .await
+            .map_err(|e| ApiError::Internal(format!("open blob {digest}: {e}")))?
+    };
+    Ok(response.body(body).expect("blob headers are valid"))
+}
+
+pub async fn delete(ctx: &Ctx, name: &RepoName, digest: &str) -> Result<Response<Body>, ApiError> {
+    let digest = parse_digest(digest)?;
+    ctx.engine.delete_blob(name, &digest).await?;
+    Ok(Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header(header::CONTENT_LENGTH, 0)
+        .body(empty())
+        .expect("static headers are valid"))
+}

@@ -1,0 +1,169 @@
+//! Request and response bodies. Responses are `!Send` boxed bodies (they may hold an io_uring
+//! file of the shard that serves them). Request bodies are read frame by frame under an idle
+//! timeout: a large push may take as long as it needs, but a stalled one is cut off.
+
+use std::{
+    io,
+    path::PathBuf,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body::SizeHint;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+
+use super::error::ApiError;
+
+/// A response body that may be `!Send`: it lives and dies on the shard that produced it.
+pub struct Body(Pin<Box<dyn http_body::Body<Data = Bytes, Error = io::Error>>>);
+
+impl Body {
+    fn new(body: impl http_body::Body<Data = Bytes, Error = io::Error> + 'static) -> Body {
+        Body(Box::pin(body))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.0.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Body::new(Full::new(bytes.into()).map_err(|never| match never {}))
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// Pulls the next data chunk of a request body. `Ok(None)` is the end of the body; a gap of
+/// more than `idle` between chunks, or a transport error, is an error (the connection is then
+/// unusable, so the caller stops).
+pub async fn next_chunk(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, BodyError> {
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyError::Idle),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => return Err(BodyError::Transport(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if !data.is_empty() {
+                return Ok(Some(data));
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum BodyError {
+    Idle,
+    Transport(String),
+}
+
+impl From<BodyError> for ApiError {
+    fn from(error: BodyError) -> Self {
+        match error {
+            BodyError::Idle => ApiError::BlobUploadInvalid("request body stalled".into()),
+            BodyError::Transport(e) => ApiError::BlobUploadInvalid(format!("request body: {e}")),
+        }
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes. Reading stops at `limit + 1`: the caller
+/// never buffers more than the limit whatever the client declares or sends.
+pub async fn read_limited(
+    body: &mut Incoming,
+    limit: usize,
+    idle: Duration,
+) -> Result<Result<Bytes, usize>, BodyError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = next_chunk(body, idle).await? {
+        if buf.len() + chunk.len() > limit {
+            return Ok(Err(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Ok(Bytes::from(buf)))
+}
+
+/// Size of each read when streaming a blob file to a client.
+const READ_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Streams `len` bytes of the file at `path` from `offset`. With io_uring the reads go through
+/// the shard's ring; otherwise through tokio's blocking pool. A short read before `len` bytes
+/// is an error (a truncated blob file), never a silent end of body.
+pub async fn file_body(path: PathBuf, offset: u64, len: u64, uring: bool) -> io::Result<Body> {
+    if uring {
+        let file = tokio_uring::fs::File::open(&path).await?;
+        let state = (file, offset, len);
+        let stream = futures_util::stream::unfold(Some(state), |state| async move {
+            let (file, offset, remaining) = state?;
+            if remaining == 0 {
+                let _ = file.close().await;
+                return None;
+            }
+            let want = remaining.min(READ_CHUNK_BYTES as u64) as usize;
+            let (res, mut buf) = file.read_at(Vec::with_capacity(want), offset).await;
+            match res {
+                Ok(0) => Some((Err(short_read()), None)),
+                Ok(n) => {
+                    buf.truncate(n);
+                    let next = (file, offset + n as u64, remaining - n as u64);
+                    Some((Ok(Frame::data(Bytes::from(buf))), Some(next)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        Ok(Body::new(StreamBody::new(stream)))
+    } else {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut file = tokio::fs::File::open(&path).await?;
+        file.seek(io::SeekFrom::Start(offset)).await?;
+        let stream = futures_util::stream::unfold(Some((file, len)), |state| async move {
+            let (mut file, remaining) = state?;
+            if remaining == 0 {
+                return None;
+            }
+            let want = remaining.min(READ_CHUNK_BYTES as u64) as usize;
+            let mut buf = vec![0u8; want];
+            match file.read(&mut buf).await {
+                Ok(0) => Some((Err(short_read()), None)),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((
+                        Ok(Frame::data(Bytes::from(buf))),
+                        Some((file, remaining - n as u64)),
+                    ))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        Ok(Body::new(StreamBody::new(stream)))
+    }
+}
+
+fn short_read() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "blob file is shorter than its record",
+    )
+}

@@ -1,0 +1,147 @@
+//! Read-only listings: `/v2/`, extension discovery, the catalog, tag lists and referrers.
+//! Page sizes come from the client but are clamped: no allocation is sized by a query value.
+
+use berth_storage::oci::{media_types, Digest, RepoName};
+use bytes::Bytes;
+use hyper::{header, Response, StatusCode};
+use serde_json::json;
+
+use super::{body::full, error::ApiError, Body, Ctx, Query, PAGE_MAX_ENTRIES};
+
+fn json_response(
+    status: StatusCode,
+    content_type: &str,
+    value: serde_json::Value,
+) -> Response<Body> {
+    let bytes = Bytes::from(value.to_string());
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, bytes.len())
+        .body(full(bytes))
+        .expect("static headers are valid")
+}
+
+pub fn base() -> Response<Body> {
+    let mut response = json_response(StatusCode::OK, "application/json", json!({}));
+    response.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        header::HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+/// zot lists its `_zot` extension here once it has one; an empty list is `[]`, never null.
+pub fn discover() -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        "application/json",
+        json!({ "extensions": [] }),
+    )
+}
+
+/// `n` as a page size: absent means the maximum page; negative or not a number is refused;
+/// above the maximum it is clamped.
+fn page_size(query: &Query) -> Result<usize, ApiError> {
+    match query.get("n") {
+        None | Some("") => Ok(PAGE_MAX_ENTRIES),
+        Some(text) => {
+            let n: u64 = text
+                .parse()
+                .map_err(|_| ApiError::PaginationNumberInvalid(format!("n={text}")))?;
+            Ok(n.min(PAGE_MAX_ENTRIES as u64) as usize)
+        }
+    }
+}
+
+/// Adds `Link: <path?n=..&last=..>; rel="next"` when `items` holds one more entry than the
+/// page (the probe entry is removed).
+fn paginate<T: AsRef<str>>(items: &mut Vec<T>, n: usize, path: &str) -> Option<String> {
+    if items.len() <= n {
+        return None;
+    }
+    items.truncate(n);
+    let last = items
+        .last()
+        .map(|l| l.as_ref().to_owned())
+        .unwrap_or_default();
+    let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
+    Some(format!("<{path}?n={n}&last={last}>; rel=\"next\""))
+}
+
+fn with_link(mut response: Response<Body>, link: Option<String>) -> Response<Body> {
+    if let Some(link) = link {
+        let value = header::HeaderValue::from_str(&link).expect("link is built from valid names");
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
+}
+
+pub fn catalog(ctx: &Ctx, query: &Query) -> Result<Response<Body>, ApiError> {
+    let n = page_size(query)?;
+    let last = query.get("last").filter(|l| !l.is_empty());
+    let mut repos: Vec<String> = ctx
+        .engine
+        .catalog(last, n + 1)?
+        .into_iter()
+        .map(|r| r.to_string())
+        .collect();
+    let link = paginate(&mut repos, n, "/v2/_catalog");
+    let body = json!({ "repositories": repos });
+    Ok(with_link(
+        json_response(StatusCode::OK, "application/json", body),
+        link,
+    ))
+}
+
+pub fn tags(ctx: &Ctx, name: &RepoName, query: &Query) -> Result<Response<Body>, ApiError> {
+    let n = page_size(query)?;
+    if !ctx.engine.repo_exists(name)? {
+        return Err(ApiError::NameUnknown(name.to_string()));
+    }
+    let last = query.get("last").filter(|l| !l.is_empty());
+    let mut tags: Vec<String> = ctx
+        .engine
+        .list_tags(name, last, n + 1)?
+        .into_iter()
+        .map(|t| t.to_string())
+        .collect();
+    let link = paginate(&mut tags, n, &format!("/v2/{name}/tags/list"));
+    let body = json!({ "name": name.to_string(), "tags": tags });
+    Ok(with_link(
+        json_response(StatusCode::OK, "application/json", body),
+        link,
+    ))
+}
+
+/// Always an image index (200), even for an unknown repository or subject: the spec forbids
+/// a 404 from a registry that supports the referrers API.
+pub fn referrers(
+    ctx: &Ctx,
+    name: &RepoName,
+    digest: &str,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let subject: Digest = digest
+        .parse()
+        .map_err(|e| ApiError::DigestInvalid(format!("{digest}: {e}")))?;
+    let filters: Vec<String> = query
+        .all("artifactType")
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let descriptors = ctx.engine.referrers(name, &subject, &filters)?;
+    let body = json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_INDEX,
+        "manifests": descriptors,
+    });
+    let mut response = json_response(StatusCode::OK, media_types::OCI_INDEX, body);
+    if !filters.is_empty() {
+        response.headers_mut().insert(
+            "OCI-Filters-Applied",
+            header::HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(response)
+}

@@ -1,0 +1,131 @@
+//! Manifest GET/HEAD/PUT/DELETE by tag or digest. The body of a PUT is read up to
+//! [`MANIFEST_MAX_BYTES`] and handed byte-exact to the engine, which validates, checks the
+//! referenced blobs and commits manifest, tags and referrer entry in one batch.
+
+use berth_storage::oci::{Reference, RepoName, Tag};
+use hyper::{body::Incoming, header, Request, Response, StatusCode};
+
+use super::{
+    body::{empty, full, read_limited},
+    error::ApiError,
+    header_str, Body, Ctx, Query, MANIFEST_MAX_BYTES, MAX_TAG_PARAMS,
+};
+
+fn parse_reference(text: &str) -> Result<Reference, ApiError> {
+    if text.contains(':') {
+        let digest = text
+            .parse()
+            .map_err(|e| ApiError::DigestInvalid(format!("{text}: {e}")))?;
+        Ok(Reference::Digest(digest))
+    } else {
+        let tag = text
+            .parse()
+            .map_err(|_| ApiError::ManifestInvalid(format!("invalid tag {text:?}")))?;
+        Ok(Reference::Tag(tag))
+    }
+}
+
+pub fn get(
+    ctx: &Ctx,
+    name: &RepoName,
+    reference: &str,
+    head_only: bool,
+) -> Result<Response<Body>, ApiError> {
+    let reference = parse_reference(reference)?;
+    let Some(manifest) = ctx.engine.get_manifest(name, &reference)? else {
+        if !ctx.engine.repo_exists(name)? {
+            return Err(ApiError::NameUnknown(name.to_string()));
+        }
+        return Err(ApiError::ManifestUnknown(reference.to_string()));
+    };
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, manifest.media_type.as_str())
+        .header(header::CONTENT_LENGTH, manifest.bytes.len())
+        .header("Docker-Content-Digest", manifest.digest.to_string());
+    let body = if head_only {
+        empty()
+    } else {
+        full(manifest.bytes)
+    };
+    Ok(response.body(body).expect("manifest headers are valid"))
+}
+
+/// Extra tags from `?tag=`: all valid or none applied; duplicates collapse.
+fn tag_params(query: &Query) -> Result<Vec<Tag>, ApiError> {
+    let mut tags: Vec<Tag> = Vec::new();
+    for (count, text) in query.all("tag").enumerate() {
+        if count >= MAX_TAG_PARAMS {
+            return Err(ApiError::TooManyTags(MAX_TAG_PARAMS));
+        }
+        let tag: Tag = text
+            .parse()
+            .map_err(|_| ApiError::ManifestInvalid(format!("invalid tag {text:?}")))?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(tags)
+}
+
+pub async fn put(
+    ctx: &Ctx,
+    name: &RepoName,
+    reference: &str,
+    query: &Query,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let reference = parse_reference(reference)?;
+    let tags = tag_params(query)?;
+    let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    if declared.is_some_and(|len: u64| len > MANIFEST_MAX_BYTES as u64) {
+        return Err(ApiError::ManifestTooLarge(MANIFEST_MAX_BYTES));
+    }
+    let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);
+    let mut body = req.into_body();
+    let bytes = read_limited(&mut body, MANIFEST_MAX_BYTES, ctx.body_idle)
+        .await?
+        .map_err(ApiError::ManifestTooLarge)?;
+    let outcome = ctx
+        .engine
+        .put_manifest(name, &reference, content_type.as_deref(), bytes, &tags)
+        .await?;
+    let digest = outcome.digest.to_string();
+    let mut response = Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
+        .header(header::CONTENT_LENGTH, 0)
+        .header("Docker-Content-Digest", digest.as_str());
+    if let Some(subject) = &outcome.subject {
+        response = response.header("OCI-Subject", subject.to_string());
+    }
+    for tag in &tags {
+        response = response.header("OCI-Tag", tag.as_str());
+    }
+    Ok(response.body(empty()).expect("manifest headers are valid"))
+}
+
+pub async fn delete(
+    ctx: &Ctx,
+    name: &RepoName,
+    reference: &str,
+) -> Result<Response<Body>, ApiError> {
+    let reference = parse_reference(reference)?;
+    if !ctx.engine.repo_exists(name)? {
+        return Err(ApiError::NameUnknown(name.to_string()));
+    }
+    ctx.engine
+        .delete_manifest(name, &reference)
+        .await
+        .map_err(|e| match e {
+            berth_storage::StorageError::ManifestUnknown => {
+                ApiError::ManifestUnknown(reference.to_string())
+            }
+            other => other.into(),
+        })?;
+    Ok(Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header(header::CONTENT_LENGTH, 0)
+        .body(empty())
+        .expect("static headers are valid"))
+}

@@ -1,0 +1,122 @@
+//! The HTTP layer: one entry point per request ([`handle`]), the router, the OCI handlers and
+//! the error model. Handlers take typed values and call the storage engine; they never touch
+//! the filesystem except to stream a committed blob file.
+
+mod blobs;
+pub mod body;
+pub mod error;
+mod listing;
+mod manifests;
+pub mod router;
+mod uploads;
+
+use std::{convert::Infallible, rc::Rc, sync::Arc, time::Duration};
+
+use berth_storage::Engine;
+use hyper::{body::Incoming, header, Method, Request, Response};
+
+use body::Body;
+use error::ApiError;
+use router::{Endpoint, RouteError};
+
+/// Largest manifest accepted on PUT (the spec asks for at least 4 MB; zot and Distribution
+/// use 4 MiB). Bigger bodies get 413 and are never buffered past this size.
+pub const MANIFEST_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Most `?tag=` parameters on one manifest PUT (zot's limit, from an 8 KiB request target).
+pub const MAX_TAG_PARAMS: usize = 46;
+/// Largest page of a catalog or tags listing; a bigger `n` is clamped to it.
+pub const PAGE_MAX_ENTRIES: usize = 1000;
+
+/// What every handler of a shard shares.
+pub struct Ctx {
+    pub engine: Arc<Engine>,
+    /// Longest gap between two chunks of a request body.
+    pub body_idle: Duration,
+    /// Whether this shard's runtime drives io_uring (blob reads then use it).
+    pub uring: bool,
+}
+
+/// Serves one request. Never fails at the hyper level: every error becomes an OCI error body.
+pub async fn handle(req: Request<Incoming>, ctx: Rc<Ctx>) -> Result<Response<Body>, Infallible> {
+    let head_only = req.method() == Method::HEAD;
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = match dispatch(req, &ctx).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(%method, %path, code = error.oci_code(), %error, "request refused");
+            error.into_response(head_only)
+        }
+    };
+    Ok(response)
+}
+
+async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    let endpoint = match router::route(req.method(), req.uri().path()) {
+        Ok(endpoint) => endpoint,
+        Err(RouteError::NameInvalid(name)) => return Err(ApiError::NameInvalid(name)),
+        Err(RouteError::MethodNotAllowed) => {
+            return Err(ApiError::Unsupported(format!(
+                "method {} not allowed",
+                req.method()
+            )))
+        }
+        Err(RouteError::NotFound) => return Err(ApiError::NotFound),
+    };
+    let query = Query::parse(req.uri().query());
+    let method = req.method().clone();
+    match endpoint {
+        Endpoint::Base => Ok(listing::base()),
+        Endpoint::Discover => Ok(listing::discover()),
+        Endpoint::Catalog => listing::catalog(ctx, &query),
+        Endpoint::TagsList { name } => listing::tags(ctx, &name, &query),
+        Endpoint::Referrers { name, digest } => listing::referrers(ctx, &name, &digest, &query),
+        Endpoint::Manifest { name, reference } => match method {
+            Method::PUT => manifests::put(ctx, &name, &reference, &query, req).await,
+            Method::DELETE => manifests::delete(ctx, &name, &reference).await,
+            _ => manifests::get(ctx, &name, &reference, method == Method::HEAD),
+        },
+        Endpoint::Blob { name, digest } => match method {
+            Method::DELETE => blobs::delete(ctx, &name, &digest).await,
+            _ => blobs::get(ctx, &name, &digest, req.headers(), method == Method::HEAD).await,
+        },
+        Endpoint::UploadStart { name } => uploads::start(ctx, &name, &query, req).await,
+        Endpoint::Upload { name, session } => match method {
+            Method::GET => uploads::status(ctx, &name, &session),
+            Method::PATCH => uploads::patch(ctx, &name, &session, req).await,
+            Method::PUT => uploads::finish(ctx, &name, &session, &query, req).await,
+            _ => uploads::cancel(ctx, &name, &session).await,
+        },
+    }
+}
+
+/// Decoded query parameters, in order (a key may repeat: `?tag=a&tag=b`).
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Query {
+        let pairs = raw
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        Query(pairs)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A value of a request header, if present and valid text.
+fn header_str<'a>(headers: &'a hyper::HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,197 @@
+//! Blob uploads: POST (new session, monolithic `?digest=`, cross-repository `?mount=`), PATCH
+//! (chunked with `Content-Range`, or streamed without), PUT `?digest=` (with or without a
+//! final chunk), GET (status) and DELETE (cancel). Bytes are hashed by the engine as they
+//! arrive; a 201 is sent only once the engine reports the blob durable.
+
+use berth_storage::{
+    oci::{ContentRange, Digest, RepoName, UploadId},
+    UploadWriter,
+};
+use hyper::{body::Incoming, header, Request, Response, StatusCode};
+
+use super::{
+    body::{empty, next_chunk},
+    error::{upload_range, ApiError},
+    header_str, Body, Ctx, Query,
+};
+
+fn session_location(name: &RepoName, id: &UploadId) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+/// 202 with the session's location and what it holds so far.
+fn accepted(name: &RepoName, id: &UploadId, offset: u64, status: StatusCode) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, session_location(name, id))
+        .header(header::RANGE, upload_range(offset))
+        .header(header::CONTENT_LENGTH, 0)
+        .header("Docker-Upload-UUID", id.to_string())
+        .body(empty())
+        .expect("upload headers are valid")
+}
+
+fn created(name: &RepoName, digest: &Digest) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/{digest}"))
+        .header(header::CONTENT_LENGTH, 0)
+        .header("Docker-Content-Digest", digest.to_string())
+        .body(empty())
+        .expect("blob headers are valid")
+}
+
+fn parse_session(text: &str) -> Result<UploadId, ApiError> {
+    text.parse().map_err(|_| ApiError::BlobUploadUnknown)
+}
+
+fn digest_param(query: &Query) -> Result<Digest, ApiError> {
+    let text = query
+        .get("digest")
+        .ok_or_else(|| ApiError::DigestInvalid("the digest parameter is missing".into()))?;
+    text.parse()
+        .map_err(|e| ApiError::DigestInvalid(format!("{text}: {e}")))
+}
+
+/// Streams the request body into the session. On a broken or stalled body the bytes that did
+/// arrive stay in the session (the client can ask for the offset and resume).
+async fn pump(ctx: &Ctx, writer: &mut UploadWriter, body: &mut Incoming) -> Result<(), ApiError> {
+    while let Some(chunk) = next_chunk(body, ctx.body_idle).await? {
+        writer.write(chunk).await?;
+    }
+    Ok(())
+}
+
+/// Runs `pump`, and on failure hands the session back intact before reporting the error.
+async fn pump_or_release(
+    ctx: &Ctx,
+    mut writer: UploadWriter,
+    body: &mut Incoming,
+) -> Result<UploadWriter, ApiError> {
+    match pump(ctx, &mut writer, body).await {
+        Ok(()) => Ok(writer),
+        Err(error) => {
+            if let Err(release) = writer.abandon().await {
+                tracing::warn!(error = %release, "could not release upload session");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Checks a chunk's `Content-Range` against the session: it must start where the session
+/// ends and, when `Content-Length` is given too, both must describe the same byte count.
+fn check_chunk(
+    name: &RepoName,
+    writer: &UploadWriter,
+    req: &Request<Incoming>,
+) -> Result<(), ApiError> {
+    let Some(text) = header_str(req.headers(), header::CONTENT_RANGE) else {
+        return Ok(());
+    };
+    let out_of_range = || ApiError::UploadRangeInvalid {
+        location: session_location(name, writer.id()),
+        offset: writer.offset(),
+    };
+    let range: ContentRange = text.parse().map_err(|_| out_of_range())?;
+    if range.start != writer.offset() {
+        return Err(out_of_range());
+    }
+    let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+    if declared.is_some_and(|len: u64| len != range.len()) {
+        return Err(out_of_range());
+    }
+    Ok(())
+}
+
+pub async fn start(
+    ctx: &Ctx,
+    name: &RepoName,
+    query: &Query,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if let Some(mount) = query.get("mount") {
+        let digest: Digest = mount
+            .parse()
+            .map_err(|e| ApiError::DigestInvalid(format!("{mount}: {e}")))?;
+        let from = match query.get("from") {
+            Some(from) => Some(
+                from.parse::<RepoName>()
+                    .map_err(|_| ApiError::NameInvalid(from.to_owned()))?,
+            ),
+            None => None,
+        };
+        if ctx.engine.mount_blob(from.as_ref(), name, &digest).await? {
+            return Ok(created(name, &digest));
+        }
+        let id = ctx.engine.start_upload(name).await?;
+        return Ok(accepted(name, &id, 0, StatusCode::ACCEPTED));
+    }
+    if query.get("from").is_some() {
+        return Err(ApiError::Unsupported("from= needs mount=".into()));
+    }
+    if query.get("digest").is_some() {
+        let digest = digest_param(query)?;
+        let writer = ctx.engine.begin_monolithic(name).await?;
+        let mut body = req.into_body();
+        let writer = pump_or_release(ctx, writer, &mut body).await?;
+        writer.finish(&digest).await?;
+        return Ok(created(name, &digest));
+    }
+    let id = ctx.engine.start_upload(name).await?;
+    Ok(accepted(name, &id, 0, StatusCode::ACCEPTED))
+}
+
+pub async fn patch(
+    ctx: &Ctx,
+    name: &RepoName,
+    session: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = parse_session(session)?;
+    let writer = ctx.engine.open_upload(name, &id).await?;
+    if let Err(error) = check_chunk(name, &writer, &req) {
+        writer.abandon().await?;
+        return Err(error);
+    }
+    let mut body = req.into_body();
+    let writer = pump_or_release(ctx, writer, &mut body).await?;
+    // 202 promises the chunk survives a crash: persist fsyncs it when commits are durable.
+    let offset = writer.persist().await?;
+    Ok(accepted(name, &id, offset, StatusCode::ACCEPTED))
+}
+
+pub async fn finish(
+    ctx: &Ctx,
+    name: &RepoName,
+    session: &str,
+    query: &Query,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = parse_session(session)?;
+    let digest = digest_param(query)?;
+    let writer = ctx.engine.open_upload(name, &id).await?;
+    if let Err(error) = check_chunk(name, &writer, &req) {
+        writer.abandon().await?;
+        return Err(error);
+    }
+    let mut body = req.into_body();
+    let writer = pump_or_release(ctx, writer, &mut body).await?;
+    writer.finish(&digest).await?;
+    Ok(created(name, &digest))
+}
+
+pub fn status(ctx: &Ctx, name: &RepoName, session: &str) -> Result<Response<Body>, ApiError> {
+    let id = parse_session(session)?;
+    let offset = ctx.engine.upload_status(name, &id)?;
+    Ok(accepted(name, &id, offset, StatusCode::NO_CONTENT))
+}
+
+pub async fn cancel(ctx: &Ctx, name: &RepoName, session: &str) -> Result<Response<Body>, ApiError> {
+    let id = parse_session(session)?;
+    ctx.engine.cancel_upload(name, &id).await?;
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(empty())
+        .expect("static headers are valid"))
+}

@@ -1,0 +1,9 @@
+//! berth, the daemon: configuration, the thread-per-core runtime, the HTTP layer with the OCI
+//! Distribution API, and the command line. `serve` is the composition root.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod runtime;
+pub mod serve;

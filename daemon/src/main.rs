@@ -1,0 +1,22 @@
+//! The `berth` binary: parses the command line and runs the chosen command.
+
+use std::process::ExitCode;
+
+use berth::{cli, serve};
+
+fn main() -> ExitCode {
+    let result = match cli::parse_args() {
+        cli::Command::Serve { config } => {
+            serve::serve(config.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        cli::Command::Verify { config } => Ok(cli::verify(&config)),
+        cli::Command::Fsck { config } => serve::fsck(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("berth: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The thread-per-core runtime. Each shard is one OS thread running a current-thread tokio
+//! runtime driven by io_uring (tokio-uring), with its own SO_REUSEPORT listener: the kernel
+//! spreads connections over shards and a request never leaves the shard that accepted it
+//! (no work stealing). Where io_uring is unavailable, shards run plain tokio and the engine
+//! uses its thread-pool file backend.
+//!
+//! Shutdown: SIGTERM or SIGINT flips a watch channel; every shard stops accepting, lets hyper
+//! finish in-flight requests (graceful shutdown) for at most the drain timeout, then exits.
+
+use std::{
+    io,
+    net::{SocketAddr, TcpListener as StdTcpListener},
+    rc::Rc,
+    sync::Arc,
+    thread,
+    time::Duration,
+};
+
+use hyper::service::service_fn;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+
+use crate::http::{self, Ctx};
+
+/// Submission queue entries per shard ring. Small rings stay far below the 8 MiB memlock
+/// limit of the machines we run on; a shard rarely has more than a few hundred ops in flight.
+const RING_ENTRIES: u32 = 256;
+/// HTTP/2 limits per connection.
+const H2_MAX_STREAMS: u32 = 256;
+const H2_MAX_PENDING_RESETS: usize = 64;
+const H2_MAX_LOCAL_RESETS: usize = 256;
+/// Listen backlog per shard.
+const LISTEN_BACKLOG: i32 = 1024;
+
+pub struct ShardSettings {
+    pub header_read_timeout: Duration,
+    pub body_idle: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// True when this kernel lets us create an io_uring instance.
+pub fn uring_available() -> bool {
+    let mut builder = tokio_uring::builder();
+    builder.entries(8);
+    tokio_uring::Runtime::new(&builder).is_ok()
+}
+
+/// Binds `workers` listeners on the same address (the first decides the port when it is 0).
+pub fn bind_all(addr: SocketAddr, workers: usize) -> io::Result<Vec<StdTcpListener>> {
+    let first = bind_one(addr)?;
+    let bound = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(bind_one(bound)?);
+    }
+    Ok(listeners)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<StdTcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Starts one thread per listener and returns their handles.
+pub fn start_shards(
+    listeners: Vec<StdTcpListener>,
+    engine: Arc<berth_storage::Engine>,
+    settings: Arc<ShardSettings>,
+    uring: bool,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<Vec<thread::JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let engine = engine.clone();
+        let settings = settings.clone();
+        let shutdown = shutdown.clone();
+        let handle = thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || {
+                let shard = shard_main(listener, engine, settings, uring, shutdown);
+                if uring {
+                    let mut builder = tokio_uring::builder();
+                    builder.entries(RING_ENTRIES);
+                    let runtime = tokio_uring::Runtime::new(&builder).expect("io_uring was probed");
+                    runtime.block_on(shard);
+                } else {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a current-thread runtime builds");
+                    tokio::task::LocalSet::new().block_on(&runtime, shard);
+                }
+            })?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Spawns `!Send` futures (hyper's HTTP/2 streams) on the shard's local task set.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::task::spawn_local(future);
+    }
+}
+
+async fn shard_main(
+    listener: StdTcpListener,
+    engine: Arc<berth_storage::Engine>,
+    settings: Arc<ShardSettings>,
+    uring: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener is nonblocking");
+    let ctx = Rc::new(Ctx {
+        engine,
+        body_idle: settings.body_idle,
+        uring,
+    });
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
+    // Explicit reset-flood limits (hyper#3782, hyper#2877) and a stream cap per connection.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_RESETS))
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let service = service_fn(move |req| http::handle(req, ctx.clone()));
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::task::spawn_local(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout reached with requests still in flight");
+    }
+}

@@ -1,0 +1,297 @@
+//! `Engine`: the storage engine's public API (repositories, blobs) and its shared state.
+//!
+//! Rules: one `Engine` is shared by every shard (`Send + Sync`, cheap to clone: an `Arc`).
+//! Reads take no lock and run inline (RocksDB point reads and short scans take
+//! microseconds). Every mutation is one RocksDB `WriteBatch`; when `commit` is on it is
+//! written with a synced WAL on tokio's blocking pool, so the shard thread never waits on an
+//! fsync and concurrent commits meet in RocksDB's group commit. Read-check-write sequences
+//! inside a repository (manifest PUT/delete, blob unlink) hold the repository's stripe lock
+//! (lock.rs); blob upload commits and mounts do not need it.
+//! Upload sessions live in upload.rs, manifests in manifests.rs, fsck in fsck.rs.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::blobstore::BlobStore;
+use crate::error::StorageError;
+use crate::index::{self, BlobRecord, Cf, Index, RefKind};
+use crate::io::{FaultInjector, FaultPoint, Io, IoBackendKind};
+use crate::lock::RepoLocks;
+use crate::oci::{Digest, RepoName};
+use crate::upload::Sessions;
+
+/// How to open the engine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Data directory (zot's `storage.rootDirectory`).
+    pub root: PathBuf,
+    /// Durable commits: fsync files and directories, sync the RocksDB WAL. Default true.
+    pub commit: bool,
+    /// File I/O backend.
+    pub io: IoBackendKind,
+}
+
+impl EngineOptions {
+    /// Durable commits with the portable (`Threads`) backend.
+    pub fn new(root: impl Into<PathBuf>) -> EngineOptions {
+        EngineOptions {
+            root: root.into(),
+            commit: true,
+            io: IoBackendKind::Threads,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) commit: bool,
+    pub(crate) read_only: bool,
+    pub(crate) index: Index,
+    pub(crate) store: BlobStore,
+    pub(crate) io: Io,
+    pub(crate) sessions: Sessions,
+    pub(crate) locks: RepoLocks,
+}
+
+/// The storage engine. Clone it or wrap it in an `Arc`; all clones share one store.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Engine")
+            .field("root", &self.inner.store.root())
+            .field("commit", &self.inner.commit)
+            .field("io", &self.inner.io.kind)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Creates the directories, opens RocksDB and recovers upload sessions (offset = staged
+    /// file length; the hash state is rebuilt from the staged bytes on first use). Blocking:
+    /// call before the shards start.
+    pub fn open(options: EngineOptions) -> Result<Engine, StorageError> {
+        Engine::open_inner(options, None, false)
+    }
+
+    /// Opens an existing store without writing anything (for `berth fsck` next to a running
+    /// daemon, which holds RocksDB's lock). Mutating calls fail. Blocking.
+    pub fn open_read_only(options: EngineOptions) -> Result<Engine, StorageError> {
+        Engine::open_inner(options, None, true)
+    }
+
+    /// `open` with a fault injector wired into every I/O and index write (tests).
+    pub fn open_with_faults(
+        options: EngineOptions,
+        faults: Arc<FaultInjector>,
+    ) -> Result<Engine, StorageError> {
+        Engine::open_inner(options, Some(faults), false)
+    }
+
+    fn open_inner(
+        options: EngineOptions,
+        faults: Option<Arc<FaultInjector>>,
+        read_only: bool,
+    ) -> Result<Engine, StorageError> {
+        let store = BlobStore::new(options.root.clone());
+        if !read_only {
+            store.prepare()?;
+        }
+        let index = Index::open(&store.index_dir(), read_only)?;
+        let inner = Inner {
+            commit: options.commit,
+            read_only,
+            index,
+            store,
+            io: Io {
+                kind: options.io,
+                faults,
+            },
+            sessions: Sessions::new(),
+            locks: RepoLocks::new(),
+        };
+        inner.recover_uploads()?;
+        Ok(Engine {
+            inner: Arc::new(inner),
+        })
+    }
+
+    // ---- repositories
+
+    pub fn repo_exists(&self, repo: &RepoName) -> Result<bool, StorageError> {
+        self.inner
+            .index
+            .contains(Cf::Repos, repo.as_str().as_bytes())
+    }
+
+    /// Repository names sorted bytewise, all greater than `last`, at most `n`.
+    pub fn catalog(&self, last: Option<&str>, n: usize) -> Result<Vec<RepoName>, StorageError> {
+        let mut names = Vec::new();
+        if n == 0 {
+            return Ok(names);
+        }
+        self.inner
+            .index
+            .visit(Cf::Repos, b"", last.map(str::as_bytes), |key, _| {
+                let name = std::str::from_utf8(key)
+                    .ok()
+                    .and_then(|text| text.parse::<RepoName>().ok())
+                    .ok_or_else(|| StorageError::Corrupt("bad repository key".into()))?;
+                names.push(name);
+                Ok(names.len() < n)
+            })?;
+        Ok(names)
+    }
+
+    // ---- blobs
+
+    /// Size of the blob if it is linked in `repo`.
+    pub fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        let digest_text = digest.to_string();
+        let link = index::key(&[repo.as_str(), &digest_text]);
+        if !self.inner.index.contains(Cf::RepoBlobs, &link)? {
+            return Ok(None);
+        }
+        match self.inner.index.get(Cf::Blobs, digest_text.as_bytes())? {
+            Some(value) => Ok(Some(BlobRecord::decode(&value)?.size)),
+            None => Err(StorageError::Corrupt(format!(
+                "{repo} links {digest} but the blob has no record"
+            ))),
+        }
+    }
+
+    /// Final path of a blob. Only meaningful after `stat_blob` said it is linked.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.inner.store.blob_path(digest)
+    }
+
+    /// Unlinks a blob from `repo` (the file stays for GC). Cancel: the unlink either
+    /// committed or not; the repository lock is released either way.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StorageError> {
+        let _guard = self.inner.locks.lock(repo).await;
+        let digest_text = digest.to_string();
+        let link = index::key(&[repo.as_str(), &digest_text]);
+        if !self.inner.index.contains(Cf::RepoBlobs, &link)? {
+            return Err(StorageError::BlobUnknown(digest.clone()));
+        }
+        let referenced = self.inner.index.any_with_prefix(
+            Cf::BlobRefs,
+            &index::prefix(&[repo.as_str(), &digest_text]),
+            |_, value| Ok(RefKind::decode(value)? == RefKind::Blob),
+        )?;
+        if referenced {
+            return Err(StorageError::BlobReferenced(digest.clone()));
+        }
+        let mut batch = index::Batch::default();
+        batch.delete(Cf::RepoBlobs, link);
+        self.inner.write_index(batch).await
+    }
+
+    /// Links `digest` into `to` if it is linked in `to` already or in `from`. Returns false
+    /// when neither holds (the caller then opens an upload session). Cancel: as delete_blob.
+    pub async fn mount_blob(
+        &self,
+        from: Option<&RepoName>,
+        to: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, StorageError> {
+        let size = match self.stat_blob(to, digest)? {
+            Some(_) => return Ok(true),
+            None => match from {
+                Some(from) => self.stat_blob(from, digest)?,
+                None => None,
+            },
+        };
+        let Some(size) = size else {
+            return Ok(false);
+        };
+        let batch = self.inner.link_batch(to, digest, size)?;
+        self.inner.write_index(batch).await?;
+        Ok(true)
+    }
+}
+
+impl Inner {
+    /// Writes a batch: synced on the blocking pool when `commit` is on, else inline (an
+    /// unsynced write only appends to the WAL in the page cache). Cancel: the blocking task
+    /// runs to completion, so the batch is applied or not regardless of the caller.
+    pub(crate) async fn write_index(
+        self: &Arc<Self>,
+        batch: index::Batch,
+    ) -> Result<(), StorageError> {
+        self.io.fault(FaultPoint::IndexWrite)?;
+        if !self.commit {
+            return self.index.write(batch, false);
+        }
+        let inner = Arc::clone(self);
+        tokio::task::spawn_blocking(move || inner.index.write(batch, true))
+            .await
+            .map_err(|error| StorageError::Index(format!("index write task failed: {error}")))?
+    }
+
+    /// Err unless the engine was opened for writing.
+    pub(crate) fn writable(&self) -> Result<(), StorageError> {
+        match self.read_only {
+            true => Err(StorageError::Index("engine opened read-only".into())),
+            false => Ok(()),
+        }
+    }
+
+    /// Batch that records a committed blob of `size` and links it into `repo` (creating the
+    /// repository record when missing). Existing blob and repository records are kept, so
+    /// their creation times stay those of the first commit.
+    pub(crate) fn link_batch(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<index::Batch, StorageError> {
+        let now = index::now_ms();
+        let digest_text = digest.to_string();
+        let mut batch = index::Batch::default();
+        if !self.index.contains(Cf::Blobs, digest_text.as_bytes())? {
+            let record = BlobRecord {
+                size,
+                created_ms: now,
+            };
+            batch.put(Cf::Blobs, digest_text.clone().into_bytes(), record.encode());
+        }
+        batch.put(
+            Cf::RepoBlobs,
+            index::key(&[repo.as_str(), &digest_text]),
+            index::encode_time(now),
+        );
+        self.repo_record(repo, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// Adds the repository record to `batch` if the repository is new.
+    pub(crate) fn repo_record(
+        &self,
+        repo: &RepoName,
+        batch: &mut index::Batch,
+    ) -> Result<(), StorageError> {
+        if !self.index.contains(Cf::Repos, repo.as_str().as_bytes())? {
+            batch.put(
+                Cf::Repos,
+                repo.as_str().as_bytes().to_vec(),
+                index::encode_time(index::now_ms()),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        assert_send_sync::<Engine>();
+    }
+}

@@ -1,0 +1,286 @@
+//! fsck: checks that the index and the files agree and that stored content is what its
+//! name says. Read-only; blocking (it hashes every blob): run it from the CLI or the
+//! blocking pool, never on a shard.
+//!
+//! Problems (fsck fails): a link without a blob record; a blob record without its file, with
+//! the wrong size, or whose content hashes to another digest; a file under blobs/ whose
+//! content does not match its name or whose name is not a digest; a tag without its
+//! manifest; a manifest whose bytes do not hash to its key, that no longer parses, whose
+//! config/layers are not linked in its repository or whose index children are absent; a
+//! referrer entry or reference record whose manifest is gone.
+//! Info (reported, not failures): complete blob files without a record (orphans of an
+//! interrupted commit or an unlink; GC reclaims them) and idle upload sessions.
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::engine::Engine;
+use crate::error::StorageError;
+use crate::index::{self, BlobRecord, Cf, ManifestRecord, TagRecord};
+use crate::io::hash_file_blocking;
+use crate::manifests::{is_foreign_layer, references};
+use crate::oci::{parse_manifest, Digest};
+
+/// One finding, printed as one human-readable line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsckProblem(pub String);
+
+impl fmt::Display for FsckProblem {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Failures: the store is inconsistent or content is damaged.
+    pub problems: Vec<FsckProblem>,
+    /// Informational findings (orphan blob files, idle upload sessions).
+    pub info: Vec<FsckProblem>,
+    pub blobs_checked: u64,
+    pub manifests_checked: u64,
+}
+
+impl FsckReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, line: String) {
+        self.problems.push(FsckProblem(line));
+    }
+}
+
+impl Engine {
+    /// Checks the whole store. See the module comment for what counts as a problem.
+    pub fn fsck(&self) -> Result<FsckReport, StorageError> {
+        let mut report = FsckReport::default();
+        let recorded = self.fsck_blob_records(&mut report)?;
+        self.fsck_blob_files(&recorded, &mut report)?;
+        self.fsck_links(&mut report)?;
+        self.fsck_manifests(&mut report)?;
+        self.fsck_tags_and_refs(&mut report)?;
+        let index = &self.inner.index;
+        index.visit(Cf::Uploads, b"", None, |key, _| {
+            report.info.push(FsckProblem(format!(
+                "upload session {} is open",
+                String::from_utf8_lossy(key)
+            )));
+            Ok(true)
+        })?;
+        Ok(report)
+    }
+
+    /// Every blob record: file present, right size, content hashes to its name.
+    fn fsck_blob_records(&self, report: &mut FsckReport) -> Result<HashSet<PathBuf>, StorageError> {
+        let mut records = Vec::new();
+        self.inner.index.visit(Cf::Blobs, b"", None, |key, value| {
+            records.push((key.to_vec(), BlobRecord::decode(value)));
+            Ok(true)
+        })?;
+        let mut recorded = HashSet::new();
+        for (key, record) in records {
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let (Ok(digest), Ok(record)) = (name.parse::<Digest>(), record) else {
+                report.problem(format!("blob record {name:?} is malformed"));
+                continue;
+            };
+            report.blobs_checked += 1;
+            let path = self.blob_path(&digest);
+            recorded.insert(path.clone());
+            match std::fs::metadata(&path) {
+                Err(error) => report.problem(format!("blob {digest}: file {path:?}: {error}")),
+                Ok(metadata) if metadata.len() != record.size => report.problem(format!(
+                    "blob {digest}: file has {} bytes, record says {}",
+                    metadata.len(),
+                    record.size
+                )),
+                Ok(_) => match hash_file_blocking(&path, record.size, digest.algorithm()) {
+                    Err(error) => report.problem(format!("blob {digest}: read failed: {error}")),
+                    Ok(hasher) => {
+                        let actual = hasher.finalize();
+                        if actual != digest {
+                            report.problem(format!("blob {digest}: content hashes to {actual}"));
+                        }
+                    }
+                },
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Every file under blobs/: named like a digest in its fan-out directory; files without
+    /// a record must still hash to their name (then they are orphans, reported as info).
+    fn fsck_blob_files(
+        &self,
+        recorded: &HashSet<PathBuf>,
+        report: &mut FsckReport,
+    ) -> Result<(), StorageError> {
+        let blobs = self.inner.store.blobs_dir();
+        for algorithm_dir in std::fs::read_dir(&blobs)? {
+            let algorithm_dir = algorithm_dir?.path();
+            for fanout in std::fs::read_dir(&algorithm_dir)? {
+                let fanout = fanout?.path();
+                if !fanout.is_dir() {
+                    report.problem(format!("stray file {fanout:?} in blobs/"));
+                    continue;
+                }
+                for file in std::fs::read_dir(&fanout)? {
+                    let path = file?.path();
+                    if recorded.contains(&path) {
+                        continue;
+                    }
+                    let algorithm = algorithm_dir.file_name().and_then(|name| name.to_str());
+                    let hex = path.file_name().and_then(|name| name.to_str());
+                    let digest = match (algorithm, hex) {
+                        (Some(algorithm), Some(hex)) => {
+                            format!("{algorithm}:{hex}").parse::<Digest>().ok()
+                        }
+                        _ => None,
+                    };
+                    let Some(digest) = digest.filter(|digest| self.blob_path(digest) == path)
+                    else {
+                        report.problem(format!("stray file {path:?} is not named by a digest"));
+                        continue;
+                    };
+                    let length = std::fs::metadata(&path)?.len();
+                    let actual = hash_file_blocking(&path, length, digest.algorithm())
+                        .map(|hasher| hasher.finalize());
+                    match actual {
+                        Ok(actual) if actual == digest => report.info.push(FsckProblem(format!(
+                            "orphan blob file {digest} ({length} bytes)"
+                        ))),
+                        Ok(_) => report.problem(format!(
+                            "file {path:?} has content that does not match its name"
+                        )),
+                        Err(error) => report.problem(format!("file {path:?}: {error}")),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every repo_blobs link has a blob record.
+    fn fsck_links(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+        let index = &self.inner.index;
+        index.visit(Cf::RepoBlobs, b"", None, |key, _| {
+            let parts = index::split_key(key)?;
+            match parts.as_slice() {
+                [repo, digest] => {
+                    if !index.contains(Cf::Blobs, digest.as_bytes())? {
+                        report.problem(format!("{repo}: links {digest}, which has no record"));
+                    }
+                }
+                _ => report.problem(format!(
+                    "malformed link key {:?}",
+                    String::from_utf8_lossy(key)
+                )),
+            }
+            Ok(true)
+        })
+    }
+
+    /// Every manifest: bytes hash to its key, parse, references present in its repository.
+    fn fsck_manifests(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+        let index = &self.inner.index;
+        index.visit(Cf::Manifests, b"", None, |key, value| {
+            report.manifests_checked += 1;
+            let parts = index::split_key(key)?;
+            let [repo, digest_text] = parts.as_slice() else {
+                report.problem(format!(
+                    "malformed manifest key {:?}",
+                    String::from_utf8_lossy(key)
+                ));
+                return Ok(true);
+            };
+            let (Ok(digest), Ok(record)) =
+                (digest_text.parse::<Digest>(), ManifestRecord::decode(value))
+            else {
+                report.problem(format!("{repo}: manifest {digest_text}: malformed record"));
+                return Ok(true);
+            };
+            let actual = Digest::of(digest.algorithm(), &record.bytes);
+            if actual != digest {
+                report.problem(format!("{repo}: manifest {digest}: bytes hash to {actual}"));
+            }
+            let parsed = match parse_manifest(&record.bytes, Some(&record.media_type)) {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    report.problem(format!("{repo}: manifest {digest} does not parse: {error}"));
+                    return Ok(true);
+                }
+            };
+            for descriptor in parsed.blob_references().filter(|d| !is_foreign_layer(d)) {
+                let link = index::key(&[repo, &descriptor.digest.to_string()]);
+                if !index.contains(Cf::RepoBlobs, &link)? {
+                    report.problem(format!(
+                        "{repo}: manifest {digest} references blob {} not linked in the repository",
+                        descriptor.digest
+                    ));
+                }
+            }
+            for child in &parsed.manifests {
+                let child_key = index::key(&[repo, &child.digest.to_string()]);
+                if !index.contains(Cf::Manifests, &child_key)? {
+                    report.problem(format!(
+                        "{repo}: index {digest} lists manifest {} which is absent",
+                        child.digest
+                    ));
+                }
+            }
+            for (referenced, _) in references(&parsed) {
+                let reference_key = index::key(&[repo, &referenced.to_string(), digest_text]);
+                if !index.contains(Cf::BlobRefs, &reference_key)? {
+                    report.problem(format!(
+                        "{repo}: manifest {digest}: reference record for {referenced} missing"
+                    ));
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Tags, referrer entries and reference records point at manifests that exist.
+    fn fsck_tags_and_refs(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+        let index = &self.inner.index;
+        index.visit(Cf::Tags, b"", None, |key, value| {
+            let parts = index::split_key(key)?;
+            match (parts.as_slice(), TagRecord::decode(value)) {
+                ([repo, tag], Ok(record)) => {
+                    let manifest = index::key(&[repo, &record.digest.to_string()]);
+                    if !index.contains(Cf::Manifests, &manifest)? {
+                        report.problem(format!(
+                            "{repo}: tag {tag} points at missing manifest {}",
+                            record.digest
+                        ));
+                    }
+                }
+                _ => report.problem(format!("malformed tag {:?}", String::from_utf8_lossy(key))),
+            }
+            Ok(true)
+        })?;
+        for (cf, what) in [
+            (Cf::Referrers, "referrer entry"),
+            (Cf::BlobRefs, "reference record"),
+        ] {
+            index.visit(cf, b"", None, |key, _| {
+                let parts = index::split_key(key)?;
+                match parts.as_slice() {
+                    [repo, _, manifest] => {
+                        if !index.contains(Cf::Manifests, &index::key(&[repo, manifest]))? {
+                            report
+                                .problem(format!("{repo}: {what} of missing manifest {manifest}"));
+                        }
+                    }
+                    _ => report.problem(format!(
+                        "malformed {what} {:?}",
+                        String::from_utf8_lossy(key)
+                    )),
+                }
+                Ok(true)
+            })?;
+        }
+        Ok(())
+    }
+}

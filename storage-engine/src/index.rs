@@ -1,0 +1,443 @@
+//! The RocksDB index: column families, key layout, value codecs, write batches.
+//!
+//! Rules: keys are byte strings of validated names joined by a NUL byte (no name, tag or
+//! digest can contain NUL), so a prefix `a\0` matches repository `a` exactly and never
+//! `a/b` or `ab`. Values have fixed binary layouts (big-endian integers, u16 length prefixes)
+//! drawn in DESIGN.md; decoding a bad value is `StorageError::Corrupt`, never a panic.
+//! Reads run inline (microseconds); `Index::write` with `sync` blocks on the WAL fsync and
+//! must only be called from the blocking pool (engine.rs does that).
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
+
+use crate::error::StorageError;
+use crate::oci::{Digest, RepoName};
+
+/// Column families, one per kind of record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cf {
+    Blobs,
+    RepoBlobs,
+    Manifests,
+    Tags,
+    Referrers,
+    BlobRefs,
+    Repos,
+    Uploads,
+}
+
+impl Cf {
+    pub(crate) const ALL: [Cf; 8] = [
+        Cf::Blobs,
+        Cf::RepoBlobs,
+        Cf::Manifests,
+        Cf::Tags,
+        Cf::Referrers,
+        Cf::BlobRefs,
+        Cf::Repos,
+        Cf::Uploads,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Cf::Blobs => "blobs",
+            Cf::RepoBlobs => "repo_blobs",
+            Cf::Manifests => "manifests",
+            Cf::Tags => "tags",
+            Cf::Referrers => "referrers",
+            Cf::BlobRefs => "blob_refs",
+            Cf::Repos => "repos",
+            Cf::Uploads => "uploads",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `parts` joined by NUL.
+pub(crate) fn key(parts: &[&str]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|part| part.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
+
+/// `parts` each followed by NUL: the prefix of every key that extends them.
+pub(crate) fn prefix(parts: &[&str]) -> Vec<u8> {
+    let mut prefix = key(parts);
+    prefix.push(0);
+    prefix
+}
+
+/// Splits a key into its NUL-separated UTF-8 parts.
+pub(crate) fn split_key(key: &[u8]) -> Result<Vec<&str>, StorageError> {
+    key.split(|byte| *byte == 0)
+        .map(|part| std::str::from_utf8(part).map_err(|_| corrupt("key is not UTF-8", key)))
+        .collect()
+}
+
+fn corrupt(what: &str, bytes: &[u8]) -> StorageError {
+    StorageError::Corrupt(format!("{what}: {}", String::from_utf8_lossy(bytes)))
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes
+        .get(at..at + 8)
+        .map(|slice| u64::from_be_bytes(slice.try_into().expect("slice of 8")))
+}
+
+fn read_str(bytes: &[u8], at: usize) -> Option<(&str, usize)> {
+    let length = u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize;
+    let text = std::str::from_utf8(bytes.get(at + 2..at + 2 + length)?).ok()?;
+    Some((text, at + 2 + length))
+}
+
+fn push_str(out: &mut Vec<u8>, text: &str) {
+    // Media types and digests are far below 64 KiB (manifest parsing bounds them).
+    let length = u16::try_from(text.len()).expect("short string in index value");
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// blobs: digest -> size, created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlobRecord {
+    pub(crate) size: u64,
+    pub(crate) created_ms: u64,
+}
+
+impl BlobRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.extend_from_slice(&self.created_ms.to_be_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<BlobRecord, StorageError> {
+        match (bytes.len(), read_u64(bytes, 0), read_u64(bytes, 8)) {
+            (16, Some(size), Some(created_ms)) => Ok(BlobRecord { size, created_ms }),
+            _ => Err(corrupt("bad blob record", bytes)),
+        }
+    }
+}
+
+/// A single timestamp value (repo_blobs link time, repos created time).
+pub(crate) fn encode_time(ms: u64) -> Vec<u8> {
+    ms.to_be_bytes().to_vec()
+}
+
+/// manifests: repo\0digest -> version 1, pushed, media type, subject, bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ManifestRecord {
+    pub(crate) pushed_ms: u64,
+    pub(crate) media_type: String,
+    pub(crate) subject: Option<Digest>,
+    pub(crate) bytes: Bytes,
+}
+
+const MANIFEST_RECORD_VERSION: u8 = 1;
+
+impl ManifestRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let subject = self.subject.as_ref().map(Digest::to_string);
+        let mut out = Vec::with_capacity(self.bytes.len() + self.media_type.len() + 96);
+        out.push(MANIFEST_RECORD_VERSION);
+        out.extend_from_slice(&self.pushed_ms.to_be_bytes());
+        push_str(&mut out, &self.media_type);
+        push_str(&mut out, subject.as_deref().unwrap_or(""));
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<ManifestRecord, StorageError> {
+        let bad = || corrupt("bad manifest record", &bytes[..bytes.len().min(64)]);
+        if bytes.first() != Some(&MANIFEST_RECORD_VERSION) {
+            return Err(bad());
+        }
+        let pushed_ms = read_u64(bytes, 1).ok_or_else(bad)?;
+        let (media_type, at) = read_str(bytes, 9).ok_or_else(bad)?;
+        let (subject, at) = read_str(bytes, at).ok_or_else(bad)?;
+        let subject = match subject {
+            "" => None,
+            text => Some(text.parse::<Digest>().map_err(|_| bad())?),
+        };
+        Ok(ManifestRecord {
+            pushed_ms,
+            media_type: media_type.to_owned(),
+            subject,
+            bytes: Bytes::copy_from_slice(&bytes[at..]),
+        })
+    }
+}
+
+/// tags: repo\0tag -> pushed, digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TagRecord {
+    pub(crate) pushed_ms: u64,
+    pub(crate) digest: Digest,
+}
+
+impl TagRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = self.pushed_ms.to_be_bytes().to_vec();
+        out.extend_from_slice(self.digest.to_string().as_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<TagRecord, StorageError> {
+        let bad = || corrupt("bad tag record", bytes);
+        let pushed_ms = read_u64(bytes, 0).ok_or_else(bad)?;
+        let digest = std::str::from_utf8(&bytes[8..])
+            .ok()
+            .and_then(|text| text.parse::<Digest>().ok())
+            .ok_or_else(bad)?;
+        Ok(TagRecord { pushed_ms, digest })
+    }
+}
+
+/// blob_refs value: what the referenced digest is to the referencing manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefKind {
+    /// A config or layer blob of an image manifest.
+    Blob,
+    /// A child manifest of an index.
+    Manifest,
+}
+
+impl RefKind {
+    pub(crate) fn encode(self) -> Vec<u8> {
+        vec![match self {
+            RefKind::Blob => b'b',
+            RefKind::Manifest => b'm',
+        }]
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<RefKind, StorageError> {
+        match bytes {
+            b"b" => Ok(RefKind::Blob),
+            b"m" => Ok(RefKind::Manifest),
+            _ => Err(corrupt("bad blob_refs value", bytes)),
+        }
+    }
+}
+
+/// uploads: id -> started, repo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UploadRecord {
+    pub(crate) started_ms: u64,
+    pub(crate) repo: RepoName,
+}
+
+impl UploadRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = self.started_ms.to_be_bytes().to_vec();
+        out.extend_from_slice(self.repo.as_str().as_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<UploadRecord, StorageError> {
+        let bad = || corrupt("bad upload record", bytes);
+        let started_ms = read_u64(bytes, 0).ok_or_else(bad)?;
+        let repo = std::str::from_utf8(&bytes[8..])
+            .ok()
+            .and_then(|text| text.parse::<RepoName>().ok())
+            .ok_or_else(bad)?;
+        Ok(UploadRecord { started_ms, repo })
+    }
+}
+
+/// A write batch built without touching RocksDB types, so it can cross into the blocking
+/// pool (rocksdb's WriteBatch is not `Send`).
+#[derive(Default)]
+pub(crate) struct Batch {
+    ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub(crate) fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((cf, key, Some(value)));
+    }
+
+    pub(crate) fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.ops.push((cf, key, None));
+    }
+
+    pub(crate) fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+}
+
+pub(crate) struct Index {
+    db: DB,
+}
+
+impl Index {
+    /// Opens (creating if needed) for reading and writing, or read-only (no creation; the
+    /// WAL is replayed as of open, so a running daemon's later writes are not seen).
+    pub(crate) fn open(path: &Path, read_only: bool) -> Result<Index, StorageError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Built without compression libraries (rocksdb default features off).
+        options.set_compression_type(rocksdb::DBCompressionType::None);
+        let families = Cf::ALL.iter().map(|cf| {
+            let mut family_options = Options::default();
+            family_options.set_compression_type(rocksdb::DBCompressionType::None);
+            ColumnFamilyDescriptor::new(cf.name(), family_options)
+        });
+        let db = match read_only {
+            true => DB::open_cf_descriptors_read_only(&options, path, families, false)?,
+            false => DB::open_cf_descriptors(&options, path, families)?,
+        };
+        Ok(Index { db })
+    }
+
+    fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("every column family is created at open")
+    }
+
+    pub(crate) fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.handle(cf), key)?)
+    }
+
+    pub(crate) fn contains(&self, cf: Cf, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.db.get_pinned_cf(self.handle(cf), key)?.is_some())
+    }
+
+    /// Calls `visit` for each key starting with `prefix` in order, starting after `after`
+    /// (exclusive) when given, until `visit` returns false.
+    pub(crate) fn visit(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StorageError>,
+    ) -> Result<(), StorageError> {
+        let start = after.unwrap_or(prefix);
+        let mode = IteratorMode::From(start, Direction::Forward);
+        for item in self.db.iterator_cf(self.handle(cf), mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if after.is_some_and(|after| &*key <= after) {
+                continue;
+            }
+            if !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// True if some key starts with `prefix`.
+    pub(crate) fn any_with_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        mut matches: impl FnMut(&[u8], &[u8]) -> Result<bool, StorageError>,
+    ) -> Result<bool, StorageError> {
+        let mut found = false;
+        self.visit(cf, prefix, None, |key, value| {
+            found = matches(key, value)?;
+            Ok(!found)
+        })?;
+        Ok(found)
+    }
+
+    /// Applies the batch atomically. With `sync` this waits for the WAL fsync: call it from
+    /// the blocking pool. Concurrent synced writers are grouped by RocksDB into one fsync.
+    pub(crate) fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
+        let mut write_batch = rocksdb::WriteBatch::default();
+        for (cf, key, value) in batch.ops {
+            match value {
+                Some(value) => write_batch.put_cf(self.handle(cf), key, value),
+                None => write_batch.delete_cf(self.handle(cf), key),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        Ok(self.db.write_opt(write_batch, &options)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_prefixes() {
+        assert_eq!(key(&["a", "b"]), b"a\0b");
+        assert_eq!(prefix(&["a"]), b"a\0");
+        assert_eq!(
+            split_key(b"a/b\0latest").expect("utf8"),
+            vec!["a/b", "latest"]
+        );
+        assert!(!key(&["a/b", "x"]).starts_with(&prefix(&["a"])));
+    }
+
+    #[test]
+    fn records_round_trip_and_reject_garbage() {
+        let digest = Digest::of(crate::oci::Algorithm::Sha256, b"x");
+        let blob = BlobRecord {
+            size: 7,
+            created_ms: 9,
+        };
+        assert_eq!(BlobRecord::decode(&blob.encode()).expect("decode"), blob);
+        assert!(BlobRecord::decode(b"short").is_err());
+        let manifest = ManifestRecord {
+            pushed_ms: 3,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            subject: Some(digest.clone()),
+            bytes: Bytes::from_static(b"{\"schemaVersion\":2}"),
+        };
+        assert_eq!(
+            ManifestRecord::decode(&manifest.encode()).expect("decode"),
+            manifest
+        );
+        let no_subject = ManifestRecord {
+            subject: None,
+            ..manifest
+        };
+        assert_eq!(
+            ManifestRecord::decode(&no_subject.encode()).expect("decode"),
+            no_subject
+        );
+        assert!(ManifestRecord::decode(&[1, 0, 0]).is_err());
+        assert!(ManifestRecord::decode(&[2]).is_err());
+        let tag = TagRecord {
+            pushed_ms: 5,
+            digest,
+        };
+        assert_eq!(TagRecord::decode(&tag.encode()).expect("decode"), tag);
+        assert!(TagRecord::decode(b"12345678sha256:zz").is_err());
+        let upload = UploadRecord {
+            started_ms: 1,
+            repo: "a/b".parse().expect("name"),
+        };
+        assert_eq!(
+            UploadRecord::decode(&upload.encode()).expect("decode"),
+            upload
+        );
+        assert_eq!(
+            RefKind::decode(&RefKind::Manifest.encode()).expect("decode"),
+            RefKind::Manifest
+        );
+        assert!(RefKind::decode(b"x").is_err());
+    }
+}

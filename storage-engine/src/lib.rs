@@ -1,0 +1,36 @@
+//! berth's storage engine. `oci` holds the OCI domain types and their strict parsers and
+//! compiles without any heavy dependency; everything else (blob store, upload sessions,
+//! RocksDB index) sits behind the default `engine` feature.
+pub mod oci;
+
+#[cfg(feature = "engine")]
+mod blobstore;
+#[cfg(feature = "engine")]
+mod engine;
+#[cfg(feature = "engine")]
+mod error;
+#[cfg(feature = "engine")]
+mod fsck;
+#[cfg(feature = "engine")]
+mod index;
+#[cfg(feature = "engine")]
+mod io;
+#[cfg(feature = "engine")]
+mod lock;
+#[cfg(feature = "engine")]
+mod manifests;
+#[cfg(feature = "engine")]
+mod upload;
+
+#[cfg(feature = "engine")]
+pub use engine::{Engine, EngineOptions};
+#[cfg(feature = "engine")]
+pub use error::StorageError;
+#[cfg(feature = "engine")]
+pub use fsck::{FsckProblem, FsckReport};
+#[cfg(feature = "engine")]
+pub use io::{FaultInjector, FaultPoint, IoBackendKind};
+#[cfg(feature = "engine")]
+pub use manifests::{PutManifestOutcome, StoredManifest};
+#[cfg(feature = "engine")]
+pub use upload::UploadWriter;

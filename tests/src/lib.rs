@@ -1,0 +1,111 @@
+//! Shared harness for the integration tests in `tests/tests/*.rs`.
+//!
+//! Owns: starting and stopping the real `berth` binary ([`Berth`]), the CNCF Distribution peer
+//! ([`Distribution`]), building valid OCI content ([`random_image`], [`write_oci_layout`]),
+//! pushing it over plain HTTP ([`push_image`]), and whole-registry snapshots for "nothing
+//! changed" assertions ([`assert_no_state_change`]).
+//!
+//! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
+//! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
+//! external client never passes silently when `BERTH_REQUIRE_TOOLS=1` (CI sets it).
+
+mod daemon;
+mod image;
+mod peer;
+mod snapshot;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use daemon::{merge_patch, Berth};
+pub use image::{
+    fetch_blob, fetch_manifest, gzip_stored, push_blob, push_image, random_bytes, random_image,
+    tar_layer, try_push_blob, try_push_manifest, write_oci_layout, Image, PushError,
+    MANIFEST_ACCEPT,
+};
+pub use peer::Distribution;
+pub use snapshot::{assert_no_state_change, snapshot, Snapshot};
+
+pub use reqwest::blocking::Client;
+
+/// The `berth` binary under test: `$BERTH_BIN`, else `target/<profile>/berth` next to the
+/// directory holding the test executable (`target/<profile>/deps/<test>`).
+pub fn berth_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("BERTH_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe is readable");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    profile_dir.join("berth")
+}
+
+/// An HTTP client for talking to a registry directly: redirects are never followed (tests
+/// assert on `Location`), no proxy from the environment, bounded timeouts.
+pub fn http() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("reqwest client builds")
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// True when `name` is an executable on `PATH`. When it is missing and `BERTH_REQUIRE_TOOLS=1`,
+/// panics instead: CI must fail loudly rather than skip a client test.
+pub fn require_tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths).any(|dir| {
+                let candidate = dir.join(name);
+                candidate.is_file()
+                    && std::fs::metadata(&candidate)
+                        .map(|m| {
+                            use std::os::unix::fs::PermissionsExt as _;
+                            m.permissions().mode() & 0o111 != 0
+                        })
+                        .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("BERTH_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("required tool `{name}` is not on PATH (BERTH_REQUIRE_TOOLS=1)");
+        }
+        eprintln!("SKIPPED: `{name}` is not on PATH (set BERTH_REQUIRE_TOOLS=1 to fail instead)");
+    }
+    found
+}
+
+/// Runs a command to completion and returns (success, stdout, stderr). Used for the real
+/// clients, whose failures must show their stderr in the test output.
+pub fn run_cmd(cmd: &mut std::process::Command) -> (bool, String, String) {
+    let output = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Like [`run_cmd`] but panics with the command, its stdout and stderr on failure.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let (ok, stdout, stderr) = run_cmd(cmd);
+    assert!(
+        ok,
+        "command failed: {cmd:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
