@@ -27,14 +27,19 @@ pub async fn get(
         .engine
         .stat_blob(name, &digest)?
         .ok_or_else(|| ApiError::BlobUnknown(digest.to_string()))?;
-    // An unparsable or multi-range Range header is ignored (RFC 9110 14.2): the whole blob.
-    let range = header_str(headers, header::RANGE).and_then(|r| r.parse::<ByteRange>().ok());
+    // A multi-range or non-byte Range header is ignored (RFC 9110 14.2): the whole blob. A
+    // single byte range that is malformed, inverted or outside the blob is 416.
+    let range = header_str(headers, header::RANGE)
+        .filter(|r| r.starts_with("bytes=") && !r.contains(','))
+        .map(|r| {
+            r.parse::<ByteRange>()
+                .ok()
+                .and_then(|range| range.resolve(size))
+        });
     let (status, start, end) = match range {
         None => (StatusCode::OK, 0, size.saturating_sub(1)),
-        Some(range) => match range.resolve(size) {
-            Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
-            None => return Err(ApiError::BlobRangeInvalid { size }),
-        },
+        Some(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Some(None) => return Err(ApiError::BlobRangeInvalid { size }),
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
     let mut response = Response::builder()

@@ -49,6 +49,9 @@ pub enum ApiError {
     Denied(String),
     #[error("the operation is unsupported")]
     Unsupported(String),
+    /// A manifest format berth knows and refuses (Docker schema 1).
+    #[error("the manifest format is unsupported")]
+    ManifestFormatUnsupported(String),
     #[error("not found")]
     NotFound,
     #[error("internal error")]
@@ -76,7 +79,7 @@ impl ApiError {
             ApiError::SizeInvalid(_) => "SIZE_INVALID",
             ApiError::TooManyTags(_) => "MANIFEST_INVALID",
             ApiError::Denied(_) => "DENIED",
-            ApiError::Unsupported(_) => "UNSUPPORTED",
+            ApiError::Unsupported(_) | ApiError::ManifestFormatUnsupported(_) => "UNSUPPORTED",
             ApiError::Internal(_) => "UNKNOWN",
         }
     }
@@ -97,7 +100,8 @@ impl ApiError {
             | ApiError::ManifestInvalid(_)
             | ApiError::NameInvalid(_)
             | ApiError::PaginationNumberInvalid(_)
-            | ApiError::SizeInvalid(_) => StatusCode::BAD_REQUEST,
+            | ApiError::SizeInvalid(_)
+            | ApiError::ManifestFormatUnsupported(_) => StatusCode::BAD_REQUEST,
             ApiError::ManifestMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ManifestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyTags(_) => StatusCode::URI_TOO_LONG,
@@ -120,7 +124,8 @@ impl ApiError {
             | ApiError::PaginationNumberInvalid(reason)
             | ApiError::SizeInvalid(reason)
             | ApiError::Denied(reason)
-            | ApiError::Unsupported(reason) => json!({ "reason": reason }),
+            | ApiError::Unsupported(reason)
+            | ApiError::ManifestFormatUnsupported(reason) => json!({ "reason": reason }),
             ApiError::TooManyTags(max) | ApiError::ManifestTooLarge(max) => json!({ "limit": max }),
             ApiError::UploadRangeInvalid { offset, .. } => json!({ "offset": offset }),
             ApiError::BlobRangeInvalid { size } => json!({ "size": size }),
@@ -189,7 +194,9 @@ impl From<StorageError> for ApiError {
             StorageError::ManifestUnknown => ApiError::ManifestUnknown(String::new()),
             StorageError::ManifestInvalid(reason) => ApiError::ManifestInvalid(reason),
             StorageError::ManifestUnsupportedMediaType(t) => ApiError::ManifestMediaType(t),
-            StorageError::ManifestUnsupported(reason) => ApiError::Unsupported(reason),
+            StorageError::ManifestUnsupported(reason) => {
+                ApiError::ManifestFormatUnsupported(reason)
+            }
             StorageError::ManifestBlobUnknown(d) => ApiError::ManifestBlobUnknown(d.to_string()),
             StorageError::ManifestReferenced(d) => {
                 ApiError::Denied(format!("manifest is referenced by index {d}"))

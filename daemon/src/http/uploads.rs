@@ -98,8 +98,11 @@ fn check_chunk(
         return Err(out_of_range());
     }
     let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
-    if declared.is_some_and(|len: u64| len != range.len()) {
-        return Err(out_of_range());
+    if let Some(declared) = declared.filter(|len: &u64| *len != range.len()) {
+        return Err(ApiError::SizeInvalid(format!(
+            "Content-Range {text} covers {} bytes, Content-Length says {declared}",
+            range.len()
+        )));
     }
     Ok(())
 }
