@@ -105,6 +105,21 @@ pub async fn read_limited(
     Ok(Ok(Bytes::from(buf)))
 }
 
+/// Most bytes of a refused body read and discarded before answering, so that a client still
+/// sending gets the error response instead of a broken pipe (Go's servers do the same).
+pub const DRAIN_MAX_BYTES: usize = 256 * 1024;
+
+/// Reads and discards up to [`DRAIN_MAX_BYTES`] of a body that is being refused.
+pub async fn drain(body: &mut Incoming, idle: Duration) {
+    let mut drained = 0;
+    while drained < DRAIN_MAX_BYTES {
+        match next_chunk(body, idle).await {
+            Ok(Some(chunk)) => drained += chunk.len(),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
 /// Size of each read when streaming a blob file to a client.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 

@@ -6,7 +6,7 @@ use berth_storage::oci::{Reference, RepoName, Tag};
 use hyper::{body::Incoming, header, Request, Response, StatusCode};
 
 use super::{
-    body::{empty, full, read_limited},
+    body::{drain, empty, full, read_limited},
     error::ApiError,
     header_str, Body, Ctx, Query, MANIFEST_MAX_BYTES, MAX_TAG_PARAMS,
 };
@@ -78,14 +78,19 @@ pub async fn put(
     let reference = parse_reference(reference)?;
     let tags = tag_params(query)?;
     let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
-    if declared.is_some_and(|len: u64| len > MANIFEST_MAX_BYTES as u64) {
-        return Err(ApiError::ManifestTooLarge(MANIFEST_MAX_BYTES));
-    }
     let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);
     let mut body = req.into_body();
-    let bytes = read_limited(&mut body, MANIFEST_MAX_BYTES, ctx.body_idle)
-        .await?
-        .map_err(ApiError::ManifestTooLarge)?;
+    if declared.is_some_and(|len: u64| len > MANIFEST_MAX_BYTES as u64) {
+        drain(&mut body, ctx.body_idle).await;
+        return Err(ApiError::ManifestTooLarge(MANIFEST_MAX_BYTES));
+    }
+    let bytes = match read_limited(&mut body, MANIFEST_MAX_BYTES, ctx.body_idle).await? {
+        Ok(bytes) => bytes,
+        Err(limit) => {
+            drain(&mut body, ctx.body_idle).await;
+            return Err(ApiError::ManifestTooLarge(limit));
+        }
+    };
     let outcome = ctx
         .engine
         .put_manifest(name, &reference, content_type.as_deref(), bytes, &tags)

@@ -117,6 +117,6 @@ impl Query {
 }
 
 /// A value of a request header, if present and valid text.
-fn header_str<'a>(headers: &'a hyper::HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &hyper::HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }

@@ -351,22 +351,32 @@ async fn cancelled_write_keeps_session_consistent(kind: IoBackendKind) {
         .write(Bytes::from_static(b"head"))
         .await
         .expect("write");
-    // Poll the write once, then drop it: the write may still land in the background.
-    // It runs as its own task, so one poll cannot complete it.
+    // Poll the write once, then drop it: the write may still land in the background. On
+    // io_uring it runs as a local task, so one poll cannot complete it; on the blocking pool
+    // a descheduled test thread may find it done (then it simply succeeded).
     let polled_once = writer.write(Bytes::from(content.clone())).now_or_never();
-    assert!(
-        polled_once.is_none(),
-        "the write was in flight when dropped"
-    );
-    assert!(
-        writer.write(Bytes::from_static(b"x")).await.is_err(),
-        "writer is poisoned"
-    );
+    if kind == IoBackendKind::Uring {
+        assert!(
+            polled_once.is_none(),
+            "the write was in flight when dropped"
+        );
+    }
+    if polled_once.is_none() {
+        assert!(
+            writer.write(Bytes::from_static(b"x")).await.is_err(),
+            "writer is poisoned"
+        );
+    }
     drop(writer);
+    let mut attempts = 0;
     let writer = loop {
+        attempts += 1;
+        assert!(attempts < 5000, "session still busy after 5 s");
         match engine.open_upload(&name, &id).await {
             Ok(writer) => break writer,
-            Err(StorageError::UploadBusy) => tokio::task::yield_now().await,
+            Err(StorageError::UploadBusy) => {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await
+            }
             Err(other) => panic!("open after cancel: {other:?}"),
         }
     };
