@@ -25,10 +25,26 @@ fn parse_reference(text: &str) -> Result<Reference, ApiError> {
     }
 }
 
+/// Whether an `Accept` header admits `media_type`. No header, or a wildcard, admits anything;
+/// parameters (`;q=...`) are ignored. A client that lists only other manifest types gets
+/// MANIFEST_UNKNOWN, as from Distribution, instead of a document it cannot read.
+fn accepts(accept: Option<&str>, media_type: &str) -> bool {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return true;
+    };
+    accept
+        .split(',')
+        .map(|range| range.split(';').next().unwrap_or("").trim())
+        .any(|range| {
+            range == "*/*" || range == "application/*" || range.eq_ignore_ascii_case(media_type)
+        })
+}
+
 pub fn get(
     ctx: &Ctx,
     name: &RepoName,
     reference: &str,
+    headers: &hyper::HeaderMap,
     head_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let reference = parse_reference(reference)?;
@@ -38,6 +54,19 @@ pub fn get(
         }
         return Err(ApiError::ManifestUnknown(reference.to_string()));
     };
+    // Several Accept headers are allowed; they form one list.
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let accept = (!accept.is_empty()).then(|| accept.join(","));
+    if !accepts(accept.as_deref(), &manifest.media_type) {
+        return Err(ApiError::ManifestUnknown(format!(
+            "{reference} is a {}, which the Accept header does not admit",
+            manifest.media_type
+        )));
+    }
     let response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, manifest.media_type.as_str())
@@ -133,4 +162,22 @@ pub async fn delete(
         .header(header::CONTENT_LENGTH, 0)
         .body(empty())
         .expect("static headers are valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts;
+
+    #[test]
+    fn accept_negotiation() {
+        let oci = "application/vnd.oci.image.manifest.v1+json";
+        let docker = "application/vnd.docker.distribution.manifest.v2+json";
+        assert!(accepts(None, oci));
+        assert!(accepts(Some(""), oci));
+        assert!(accepts(Some("*/*"), oci));
+        assert!(accepts(Some("application/*;q=0.5"), oci));
+        assert!(accepts(Some(&format!("{docker}, {oci};q=0.9")), oci));
+        assert!(!accepts(Some(docker), oci));
+        assert!(!accepts(Some("application/json"), oci));
+    }
 }

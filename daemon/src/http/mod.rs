@@ -74,7 +74,13 @@ async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, A
         Endpoint::Manifest { name, reference } => match method {
             Method::PUT => manifests::put(ctx, &name, &reference, &query, req).await,
             Method::DELETE => manifests::delete(ctx, &name, &reference).await,
-            _ => manifests::get(ctx, &name, &reference, method == Method::HEAD),
+            _ => manifests::get(
+                ctx,
+                &name,
+                &reference,
+                req.headers(),
+                method == Method::HEAD,
+            ),
         },
         Endpoint::Blob { name, digest } => match method {
             Method::DELETE => blobs::delete(ctx, &name, &digest).await,
