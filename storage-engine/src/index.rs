@@ -280,29 +280,97 @@ impl Batch {
     }
 }
 
+use tempfile_dir::ScratchDir;
+
 pub(crate) struct Index {
     db: DB,
+    /// The scratch directory of a secondary instance, removed after `db` is closed.
+    _secondary_dir: Option<ScratchDir>,
+}
+
+/// How often a secondary open is retried: the primary may delete an SST file between our
+/// reading its MANIFEST and opening the file (compaction), which fails that one attempt.
+const SECONDARY_OPEN_ATTEMPTS: u32 = 10;
+
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    /// A private directory for a RocksDB secondary instance's own files (its info log).
+    pub(crate) struct ScratchDir(PathBuf);
+
+    impl ScratchDir {
+        pub(crate) fn create() -> std::io::Result<ScratchDir> {
+            let path = std::env::temp_dir().join(format!(
+                "berth-index-secondary-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::create_dir_all(&path)?;
+            Ok(ScratchDir(path))
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for ScratchDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 impl Index {
-    /// Opens (creating if needed) for reading and writing, or read-only (no creation; the
-    /// WAL is replayed as of open, so a running daemon's later writes are not seen).
+    /// Opens (creating if needed) for reading and writing, or read-only. Read-only opens a
+    /// RocksDB *secondary* instance: unlike a plain read-only open it is safe while a running
+    /// daemon compacts (it keeps every file it uses open), and it sees the primary's state as
+    /// of open, WAL included.
     pub(crate) fn open(path: &Path, read_only: bool) -> Result<Index, StorageError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         // Built without compression libraries (rocksdb default features off).
         options.set_compression_type(rocksdb::DBCompressionType::None);
-        let families = Cf::ALL.iter().map(|cf| {
-            let mut family_options = Options::default();
-            family_options.set_compression_type(rocksdb::DBCompressionType::None);
-            ColumnFamilyDescriptor::new(cf.name(), family_options)
-        });
-        let db = match read_only {
-            true => DB::open_cf_descriptors_read_only(&options, path, families, false)?,
-            false => DB::open_cf_descriptors(&options, path, families)?,
+        let families = || {
+            Cf::ALL.iter().map(|cf| {
+                let mut family_options = Options::default();
+                family_options.set_compression_type(rocksdb::DBCompressionType::None);
+                ColumnFamilyDescriptor::new(cf.name(), family_options)
+            })
         };
-        Ok(Index { db })
+        if !read_only {
+            let db = DB::open_cf_descriptors(&options, path, families())?;
+            return Ok(Index {
+                db,
+                _secondary_dir: None,
+            });
+        }
+        if !path.join("CURRENT").exists() {
+            return Err(StorageError::Index(format!(
+                "no index at {}",
+                path.display()
+            )));
+        }
+        options.set_max_open_files(-1);
+        let scratch = ScratchDir::create()?;
+        let mut attempt = 1;
+        loop {
+            match DB::open_cf_descriptors_as_secondary(&options, path, scratch.path(), families()) {
+                Ok(db) => {
+                    return Ok(Index {
+                        db,
+                        _secondary_dir: Some(scratch),
+                    })
+                }
+                Err(error) if attempt < SECONDARY_OPEN_ATTEMPTS => {
+                    tracing::debug!(%error, attempt, "secondary open raced a compaction; retrying");
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {

@@ -13,6 +13,7 @@ use std::path::Path;
 use rand::RngCore as _;
 use serde_json::json;
 
+use crate::api::OCI_MANIFEST;
 use crate::{sha256_digest, Client};
 
 /// Every manifest media type berth serves, for `Accept` on manifest GETs.
@@ -20,7 +21,6 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
      application/vnd.oci.image.index.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 

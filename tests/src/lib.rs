@@ -3,13 +3,16 @@
 //! Owns: starting and stopping the real `berth` binary ([`Berth`]), the CNCF Distribution peer
 //! ([`Distribution`]), building valid OCI content ([`random_image`], [`write_oci_layout`]),
 //! pushing it over plain HTTP ([`push_image`]), and whole-registry snapshots for "nothing
-//! changed" assertions ([`assert_no_state_change`]).
+//! changed" assertions ([`assert_no_state_change`]), the seeded registry of the bad-input tests
+//! ([`Seeded`]) and the request/response helpers for talking to the API directly ([`api`]).
 //!
 //! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
 //! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
 //! external client never passes silently when `BERTH_REQUIRE_TOOLS=1` (CI sets it).
 
+pub mod api;
 mod daemon;
+mod fixture;
 mod image;
 mod peer;
 mod snapshot;
@@ -18,6 +21,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use daemon::{merge_patch, Berth};
+pub use fixture::{authed, Seeded, HTPASSWD_SECRET};
 pub use image::{
     fetch_blob, fetch_manifest, gzip_stored, push_blob, push_image, random_bytes, random_image,
     tar_layer, try_push_blob, try_push_manifest, write_oci_layout, Image, PushError,

@@ -1,152 +1,23 @@
 //! Happy paths of the OCI distribution API that the conformance suite exercises and that the
 //! B1 rejection files do not: ranges, chunked and streamed uploads, upload status and cancel,
-//! mounts, tags on digest PUTs, subjects and referrers, pagination, discovery, sha512 and empty
-//! blobs, manifest negotiation and HEAD headers, and deletes.
+//! mounts, pagination, sha512 and empty blobs, manifest negotiation and HEAD headers, and
+//! deletes.
 //!
 //! Each check is a plain function over a registry URL. The `#[test]`s run them against berth;
 //! the `#[ignore]`d `distribution_agrees_on_spec_paths` runs the checks whose behaviour the spec
 //! fixes against CNCF Distribution, so the expectations here are those of a real registry.
 //! (Distribution 2.8 predates tags-on-PUT, subjects, referrers, discovery, delete by tag and
-//! referenced-blob protection, so those checks run against berth only.)
+//! referenced-blob protection: those run against berth only, in `api_berth_decisions.rs`.)
 
+use berth_tests::api::{
+    expect_error, expect_status, get_json, header, location, parts, put_manifest, sha512_digest,
+    start_upload, with_query, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+};
 use berth_tests::{
     http, push_blob, push_image, random_bytes, random_image, require_tool, sha256_digest, Berth,
-    Client, Distribution, Image,
+    Client, Distribution,
 };
-use reqwest::blocking::Response;
-use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
-
-// ---- local helpers (shared shape with the other B1 files) ----------------------------------
-
-/// The `code` of the first OCI error in `body`, if it is an OCI error body.
-fn code_of(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value["errors"][0]["code"].as_str().map(str::to_string)
-}
-
-/// Asserts status and OCI error code; returns the headers and body for further checks.
-#[track_caller]
-fn expect_error(response: Response, status: u16, code: &str) -> (HeaderMap, Vec<u8>) {
-    let (got, headers, body) = parts(response);
-    let text = String::from_utf8_lossy(&body);
-    assert_eq!(got, status, "status (body: {text})");
-    assert_eq!(
-        code_of(&body).as_deref(),
-        Some(code),
-        "OCI error code (body: {text})"
-    );
-    (headers, body)
-}
-
-#[track_caller]
-fn expect_status(response: Response, status: u16) -> (HeaderMap, Vec<u8>) {
-    let (got, headers, body) = parts(response);
-    assert_eq!(
-        got,
-        status,
-        "status (body: {})",
-        String::from_utf8_lossy(&body)
-    );
-    (headers, body)
-}
-
-fn parts(response: Response) -> (u16, HeaderMap, Vec<u8>) {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.bytes().expect("read response body").to_vec();
-    (status, headers, body)
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| v.to_str().expect("ASCII header").to_string())
-}
-
-/// `location` made absolute against `url` (berth answers relative, Distribution absolute).
-fn absolute(url: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        location.to_string()
-    } else {
-        format!("{url}{location}")
-    }
-}
-
-fn with_query(location: &str, query: &str) -> String {
-    let separator = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{separator}{query}")
-}
-
-fn sha512_digest(data: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)))
-}
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-
-/// The Location of a response, absolute.
-#[track_caller]
-fn location(url: &str, headers: &HeaderMap) -> String {
-    absolute(
-        url,
-        &header(headers, "location").expect("response has a Location"),
-    )
-}
-
-fn get_json(client: &Client, url: &str) -> (HeaderMap, Value) {
-    let (headers, body) = expect_status(client.get(url).send().expect("GET"), 200);
-    (headers, serde_json::from_slice(&body).expect("JSON body"))
-}
-
-fn put_manifest(
-    client: &Client,
-    url: &str,
-    repo: &str,
-    reference: &str,
-    media_type: &str,
-    body: &[u8],
-) -> HeaderMap {
-    let response = client
-        .put(format!("{url}/v2/{repo}/manifests/{reference}"))
-        .header("content-type", media_type)
-        .body(body.to_vec())
-        .send()
-        .expect("PUT manifest");
-    expect_status(response, 201).0
-}
-
-/// A manifest referring to `subject` (an artifact: empty config, one blob), pushed by digest.
-fn push_referrer(
-    client: &Client,
-    url: &str,
-    repo: &str,
-    subject: &Image,
-    artifact_type: &str,
-) -> (String, usize) {
-    let empty = push_blob(client, url, repo, b"{}");
-    let blob = random_bytes(64);
-    let blob_digest = push_blob(client, url, repo, &blob);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
-        "layers": [{"mediaType": "application/octet-stream", "digest": blob_digest, "size": 64}],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.digest, "size": subject.manifest.len()},
-        "annotations": {"org.example.kind": artifact_type},
-    }))
-    .expect("serialize");
-    let digest = sha256_digest(&manifest);
-    let headers = put_manifest(client, url, repo, &digest, OCI_MANIFEST, &manifest);
-    assert_eq!(
-        header(&headers, "oci-subject").as_deref(),
-        Some(subject.digest.as_str())
-    );
-    (digest, manifest.len())
-}
 
 // ---- checks whose behaviour the spec fixes (also run against Distribution) -------------------
 
@@ -260,11 +131,7 @@ fn check_chunked_upload(client: &Client, url: &str) {
 fn check_streamed_upload(client: &Client, url: &str) {
     let data = random_bytes(5000);
     let digest = sha256_digest(&data);
-    let response = client
-        .post(format!("{url}/v2/conf/streamed/blobs/uploads/"))
-        .send()
-        .expect("POST");
-    let mut session = location(url, &expect_status(response, 202).0);
+    let mut session = start_upload(client, url, "conf/streamed");
     for (from, to) in [(0, 3000), (3000, 5000)] {
         let response = client
             .patch(&session)
@@ -292,11 +159,7 @@ fn check_streamed_upload(client: &Client, url: &str) {
 }
 
 fn check_upload_status_and_cancel(client: &Client, url: &str) {
-    let response = client
-        .post(format!("{url}/v2/conf/status/blobs/uploads/"))
-        .send()
-        .expect("POST");
-    let session = location(url, &expect_status(response, 202).0);
+    let session = start_upload(client, url, "conf/status");
     let (headers, _) = expect_status(client.get(&session).send().expect("GET"), 204);
     assert_eq!(header(&headers, "range").as_deref(), Some("0-0"));
     let response = client
@@ -355,11 +218,7 @@ fn check_sha512_blob(client: &Client, url: &str) {
     let data = random_bytes(777);
     let digest = sha512_digest(&data);
     // POST then PUT: single-POST uploads are optional in the spec (Distribution answers 202).
-    let response = client
-        .post(format!("{url}/v2/conf/digests/blobs/uploads/"))
-        .send()
-        .expect("POST");
-    let session = location(url, &expect_status(response, 202).0);
+    let session = start_upload(client, url, "conf/digests");
     let response = client
         .put(with_query(&session, &format!("digest={digest}")))
         .header("content-type", "application/octet-stream")
@@ -386,11 +245,7 @@ fn check_sha512_blob(client: &Client, url: &str) {
 
 fn check_empty_blob(client: &Client, url: &str) {
     let empty = sha256_digest(b"");
-    let response = client
-        .post(format!("{url}/v2/conf/empty/blobs/uploads/"))
-        .send()
-        .expect("POST");
-    let session = location(url, &expect_status(response, 202).0);
+    let session = start_upload(client, url, "conf/empty");
     let response = client
         .put(with_query(&session, &format!("digest={empty}")))
         .body(Vec::new())
@@ -668,7 +523,7 @@ fn distribution_agrees_on_spec_paths() {
     }
 }
 
-// ---- berth's decisions and the dist-spec 1.1 features Distribution 2.8 lacks -----------------
+// ---- checks Distribution 2.8 fails (it neither sorts tags nor keeps sha512 digests) ----------
 
 #[test]
 fn tags_list_is_lexical_and_paginated() {
@@ -680,233 +535,4 @@ fn tags_list_is_lexical_and_paginated() {
 fn sha512_blob_upload() {
     let berth = Berth::start();
     check_sha512_blob(&http(), &berth.url);
-}
-
-#[test]
-fn mount_without_from_is_202_unless_already_linked() {
-    let berth = Berth::start();
-    let client = http();
-    let url = &berth.url;
-    let digest = push_blob(&client, url, "conf/mount-a", &random_bytes(50));
-    let response = client
-        .post(format!(
-            "{url}/v2/conf/mount-c/blobs/uploads/?mount={digest}"
-        ))
-        .send()
-        .expect("POST");
-    let (headers, _) = expect_status(response, 202);
-    let session = location(url, &headers);
-    assert!(
-        session.contains("/v2/conf/mount-c/blobs/uploads/"),
-        "{session}"
-    );
-    assert_eq!(
-        client
-            .head(format!("{url}/v2/conf/mount-c/blobs/{digest}"))
-            .send()
-            .expect("HEAD")
-            .status()
-            .as_u16(),
-        404
-    );
-    // Already linked in the target: 201 even without `from`.
-    let response = client
-        .post(format!(
-            "{url}/v2/conf/mount-a/blobs/uploads/?mount={digest}"
-        ))
-        .send()
-        .expect("POST");
-    let (headers, _) = expect_status(response, 201);
-    assert!(location(url, &headers).ends_with(&format!("/v2/conf/mount-a/blobs/{digest}")));
-}
-
-#[test]
-fn manifest_put_by_digest_with_tags_echoes_oci_tag() {
-    let berth = Berth::start();
-    let client = http();
-    let url = &berth.url;
-    let image = random_image(1, 10);
-    push_image(&client, url, "conf/ocitag", "first", &image);
-    let headers = put_manifest(
-        &client,
-        url,
-        "conf/ocitag",
-        &format!("{}?tag=a&tag=b", image.digest),
-        OCI_MANIFEST,
-        &image.manifest,
-    );
-    let mut echoed: Vec<String> = headers
-        .get_all("oci-tag")
-        .iter()
-        .map(|v| v.to_str().expect("ASCII").to_string())
-        .collect();
-    echoed.sort();
-    assert_eq!(echoed, ["a", "b"]);
-    assert_eq!(
-        header(&headers, "docker-content-digest"),
-        Some(image.digest.clone())
-    );
-    assert!(
-        location(url, &headers).ends_with(&format!("/v2/conf/ocitag/manifests/{}", image.digest))
-    );
-    for tag in ["a", "b", "first"] {
-        let response = client
-            .get(format!("{url}/v2/conf/ocitag/manifests/{tag}"))
-            .header("accept", OCI_MANIFEST)
-            .send()
-            .expect("GET");
-        assert_eq!(
-            header(&expect_status(response, 200).0, "docker-content-digest"),
-            Some(image.digest.clone())
-        );
-    }
-    let (_, tags) = get_json(&client, &format!("{url}/v2/conf/ocitag/tags/list"));
-    assert_eq!(tags["tags"], json!(["a", "b", "first"]));
-}
-
-#[test]
-fn subject_and_referrers_with_and_without_filter() {
-    let berth = Berth::start();
-    let client = http();
-    let url = &berth.url;
-    let base = random_image(1, 10);
-    push_image(&client, url, "conf/refs", "base", &base);
-    let referrers = format!("{url}/v2/conf/refs/referrers/{}", base.digest);
-    let (headers, empty) = get_json(&client, &referrers);
-    assert_eq!(header(&headers, "content-type").as_deref(), Some(OCI_INDEX));
-    assert_eq!(empty["manifests"], json!([]));
-    assert_eq!(empty["schemaVersion"], json!(2));
-    let (sig, sig_size) = push_referrer(
-        &client,
-        url,
-        "conf/refs",
-        &base,
-        "application/vnd.example.sig",
-    );
-    let (sbom, sbom_size) = push_referrer(
-        &client,
-        url,
-        "conf/refs",
-        &base,
-        "application/vnd.example.sbom",
-    );
-    let (headers, index) = get_json(&client, &referrers);
-    assert_eq!(header(&headers, "content-type").as_deref(), Some(OCI_INDEX));
-    assert!(header(&headers, "oci-filters-applied").is_none());
-    assert_eq!(index["mediaType"], json!(OCI_INDEX));
-    let mut found: Vec<Value> = index["manifests"].as_array().expect("manifests").clone();
-    found.sort_by_key(|d| d["digest"].as_str().expect("digest").to_string());
-    let mut want = vec![
-        json!({"mediaType": OCI_MANIFEST, "digest": sig, "size": sig_size, "artifactType": "application/vnd.example.sig",
-               "annotations": {"org.example.kind": "application/vnd.example.sig"}}),
-        json!({"mediaType": OCI_MANIFEST, "digest": sbom, "size": sbom_size, "artifactType": "application/vnd.example.sbom",
-               "annotations": {"org.example.kind": "application/vnd.example.sbom"}}),
-    ];
-    want.sort_by_key(|d| d["digest"].as_str().expect("digest").to_string());
-    assert_eq!(found, want);
-    let (headers, filtered) = get_json(
-        &client,
-        &format!("{referrers}?artifactType=application/vnd.example.sbom"),
-    );
-    assert_eq!(
-        header(&headers, "oci-filters-applied").as_deref(),
-        Some("artifactType")
-    );
-    assert_eq!(
-        filtered["manifests"].as_array().expect("manifests").len(),
-        1
-    );
-    assert_eq!(filtered["manifests"][0]["digest"], json!(sbom));
-    let (_, none) = get_json(
-        &client,
-        &format!("{referrers}?artifactType=application/vnd.example.none"),
-    );
-    assert_eq!(none["manifests"], json!([]));
-    // Unknown subject: an empty index, not an error.
-    let (_, unknown) = get_json(
-        &client,
-        &format!("{url}/v2/conf/refs/referrers/{}", sha256_digest(b"nothing")),
-    );
-    assert_eq!(unknown["manifests"], json!([]));
-    // Deleting a referrer removes it from the list.
-    expect_status(
-        client
-            .delete(format!("{url}/v2/conf/refs/manifests/{sig}"))
-            .send()
-            .expect("DELETE"),
-        202,
-    );
-    let (_, index) = get_json(&client, &referrers);
-    assert_eq!(index["manifests"].as_array().expect("manifests").len(), 1);
-}
-
-#[test]
-fn discover_lists_no_extensions_as_an_empty_list() {
-    let berth = Berth::start();
-    let (headers, body) = get_json(&http(), &format!("{}/v2/_oci/ext/discover", berth.url));
-    assert!(header(&headers, "content-type").is_some_and(|t| t.starts_with("application/json")));
-    assert_eq!(body, json!({"extensions": []}));
-}
-
-#[test]
-fn delete_by_tag_keeps_the_manifest_and_referenced_blobs_are_denied() {
-    let berth = Berth::start();
-    let client = http();
-    let url = &berth.url;
-    let image = random_image(1, 10);
-    push_image(&client, url, "conf/delete", "one", &image);
-    put_manifest(
-        &client,
-        url,
-        "conf/delete",
-        "two",
-        OCI_MANIFEST,
-        &image.manifest,
-    );
-    expect_status(
-        client
-            .delete(format!("{url}/v2/conf/delete/manifests/one"))
-            .send()
-            .expect("DELETE"),
-        202,
-    );
-    let get = |reference: &str| {
-        client
-            .get(format!("{url}/v2/conf/delete/manifests/{reference}"))
-            .header("accept", OCI_MANIFEST)
-            .send()
-            .expect("GET")
-    };
-    expect_error(get("one"), 404, "MANIFEST_UNKNOWN");
-    expect_status(get("two"), 200);
-    expect_status(get(&image.digest), 200);
-    let (_, tags) = get_json(&client, &format!("{url}/v2/conf/delete/tags/list"));
-    assert_eq!(tags["tags"], json!(["two"]));
-    // A blob the manifest references cannot be deleted.
-    for digest in image.blob_digests() {
-        let blob = format!("{url}/v2/conf/delete/blobs/{digest}");
-        expect_error(client.delete(&blob).send().expect("DELETE"), 405, "DENIED");
-        expect_status(client.head(&blob).send().expect("HEAD"), 200);
-    }
-    // Deleting by digest takes the remaining tag with it; then the blobs are free.
-    expect_status(
-        client
-            .delete(format!("{url}/v2/conf/delete/manifests/{}", image.digest))
-            .send()
-            .expect("DELETE"),
-        202,
-    );
-    expect_error(get("two"), 404, "MANIFEST_UNKNOWN");
-    expect_error(get(&image.digest), 404, "MANIFEST_UNKNOWN");
-    for digest in image.blob_digests() {
-        expect_status(
-            client
-                .delete(format!("{url}/v2/conf/delete/blobs/{digest}"))
-                .send()
-                .expect("DELETE"),
-            202,
-        );
-    }
-    let (clean, report) = berth.fsck();
-    assert!(clean, "fsck after deletes:\n{report}");
 }

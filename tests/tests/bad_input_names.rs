@@ -12,92 +12,18 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use berth_tests::api::{
+    absolute, code_of, expect_error_in, expect_status, header, parts, raw_body, raw_exchange,
+    OCI_MANIFEST,
+};
 use berth_tests::{
     assert_no_state_change, http, push_blob, push_image, random_image, sha256_digest, Berth,
     Client, Image,
 };
-use reqwest::blocking::Response;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-// ---- local helpers (shared shape with the other B1 files) ----------------------------------
-
-/// The `code` of the first OCI error in `body`, if it is an OCI error body.
-fn code_of(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value["errors"][0]["code"].as_str().map(str::to_string)
-}
-
-#[track_caller]
-fn expect_status(response: Response, status: u16) -> (HeaderMap, Vec<u8>) {
-    let (got, headers, body) = parts(response);
-    assert_eq!(
-        got,
-        status,
-        "status (body: {})",
-        String::from_utf8_lossy(&body)
-    );
-    (headers, body)
-}
-
-fn parts(response: Response) -> (u16, HeaderMap, Vec<u8>) {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.bytes().expect("read response body").to_vec();
-    (status, headers, body)
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| v.to_str().expect("ASCII header").to_string())
-}
-
-/// `location` made absolute against `url` (berth answers relative, Distribution absolute).
-fn absolute(url: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        location.to_string()
-    } else {
-        format!("{url}{location}")
-    }
-}
-
-/// A raw HTTP/1.1 exchange: writes `head` + `body`, then reads until EOF or `timeout`.
-/// Returns (status if a response line arrived, whole response text, time until EOF or None).
-fn raw_exchange(addr: &str, request: &[u8], timeout: Duration) -> (Option<u16>, String, bool) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(timeout)).expect("set timeout");
-    // The server may answer and close before everything is written: not an error here.
-    let _ = stream.write_all(request);
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 16384];
-    let deadline = Instant::now() + timeout;
-    let closed = loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => break true,
-            Ok(n) => response.extend_from_slice(&buffer[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-    };
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok());
-    (status, text, closed)
-}
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const WAIT: Duration = Duration::from_secs(20);
-
-/// The body of a raw response (after the head).
-fn raw_body(text: &str) -> &str {
-    text.split_once("\r\n\r\n").map_or("", |(_, body)| body)
-}
 
 struct Fixture {
     berth: Berth,
@@ -481,12 +407,11 @@ fn n6_bad_pagination_numbers_are_rejected_or_clamped() {
                 "-1", "abc", "1e9", "1.5", "0x10", "-0x1", "%20", "1%2C2", "9abc",
             ] {
                 let url = format!("{}{path}?n={n}", fx.berth.url);
-                let (status, _, body) = parts(fx.client.get(url).send().expect("GET"));
-                assert_eq!(status, 400, "{path}?n={n}");
-                assert_eq!(
-                    code_of(&body).as_deref(),
-                    Some("PAGINATION_NUMBER_INVALID"),
-                    "{path}?n={n}"
+                expect_error_in(
+                    &format!("{path}?n={n}"),
+                    fx.client.get(url).send().expect("GET"),
+                    400,
+                    "PAGINATION_NUMBER_INVALID",
                 );
             }
             for n in [

@@ -107,6 +107,23 @@ fn check_chunk(
     Ok(())
 }
 
+/// Opens the session, checks the request's chunk against it and appends the body: the
+/// common part of PATCH and the final PUT. The session is handed back on any failure.
+async fn receive_chunk(
+    ctx: &Ctx,
+    name: &RepoName,
+    id: &UploadId,
+    req: Request<Incoming>,
+) -> Result<UploadWriter, ApiError> {
+    let writer = ctx.engine.open_upload(name, id).await?;
+    if let Err(error) = check_chunk(name, &writer, &req) {
+        writer.abandon().await?;
+        return Err(error);
+    }
+    let mut body = req.into_body();
+    pump_or_release(ctx, writer, &mut body).await
+}
+
 pub async fn start(
     ctx: &Ctx,
     name: &RepoName,
@@ -152,13 +169,7 @@ pub async fn patch(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_session(session)?;
-    let writer = ctx.engine.open_upload(name, &id).await?;
-    if let Err(error) = check_chunk(name, &writer, &req) {
-        writer.abandon().await?;
-        return Err(error);
-    }
-    let mut body = req.into_body();
-    let writer = pump_or_release(ctx, writer, &mut body).await?;
+    let writer = receive_chunk(ctx, name, &id, req).await?;
     // 202 promises the chunk survives a crash: persist fsyncs it when commits are durable.
     let offset = writer.persist().await?;
     Ok(accepted(name, &id, offset, StatusCode::ACCEPTED))
@@ -173,13 +184,7 @@ pub async fn finish(
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_session(session)?;
     let digest = digest_param(query)?;
-    let writer = ctx.engine.open_upload(name, &id).await?;
-    if let Err(error) = check_chunk(name, &writer, &req) {
-        writer.abandon().await?;
-        return Err(error);
-    }
-    let mut body = req.into_body();
-    let writer = pump_or_release(ctx, writer, &mut body).await?;
+    let writer = receive_chunk(ctx, name, &id, req).await?;
     writer.finish(&digest).await?;
     Ok(created(name, &digest))
 }
