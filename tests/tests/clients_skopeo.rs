@@ -13,6 +13,15 @@ use berth_tests::{
 };
 use serde_json::Value;
 
+/// `skopeo copy` with `flags`, from `src` to `dest`; panics with skopeo's output on failure.
+fn skopeo_copy(
+    flags: &[&str],
+    src: impl AsRef<std::ffi::OsStr>,
+    dest: impl AsRef<std::ffi::OsStr>,
+) {
+    run_ok(skopeo().arg("copy").args(flags).arg(src).arg(dest));
+}
+
 fn skopeo() -> Command {
     let mut cmd = Command::new("skopeo");
     // Hermetic: no dependence on the machine's /etc/containers/policy.json.
@@ -58,11 +67,10 @@ fn oci_layout_round_trips_through_berth_byte_identical() {
     write_oci_layout(&layout, "v1", &image);
 
     let dest = format!("docker://{}/test/app:v1", berth.addr);
-    run_ok(
-        skopeo()
-            .args(["copy", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(&dest),
+    skopeo_copy(
+        &["--dest-tls-verify=false"],
+        format!("oci:{}:v1", layout.display()),
+        &dest,
     );
 
     // The registry holds the very manifest we wrote (no rewriting on the way in).
@@ -74,11 +82,10 @@ fn oci_layout_round_trips_through_berth_byte_identical() {
 
     // Pull back to `dir:`.
     let dir_out = work.path().join("dir-out");
-    run_ok(
-        skopeo()
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(&dest)
-            .arg(format!("dir:{}", dir_out.display())),
+    skopeo_copy(
+        &["--src-tls-verify=false"],
+        &dest,
+        format!("dir:{}", dir_out.display()),
     );
     assert_eq!(
         std::fs::read(dir_out.join("manifest.json")).unwrap(),
@@ -88,11 +95,10 @@ fn oci_layout_round_trips_through_berth_byte_identical() {
 
     // Pull back to `oci:`.
     let oci_out = work.path().join("oci-out");
-    run_ok(
-        skopeo()
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(&dest)
-            .arg(format!("oci:{}:v1", oci_out.display())),
+    skopeo_copy(
+        &["--src-tls-verify=false"],
+        &dest,
+        format!("oci:{}:v1", oci_out.display()),
     );
     let index: Value =
         serde_json::from_slice(&std::fs::read(oci_out.join("index.json")).unwrap()).unwrap();
@@ -117,11 +123,10 @@ fn docker_v2s2_push_and_pull() {
     write_oci_layout(&layout, "v1", &image);
 
     let dest = format!("docker://{}/test/v2s2:v1", berth.addr);
-    run_ok(
-        skopeo()
-            .args(["copy", "--format", "v2s2", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(&dest),
+    skopeo_copy(
+        &["--format", "v2s2", "--dest-tls-verify=false"],
+        format!("oci:{}:v1", layout.display()),
+        &dest,
     );
 
     let client = http();
@@ -163,11 +168,10 @@ fn docker_v2s2_push_and_pull() {
     );
     assert_eq!(raw.as_bytes(), &served[..]);
     let dir_out = work.path().join("dir-out");
-    run_ok(
-        skopeo()
-            .args(["copy", "--src-tls-verify=false"])
-            .arg(&dest)
-            .arg(format!("dir:{}", dir_out.display())),
+    skopeo_copy(
+        &["--src-tls-verify=false"],
+        &dest,
+        format!("dir:{}", dir_out.display()),
     );
     assert_eq!(
         std::fs::read(dir_out.join("manifest.json")).unwrap(),
@@ -232,11 +236,10 @@ fn inspect_and_list_tags() {
 fn copy_and_compare(from: (&str, &str, &str), to: (&str, &str, &str), image: &Image) {
     let (from_url, from_addr, from_repo) = from;
     let (to_url, to_addr, to_repo) = to;
-    run_ok(
-        skopeo()
-            .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
-            .arg(format!("docker://{from_addr}/{from_repo}:v1"))
-            .arg(format!("docker://{to_addr}/{to_repo}:v1")),
+    skopeo_copy(
+        &["--src-tls-verify=false", "--dest-tls-verify=false"],
+        format!("docker://{from_addr}/{from_repo}:v1"),
+        format!("docker://{to_addr}/{to_repo}:v1"),
     );
     let client = http();
     let (status, digest, body) = fetch_manifest(&client, to_url, to_repo, "v1");
