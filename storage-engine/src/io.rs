@@ -13,6 +13,22 @@
 //!
 //! `FaultInjector` makes chosen calls fail with ENOSPC (a write fails after writing half its
 //! buffer, like a disk filling up) so tests can check what each failure leaves behind.
+//!
+//! The same injector can also keep a journal of every successful mutation and fsync of
+//! berth's own files (`IoEvent`: create, write, truncate, rename, remove, mkdir, fsync of a
+//! file or a directory), in the order they completed. The power-loss model
+//! (tests/engine/power_loss.rs) replays it to compute what a power cut would leave: file
+//! contents as of their last fsync, directory entries as of their directory's last fsync.
+//! Why a runtime hook on the existing injector rather than `cfg`: `cfg(test)` does not reach
+//! the integration tests (they link the library built without it), and a Cargo feature
+//! would need a self dev-dependency, a second build configuration to lint, and break the
+//! rule that features exist only to drop heavy dependencies. In production `faults` is
+//! `None`: each call pays the one `Option` test it already pays for fault points (next to a
+//! syscall), no event is built (events are built in a closure) and no lock is taken. Staged
+//! files carry their path so that writes and fsyncs can be journaled by name. Not journaled:
+//! what `Engine::open` does before the journal starts (creating the top directories,
+//! removing stale staged files), RocksDB's own files (RocksDB fsyncs its WAL itself), and a
+//! write whose future was dropped (it lands unrecorded; the scripted workload cancels none).
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io;
@@ -53,10 +69,39 @@ pub enum FaultPoint {
     IndexWrite,
 }
 
-/// Test hook: fail the n-th call (0-based, counted from arming) at a fault point.
+/// A completed mutation or fsync of one of berth's files, as journaled for the power-loss
+/// model. Paths are absolute (under the engine's root).
+#[derive(Clone, Debug)]
+pub enum IoEvent {
+    /// A new empty file.
+    CreateFile(PathBuf),
+    /// `bytes` landed at `offset`.
+    Write {
+        path: PathBuf,
+        offset: u64,
+        bytes: Bytes,
+    },
+    /// The file was cut to `length` bytes.
+    Truncate { path: PathBuf, length: u64 },
+    /// fsync of a file: its data and length are durable.
+    SyncFile(PathBuf),
+    /// rename(2), replacing `to` if it exists.
+    Rename { from: PathBuf, to: PathBuf },
+    /// unlink(2) of an existing file.
+    RemoveFile(PathBuf),
+    /// mkdir(2) of a new directory.
+    CreateDir(PathBuf),
+    /// fsync of a directory: its entries are durable.
+    SyncDir(PathBuf),
+}
+
+/// Test hook: fail the n-th call (0-based, counted from arming) at a fault point, and
+/// optionally journal every file mutation and fsync (`record_io`).
 #[derive(Default)]
 pub struct FaultInjector {
     armed: Mutex<HashMap<FaultPoint, (u64, bool)>>,
+    /// Some while journaling.
+    journal: Mutex<Option<Vec<IoEvent>>>,
 }
 
 impl FaultInjector {
@@ -76,6 +121,25 @@ impl FaultInjector {
 
     pub fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// Starts journaling every file mutation and fsync (an empty journal).
+    pub fn record_io(&self) {
+        *self.journal_lock() = Some(Vec::new());
+    }
+
+    /// The events journaled since the last call (or since `record_io`); keeps journaling.
+    pub fn take_io_journal(&self) -> Vec<IoEvent> {
+        self.journal_lock()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn journal_lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<IoEvent>>> {
+        self.journal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FaultPoint, (u64, bool)>> {
@@ -101,8 +165,13 @@ impl FaultInjector {
     }
 }
 
-/// An open staged upload file.
-pub(crate) enum StagedFile {
+/// An open staged upload file. The path names it in the I/O journal.
+pub(crate) struct StagedFile {
+    path: PathBuf,
+    handle: StagedHandle,
+}
+
+enum StagedHandle {
     Uring(Rc<tokio_uring::fs::File>),
     Threads(Arc<std::fs::File>),
 }
@@ -125,6 +194,15 @@ impl Io {
         }
     }
 
+    /// Journals a completed event if a journal is on (tests); `event` runs only then.
+    fn record(&self, event: impl FnOnce() -> IoEvent) {
+        if let Some(faults) = &self.faults {
+            if let Some(journal) = faults.journal_lock().as_mut() {
+                journal.push(event());
+            }
+        }
+    }
+
     /// Creates an empty staged file; fails if it exists. Cancel: the file may or may not
     /// exist; recovery at open removes staged files without a session record.
     pub(crate) async fn create_new(&self, path: &Path) -> io::Result<()> {
@@ -137,25 +215,27 @@ impl Io {
                     .create_new(true)
                     .open(path)
                     .await?;
-                file.close().await
+                file.close().await?;
             }
             IoBackendKind::Threads => {
                 let path = path.to_path_buf();
-                joined(tokio::task::spawn_blocking(move || options.open(path).map(drop)).await)
+                joined(tokio::task::spawn_blocking(move || options.open(path).map(drop)).await)?;
             }
         }
+        self.record(|| IoEvent::CreateFile(path.to_path_buf()));
+        Ok(())
     }
 
     /// Opens an existing staged file for reading and writing.
     pub(crate) async fn open_rw(&self, path: &Path) -> io::Result<StagedFile> {
-        match self.kind {
-            IoBackendKind::Uring => Ok(StagedFile::Uring(Rc::new(
+        let handle = match self.kind {
+            IoBackendKind::Uring => StagedHandle::Uring(Rc::new(
                 tokio_uring::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
                     .open(path)
                     .await?,
-            ))),
+            )),
             IoBackendKind::Threads => {
                 let path = path.to_path_buf();
                 let file = joined(
@@ -164,9 +244,13 @@ impl Io {
                     })
                     .await,
                 )?;
-                Ok(StagedFile::Threads(Arc::new(file)))
+                StagedHandle::Threads(Arc::new(file))
             }
-        }
+        };
+        Ok(StagedFile {
+            path: path.to_path_buf(),
+            handle,
+        })
     }
 
     /// Writes all of `bytes` at `position`. On error some prefix may have been written.
@@ -185,9 +269,11 @@ impl Io {
             Ok(()) => (bytes, None),
             Err(error) => (bytes.slice(..bytes.len() / 2), Some(error)),
         };
-        let written = match file {
-            StagedFile::Uring(file) => {
-                let file = Rc::clone(file);
+        // A reference count, taken only when a test hook is installed.
+        let journaled = self.faults.as_ref().map(|_| bytes.clone());
+        let written = match &file.handle {
+            StagedHandle::Uring(handle) => {
+                let file = Rc::clone(handle);
                 let task = tokio_uring::spawn(async move {
                     let result = match bytes.is_empty() {
                         true => Ok(()),
@@ -198,8 +284,8 @@ impl Io {
                 });
                 joined(task.await)
             }
-            StagedFile::Threads(file) => {
-                let file = Arc::clone(file);
+            StagedHandle::Threads(handle) => {
+                let file = Arc::clone(handle);
                 let task = tokio::task::spawn_blocking(move || {
                     let result = file.write_all_at(&bytes, position);
                     drop(keepalive);
@@ -209,6 +295,13 @@ impl Io {
             }
         };
         written?;
+        if let Some(bytes) = journaled {
+            self.record(|| IoEvent::Write {
+                path: file.path.clone(),
+                offset: position,
+                bytes,
+            });
+        }
         match fault {
             Some(error) => Err(error),
             None => Ok(()),
@@ -218,24 +311,31 @@ impl Io {
     /// fsync of a staged file (data and metadata: its length matters).
     pub(crate) async fn sync_file(&self, file: &StagedFile) -> io::Result<()> {
         self.fault(FaultPoint::StagedSync)?;
-        match file {
-            StagedFile::Uring(file) => file.sync_all().await,
-            StagedFile::Threads(file) => {
-                let file = Arc::clone(file);
-                joined(tokio::task::spawn_blocking(move || file.sync_all()).await)
+        match &file.handle {
+            StagedHandle::Uring(handle) => handle.sync_all().await?,
+            StagedHandle::Threads(handle) => {
+                let handle = Arc::clone(handle);
+                joined(tokio::task::spawn_blocking(move || handle.sync_all()).await)?;
             }
         }
+        self.record(|| IoEvent::SyncFile(file.path.clone()));
+        Ok(())
     }
 
     /// Shrinks a staged file to `length` (only after a cancelled write left extra bytes).
     pub(crate) async fn truncate(&self, path: &Path, length: u64) -> io::Result<()> {
-        let path = path.to_path_buf();
-        let truncate = move || OpenOptions::new().write(true).open(path)?.set_len(length);
+        let owned = path.to_path_buf();
+        let truncate = move || OpenOptions::new().write(true).open(owned)?.set_len(length);
         match self.kind {
             // tokio-uring 0.5 has no ftruncate op; a shrink is a metadata update.
-            IoBackendKind::Uring => truncate(),
-            IoBackendKind::Threads => joined(tokio::task::spawn_blocking(truncate).await),
+            IoBackendKind::Uring => truncate()?,
+            IoBackendKind::Threads => joined(tokio::task::spawn_blocking(truncate).await)?,
         }
+        self.record(|| IoEvent::Truncate {
+            path: path.to_path_buf(),
+            length,
+        });
+        Ok(())
     }
 
     /// Hashes the first `length` bytes of `path` with `algorithm` and returns the hasher (to
@@ -285,12 +385,17 @@ impl Io {
     pub(crate) async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.fault(FaultPoint::Rename)?;
         match self.kind {
-            IoBackendKind::Uring => tokio_uring::fs::rename(from, to).await,
+            IoBackendKind::Uring => tokio_uring::fs::rename(from, to).await?,
             IoBackendKind::Threads => {
                 let (from, to) = (from.to_path_buf(), to.to_path_buf());
-                joined(tokio::task::spawn_blocking(move || std::fs::rename(from, to)).await)
+                joined(tokio::task::spawn_blocking(move || std::fs::rename(from, to)).await)?;
             }
         }
+        self.record(|| IoEvent::Rename {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+        });
+        Ok(())
     }
 
     /// unlink(2); a missing file is not an error.
@@ -302,9 +407,23 @@ impl Io {
                 joined(tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await)
             }
         };
+        self.removed(path, result)
+    }
+
+    /// unlink(2) inline, for `Drop` (an unlink takes microseconds); a missing file is not an
+    /// error.
+    pub(crate) fn remove_file_now(&self, path: &Path) -> io::Result<()> {
+        self.removed(path, std::fs::remove_file(path))
+    }
+
+    fn removed(&self, path: &Path, result: io::Result<()>) -> io::Result<()> {
         match result {
+            Ok(()) => {
+                self.record(|| IoEvent::RemoveFile(path.to_path_buf()));
+                Ok(())
+            }
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+            Err(error) => Err(error),
         }
     }
 
@@ -318,8 +437,12 @@ impl Io {
             }
         };
         match result {
+            Ok(()) => {
+                self.record(|| IoEvent::CreateDir(path.to_path_buf()));
+                Ok(())
+            }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            other => other,
+            Err(error) => Err(error),
         }
     }
 
@@ -331,13 +454,15 @@ impl Io {
                 let directory = std::fs::File::open(path)?;
                 let directory = tokio_uring::fs::File::from_std(directory);
                 directory.sync_all().await?;
-                directory.close().await
+                directory.close().await?;
             }
             IoBackendKind::Threads => {
-                let path = path.to_path_buf();
-                joined(tokio::task::spawn_blocking(move || sync_dir_blocking(&path)).await)
+                let owned = path.to_path_buf();
+                joined(tokio::task::spawn_blocking(move || sync_dir_blocking(&owned)).await)?;
             }
         }
+        self.record(|| IoEvent::SyncDir(path.to_path_buf()));
+        Ok(())
     }
 }
 

@@ -29,7 +29,7 @@ pub use error::StorageError;
 #[cfg(feature = "engine")]
 pub use fsck::{FsckProblem, FsckReport};
 #[cfg(feature = "engine")]
-pub use io::{FaultInjector, FaultPoint, IoBackendKind};
+pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};
 #[cfg(feature = "engine")]
 pub use manifests::{PutManifestOutcome, StoredManifest};
 #[cfg(feature = "engine")]

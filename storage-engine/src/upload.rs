@@ -129,7 +129,7 @@ impl Drop for SessionGuard {
             }
             Release::Gone => {}
             // An unlink takes microseconds; Drop cannot await.
-            Release::RemoveFile => drop(std::fs::remove_file(&self.path)),
+            Release::RemoveFile => drop(self.inner.io.remove_file_now(&self.path)),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Engine tests against a temp dir: a distribution-style suite run against both I/O backends
-//! (uring tests run inside `tokio_uring::start`), fault injection, and a model-based
-//! property test.
+//! (uring tests run inside `tokio_uring::start`), fault injection, a model-based property
+//! test, and the power-loss model (F8).
 use std::future::Future;
 use std::path::Path;
 
@@ -12,6 +12,7 @@ mod blobs;
 mod faults;
 mod manifests;
 mod model;
+mod power_loss;
 
 /// Runs a scenario on the runtime its backend needs.
 pub fn run<F, Fut>(kind: IoBackendKind, scenario: F)
