@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn_watch;
 pub mod http;
 pub mod logging;
 pub mod runtime;

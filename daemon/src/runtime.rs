@@ -24,7 +24,10 @@ use hyper_util::{
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
-use crate::http::{self, Ctx};
+use crate::{
+    conn_watch::{ConnWatch, WatchedStream},
+    http::{self, Ctx},
+};
 
 /// Submission queue entries per shard ring. Small rings stay far below the 8 MiB memlock
 /// limit of the machines we run on; a shard rarely has more than a few hundred ops in flight.
@@ -38,6 +41,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 
 pub struct ShardSettings {
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
     pub body_idle: Duration,
     pub drain_timeout: Duration,
 }
@@ -135,7 +139,9 @@ async fn shard_main(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // Backstop only: hyper starts this timer when a connection goes idle; the real idle
+        // and head limits are enforced by the connection watch.
+        .header_read_timeout(settings.idle_timeout + settings.header_read_timeout)
         .keep_alive(true);
     // Explicit reset-flood limits (hyper#3782, hyper#2877) and a stream cap per connection.
     builder
@@ -161,12 +167,31 @@ async fn shard_main(
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
-        let service = service_fn(move |req| http::handle(req, ctx.clone()));
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let watch = ConnWatch::new();
+        let requests = watch.clone();
+        let service = service_fn(move |req| {
+            let guard = requests.request_started();
+            let ctx = ctx.clone();
+            async move {
+                let response = http::handle(req, ctx).await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| body.hold(guard)))
+            }
+        });
+        let stream = TokioIo::new(WatchedStream::new(stream, watch.clone()));
+        let connection = builder.serve_connection(stream, service);
         let connection = graceful.watch(connection.into_owned());
+        let (idle, head) = (settings.idle_timeout, settings.header_read_timeout);
         tokio::task::spawn_local(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            tokio::select! {
+                result = connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                }
+                expiry = watch.expired(idle, head) => {
+                    // No request is in flight: dropping the connection just closes it.
+                    tracing::debug!(%peer, ?expiry, "closing connection");
+                }
             }
         });
     }

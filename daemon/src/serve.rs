@@ -53,6 +53,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let bound = listeners[0].local_addr()?;
     let settings = Arc::new(runtime::ShardSettings {
         header_read_timeout: config.http.read_header_timeout,
+        idle_timeout: config.http.idle_timeout,
         body_idle: config.http.body_idle_timeout,
         drain_timeout: config.http.drain_timeout,
     });

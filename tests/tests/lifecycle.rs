@@ -178,3 +178,71 @@ fn verify_reports_all_errors_with_key_paths() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Sends one `GET /v2/` on `stream` and returns the status line, or `None` when the server has
+/// closed the connection.
+fn get_base(stream: &mut TcpStream) -> Option<String> {
+    if stream
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return None;
+    }
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&response);
+        // `/v2/` answers `{}`: the head plus a two-byte body.
+        if let Some(end) = text.find("\r\n\r\n") {
+            if response.len() >= end + 4 + 2 {
+                return Some(text.lines().next().unwrap_or("").to_owned());
+            }
+        }
+    }
+}
+
+/// A keep-alive connection survives an idle gap longer than the head timeout (up to
+/// `idleTimeout`, as zot), is closed after `idleTimeout`, and a request head that trickles in
+/// for longer than `readHeaderTimeout` is cut off (slowloris).
+#[test]
+fn keep_alive_idles_up_to_idle_timeout_and_slow_heads_are_cut() {
+    let berth = Berth::start_with(serde_json::json!({
+        "http": { "readHeaderTimeout": "1s", "idleTimeout": "4s" }
+    }));
+    let mut stream = TcpStream::connect(&berth.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    assert_eq!(get_base(&mut stream).as_deref(), Some("HTTP/1.1 200 OK"));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        get_base(&mut stream).as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "an idle gap longer than readHeaderTimeout but shorter than idleTimeout"
+    );
+    std::thread::sleep(Duration::from_millis(5500));
+    assert_eq!(
+        get_base(&mut stream),
+        None,
+        "idle past idleTimeout must be closed"
+    );
+
+    let mut slow = TcpStream::connect(&berth.addr).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    slow.write_all(b"GET /v2/ HTTP/1.1\r\n")
+        .expect("first bytes of a head");
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = slow.write_all(b"Host: x\r\n\r\n");
+    let mut buf = [0u8; 256];
+    let answered =
+        matches!(slow.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        !answered,
+        "a head that took longer than readHeaderTimeout was served"
+    );
+}

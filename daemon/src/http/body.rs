@@ -46,6 +46,43 @@ impl http_body::Body for Body {
     }
 }
 
+/// Keeps `guard` alive until the body is dropped (fully sent or abandoned).
+struct Guarded<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> http_body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        // `Body` is `Unpin` (a boxed future), so projecting to it is plain.
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Body {
+    /// The same body, holding `guard` until it is dropped.
+    pub fn hold<G: Unpin + 'static>(self, guard: G) -> Body {
+        Body::new(Guarded {
+            body: self,
+            _guard: guard,
+        })
+    }
+}
+
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Body::new(Full::new(bytes.into()).map_err(|never| match never {}))
 }
