@@ -21,6 +21,7 @@ use std::{
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::Notify,
     time::Instant,
 };
 
@@ -44,6 +45,8 @@ pub enum Expiry {
 pub struct ConnWatch {
     phase: Cell<Phase>,
     in_flight: Cell<usize>,
+    /// Wakes the watchdog when a head starts: its deadline moves closer.
+    head_started: Notify,
 }
 
 impl ConnWatch {
@@ -51,12 +54,14 @@ impl ConnWatch {
         Rc::new(ConnWatch {
             phase: Cell::new(Phase::Idle(Instant::now())),
             in_flight: Cell::new(0),
+            head_started: Notify::new(),
         })
     }
 
     fn bytes_arrived(&self) {
         if let Phase::Idle(_) = self.phase.get() {
             self.phase.set(Phase::Head(Instant::now()));
+            self.head_started.notify_one();
         }
     }
 
@@ -76,7 +81,10 @@ impl ConnWatch {
                 Phase::Head(since) => since + head,
                 Phase::Busy => Instant::now() + head,
             };
-            tokio::time::sleep_until(deadline).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.head_started.notified() => continue,
+            }
             let now = Instant::now();
             match self.phase.get() {
                 Phase::Idle(since) if since + idle <= now => return Expiry::Idle,
