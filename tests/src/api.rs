@@ -158,6 +158,15 @@ pub fn get_json(client: &Client, url: &str) -> (HeaderMap, Value) {
 
 /// POST a session; asserts 202 and returns the absolute upload URL.
 #[track_caller]
+/// GET `url` with `Accept:` the OCI image manifest type (what the bad-input tests read back).
+pub fn get_oci_manifest(client: &Client, url: impl reqwest::IntoUrl) -> Response {
+    client
+        .get(url)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .expect("GET manifest")
+}
+
 pub fn start_upload(client: &Client, url: &str, repo: &str) -> String {
     let response = client
         .post(format!("{url}/v2/{repo}/blobs/uploads/"))

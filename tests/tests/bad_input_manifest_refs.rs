@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use berth_tests::api::{
-    code_of, expect_error, expect_error_in, expect_status, header, header_values, json_bytes,
-    parts, pct, raw_exchange, OCI_INDEX, OCI_MANIFEST,
+    code_of, expect_error, expect_error_in, expect_status, get_oci_manifest, header, header_values,
+    json_bytes, parts, pct, raw_exchange, OCI_INDEX, OCI_MANIFEST,
 };
 use berth_tests::{
     assert_no_state_change, push_blob, push_image, random_bytes, random_image, sha256_digest,
@@ -274,12 +274,7 @@ fn m13_unknown_fields_and_media_types_are_stored_byte_exact() {
     );
     for reference in ["custom", digest.as_str()] {
         let url = format!("{}/v2/seed/manifests/{reference}", fx.url());
-        let response = fx
-            .client
-            .get(url)
-            .header("accept", OCI_MANIFEST)
-            .send()
-            .expect("GET");
+        let response = get_oci_manifest(&fx.client, url);
         let (headers, got) = expect_status(response, 200);
         assert!(got == body, "manifest {reference} not byte-exact");
         assert_eq!(
@@ -427,12 +422,7 @@ fn m16_64_hex_reference_without_algorithm_is_a_tag() {
     assert_no_state_change(&fx.berth, &fx.known(&[]), || {
         for reference in [&hex_tag, &other_hex] {
             let url = format!("{}/v2/seed/manifests/{reference}", fx.url());
-            let response = fx
-                .client
-                .get(url)
-                .header("accept", OCI_MANIFEST)
-                .send()
-                .expect("GET");
+            let response = get_oci_manifest(&fx.client, url);
             expect_error(response, 404, "MANIFEST_UNKNOWN");
         }
     });
@@ -441,12 +431,7 @@ fn m16_64_hex_reference_without_algorithm_is_a_tag() {
         201,
     );
     let url = format!("{}/v2/seed/manifests/{hex_tag}", fx.url());
-    let response = fx
-        .client
-        .get(&url)
-        .header("accept", OCI_MANIFEST)
-        .send()
-        .expect("GET");
+    let response = get_oci_manifest(&fx.client, &url);
     let (headers, body) = expect_status(response, 200);
     assert_eq!(body, fx.image.manifest);
     assert_eq!(
@@ -467,11 +452,6 @@ fn m16_64_hex_reference_without_algorithm_is_a_tag() {
         "{tags}"
     );
     let url = format!("{}/v2/seed/manifests/{other_hex}", fx.url());
-    let response = fx
-        .client
-        .get(url)
-        .header("accept", OCI_MANIFEST)
-        .send()
-        .expect("GET");
+    let response = get_oci_manifest(&fx.client, url);
     expect_error(response, 404, "MANIFEST_UNKNOWN");
 }

@@ -13,8 +13,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use berth_tests::api::{
-    code_of, expect_error, expect_status, header, json_bytes, parts, sha512_digest,
-    DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+    code_of, expect_error, expect_status, get_oci_manifest, header, json_bytes, parts,
+    sha512_digest, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST,
 };
 use berth_tests::{assert_no_state_change, sha256_digest, Seeded};
 use serde_json::json;
@@ -148,12 +148,7 @@ fn m2_manifest_of_exactly_4_mib_is_accepted() {
         header(&headers, "docker-content-digest").as_deref(),
         Some(digest.as_str())
     );
-    let response = fx
-        .client
-        .get(format!("{}/v2/seed/manifests/big", fx.url()))
-        .header("accept", OCI_MANIFEST)
-        .send()
-        .expect("GET");
+    let response = get_oci_manifest(&fx.client, format!("{}/v2/seed/manifests/big", fx.url()));
     let (_, got) = expect_status(response, 200);
     assert!(got == body, "4 MiB manifest not returned byte-exact");
 }
@@ -329,11 +324,9 @@ fn m7_put_by_digest_with_other_content_is_digest_invalid() {
         header(&headers, "docker-content-digest").as_deref(),
         Some(right512.as_str())
     );
-    let response = fx
-        .client
-        .get(format!("{}/v2/seed/manifests/{right512}", fx.url()))
-        .header("accept", OCI_MANIFEST)
-        .send()
-        .expect("GET");
+    let response = get_oci_manifest(
+        &fx.client,
+        format!("{}/v2/seed/manifests/{right512}", fx.url()),
+    );
     assert_eq!(expect_status(response, 200).1, body);
 }

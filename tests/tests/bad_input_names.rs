@@ -13,8 +13,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use berth_tests::api::{
-    absolute, code_of, expect_error_in, expect_status, header, parts, raw_body, raw_exchange,
-    OCI_MANIFEST,
+    absolute, code_of, expect_error_in, expect_status, get_oci_manifest, header, parts, raw_body,
+    raw_exchange, OCI_MANIFEST,
 };
 use berth_tests::{
     assert_no_state_change, http, push_blob, push_image, random_image, sha256_digest, Berth,
@@ -279,12 +279,7 @@ fn n4_unusual_but_valid_names_are_accepted() {
             "catalog lacks {name}: {listed:?}"
         );
         let url = format!("{}/v2/{name}/manifests/latest", fx.berth.url);
-        let response = fx
-            .client
-            .get(url)
-            .header("accept", OCI_MANIFEST)
-            .send()
-            .expect("GET");
+        let response = get_oci_manifest(&fx.client, url);
         let (_, body) = expect_status(response, 200);
         assert_eq!(body, image.manifest, "manifest of {name}");
     }
@@ -348,12 +343,7 @@ fn n5_names_shaped_like_internal_paths_stay_independent() {
     }
     for (name, image) in names.iter().zip(&images) {
         let url = format!("{}/v2/{name}/manifests/latest", fx.berth.url);
-        let response = fx
-            .client
-            .get(url)
-            .header("accept", OCI_MANIFEST)
-            .send()
-            .expect("GET");
+        let response = get_oci_manifest(&fx.client, url);
         let (headers, body) = expect_status(response, 200);
         assert_eq!(body, image.manifest, "{name}:latest");
         assert_eq!(
