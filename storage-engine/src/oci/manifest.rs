@@ -297,19 +297,40 @@ fn known_kind(media_type: &str) -> Option<(ManifestKind, &'static str)> {
     .find(|(_, known)| known.eq_ignore_ascii_case(media_type))
 }
 
-/// Refuses input nesting arrays/objects deeper than [`MAX_NESTING_DEPTH`]. Exact for valid
-/// JSON; anything it lets through that is not valid JSON is refused by the parser.
-fn check_nesting_depth(bytes: &[u8]) -> Result<(), ManifestError> {
+/// One pass over the raw JSON before serde sees it. Refuses nesting deeper than
+/// [`MAX_NESTING_DEPTH`] and `\u` escapes naming a lone UTF-16 surrogate: serde_json skips
+/// unknown fields without decoding them, so neither would be caught there, and either would
+/// break a client that decodes the whole document. Exact for valid JSON; anything it lets
+/// through that is not valid JSON is refused by the parser.
+fn prescan(bytes: &[u8]) -> Result<(), ManifestError> {
+    let lone_surrogate = || invalid("a \\u escape names a lone UTF-16 surrogate");
     let mut depth = 0usize;
     let mut in_string = false;
-    let mut escaped = false;
-    for &byte in bytes {
+    // The previous string character was a high-surrogate escape: a low one must follow.
+    let mut want_low = false;
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        i += 1;
         if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+            let mut unit = None;
+            if byte == b'\\' {
+                let escape = bytes.get(i).copied();
+                i += 1;
+                if escape == Some(b'u') {
+                    unit = bytes
+                        .get(i..i + 4)
+                        .and_then(|hex| std::str::from_utf8(hex).ok())
+                        .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+                    i += 4;
+                }
+            }
+            let is_low = matches!(unit, Some(0xDC00..=0xDFFF));
+            if want_low != is_low {
+                return Err(lone_surrogate());
+            }
+            want_low = matches!(unit, Some(0xD800..=0xDBFF));
+            if byte == b'"' {
+                in_string = false;
             }
             continue;
         }
@@ -344,7 +365,7 @@ pub fn parse_manifest(
     // serde_json skips ignored fields without validating their UTF-8, so check it up front.
     let text =
         std::str::from_utf8(bytes).map_err(|error| invalid(format!("not UTF-8: {error}")))?;
-    check_nesting_depth(bytes)?;
+    prescan(bytes)?;
     let JsonObject(fields) = serde_json::from_str::<JsonObject<ManifestFields>>(text)
         .map_err(|error| invalid(format!("not a JSON object: {error}")))?;
 

@@ -444,6 +444,42 @@ fn deep_nesting_fails_fast_without_stack_overflow() {
 }
 
 #[test]
+fn lone_surrogate_escapes_are_refused_even_in_unknown_fields() {
+    // Found by fuzz target index_parse: serde_json skips an unknown field without decoding
+    // its `\u` escapes, so a lone surrogate there was stored, and any client that decodes
+    // the whole manifest (serde_json::Value, browsers) then fails on it.
+    let with_x = |value: &str| {
+        let index = without_field(OCI_INDEX_JSON, "x");
+        format!("{},\"x\":{value}}}", index.trim_end_matches('}'))
+    };
+    for (case, value) in [
+        ("lone low", r#""\udfff""#),
+        ("lone high at end", r#""a\ud800""#),
+        ("high then text", r#""\ud800a""#),
+        ("high then non-u escape", r#""\ud800\n""#),
+        ("two highs", r#""\ud800\ud800""#),
+        ("low then high", r#""\udc00\ud800""#),
+        ("in a key", r#"{"\udc00":1}"#),
+        ("nested", r#"[{"k":["\uDFFF"]}]"#),
+    ] {
+        assert_invalid(parse(&with_x(value), Some(media_types::OCI_INDEX)), case);
+    }
+    for (case, value) in [
+        ("pair", r#""\ud83d\ude00""#),
+        ("pair upper case", r#""\uD83D\uDE00""#),
+        ("escaped backslash before u", r#""\\udfff""#),
+        ("plain escapes", r#""\"\\\/\b\f\n\r\t\u0041""#),
+    ] {
+        let body = with_x(value);
+        assert!(
+            parse(&body, Some(media_types::OCI_INDEX)).is_ok(),
+            "{case}: {body}"
+        );
+        serde_json::from_str::<Value>(&body).expect(case);
+    }
+}
+
+#[test]
 fn descriptors_serialize_in_camel_case_without_nones() {
     let manifest = parse(OCI_ARTIFACT_JSON, None).unwrap();
     let config = manifest.config.unwrap();
