@@ -1,0 +1,297 @@
+//! `berth-bench compare`: berth and CNCF Distribution side by side in one run.
+//!
+//! Order: measure the machine's limits (limits.rs), then for each round start each registry
+//! fresh (berth, Distribution, and berth with `storage.commit: false` for the push
+//! workloads), run every selected workload against it, stop it. Rounds alternate the
+//! registries (A B A B ...), so drift (page cache, thermal, the other core's load) hits both.
+//! The table gives per workload the median over rounds of each registry's requests/s and p99,
+//! the ratio berth/Distribution, peak RSS, CPU used by server and load tool, and the limit
+//! that bounds the workload on this machine.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::data::{size_label, TestData, MIB};
+use crate::limits::{self, Limits};
+use crate::procs::{self, Kind, Registry};
+use crate::stats::{human_seconds, TestResult};
+use crate::workloads::{Op, Session, Workload};
+
+pub struct CompareOptions {
+    pub berth_bin: PathBuf,
+    /// Parent of the registries' data directories (the filesystem under test).
+    pub data_parent: PathBuf,
+    pub rounds: usize,
+    pub concurrency: usize,
+    pub requests: usize,
+    /// Caps each test's bytes moved (requests are reduced for the big sizes, never below
+    /// the concurrency).
+    pub max_bytes_per_test: u64,
+    pub workloads: Vec<Workload>,
+    pub no_commit_pushes: bool,
+    pub progress: bool,
+}
+
+/// One workload run against one registry in one round.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measured {
+    pub registry: Kind,
+    pub round: usize,
+    pub result: TestResult,
+    pub peak_rss_bytes: u64,
+    pub server_cpu_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub limits: Limits,
+    pub concurrency: usize,
+    pub rounds: usize,
+    pub runs: Vec<Measured>,
+}
+
+pub fn run(options: &CompareOptions) -> Result<Comparison> {
+    procs::ensure_distribution()?;
+    let sizes: std::collections::BTreeSet<u64> =
+        options.workloads.iter().flat_map(|w| w.sizes()).collect();
+    eprintln!("berth-bench: generating test data ({} sizes)", sizes.len());
+    let data = Arc::new(TestData::generate(sizes));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    eprintln!("berth-bench: measuring the machine's limits");
+    let pull_requests = (2 * options.concurrency).max(10);
+    let limits = limits::measure(
+        &options.data_parent,
+        &data,
+        options.concurrency,
+        pull_requests,
+        &runtime,
+    )?;
+    let mut kinds = vec![Kind::Berth, Kind::Distribution];
+    if options.no_commit_pushes {
+        kinds.push(Kind::BerthNoCommit);
+    }
+    let mut runs = Vec::new();
+    for round in 1..=options.rounds {
+        for &kind in &kinds {
+            let registry = Registry::start(kind, &options.berth_bin, &options.data_parent)?;
+            eprintln!(
+                "berth-bench: round {round}/{}: {} on {}",
+                options.rounds,
+                kind.label(),
+                registry.addr
+            );
+            let mut session = Session::new(
+                registry.addr,
+                Arc::clone(&data),
+                options.concurrency,
+                options.requests,
+                "bench",
+            );
+            session.progress = options.progress;
+            session.max_bytes_per_test = Some(options.max_bytes_per_test);
+            for workload in &options.workloads {
+                if kind == Kind::BerthNoCommit && !workload.pushes() {
+                    continue;
+                }
+                registry.reset_peak_rss();
+                let cpu_before = registry.cpu_time()?;
+                let result = match runtime.block_on(session.run(workload)) {
+                    Ok(result) => result,
+                    Err(error) => {
+                        eprintln!("{}", registry.log());
+                        return Err(error.context(format!(
+                            "{} on {}",
+                            workload.name,
+                            kind.label()
+                        )));
+                    }
+                };
+                let server_cpu_seconds = registry
+                    .cpu_time()?
+                    .saturating_sub(cpu_before)
+                    .as_secs_f64();
+                eprintln!("  {}", crate::report::line(&result));
+                runs.push(Measured {
+                    registry: kind,
+                    round,
+                    peak_rss_bytes: registry.peak_rss()?,
+                    server_cpu_seconds,
+                    result,
+                });
+            }
+            registry.stop();
+        }
+    }
+    Ok(Comparison {
+        limits,
+        concurrency: options.concurrency,
+        rounds: options.rounds,
+        runs,
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() % 2 {
+        1 => values[middle],
+        _ => (values[middle - 1] + values[middle]) / 2.0,
+    }
+}
+
+/// The limit that bounds a workload, as text.
+fn limit_for(workload: &Workload, limits: &Limits) -> String {
+    let verified = |size: u64| {
+        limits
+            .verified_pull_mbps
+            .iter()
+            .find(|(s, _)| *s == size)
+            .map_or_else(String::new, |(_, rate)| {
+                format!("verified pull {rate:.0} MB/s")
+            })
+    };
+    match &workload.op {
+        Op::Pull(mix) if mix.len() == 1 => verified(mix[0].0),
+        Op::Push(_, mix) if mix.len() == 1 && mix[0].0 >= 100 * MIB => {
+            format!("sha256 {:.0} MB/s", limits.sha256_gbps * 1000.0)
+        }
+        Op::Push(..) => format!("fsync {:.0}/s", limits.fsync_4k_per_second),
+        _ => String::new(),
+    }
+}
+
+impl Comparison {
+    fn of(&self, kind: Kind, name: &str) -> Vec<&Measured> {
+        self.runs
+            .iter()
+            .filter(|m| m.registry == kind && m.result.name == name)
+            .collect()
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let l = &self.limits;
+        let _ = writeln!(
+            out,
+            "limits: loopback TCP {:.2} GB/s, sha256 {:.2} GB/s, blake3 {:.2} GB/s (one core), \
+             disk write+fsync {:.2} GB/s, read {:.2} GB/s, 4 KiB write+fsync {:.0}/s",
+            l.loopback_tcp_gbps,
+            l.sha256_gbps,
+            l.blake3_gbps,
+            l.disk_write_gbps,
+            l.disk_read_gbps,
+            l.fsync_4k_per_second
+        );
+        let pulls: Vec<String> = l
+            .verified_pull_mbps
+            .iter()
+            .map(|(size, rate)| format!("{} {rate:.0} MB/s", size_label(*size)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "verifying client from an in-memory server (c={}): {}",
+            self.concurrency,
+            pulls.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "medians of {} rounds, -c {}; req/s (MB/s); ratio = berth / distribution\n",
+            self.rounds, self.concurrency
+        );
+        let names: Vec<String> = {
+            let mut seen = Vec::new();
+            for run in &self.runs {
+                if !seen.contains(&run.result.name) {
+                    seen.push(run.result.name.clone());
+                }
+            }
+            seen
+        };
+        let width = names.iter().map(String::len).max().unwrap_or(8);
+        let _ = writeln!(
+            out,
+            "{:width$}  {:>18} {:>18} {:>6}  {:>9} {:>9}  {:>7} {:>7}  {:>18}  limit",
+            "workload",
+            "berth",
+            "distribution",
+            "ratio",
+            "p99 B",
+            "p99 D",
+            "RSS B",
+            "RSS D",
+            "berth commit:false",
+        );
+        let workloads: BTreeMap<String, Workload> = crate::workloads::all()
+            .into_iter()
+            .map(|w| (w.name.clone(), w))
+            .collect();
+        for name in &names {
+            let stat = |kind: Kind, pick: &dyn Fn(&Measured) -> f64| {
+                median(self.of(kind, name).into_iter().map(pick).collect())
+            };
+            let rps = |kind| stat(kind, &|m| m.result.requests_per_second);
+            let mbps = |kind| stat(kind, &|m| m.result.megabytes_per_second);
+            let p99 = |kind| stat(kind, &|m| m.result.latency.p99);
+            let rss = |kind| stat(kind, &|m| m.peak_rss_bytes as f64 / MIB as f64);
+            let cell = |kind| match self.of(kind, name).is_empty() {
+                true => "-".to_owned(),
+                false => format!("{:.1} ({:.0})", rps(kind), mbps(kind)),
+            };
+            let failures: u64 = self
+                .runs
+                .iter()
+                .filter(|m| &m.result.name == name)
+                .map(|m| m.result.failures)
+                .sum();
+            let limit = workloads
+                .get(name)
+                .map(|w| limit_for(w, l))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{name:width$}  {:>18} {:>18} {:>5.2}x  {:>9} {:>9}  {:>6.0}M {:>6.0}M  {:>18}  {limit}{}",
+                cell(Kind::Berth),
+                cell(Kind::Distribution),
+                rps(Kind::Berth) / rps(Kind::Distribution),
+                human_seconds(p99(Kind::Berth)),
+                human_seconds(p99(Kind::Distribution)),
+                rss(Kind::Berth),
+                rss(Kind::Distribution),
+                cell(Kind::BerthNoCommit),
+                if failures > 0 { format!("  FAILURES: {failures}") } else { String::new() },
+            );
+        }
+        let cpu = |kind: Kind, client: bool| -> f64 {
+            self.runs
+                .iter()
+                .filter(|m| m.registry == kind)
+                .map(|m| {
+                    if client {
+                        m.result.client_cpu_seconds
+                    } else {
+                        m.server_cpu_seconds
+                    }
+                })
+                .sum()
+        };
+        let _ = writeln!(
+            out,
+            "\nCPU seconds over all runs: berth server {:.1}, load tool {:.1}; distribution server {:.1}, load tool {:.1}",
+            cpu(Kind::Berth, false),
+            cpu(Kind::Berth, true),
+            cpu(Kind::Distribution, false),
+            cpu(Kind::Distribution, true),
+        );
+        out
+    }
+}

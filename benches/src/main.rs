@@ -1,0 +1,172 @@
+//! `berth-bench`: runs zot's zb workloads (and berth's per-request ones) against a registry,
+//! or compares berth with CNCF Distribution side by side. See benches/README.md.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use berth_benches::data::TestData;
+use berth_benches::workloads::{self, Session, Workload};
+use berth_benches::{client, report};
+use clap::{Parser, Subcommand, ValueEnum};
+use regex::Regex;
+
+#[derive(Parser)]
+#[command(
+    name = "berth-bench",
+    version,
+    about = "Registry load tool and berth-vs-Distribution comparison"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the workloads against a registry URL (like zot's `zb URL`).
+    Run(RunArgs),
+    /// Starts berth and CNCF Distribution and runs every workload against both, alternately.
+    Compare(CompareArgs),
+    /// Lists the workloads.
+    List,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    /// A table on stdout (zb's `stdout`).
+    Stdout,
+    Json,
+    /// zb's github-action-benchmark format, written to ci-cd.json.
+    CiCd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Registry base URL, e.g. http://127.0.0.1:5000
+    url: String,
+    /// Concurrent connections.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    concurrency: usize,
+    /// Operations per test.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    requests: usize,
+    /// Runs only the tests whose name matches this regex.
+    #[arg(short = 't', long = "test-regex")]
+    test_regex: Option<Regex>,
+    /// Repository prefix for everything the tool pushes.
+    #[arg(short = 'r', long, default_value = "berth-bench")]
+    repo: String,
+    #[arg(short = 'o', long = "output-format", value_enum, default_value_t = Output::Stdout)]
+    output: Output,
+    /// Where `-o ci-cd` writes.
+    #[arg(long, default_value = "ci-cd.json")]
+    ci_cd_file: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The berth binary (a release build).
+    #[arg(long, default_value = "target/release/berth")]
+    berth_bin: PathBuf,
+    /// Where the registries' fresh data directories are made (same filesystem for both).
+    #[arg(long, default_value = ".")]
+    data_dir: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    #[arg(short = 'c', long, default_value_t = 10)]
+    concurrency: usize,
+    #[arg(short = 'n', long, default_value_t = 100)]
+    requests: usize,
+    /// Caps each test's bytes (fewer operations for 100 MB sizes); 0 = no cap.
+    #[arg(long, default_value_t = 2_000_000_000)]
+    max_bytes_per_test: u64,
+    #[arg(short = 't', long = "test-regex")]
+    test_regex: Option<Regex>,
+    /// Skips the pushes with `storage.commit: false`.
+    #[arg(long)]
+    no_nocommit: bool,
+    /// Also writes every run's figures as JSON here.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+}
+
+fn compare(args: CompareArgs) -> Result<()> {
+    let workloads = selected(args.test_regex.as_ref());
+    if workloads.is_empty() {
+        bail!("no test matches the regex");
+    }
+    let options = berth_benches::compare::CompareOptions {
+        berth_bin: std::fs::canonicalize(&args.berth_bin)
+            .with_context(|| format!("berth binary {}", args.berth_bin.display()))?,
+        data_parent: std::fs::canonicalize(&args.data_dir)?,
+        rounds: args.rounds.max(1),
+        concurrency: args.concurrency.max(1),
+        requests: args.requests,
+        max_bytes_per_test: if args.max_bytes_per_test == 0 {
+            u64::MAX
+        } else {
+            args.max_bytes_per_test
+        },
+        workloads,
+        no_commit_pushes: !args.no_nocommit,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let comparison = berth_benches::compare::run(&options)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_vec_pretty(&comparison)?)?;
+    }
+    print!("{}", comparison.table());
+    Ok(())
+}
+
+pub fn selected(regex: Option<&Regex>) -> Vec<Workload> {
+    workloads::all()
+        .into_iter()
+        .filter(|w| regex.is_none_or(|r| r.is_match(&w.name)))
+        .collect()
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let tests = selected(args.test_regex.as_ref());
+    if tests.is_empty() {
+        bail!("no test matches the regex");
+    }
+    let addr = client::resolve(&args.url)?;
+    let sizes: std::collections::BTreeSet<u64> = tests.iter().flat_map(|t| t.sizes()).collect();
+    let data = Arc::new(TestData::generate(sizes));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let terminal = std::io::stderr().is_terminal();
+    let mut session = Session::new(addr, data, args.concurrency, args.requests, &args.repo);
+    session.progress = terminal;
+    let mut results = Vec::new();
+    for test in &tests {
+        let result = runtime.block_on(session.run(test))?;
+        if !terminal {
+            eprintln!("{}", report::line(&result));
+        }
+        results.push(result);
+    }
+    match args.output {
+        Output::Stdout => print!("{}", report::table(&results)),
+        Output::Json => println!("{}", report::json(&results)),
+        Output::CiCd => std::fs::write(&args.ci_cd_file, report::ci_cd_json(&results))?,
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run(args),
+        Command::Compare(args) => compare(args),
+        Command::List => {
+            for workload in workloads::all() {
+                println!("{}", workload.name);
+            }
+            Ok(())
+        }
+    }
+}
