@@ -332,3 +332,82 @@ pub fn resolve(url: &str) -> Result<SocketAddr> {
         .next()
         .ok_or_else(|| anyhow!("{url} resolves to no address"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::service::service_fn;
+
+    /// A server answering every request with `body` and `status`.
+    async fn serve(body: &'static [u8], status: StatusCode) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = service_fn(move |_| async move {
+                    let mut response =
+                        Response::new(ChunkBody::sized(vec![Bytes::from_static(body)]));
+                    *response.status_mut() = status;
+                    Ok::<_, Infallible>(response)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn pulled_bodies_are_verified_against_their_digest() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let right = Digest::of(Algorithm::Sha256, b"layer bytes");
+            let wrong = Digest::of(Algorithm::Sha256, b"other bytes");
+            let mut conn = Conn::new(serve(b"layer bytes", StatusCode::OK).await);
+            let fetched = conn
+                .fetch(Method::GET, "/x", None, Some(&right))
+                .await
+                .unwrap();
+            assert_eq!(fetched.bytes, 11);
+            let error = conn
+                .fetch(Method::GET, "/x", None, Some(&wrong))
+                .await
+                .unwrap_err();
+            assert_eq!(error.to_string(), "digest mismatch");
+            // The connection is still usable after a mismatch (the body was read to the end).
+            conn.fetch(Method::GET, "/x", None, Some(&right))
+                .await
+                .unwrap();
+
+            let mut missing = Conn::new(serve(b"{}", StatusCode::NOT_FOUND).await);
+            let error = missing
+                .fetch(Method::GET, "/x", None, None)
+                .await
+                .unwrap_err();
+            assert_eq!(error.to_string(), "GET answered 404");
+        });
+    }
+
+    #[test]
+    fn locations_become_request_targets() {
+        let absolute =
+            http::HeaderValue::from_static("http://127.0.0.1:5000/v2/a/blobs/uploads/u?_state=x");
+        assert_eq!(
+            as_target(&absolute).unwrap(),
+            "/v2/a/blobs/uploads/u?_state=x"
+        );
+        let relative = http::HeaderValue::from_static("/v2/a/blobs/uploads/u");
+        assert_eq!(as_target(&relative).unwrap(), "/v2/a/blobs/uploads/u");
+        let digest = Digest::of(Algorithm::Sha256, b"");
+        assert_eq!(
+            with_digest("/u?_state=x", &digest),
+            format!("/u?_state=x&digest={digest}")
+        );
+        assert_eq!(with_digest("/u", &digest), format!("/u?digest={digest}"));
+    }
+}

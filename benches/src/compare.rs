@@ -47,12 +47,49 @@ pub struct Measured {
     pub server_cpu_seconds: f64,
 }
 
+/// `wrk` against one small GET of one registry in one round: the cross-check that shows
+/// whether berth-bench itself bounds the per-request figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct WrkRun {
+    pub registry: Kind,
+    pub round: usize,
+    pub workload: String,
+    pub requests_per_second: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Comparison {
     pub limits: Limits,
     pub concurrency: usize,
     pub rounds: usize,
     pub runs: Vec<Measured>,
+    pub wrk: Vec<WrkRun>,
+}
+
+/// Runs `wrk` for 5 s on `target` (None when wrk is not installed or fails).
+fn wrk(
+    addr: std::net::SocketAddr,
+    target: &str,
+    concurrency: usize,
+    accept: Option<&str>,
+) -> Option<f64> {
+    let mut command = std::process::Command::new("wrk");
+    command.args(["-t", "2", "-c", &concurrency.to_string(), "-d", "5s"]);
+    if let Some(accept) = accept {
+        command.args(["-H", &format!("Accept: {accept}")]);
+    }
+    let output = command
+        .arg(format!("http://{addr}{target}"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("Non-2xx") {
+        eprintln!("berth-bench: wrk saw errors on {target}:\n{text}");
+        return None;
+    }
+    text.lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|rate| rate.trim().parse().ok())
 }
 
 pub fn run(options: &CompareOptions) -> Result<Comparison> {
@@ -78,6 +115,8 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
         kinds.push(Kind::BerthNoCommit);
     }
     let mut runs = Vec::new();
+    let mut wrk_runs = Vec::new();
+    let wrk_installed = std::process::Command::new("wrk").arg("-v").output().is_ok();
     for round in 1..=options.rounds {
         for &kind in &kinds {
             let registry = Registry::start(kind, &options.berth_bin, &options.data_parent)?;
@@ -126,6 +165,29 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
                     result,
                 });
             }
+            if let (true, Some((manifest, blob))) = (
+                wrk_installed && kind != Kind::BerthNoCommit,
+                session.seed_targets(),
+            ) {
+                let checks = [
+                    (
+                        "Manifest GET by tag",
+                        manifest,
+                        Some(crate::client::OCI_MANIFEST),
+                    ),
+                    ("Blob GET 4KiB", blob, None),
+                ];
+                for (workload, target, accept) in checks {
+                    if let Some(rate) = wrk(registry.addr, &target, options.concurrency, accept) {
+                        wrk_runs.push(WrkRun {
+                            registry: kind,
+                            round,
+                            workload: workload.to_owned(),
+                            requests_per_second: rate,
+                        });
+                    }
+                }
+            }
             registry.stop();
         }
     }
@@ -134,6 +196,7 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
         concurrency: options.concurrency,
         rounds: options.rounds,
         runs,
+        wrk: wrk_runs,
     })
 }
 
@@ -270,6 +333,25 @@ impl Comparison {
                 cell(Kind::BerthNoCommit),
                 if failures > 0 { format!("  FAILURES: {failures}") } else { String::new() },
             );
+        }
+        for workload in ["Manifest GET by tag", "Blob GET 4KiB"] {
+            let rate = |kind: Kind| {
+                median(
+                    self.wrk
+                        .iter()
+                        .filter(|w| w.registry == kind && w.workload == workload)
+                        .map(|w| w.requests_per_second)
+                        .collect(),
+                )
+            };
+            let (berth, distribution) = (rate(Kind::Berth), rate(Kind::Distribution));
+            if !berth.is_nan() {
+                let _ = writeln!(
+                    out,
+                    "wrk cross-check, {workload}: berth {berth:.0} req/s, distribution {distribution:.0} req/s, ratio {:.2}x",
+                    berth / distribution
+                );
+            }
         }
         let cpu = |kind: Kind, client: bool| -> f64 {
             self.runs

@@ -60,13 +60,15 @@ impl Workload {
         matches!(self.op, Op::Push(..) | Op::PullPush(_))
     }
 
-    /// Layer sizes this workload moves (test data to generate).
+    /// Blob sizes this workload needs test data for (the seed images' 4 KiB layer always).
     pub fn sizes(&self) -> Vec<u64> {
+        let mut sizes = vec![SMALL_BLOB];
         match &self.op {
-            Op::Push(_, mix) | Op::Pull(mix) => mix.iter().map(|(size, _)| *size).collect(),
-            Op::PullPush(size) => vec![*size],
-            _ => vec![SMALL_BLOB],
+            Op::Push(_, mix) | Op::Pull(mix) => sizes.extend(mix.iter().map(|(size, _)| *size)),
+            Op::PullPush(size) => sizes.push(*size),
+            _ => {}
         }
+        sizes
     }
 
     fn slug(&self) -> String {
@@ -250,6 +252,17 @@ impl Session {
         ));
         self.seed = Some(Arc::clone(&seed));
         Ok(seed)
+    }
+
+    /// Request targets of a seed image's manifest and 4 KiB layer (for a `wrk` cross-check),
+    /// once the seed images exist.
+    pub fn seed_targets(&self) -> Option<(String, String)> {
+        self.seed.as_ref().map(|seed| {
+            (
+                format!("/v2/{}/manifests/{}", seed.repo, seed.tag),
+                format!("/v2/{}/blobs/{}", seed.repo, seed.layer.digest),
+            )
+        })
     }
 
     /// The image pulled by the pull tests of `size`, pushed on first use.

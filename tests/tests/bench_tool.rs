@@ -1,0 +1,152 @@
+//! berth-bench, the load tool of benches/, run for real: against the real berth binary every
+//! workload completes with no failure and with every pulled body verified, and `compare`
+//! starts berth and CNCF Distribution and prints the side-by-side table with the limits.
+//! Tiny request counts: this checks the tool works, it measures nothing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use berth_tests::{berth_bin, require_tool, Berth};
+use serde_json::Value;
+
+/// `berth-bench` sits next to `berth` (`cargo build --workspace --bins` builds both).
+fn bench_bin() -> PathBuf {
+    berth_bin().with_file_name("berth-bench")
+}
+
+fn run_bench(args: &[&str]) -> String {
+    let output = Command::new(bench_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (cargo build --workspace --bins)",
+                bench_bin().display()
+            )
+        });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "berth-bench {args:?} failed:\n{stderr}"
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+#[test]
+fn every_workload_runs_against_berth_without_failures() {
+    let berth = Berth::start();
+    // Everything but the 100 MB sizes (and the mixes that contain them): seconds, not minutes.
+    let regex =
+        "Catalog|(Monolith|Streamed|Pull) (1|10)MB$|75% and Push 25% Mixed 1MB|Manifest|Tags|4KiB";
+    let out = run_bench(&[
+        "run", &berth.url, "-c", "3", "-n", "4", "-t", regex, "-o", "json",
+    ]);
+    let results: Vec<Value> = serde_json::from_str(&out).expect("JSON output");
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Get Catalog",
+            "Push Monolith 1MB",
+            "Push Monolith 10MB",
+            "Push Chunk Streamed 1MB",
+            "Push Chunk Streamed 10MB",
+            "Pull 1MB",
+            "Pull 10MB",
+            "Pull 75% and Push 25% Mixed 1MB",
+            "Manifest HEAD by tag",
+            "Manifest GET by tag",
+            "Tags List",
+            "Blob GET 4KiB",
+        ]
+    );
+    for result in &results {
+        assert_eq!(result["requests"], 4, "{result}");
+        assert_eq!(result["failures"], 0, "{result}");
+        assert!(
+            result["requests_per_second"].as_f64().unwrap() > 0.0,
+            "{result}"
+        );
+    }
+    let pull = &results[6];
+    assert_eq!(
+        pull["bytes"].as_u64().unwrap() / 4 / (1 << 20),
+        10,
+        "{pull}"
+    );
+    for part in ["manifest HEAD", "manifest GET", "config", "layer"] {
+        assert_eq!(pull["ttfb"][part]["count"], 4, "{pull}");
+    }
+    // What was pushed is really stored: the repositories are in the catalog and fsck is clean.
+    let catalog = berth_tests::http()
+        .get(format!("{}/v2/_catalog", berth.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let catalog: Value = serde_json::from_str(&catalog).unwrap();
+    let repos = catalog["repositories"].as_array().unwrap();
+    assert!(
+        repos.iter().any(|r| r == "berth-bench/push-monolith-10mb"),
+        "{catalog}"
+    );
+    let (clean, report) = berth.fsck();
+    assert!(clean, "{report}");
+}
+
+#[test]
+fn compare_runs_berth_and_distribution_side_by_side() {
+    if !require_tool("docker-registry") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let berth = berth_bin();
+    let out = run_bench(&[
+        "compare",
+        "--berth-bin",
+        berth.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--rounds",
+        "1",
+        "-c",
+        "2",
+        "-n",
+        "3",
+        "-t",
+        "Push Monolith 1MB$|Blob GET 4KiB",
+    ]);
+    assert!(out.starts_with("limits: loopback TCP "), "{out}");
+    assert!(
+        out.contains("verifying client from an in-memory server"),
+        "{out}"
+    );
+    let row = |name: &str| {
+        out.lines()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in:\n{out}"))
+            .to_owned()
+    };
+    // berth, Distribution, ratio; the push also ran with commit:false.
+    let push = row("Push Monolith 1MB");
+    assert!(push.contains('x') && !push.contains("FAILURES"), "{push}");
+    assert_eq!(
+        push.split_whitespace().filter(|w| w.ends_with(')')).count(),
+        3,
+        "{push}"
+    );
+    let small = row("Blob GET 4KiB");
+    assert_eq!(
+        small
+            .split_whitespace()
+            .filter(|w| w.ends_with(')'))
+            .count(),
+        2,
+        "{small}"
+    );
+    // The registries' data directories are gone.
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}
