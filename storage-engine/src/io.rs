@@ -322,6 +322,24 @@ impl Io {
         Ok(())
     }
 
+    /// Starts writeback of `[offset, offset + length)` of a staged file and returns without
+    /// waiting for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the fsync at commit
+    /// finds most pages already on their way to the device. Advisory: an error here is
+    /// ignored, since the fsync that makes the bytes durable reports it. Not journaled: it
+    /// makes nothing durable.
+    pub(crate) fn start_writeback(&self, file: &StagedFile, offset: u64, length: u64) {
+        use std::os::fd::AsRawFd;
+        let fd = match &file.handle {
+            StagedHandle::Uring(handle) => handle.as_raw_fd(),
+            StagedHandle::Threads(handle) => handle.as_raw_fd(),
+        };
+        let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else {
+            return;
+        };
+        // SAFETY: `fd` stays open while `file` is borrowed; the call reads no memory of ours.
+        unsafe { libc::sync_file_range(fd, offset, length, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+
     /// Shrinks a staged file to `length` (only after a cancelled write left extra bytes).
     pub(crate) async fn truncate(&self, path: &Path, length: u64) -> io::Result<()> {
         let owned = path.to_path_buf();

@@ -301,6 +301,7 @@ impl Engine {
             path,
             file,
             offset,
+            writeback_from: offset,
             hasher,
             poisoned: false,
         })
@@ -350,6 +351,7 @@ impl Engine {
             path,
             file,
             offset: 0,
+            writeback_from: 0,
             hasher: Some(Algorithm::Sha256.hasher()),
             poisoned: false,
         })
@@ -363,6 +365,11 @@ impl Engine {
     }
 }
 
+/// In durable mode, writeback of staged bytes is started every this many bytes, so that the
+/// fsync at commit waits only for the tail instead of the whole blob (RocksDB's
+/// `bytes_per_sync` idea). Measured with berth-bench (benches/RESULTS.md).
+const WRITEBACK_STEP: u64 = 2 * 1024 * 1024;
+
 /// Exclusive writer of one upload session. Lives on one shard (not `Send` with `Uring`).
 pub struct UploadWriter {
     inner: Arc<Inner>,
@@ -372,6 +379,8 @@ pub struct UploadWriter {
     path: PathBuf,
     file: StagedFile,
     offset: u64,
+    /// Writeback of [.., writeback_from) has been started (durable mode only).
+    writeback_from: u64,
     /// sha256 of [0, offset); None until rebuilt from the staged file.
     hasher: Option<Hasher>,
     poisoned: bool,
@@ -442,6 +451,13 @@ impl UploadWriter {
             .update(&bytes);
         self.offset += bytes.len() as u64;
         self.poisoned = false;
+        if self.inner.commit && self.offset - self.writeback_from >= WRITEBACK_STEP {
+            let length = self.offset - self.writeback_from;
+            self.inner
+                .io
+                .start_writeback(&self.file, self.writeback_from, length);
+            self.writeback_from = self.offset;
+        }
         let mut sessions = self.inner.sessions.stripe(&self.guard.id);
         if let Some(slot) = sessions.get_mut(&self.guard.id) {
             slot.offset = Some(self.offset);
