@@ -231,6 +231,15 @@ impl Inner {
             .map_err(|error| StorageError::Index(format!("index write task failed: {error}")))?
     }
 
+    /// Makes every index write so far durable (a WAL fsync, on the blocking pool).
+    pub(crate) async fn sync_wal(self: &Arc<Self>) -> Result<(), StorageError> {
+        self.io.fault(FaultPoint::IndexWrite)?;
+        let inner = Arc::clone(self);
+        tokio::task::spawn_blocking(move || inner.index.sync_wal())
+            .await
+            .map_err(|error| StorageError::Index(format!("WAL sync task failed: {error}")))?
+    }
+
     /// Err unless the engine was opened for writing.
     pub(crate) fn writable(&self) -> Result<(), StorageError> {
         match self.read_only {

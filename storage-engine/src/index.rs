@@ -428,6 +428,11 @@ impl Index {
         Ok(found)
     }
 
+    /// fsync of the WAL: every write so far is durable. Blocking.
+    pub(crate) fn sync_wal(&self) -> Result<(), StorageError> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
     /// Applies the batch atomically. With `sync` this waits for the WAL fsync: call it from
     /// the blocking pool. Concurrent synced writers are grouped by RocksDB into one fsync.
     pub(crate) fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::engine::{Engine, Inner};
 use crate::error::StorageError;
 use crate::index::{self, Cf, UploadRecord};
-use crate::io::StagedFile;
+use crate::io::{FaultPoint, StagedFile};
 use crate::oci::{Algorithm, Digest, Hasher, RepoName, UploadId};
 
 const SESSION_STRIPES: usize = 64;
@@ -39,6 +39,10 @@ struct Slot {
     /// sha256 state of bytes [0, offset); None: re-hash on first use.
     hasher: Option<Hasher>,
     busy: bool,
+    /// The staged file's directory entry and the session record are durable. A session
+    /// starts non-durable (POST answers without an fsync) and becomes durable at its first
+    /// persist (PATCH), the first time it holds acknowledged bytes.
+    durable: bool,
 }
 
 /// The session table, striped by id so sessions never contend on one mutex.
@@ -172,6 +176,7 @@ impl Inner {
                         offset: Some(length),
                         hasher: None,
                         busy: false,
+                        durable: true,
                     };
                     self.sessions.stripe(&id).insert(id, slot);
                 }
@@ -196,30 +201,33 @@ impl Inner {
 }
 
 impl Engine {
-    /// Opens a session for `repo`. With `commit` on the session is durable on return: the
-    /// staged file's directory entry is fsynced, then the record is written with a synced
-    /// WAL. Cancel: a staged file or record may remain; both are removed at the next open if
-    /// the pair is incomplete, else the session is simply idle.
+    /// Opens a session for `repo`. Nothing is fsynced here: a session holds no acknowledged
+    /// bytes until its first persist, which makes it durable (staged file's directory entry
+    /// and record) before the 202. A power loss may therefore forget a session that only had
+    /// its POST answered; its next PATCH or PUT gets BLOB_UPLOAD_UNKNOWN and the client starts
+    /// over, having lost nothing it was told was stored. A process crash forgets nothing (the
+    /// record is in RocksDB's WAL, written through to the OS). This saves a directory fsync
+    /// and a WAL sync per blob push. Cancel: a staged file or record may remain; both are
+    /// removed at the next open if the pair is incomplete, else the session is simply idle.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId, StorageError> {
         let inner = &self.inner;
         inner.writable()?;
         let id = UploadId::random();
         inner.io.create_new(&inner.store.upload_path(&id)).await?;
-        if inner.commit {
-            inner.io.sync_dir(&inner.store.uploads_dir()).await?;
-        }
         let record = UploadRecord {
             started_ms: index::now_ms(),
             repo: repo.clone(),
         };
         let mut batch = index::Batch::default();
         batch.put(Cf::Uploads, id.to_string().into_bytes(), record.encode());
-        inner.write_index(batch).await?;
+        inner.io.fault(FaultPoint::IndexWrite)?;
+        inner.index.write(batch, false)?;
         let slot = Slot {
             repo: repo.clone(),
             offset: Some(0),
             hasher: Some(Algorithm::Sha256.hasher()),
             busy: false,
+            durable: !inner.commit,
         };
         inner
             .sessions
@@ -540,11 +548,36 @@ impl UploadWriter {
         if self.inner.commit {
             self.poisoned = true;
             self.inner.io.sync_file(&self.file).await?;
+            self.make_session_durable().await?;
             self.poisoned = false;
         }
         let offset = self.offset;
         drop(self);
         Ok(offset)
+    }
+
+    /// First persist of a session opened by POST: fsync `uploads/` (the staged file's entry)
+    /// and the WAL (the record), then remember it.
+    async fn make_session_durable(&self) -> Result<(), StorageError> {
+        let key = &self.guard.id;
+        let durable = self
+            .inner
+            .sessions
+            .stripe(key)
+            .get(key)
+            .is_none_or(|slot| slot.durable);
+        if durable {
+            return Ok(());
+        }
+        self.inner
+            .io
+            .sync_dir(&self.inner.store.uploads_dir())
+            .await?;
+        self.inner.sync_wal().await?;
+        if let Some(slot) = self.inner.sessions.stripe(key).get_mut(key) {
+            slot.durable = true;
+        }
+        Ok(())
     }
 
     /// Gives the session back for resumption (client went away): nothing is lost, the next
