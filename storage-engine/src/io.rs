@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::direct;
 use crate::oci::{Algorithm, Hasher};
 
 /// Size of each read when re-hashing a staged or committed file.
@@ -169,6 +170,9 @@ impl FaultInjector {
 pub(crate) struct StagedFile {
     path: PathBuf,
     handle: StagedHandle,
+    /// Opened with O_DIRECT: writes must be aligned (direct.rs). False where the filesystem
+    /// refuses O_DIRECT (tmpfs): then the same writes go through the page cache.
+    pub(crate) direct: bool,
 }
 
 enum StagedHandle {
@@ -226,13 +230,31 @@ impl Io {
         Ok(())
     }
 
-    /// Opens an existing staged file for reading and writing.
+    /// Opens an existing staged file for reading and writing, with O_DIRECT where the
+    /// filesystem supports it (see direct.rs).
     pub(crate) async fn open_rw(&self, path: &Path) -> io::Result<StagedFile> {
-        let handle = match self.kind {
+        match self.open_staged(path, libc::O_DIRECT).await {
+            Ok(handle) => Ok(StagedFile {
+                path: path.to_path_buf(),
+                handle,
+                direct: true,
+            }),
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Ok(StagedFile {
+                path: path.to_path_buf(),
+                handle: self.open_staged(path, 0).await?,
+                direct: false,
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn open_staged(&self, path: &Path, flags: i32) -> io::Result<StagedHandle> {
+        Ok(match self.kind {
             IoBackendKind::Uring => StagedHandle::Uring(Rc::new(
                 tokio_uring::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
+                    .custom_flags(flags)
                     .open(path)
                     .await?,
             )),
@@ -240,17 +262,51 @@ impl Io {
                 let path = path.to_path_buf();
                 let file = joined(
                     tokio::task::spawn_blocking(move || {
-                        OpenOptions::new().read(true).write(true).open(path)
+                        OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .custom_flags(flags)
+                            .open(path)
                     })
                     .await,
                 )?;
                 StagedHandle::Threads(Arc::new(file))
             }
-        };
-        Ok(StagedFile {
-            path: path.to_path_buf(),
-            handle,
         })
+    }
+
+    /// Writes the unaligned tail of a staged file (under [`direct::ALIGN`] bytes) through the
+    /// page cache, on a second descriptor without O_DIRECT. Inline: a small page-cache copy.
+    pub(crate) fn write_tail_at(
+        &self,
+        file: &StagedFile,
+        bytes: Bytes,
+        position: u64,
+    ) -> io::Result<()> {
+        self.fault(FaultPoint::StagedWrite)?;
+        OpenOptions::new()
+            .write(true)
+            .open(&file.path)?
+            .write_all_at(&bytes, position)?;
+        self.record(|| IoEvent::Write {
+            path: file.path.clone(),
+            offset: position,
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Reads `[position, position + length)` of a staged file through the page cache
+    /// (inline: at most one block, to resume an upload at an unaligned offset).
+    pub(crate) fn read_tail(
+        &self,
+        file: &StagedFile,
+        position: u64,
+        length: usize,
+    ) -> io::Result<Vec<u8>> {
+        let mut buffer = vec![0u8; length];
+        std::fs::File::open(&file.path)?.read_exact_at(&mut buffer, position)?;
+        Ok(buffer)
     }
 
     /// Writes all of `bytes` at `position`. On error some prefix may have been written.
@@ -267,7 +323,14 @@ impl Io {
         // Under a StagedWrite fault, model a disk filling up: half the buffer lands, ENOSPC.
         let (bytes, fault) = match self.fault(FaultPoint::StagedWrite) {
             Ok(()) => (bytes, None),
-            Err(error) => (bytes.slice(..bytes.len() / 2), Some(error)),
+            Err(error) => {
+                // A direct write lands in whole blocks.
+                let half = match file.direct {
+                    true => bytes.len() / 2 / direct::ALIGN * direct::ALIGN,
+                    false => bytes.len() / 2,
+                };
+                (bytes.slice(..half), Some(error))
+            }
         };
         // A reference count, taken only when a test hook is installed.
         let journaled = self.faults.as_ref().map(|_| bytes.clone());
@@ -320,24 +383,6 @@ impl Io {
         }
         self.record(|| IoEvent::SyncFile(file.path.clone()));
         Ok(())
-    }
-
-    /// Starts writeback of `[offset, offset + length)` of a staged file and returns without
-    /// waiting for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the fsync at commit
-    /// finds most pages already on their way to the device. Advisory: an error here is
-    /// ignored, since the fsync that makes the bytes durable reports it. Not journaled: it
-    /// makes nothing durable.
-    pub(crate) fn start_writeback(&self, file: &StagedFile, offset: u64, length: u64) {
-        use std::os::fd::AsRawFd;
-        let fd = match &file.handle {
-            StagedHandle::Uring(handle) => handle.as_raw_fd(),
-            StagedHandle::Threads(handle) => handle.as_raw_fd(),
-        };
-        let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else {
-            return;
-        };
-        // SAFETY: `fd` stays open while `file` is borrowed; the call reads no memory of ours.
-        unsafe { libc::sync_file_range(fd, offset, length, libc::SYNC_FILE_RANGE_WRITE) };
     }
 
     /// Shrinks a staged file to `length` (only after a cancelled write left extra bytes).

@@ -6,6 +6,8 @@ pub mod oci;
 #[cfg(feature = "engine")]
 mod blobstore;
 #[cfg(feature = "engine")]
+mod direct;
+#[cfg(feature = "engine")]
 mod engine;
 #[cfg(feature = "engine")]
 mod error;

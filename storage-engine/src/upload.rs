@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use crate::direct::{AlignedBuf, ALIGN};
 use crate::engine::{Engine, Inner};
 use crate::error::StorageError;
 use crate::index::{self, Cf, UploadRecord};
@@ -301,6 +302,17 @@ impl Engine {
             hasher: None,
         });
         let file = self.inner.io.open_rw(&path).await?;
+        // Resuming at an unaligned offset: the partial last block goes back into the buffer,
+        // to be rewritten whole by the next O_DIRECT write.
+        let base = offset / ALIGN as u64 * ALIGN as u64;
+        let mut pending = AlignedBuf::new();
+        if offset > base {
+            let tail = self
+                .inner
+                .io
+                .read_tail(&file, base, (offset - base) as usize)?;
+            pending.fill(&tail);
+        }
         Ok(UploadWriter {
             inner: Arc::clone(&self.inner),
             guard,
@@ -309,7 +321,9 @@ impl Engine {
             path,
             file,
             offset,
-            writeback_from: offset,
+            base,
+            pending,
+            pending_on_file: true,
             hasher,
             poisoned: false,
         })
@@ -359,7 +373,9 @@ impl Engine {
             path,
             file,
             offset: 0,
-            writeback_from: 0,
+            base: 0,
+            pending: AlignedBuf::new(),
+            pending_on_file: true,
             hasher: Some(Algorithm::Sha256.hasher()),
             poisoned: false,
         })
@@ -373,11 +389,6 @@ impl Engine {
     }
 }
 
-/// In durable mode, writeback of staged bytes is started every this many bytes, so that the
-/// fsync at commit waits only for the tail instead of the whole blob (RocksDB's
-/// `bytes_per_sync` idea). Measured with berth-bench (benches/RESULTS.md).
-const WRITEBACK_STEP: u64 = 2 * 1024 * 1024;
-
 /// Exclusive writer of one upload session. Lives on one shard (not `Send` with `Uring`).
 pub struct UploadWriter {
     inner: Arc<Inner>,
@@ -386,9 +397,15 @@ pub struct UploadWriter {
     repo: RepoName,
     path: PathBuf,
     file: StagedFile,
+    /// Bytes received: `base + pending.len()`.
     offset: u64,
-    /// Writeback of [.., writeback_from) has been started (durable mode only).
-    writeback_from: u64,
+    /// File offset of `pending[0]` (aligned): bytes before it are written to the file.
+    base: u64,
+    /// Received bytes not yet written with O_DIRECT (direct.rs). After a persist the
+    /// unaligned tail is both here and (through the page cache) on file.
+    pending: AlignedBuf,
+    /// `pending` is also on file (read back at open, or written by the last persist).
+    pending_on_file: bool,
     /// sha256 of [0, offset); None until rebuilt from the staged file.
     hasher: Option<Hasher>,
     poisoned: bool,
@@ -436,8 +453,9 @@ impl UploadWriter {
         Ok(self.hasher.as_mut().expect("hasher was just set"))
     }
 
-    /// Appends `bytes` at the offset and hashes them. Cancel or error: the writer is
-    /// poisoned; the write still completes in the background, and the session's length is
+    /// Hashes `bytes` and appends them at the offset: gathered in the aligned buffer and
+    /// written with O_DIRECT one full buffer at a time. Cancel or error: the writer is
+    /// poisoned; a write still completes in the background, and the session's length is
     /// re-read by the next writer.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), StorageError> {
         self.check_usable()?;
@@ -447,30 +465,65 @@ impl UploadWriter {
         self.sha256_state().await?;
         self.poisoned = true;
         self.guard.forget_state();
-        let keepalive = Arc::clone(&self.guard);
-        let inner = Arc::clone(&self.inner);
-        inner
-            .io
-            .write_all_at(&self.file, bytes.clone(), self.offset, keepalive)
-            .await?;
         self.hasher
             .as_mut()
             .expect("hash state rebuilt before the write")
             .update(&bytes);
+        self.pending_on_file = false;
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let taken = self.pending.fill(rest);
+            rest = &rest[taken..];
+            if self.pending.is_full() {
+                self.write_pending().await?;
+            }
+        }
         self.offset += bytes.len() as u64;
         self.poisoned = false;
-        if self.inner.commit && self.offset - self.writeback_from >= WRITEBACK_STEP {
-            let length = self.offset - self.writeback_from;
-            self.inner
-                .io
-                .start_writeback(&self.file, self.writeback_from, length);
-            self.writeback_from = self.offset;
-        }
         let mut sessions = self.inner.sessions.stripe(&self.guard.id);
         if let Some(slot) = sessions.get_mut(&self.guard.id) {
-            slot.offset = Some(self.offset);
+            slot.offset = Some(self.base);
         }
         Ok(())
+    }
+
+    /// Writes the aligned part of the buffer with O_DIRECT and keeps the rest. With `tail`,
+    /// the unaligned rest is also written, through the page cache, so that the file holds
+    /// every received byte (persist and finish); it stays in the buffer too, to be rewritten
+    /// whole by the next aligned write.
+    async fn write_pending_with(&mut self, tail: bool) -> Result<(), StorageError> {
+        let length = self.pending.len();
+        let aligned = length / ALIGN * ALIGN;
+        if aligned == 0 && !(tail && length > 0) {
+            return Ok(());
+        }
+        let buffer = Bytes::from_owner(std::mem::replace(&mut self.pending, AlignedBuf::new()));
+        let rest = buffer.slice(aligned..);
+        if aligned > 0 {
+            let keepalive = Arc::clone(&self.guard);
+            self.inner
+                .io
+                .write_all_at(&self.file, buffer.slice(..aligned), self.base, keepalive)
+                .await?;
+            self.base += aligned as u64;
+        }
+        if tail && !rest.is_empty() {
+            self.inner
+                .io
+                .write_tail_at(&self.file, rest.clone(), self.base)?;
+        }
+        self.pending.fill(&rest);
+        self.pending_on_file = tail;
+        Ok(())
+    }
+
+    async fn write_pending(&mut self) -> Result<(), StorageError> {
+        self.write_pending_with(false).await
+    }
+
+    /// Every received byte is in the file (page cache or device).
+    async fn write_all_pending(&mut self) -> Result<(), StorageError> {
+        self.write_pending_with(true).await
     }
 
     /// Commits the upload as blob `expected` in the writer's repository: fsync the staged
@@ -488,6 +541,7 @@ impl UploadWriter {
         self.poisoned = true;
         self.guard.forget_state();
         let durable = self.inner.commit;
+        self.write_all_pending().await?;
         // A cancelled write of an earlier writer may have landed past the offset.
         if file_length(&self.path)?.is_some_and(|length| length > self.offset) {
             self.inner.io.truncate(&self.path, self.offset).await?;
@@ -545,12 +599,13 @@ impl UploadWriter {
     /// from the file by the next writer.
     pub async fn persist(mut self) -> Result<u64, StorageError> {
         self.check_usable()?;
+        self.poisoned = true;
+        self.write_all_pending().await?;
         if self.inner.commit {
-            self.poisoned = true;
             self.inner.io.sync_file(&self.file).await?;
             self.make_session_durable().await?;
-            self.poisoned = false;
         }
+        self.poisoned = false;
         let offset = self.offset;
         drop(self);
         Ok(offset)
@@ -580,9 +635,17 @@ impl UploadWriter {
         Ok(())
     }
 
-    /// Gives the session back for resumption (client went away): nothing is lost, the next
-    /// writer continues at `offset`. An anonymous session's staged file is deleted instead.
-    pub async fn abandon(self) -> Result<(), StorageError> {
+    /// Gives the session back for resumption (client went away): received bytes still in
+    /// the buffer are written first (not fsynced), so the next writer continues at `offset`.
+    /// An anonymous session's staged file is deleted instead. Dropping a writer without
+    /// this keeps only what reached the file (whole O_DIRECT buffers): never acknowledged,
+    /// so a client resuming from the reported offset sends the rest again.
+    pub async fn abandon(mut self) -> Result<(), StorageError> {
+        if !self.poisoned {
+            self.poisoned = true;
+            self.write_all_pending().await?;
+            self.poisoned = false;
+        }
         // Drop hands the offset and hash state back to the session table.
         drop(self);
         Ok(())
@@ -600,9 +663,17 @@ impl Drop for UploadWriter {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Release::Keep { .. } = *release {
-            *release = Release::Keep {
-                offset: Some(self.offset),
-                hasher: self.hasher.take(),
+            *release = match self.pending.is_empty() || self.pending_on_file {
+                true => Release::Keep {
+                    offset: Some(self.offset),
+                    hasher: self.hasher.take(),
+                },
+                // Received bytes that never reached the file: the next writer re-reads the
+                // length and re-hashes, as after a cancelled write.
+                false => Release::Keep {
+                    offset: None,
+                    hasher: None,
+                },
             };
         }
     }

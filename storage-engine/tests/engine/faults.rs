@@ -21,21 +21,26 @@ fn open_faulty(root: &std::path::Path, kind: IoBackendKind) -> (Engine, Arc<Faul
 }
 
 /// ENOSPC mid-write: the writer fails, the session keeps exactly the bytes that landed,
-/// and the client can resume from the reported offset after space is freed.
+/// and the client can resume from the reported offset after space is freed. Bytes reach the
+/// file in whole 1 MiB O_DIRECT buffers, so the sizes here are in MiB.
 async fn enospc_during_write_then_resume(kind: IoBackendKind) {
+    const MIB: usize = 1 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let (engine, faults) = open_faulty(dir.path(), kind);
     let name = repo("full");
-    let content = b"abcdefghij".repeat(1000);
+    let content: Vec<u8> = (0..3 * MIB + 123).map(|i| (i % 251) as u8).collect();
     let id = engine.start_upload(&name).await.expect("start");
     let mut writer = engine.open_upload(&name, &id).await.expect("open");
+    // One buffer written, half a buffer waiting.
     writer
-        .write(Bytes::copy_from_slice(&content[..4000]))
+        .write(Bytes::copy_from_slice(&content[..MIB + MIB / 2]))
         .await
         .expect("write");
     faults.fail_once_after(FaultPoint::StagedWrite, 0);
     let error = writer
-        .write(Bytes::copy_from_slice(&content[4000..8000]))
+        .write(Bytes::copy_from_slice(
+            &content[MIB + MIB / 2..2 * MIB + MIB / 2],
+        ))
         .await
         .expect_err("disk full");
     assert!(matches!(error, StorageError::Io(_)), "{error:?}");
@@ -45,7 +50,11 @@ async fn enospc_during_write_then_resume(kind: IoBackendKind) {
     );
     drop(writer);
     let offset = engine.upload_status(&name, &id).expect("status");
-    assert_eq!(offset, 6000, "half of the failed chunk landed");
+    assert_eq!(
+        offset as usize,
+        MIB + MIB / 2,
+        "half of the failed buffer landed"
+    );
     let mut writer = engine.open_upload(&name, &id).await.expect("reopen");
     writer
         .write(Bytes::copy_from_slice(&content[offset as usize..]))
