@@ -32,6 +32,8 @@ pub struct CompareOptions {
     /// Caps each test's bytes moved (requests are reduced for the big sizes, never below
     /// the concurrency).
     pub max_bytes_per_test: u64,
+    /// Operations of each per-request test (catalog, manifest HEAD/GET, tags, 4 KiB GET).
+    pub small_requests: usize,
     pub workloads: Vec<Workload>,
     pub no_commit_pushes: bool,
     pub progress: bool,
@@ -135,6 +137,7 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
             );
             session.progress = options.progress;
             session.max_bytes_per_test = Some(options.max_bytes_per_test);
+            session.small_requests = Some(options.small_requests);
             for workload in &options.workloads {
                 if kind == Kind::BerthNoCommit && !workload.pushes() {
                     continue;

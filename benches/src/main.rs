@@ -82,6 +82,10 @@ struct CompareArgs {
     /// Caps each test's bytes (fewer operations for 100 MB sizes); 0 = no cap.
     #[arg(long, default_value_t = 2_000_000_000)]
     max_bytes_per_test: u64,
+    /// Operations of each per-request test (catalog, manifest HEAD/GET, tags list, 4 KiB
+    /// GET): 100 of them take a few milliseconds against berth.
+    #[arg(long, default_value_t = 5000)]
+    small_requests: usize,
     #[arg(short = 't', long = "test-regex")]
     test_regex: Option<Regex>,
     /// Skips the pushes with `storage.commit: false`.
@@ -109,6 +113,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         } else {
             args.max_bytes_per_test
         },
+        small_requests: args.small_requests.max(1),
         workloads,
         no_commit_pushes: !args.no_nocommit,
         progress: std::io::stderr().is_terminal(),

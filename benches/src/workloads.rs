@@ -181,6 +181,9 @@ pub struct Session {
     /// Caps the bytes a test moves: fewer operations for the big sizes (never fewer than
     /// the concurrency). `None`: every test runs `requests` operations, as zb does.
     pub max_bytes_per_test: Option<u64>,
+    /// Operations of the per-request tests (catalog, manifest HEAD/GET, tags list, 4 KiB
+    /// GET) when set: `requests` of them are over in milliseconds against a fast registry.
+    pub small_requests: Option<usize>,
     data: Arc<TestData>,
     salt: u64,
     seed: Option<Arc<Image>>,
@@ -202,6 +205,7 @@ impl Session {
             repo: repo.to_owned(),
             progress: false,
             max_bytes_per_test: None,
+            small_requests: None,
             data,
             salt: rand::rng().random::<u32>() as u64 * 1_000_000,
             seed: None,
@@ -285,6 +289,13 @@ impl Session {
 
     /// Operations for a test: `requests`, reduced to fit `max_bytes_per_test`.
     fn operations(&self, workload: &Workload) -> usize {
+        if let (
+            Some(small),
+            Op::Catalog | Op::ManifestHead | Op::ManifestGet | Op::TagsList | Op::SmallBlobGet,
+        ) = (self.small_requests, &workload.op)
+        {
+            return small;
+        }
         let Some(budget) = self.max_bytes_per_test else {
             return self.requests;
         };

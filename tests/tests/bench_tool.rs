@@ -116,6 +116,8 @@ fn compare_runs_berth_and_distribution_side_by_side() {
         "2",
         "-n",
         "3",
+        "--small-requests",
+        "20",
         "-t",
         "Push Monolith 1MB$|Blob GET 4KiB",
     ]);
