@@ -228,10 +228,11 @@ fn limit_for(workload: &Workload, limits: &Limits) -> String {
     };
     match &workload.op {
         Op::Pull(mix) if mix.len() == 1 => verified(mix[0].0),
-        Op::Push(_, mix) if mix.len() == 1 && mix[0].0 >= 100 * MIB => {
-            format!("sha256 {:.0} MB/s", limits.sha256_gbps * 1000.0)
-        }
-        Op::Push(..) => format!("fsync {:.0}/s", limits.fsync_4k_per_second),
+        Op::Push(..) | Op::PullPush(_) => format!(
+            "sha256 {:.0} MB/s, O_DIRECT write {:.0} MB/s",
+            limits.sha256_gbps * 1000.0,
+            limits.disk_direct_write_gbps * 1000.0
+        ),
         _ => String::new(),
     }
 }

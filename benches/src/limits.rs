@@ -30,6 +30,9 @@ pub struct Limits {
     pub blake3_gbps: f64,
     /// 1 GiB written in 1 MiB writes, then fsync, on the data filesystem (GB/s).
     pub disk_write_gbps: f64,
+    /// 1 GiB written with O_DIRECT in 1 MiB aligned writes, then fsync (GB/s): how berth
+    /// writes durable uploads; 0 where the filesystem refuses O_DIRECT.
+    pub disk_direct_write_gbps: f64,
     /// The same file read back (page cache) in 1 MiB reads (GB/s).
     pub disk_read_gbps: f64,
     /// 4 KiB pwrite + fsync of one file, per second.
@@ -83,6 +86,38 @@ fn hash_rate(algorithm: Algorithm) -> f64 {
         best = best.min(started.elapsed().as_secs_f64());
     }
     buffer.len() as f64 / best / GB
+}
+
+fn direct_write(dir: &Path, total: usize) -> Result<f64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const ALIGN: usize = 4096;
+    let path = dir.join("berth-bench-direct.tmp");
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => return Ok(0.0),
+        Err(error) => return Err(error.into()),
+    };
+    let backing: Vec<u8> = (0..MIB as usize + ALIGN)
+        .map(|i| (i * 5 + 1) as u8)
+        .collect();
+    let skip = backing.as_ptr().align_offset(ALIGN);
+    let buffer = &backing[skip..skip + MIB as usize];
+    let started = Instant::now();
+    let mut written = 0;
+    while written < total {
+        file.write_all(buffer)?;
+        written += buffer.len();
+    }
+    file.sync_all()?;
+    let rate = written as f64 / started.elapsed().as_secs_f64() / GB;
+    std::fs::remove_file(&path)?;
+    Ok(rate)
 }
 
 fn disk(dir: &Path, total: usize) -> Result<(f64, f64, f64)> {
@@ -208,6 +243,7 @@ pub fn measure(
         sha256_gbps: hash_rate(Algorithm::Sha256),
         blake3_gbps: hash_rate(Algorithm::Blake3),
         disk_write_gbps,
+        disk_direct_write_gbps: direct_write(dir, 1 << 30)?,
         disk_read_gbps,
         fsync_4k_per_second,
         verified_pull_mbps,
