@@ -230,16 +230,9 @@ impl Io {
         Ok(())
     }
 
-    /// Opens an existing staged file for reading and writing; with `direct`, with O_DIRECT
-    /// where the filesystem supports it (see direct.rs).
-    pub(crate) async fn open_rw(&self, path: &Path, direct: bool) -> io::Result<StagedFile> {
-        if !direct {
-            return Ok(StagedFile {
-                path: path.to_path_buf(),
-                handle: self.open_staged(path, 0).await?,
-                direct: false,
-            });
-        }
+    /// Opens an existing staged file for reading and writing, with O_DIRECT where the
+    /// filesystem supports it (see direct.rs).
+    pub(crate) async fn open_rw(&self, path: &Path) -> io::Result<StagedFile> {
         match self.open_staged(path, libc::O_DIRECT).await {
             Ok(handle) => Ok(StagedFile {
                 path: path.to_path_buf(),

@@ -301,7 +301,7 @@ impl Engine {
             offset: Some(offset),
             hasher: None,
         });
-        let file = self.inner.io.open_rw(&path, self.inner.commit).await?;
+        let file = self.inner.io.open_rw(&path).await?;
         // Resuming at an unaligned offset: the partial last block goes back into the buffer,
         // to be rewritten whole by the next O_DIRECT write.
         let base = offset / ALIGN as u64 * ALIGN as u64;
@@ -364,7 +364,7 @@ impl Engine {
             path: path.clone(),
             release: Mutex::new(Release::RemoveFile),
         });
-        let file = self.inner.io.open_rw(&path, self.inner.commit).await?;
+        let file = self.inner.io.open_rw(&path).await?;
         Ok(UploadWriter {
             inner: Arc::clone(&self.inner),
             guard,
