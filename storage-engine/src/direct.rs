@@ -11,11 +11,30 @@
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
+use std::sync::Mutex;
 
 /// Alignment of O_DIRECT buffers, offsets and lengths (covers 512 and 4096 byte blocks).
 pub(crate) const ALIGN: usize = 4096;
 /// Size of one O_DIRECT write: a full buffer.
 pub(crate) const FLUSH_BYTES: usize = 1024 * 1024;
+
+/// Buffers kept for reuse. A fresh 1 MiB allocation is fresh pages from the kernel: a
+/// profile of 100 MB pushes spent about 10% of berth's CPU in page faults and unmapping
+/// before the pool. 32 buffers (32 MiB) cover 32 uploads writing at once.
+const POOL_MAX: usize = 32;
+
+struct Pool(Mutex<Vec<NonNull<u8>>>);
+
+// SAFETY: the pool holds unused, uniquely owned allocations; the mutex serialises access.
+unsafe impl Sync for Pool {}
+
+static POOL: Pool = Pool(Mutex::new(Vec::new()));
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<NonNull<u8>>> {
+    POOL.0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn layout() -> Layout {
     Layout::from_size_align(FLUSH_BYTES, ALIGN).expect("constant layout is valid")
@@ -36,6 +55,9 @@ unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
     pub(crate) fn new() -> AlignedBuf {
+        if let Some(ptr) = pool().pop() {
+            return AlignedBuf { ptr, len: 0 };
+        }
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc(layout()) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(layout()));
@@ -76,7 +98,13 @@ impl AsRef<[u8]> for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with the same layout.
+        let mut pool = pool();
+        if pool.len() < POOL_MAX {
+            pool.push(self.ptr);
+            return;
+        }
+        drop(pool);
+        // SAFETY: allocated in `new` with the same layout, and not in the pool.
         unsafe { dealloc(self.ptr.as_ptr(), layout()) };
     }
 }
