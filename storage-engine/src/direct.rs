@@ -4,7 +4,7 @@
 //! filesystem allows it): on the development machine a buffered write of 2 GiB cost 2.2-4.1 s
 //! of system CPU (page-cache copy, delayed allocation, writeback) and ran at 0.4-0.8 GB/s
 //! with its fsync, while O_DIRECT cost 0.28 s and ran at 1.8 GB/s. O_DIRECT needs buffer
-//! addresses, file offsets and lengths aligned to the device's logical block: upload.rs
+//! addresses, file offsets and lengths aligned to the device's logical block: writer.rs
 //! gathers the body into an [`AlignedBuf`] and writes it in whole [`FLUSH_BYTES`] blocks; only
 //! the unaligned tail of a persist or commit goes through the page cache (io.rs
 //! `write_tail_at`).

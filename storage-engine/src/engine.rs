@@ -7,7 +7,7 @@
 //! fsync and concurrent commits meet in RocksDB's group commit. Read-check-write sequences
 //! inside a repository (manifest PUT/delete, blob unlink) hold the repository's stripe lock
 //! (lock.rs); blob upload commits and mounts do not need it.
-//! Upload sessions live in upload.rs, manifests in manifests.rs, fsck in fsck.rs.
+//! Upload sessions live in upload.rs and their writer in writer.rs, manifests in manifests.rs, fsck in fsck.rs.
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@
 //!
 //! Cancellation: a dropped write/fsync future may still complete (the ring or the blocking
 //! pool owns the buffer until it does). Callers therefore treat the on-disk length after a
-//! cancelled write as unknown and re-read it (see upload.rs).
+//! cancelled write as unknown and re-read it (see writer.rs).
 //!
 //! `FaultInjector` makes chosen calls fail with ENOSPC (a write fails after writing half its
 //! buffer, like a disk filling up) so tests can check what each failure leaves behind.
@@ -311,7 +311,7 @@ impl Io {
 
     /// Writes all of `bytes` at `position`. On error some prefix may have been written.
     /// The write runs as its own task holding `keepalive` until the write completes, even
-    /// when this future is dropped: upload.rs passes its session guard, so a session is
+    /// when this future is dropped: writer.rs passes its session guard, so a session is
     /// not handed to another writer while an abandoned write may still land.
     pub(crate) async fn write_all_at<K: Send + 'static>(
         &self,

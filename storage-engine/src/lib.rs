@@ -23,6 +23,8 @@ mod lock;
 mod manifests;
 #[cfg(feature = "engine")]
 mod upload;
+#[cfg(feature = "engine")]
+mod writer;
 
 #[cfg(feature = "engine")]
 pub use engine::{Engine, EngineOptions};
@@ -35,4 +37,4 @@ pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};
 #[cfg(feature = "engine")]
 pub use manifests::{PutManifestOutcome, StoredManifest};
 #[cfg(feature = "engine")]
-pub use upload::UploadWriter;
+pub use writer::UploadWriter;

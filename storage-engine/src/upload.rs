@@ -1,12 +1,14 @@
-//! Upload sessions: the in-memory session table, recovery at open, and `UploadWriter`.
+//! Upload sessions: the in-memory session table, recovery at open, and opening, cancelling
+//! and releasing sessions. The writer of a session is `UploadWriter` (writer.rs).
 //!
 //! Rules:
 //! - A session is bound to its repository; an id used under another repository is
 //!   `UploadUnknown`. One writer at a time (`UploadBusy` otherwise).
-//! - The session record (`uploads` family) is written unsynced: a session lost to power
-//!   failure makes the client restart its upload, which the spec allows. Staged bytes are
-//!   not fsynced per chunk either: after a crash the offset is the staged file's length,
-//!   which never exceeds what the client sent. Only `finish` makes bytes durable.
+//! - The session record (`uploads` family) is written unsynced at POST; the first persist
+//!   (PATCH 202) makes the session durable, and every persist fsyncs the staged bytes. A
+//!   session lost to power failure before that makes the client restart its upload, which
+//!   the spec allows. After a crash the offset is the staged file's length, which never
+//!   exceeds what the client sent.
 //! - Bytes are hashed with sha256 while they arrive (inline on the shard: issue 5 moves
 //!   large hashing to a pool). A session whose hash state is unknown (recovered at open, or
 //!   released after a failed or cancelled write) re-hashes its staged bytes once on first
@@ -21,29 +23,27 @@ use std::hash::{DefaultHasher, Hash, Hasher as _};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
-
-use crate::direct::{AlignedBuf, ALIGN};
 use crate::engine::{Engine, Inner};
 use crate::error::StorageError;
 use crate::index::{self, Cf, UploadRecord};
-use crate::io::{FaultPoint, StagedFile};
-use crate::oci::{Algorithm, Digest, Hasher, RepoName, UploadId};
+use crate::io::FaultPoint;
+use crate::oci::{Algorithm, Hasher, RepoName, UploadId};
+use crate::writer::UploadWriter;
 
 const SESSION_STRIPES: usize = 64;
 
 /// In-memory state of a session that no writer holds.
-struct Slot {
+pub(crate) struct Slot {
     repo: RepoName,
     /// None: unknown, read the staged file's length.
-    offset: Option<u64>,
+    pub(crate) offset: Option<u64>,
     /// sha256 state of bytes [0, offset); None: re-hash on first use.
     hasher: Option<Hasher>,
     busy: bool,
     /// The staged file's directory entry and the session record are durable. A session
     /// starts non-durable (POST answers without an fsync) and becomes durable at its first
     /// persist (PATCH), the first time it holds acknowledged bytes.
-    durable: bool,
+    pub(crate) durable: bool,
 }
 
 /// The session table, striped by id so sessions never contend on one mutex.
@@ -58,7 +58,7 @@ impl Sessions {
         }
     }
 
-    fn stripe(&self, id: &str) -> MutexGuard<'_, HashMap<String, Slot>> {
+    pub(crate) fn stripe(&self, id: &str) -> MutexGuard<'_, HashMap<String, Slot>> {
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);
         let stripe = &self.stripes[(hasher.finish() % SESSION_STRIPES as u64) as usize];
@@ -72,7 +72,7 @@ impl Sessions {
 /// What releasing a session does once its writer and every write it started are gone.
 // One value per open session: the size of the hash state does not matter.
 #[allow(clippy::large_enum_variant)]
-enum Release {
+pub(crate) enum Release {
     /// Back to the table, idle. `offset`/`hasher` None: unknown, rebuilt by the next writer.
     Keep {
         offset: Option<u64>,
@@ -85,15 +85,15 @@ enum Release {
 }
 
 /// Holds a session busy; releases it on drop. Cloned into each in-flight write.
-struct SessionGuard {
+pub(crate) struct SessionGuard {
     inner: Arc<Inner>,
-    id: String,
-    path: PathBuf,
-    release: Mutex<Release>,
+    pub(crate) id: String,
+    pub(crate) path: PathBuf,
+    pub(crate) release: Mutex<Release>,
 }
 
 impl SessionGuard {
-    fn set(&self, release: Release) {
+    pub(crate) fn set(&self, release: Release) {
         *self
             .release
             .lock()
@@ -102,7 +102,7 @@ impl SessionGuard {
 
     /// A kept session's length and hash state become unknown (re-read by the next writer).
     /// Anonymous and consumed sessions are unaffected.
-    fn forget_state(&self) {
+    pub(crate) fn forget_state(&self) {
         let mut release = self
             .release
             .lock()
@@ -139,7 +139,7 @@ impl Drop for SessionGuard {
     }
 }
 
-fn file_length(path: &std::path::Path) -> Result<Option<u64>, StorageError> {
+pub(crate) fn file_length(path: &std::path::Path) -> Result<Option<u64>, StorageError> {
     match std::fs::metadata(path) {
         Ok(metadata) => Ok(Some(metadata.len())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -302,31 +302,15 @@ impl Engine {
             hasher: None,
         });
         let file = self.inner.io.open_rw(&path).await?;
-        // Resuming at an unaligned offset: the partial last block goes back into the buffer,
-        // to be rewritten whole by the next O_DIRECT write.
-        let base = offset / ALIGN as u64 * ALIGN as u64;
-        let mut pending = AlignedBuf::new();
-        if offset > base {
-            let tail = self
-                .inner
-                .io
-                .read_tail(&file, base, (offset - base) as usize)?;
-            pending.fill(&tail);
-        }
-        Ok(UploadWriter {
-            inner: Arc::clone(&self.inner),
+        UploadWriter::new(
+            Arc::clone(&self.inner),
             guard,
-            id: id.clone(),
-            repo: repo.clone(),
-            path,
+            id.clone(),
+            repo.clone(),
             file,
             offset,
-            base,
-            pending,
-            pending_on_file: true,
             hasher,
-            poisoned: false,
-        })
+        )
     }
 
     /// Deletes an idle session and its staged bytes (`UploadBusy` while a writer holds it).
@@ -365,20 +349,15 @@ impl Engine {
             release: Mutex::new(Release::RemoveFile),
         });
         let file = self.inner.io.open_rw(&path).await?;
-        Ok(UploadWriter {
-            inner: Arc::clone(&self.inner),
+        UploadWriter::new(
+            Arc::clone(&self.inner),
             guard,
             id,
-            repo: repo.clone(),
-            path,
+            repo.clone(),
             file,
-            offset: 0,
-            base: 0,
-            pending: AlignedBuf::new(),
-            pending_on_file: true,
-            hasher: Some(Algorithm::Sha256.hasher()),
-            poisoned: false,
-        })
+            0,
+            Some(Algorithm::Sha256.hasher()),
+        )
     }
 
     async fn forget_session(&self, key: &str) -> Result<(), StorageError> {
@@ -386,295 +365,5 @@ impl Engine {
         let mut batch = index::Batch::default();
         batch.delete(Cf::Uploads, key.as_bytes().to_vec());
         self.inner.write_index(batch).await
-    }
-}
-
-/// Exclusive writer of one upload session. Lives on one shard (not `Send` with `Uring`).
-pub struct UploadWriter {
-    inner: Arc<Inner>,
-    guard: Arc<SessionGuard>,
-    id: UploadId,
-    repo: RepoName,
-    path: PathBuf,
-    file: StagedFile,
-    /// Bytes received: `base + pending.len()`.
-    offset: u64,
-    /// File offset of `pending[0]` (aligned): bytes before it are written to the file.
-    base: u64,
-    /// Received bytes not yet written with O_DIRECT (direct.rs). After a persist the
-    /// unaligned tail is both here and (through the page cache) on file.
-    pending: AlignedBuf,
-    /// `pending` is also on file (read back at open, or written by the last persist).
-    pending_on_file: bool,
-    /// sha256 of [0, offset); None until rebuilt from the staged file.
-    hasher: Option<Hasher>,
-    poisoned: bool,
-}
-
-impl std::fmt::Debug for UploadWriter {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("UploadWriter")
-            .field("id", &self.id.to_string())
-            .field("repo", &self.repo.as_str())
-            .field("offset", &self.offset)
-            .finish()
-    }
-}
-
-impl UploadWriter {
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    pub fn id(&self) -> &UploadId {
-        &self.id
-    }
-
-    fn check_usable(&self) -> Result<(), StorageError> {
-        match self.poisoned {
-            true => Err(StorageError::Io(std::io::Error::other(
-                "upload writer saw a failed write; reopen the session",
-            ))),
-            false => Ok(()),
-        }
-    }
-
-    /// sha256 state of [0, offset), re-hashing the staged bytes if it is unknown.
-    async fn sha256_state(&mut self) -> Result<&mut Hasher, StorageError> {
-        if self.hasher.is_none() {
-            let hasher = self
-                .inner
-                .io
-                .hash_file(&self.path, self.offset, Algorithm::Sha256)
-                .await?;
-            self.hasher = Some(hasher);
-        }
-        Ok(self.hasher.as_mut().expect("hasher was just set"))
-    }
-
-    /// Hashes `bytes` and appends them at the offset: gathered in the aligned buffer and
-    /// written with O_DIRECT one full buffer at a time. Cancel or error: the writer is
-    /// poisoned; a write still completes in the background, and the session's length is
-    /// re-read by the next writer.
-    pub async fn write(&mut self, bytes: Bytes) -> Result<(), StorageError> {
-        self.check_usable()?;
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        self.sha256_state().await?;
-        self.poisoned = true;
-        self.guard.forget_state();
-        self.hasher
-            .as_mut()
-            .expect("hash state rebuilt before the write")
-            .update(&bytes);
-        self.pending_on_file = false;
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let taken = self.pending.fill(rest);
-            rest = &rest[taken..];
-            if self.pending.is_full() {
-                self.write_pending().await?;
-            }
-        }
-        self.offset += bytes.len() as u64;
-        self.poisoned = false;
-        let mut sessions = self.inner.sessions.stripe(&self.guard.id);
-        if let Some(slot) = sessions.get_mut(&self.guard.id) {
-            slot.offset = Some(self.base);
-        }
-        Ok(())
-    }
-
-    /// Writes the aligned part of the buffer with O_DIRECT and keeps the rest. With `tail`,
-    /// the unaligned rest is also written, through the page cache, so that the file holds
-    /// every received byte (persist and finish); it stays in the buffer too, to be rewritten
-    /// whole by the next aligned write.
-    async fn write_pending_with(&mut self, tail: bool) -> Result<(), StorageError> {
-        let length = self.pending.len();
-        let aligned = length / ALIGN * ALIGN;
-        if aligned == 0 && !(tail && length > 0) {
-            return Ok(());
-        }
-        let buffer = Bytes::from_owner(std::mem::replace(&mut self.pending, AlignedBuf::new()));
-        let rest = buffer.slice(aligned..);
-        if aligned > 0 {
-            let keepalive = Arc::clone(&self.guard);
-            self.inner
-                .io
-                .write_all_at(&self.file, buffer.slice(..aligned), self.base, keepalive)
-                .await?;
-            self.base += aligned as u64;
-        }
-        if tail && !rest.is_empty() {
-            self.inner
-                .io
-                .write_tail_at(&self.file, rest.clone(), self.base)?;
-        }
-        self.pending.fill(&rest);
-        self.pending_on_file = tail;
-        Ok(())
-    }
-
-    async fn write_pending(&mut self) -> Result<(), StorageError> {
-        self.write_pending_with(false).await
-    }
-
-    /// Every received byte is in the file (page cache or device).
-    async fn write_all_pending(&mut self) -> Result<(), StorageError> {
-        self.write_pending_with(true).await
-    }
-
-    /// Commits the upload as blob `expected` in the writer's repository: fsync the staged
-    /// file, verify the digest, rename into blobs/, fsync the directory, then one synced
-    /// WriteBatch (blob record, repo link, repo record, session deleted). Durable on return.
-    ///
-    /// On DigestMismatch the staged bytes and the session are deleted. On an I/O error
-    /// before the rename the session is kept (its length re-read by the next writer).
-    /// Cancel: before the rename the session is kept; from the rename on the session is
-    /// gone, and the blob is either committed or an orphan file (reclaimed by GC).
-    pub async fn finish(mut self, expected: &Digest) -> Result<u64, StorageError> {
-        self.check_usable()?;
-        // If this fails or is cancelled before the rename, the next writer re-reads length
-        // and hash state from the staged file.
-        self.poisoned = true;
-        self.guard.forget_state();
-        let durable = self.inner.commit;
-        self.write_all_pending().await?;
-        // A cancelled write of an earlier writer may have landed past the offset.
-        if file_length(&self.path)?.is_some_and(|length| length > self.offset) {
-            self.inner.io.truncate(&self.path, self.offset).await?;
-        }
-        if durable {
-            self.inner.io.sync_file(&self.file).await?;
-        }
-        let actual = match expected.algorithm() {
-            Algorithm::Sha256 => {
-                self.sha256_state().await?;
-                self.hasher.take().expect("hash state rebuilt").finalize()
-            }
-            other => {
-                let hasher = self
-                    .inner
-                    .io
-                    .hash_file(&self.path, self.offset, other)
-                    .await?;
-                hasher.finalize()
-            }
-        };
-        // From here on the session is consumed, whatever happens.
-        let key = self.guard.id.clone();
-        self.inner.sessions.stripe(&key).remove(&key);
-        self.guard.set(Release::Gone);
-        let mut batch = index::Batch::default();
-        batch.delete(Cf::Uploads, key.into_bytes());
-        if actual != *expected {
-            self.inner.io.remove_file(&self.path).await?;
-            self.inner.index.write(batch, false)?;
-            return Err(StorageError::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-            });
-        }
-        let installed = self
-            .inner
-            .store
-            .install(&self.inner.io, &self.path, expected, durable)
-            .await;
-        if let Err(error) = installed {
-            // The session is gone: do not leave its staged bytes behind (NotFound is fine).
-            let _ = self.inner.io.remove_file(&self.path).await;
-            return Err(error.into());
-        }
-        let mut link = self.inner.link_batch(&self.repo, expected, self.offset)?;
-        link.extend(batch);
-        self.inner.write_index(link).await?;
-        Ok(self.offset)
-    }
-
-    /// Makes the bytes written so far durable (fsync of the staged file when `commit` is on)
-    /// and releases the session: the daemon answers a PATCH with 202 only after this.
-    /// Returns the offset. Cancel or error: the session is released with its length re-read
-    /// from the file by the next writer.
-    pub async fn persist(mut self) -> Result<u64, StorageError> {
-        self.check_usable()?;
-        self.poisoned = true;
-        self.write_all_pending().await?;
-        if self.inner.commit {
-            self.inner.io.sync_file(&self.file).await?;
-            self.make_session_durable().await?;
-        }
-        self.poisoned = false;
-        let offset = self.offset;
-        drop(self);
-        Ok(offset)
-    }
-
-    /// First persist of a session opened by POST: fsync `uploads/` (the staged file's entry)
-    /// and the WAL (the record), then remember it.
-    async fn make_session_durable(&self) -> Result<(), StorageError> {
-        let key = &self.guard.id;
-        let durable = self
-            .inner
-            .sessions
-            .stripe(key)
-            .get(key)
-            .is_none_or(|slot| slot.durable);
-        if durable {
-            return Ok(());
-        }
-        self.inner
-            .io
-            .sync_dir(&self.inner.store.uploads_dir())
-            .await?;
-        self.inner.sync_wal().await?;
-        if let Some(slot) = self.inner.sessions.stripe(key).get_mut(key) {
-            slot.durable = true;
-        }
-        Ok(())
-    }
-
-    /// Gives the session back for resumption (client went away): received bytes still in
-    /// the buffer are written first (not fsynced), so the next writer continues at `offset`.
-    /// An anonymous session's staged file is deleted instead. Dropping a writer without
-    /// this keeps only what reached the file (whole O_DIRECT buffers): never acknowledged,
-    /// so a client resuming from the reported offset sends the rest again.
-    pub async fn abandon(mut self) -> Result<(), StorageError> {
-        if !self.poisoned {
-            self.poisoned = true;
-            self.write_all_pending().await?;
-            self.poisoned = false;
-        }
-        // Drop hands the offset and hash state back to the session table.
-        drop(self);
-        Ok(())
-    }
-}
-
-impl Drop for UploadWriter {
-    fn drop(&mut self) {
-        if self.poisoned {
-            return;
-        }
-        let mut release = self
-            .guard
-            .release
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Release::Keep { .. } = *release {
-            *release = match self.pending.is_empty() || self.pending_on_file {
-                true => Release::Keep {
-                    offset: Some(self.offset),
-                    hasher: self.hasher.take(),
-                },
-                // Received bytes that never reached the file: the next writer re-reads the
-                // length and re-hashes, as after a cancelled write.
-                false => Release::Keep {
-                    offset: None,
-                    hasher: None,
-                },
-            };
-        }
     }
 }
