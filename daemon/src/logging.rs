@@ -1,36 +1,111 @@
 //! Structured logs through `tracing`: text or JSON, level from the config (overridable with
-//! `RUST_LOG`), to stderr or to the configured file. Stdout is kept for the one line that says
-//! where berth listens. Request handlers never log headers, so credentials cannot leak.
+//! `RUST_LOG`), to stderr or to the configured file; an access log line per request (target
+//! [`ACCESS_TARGET`], in the main log) and an audit log of mutating requests (target
+//! [`AUDIT_TARGET`], JSON lines, only in `log.audit`).
+//!
+//! Rules:
+//! - Stdout is kept for the one line that says where berth listens.
+//! - Files are written by a background thread (`tracing-appender`), so a shard never blocks
+//!   on a log write. The returned [`Logging`] must live until exit: dropping it flushes.
+//! - Every line of a request carries its request id (the `request` span's field).
+//! - Request handlers never log headers, so credentials cannot leak.
+//! - SIGHUP may change the level ([`Logging::set_level`]); format and files need a restart.
+use std::fs::OpenOptions;
 
-use std::{fs::OpenOptions, sync::Mutex};
-
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use tracing_subscriber::{
+    filter::{filter_fn, FilterExt, Targets},
+    fmt,
+    layer::SubscriberExt,
+    reload,
+    util::SubscriberInitExt,
+    EnvFilter, Layer, Registry,
+};
 
 use crate::config::{LogConfig, LogFormat};
 
-pub fn init(log: &LogConfig) -> anyhow::Result<()> {
+/// Target of the access log events (one per request).
+pub const ACCESS_TARGET: &str = "berth::access";
+/// Target of the audit log events (mutating requests), written only to `log.audit`.
+pub const AUDIT_TARGET: &str = "berth::audit";
+
+/// Keeps the log writers alive and the level reloadable.
+pub struct Logging {
+    level: reload::Handle<EnvFilter, Registry>,
+    /// The level came from `RUST_LOG`, which wins over the config (also on reload).
+    from_env: bool,
+    _guards: Vec<WorkerGuard>,
+}
+
+impl Logging {
+    /// Applies a new `log.level`. Returns false (and changes nothing) when `RUST_LOG` is set.
+    pub fn set_level(&self, level: &str) -> anyhow::Result<bool> {
+        if self.from_env {
+            return Ok(false);
+        }
+        let filter = EnvFilter::try_new(level)?;
+        self.level.reload(filter)?;
+        Ok(true)
+    }
+}
+
+fn writer(path: Option<&std::path::Path>) -> anyhow::Result<(NonBlocking, WorkerGuard)> {
+    Ok(match path {
+        Some(path) => {
+            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            tracing_appender::non_blocking(file)
+        }
+        None => tracing_appender::non_blocking(std::io::stderr()),
+    })
+}
+
+pub fn init(log: &LogConfig) -> anyhow::Result<Logging> {
+    let from_env = std::env::var_os("RUST_LOG").is_some();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_thread_names(true);
-    let json = matches!(log.format, LogFormat::Json);
-    match &log.output {
+    let (level_filter, level) = reload::Layer::new(filter);
+    let not_audit = filter_fn(|metadata| metadata.target() != AUDIT_TARGET);
+    let (main_writer, main_guard) = writer(log.output.as_deref())?;
+    let ansi = log.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let main = match log.format {
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_thread_names(true)
+            .with_writer(main_writer)
+            .boxed(),
+        LogFormat::Text => fmt::layer()
+            .with_thread_names(true)
+            .with_ansi(ansi)
+            .with_writer(main_writer)
+            .boxed(),
+    };
+    let mut guards = vec![main_guard];
+    let audit = match &log.audit {
         Some(path) => {
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
-            let writer = Mutex::new(file);
-            if json {
-                builder.json().with_writer(writer).with_ansi(false).init();
-            } else {
-                builder.with_writer(writer).with_ansi(false).init();
-            }
+            let (audit_writer, audit_guard) = writer(Some(path))?;
+            guards.push(audit_guard);
+            let only_audit = Targets::new().with_target(AUDIT_TARGET, tracing::Level::INFO);
+            Some(
+                fmt::layer()
+                    .json()
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(audit_writer)
+                    .with_filter(only_audit),
+            )
         }
-        None => {
-            if json {
-                builder.json().with_writer(std::io::stderr).init();
-            } else {
-                builder.with_writer(std::io::stderr).init();
-            }
-        }
-    }
-    Ok(())
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(main.with_filter(level_filter.and(not_audit)))
+        .with(audit)
+        .try_init()?;
+    Ok(Logging {
+        level,
+        from_env,
+        _guards: guards,
+    })
 }

@@ -4,8 +4,12 @@
 //! (no work stealing). Where io_uring is unavailable, shards run plain tokio and the engine
 //! uses its thread-pool file backend.
 //!
-//! Shutdown: SIGTERM or SIGINT flips a watch channel; every shard stops accepting, lets hyper
-//! finish in-flight requests (graceful shutdown) for at most the drain timeout, then exits.
+//! Shutdown: SIGTERM or SIGINT flips a watch channel (after `http.shutdownDelay`, serve.rs);
+//! every shard stops accepting, lets hyper finish in-flight requests (graceful shutdown) for
+//! at most the drain timeout, then exits.
+//!
+//! Every request is observed (observe.rs): a log span with its id, byte counts, and on its
+//! end the metrics, access and audit lines.
 
 use std::{
     io,
@@ -16,17 +20,21 @@ use std::{
     time::Duration,
 };
 
-use hyper::service::service_fn;
+use hyper::{body::Incoming, header::HeaderValue, service::service_fn, Request};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::{
     conn_watch::{ConnWatch, WatchedStream},
-    http::{self, Ctx},
+    http::{self, body::RequestBody, Ctx},
+    live::Live,
+    metrics::Metrics,
+    observe::{Observer, REQUEST_ID_HEADER},
 };
 
 /// Submission queue entries per shard ring. Small rings stay far below the 8 MiB memlock
@@ -38,6 +46,13 @@ const H2_MAX_PENDING_RESETS: usize = 64;
 const H2_MAX_LOCAL_RESETS: usize = 256;
 /// Listen backlog per shard.
 const LISTEN_BACKLOG: i32 = 1024;
+
+/// What every shard shares.
+pub struct Shared {
+    pub engine: Arc<berth_storage::Engine>,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+}
 
 pub struct ShardSettings {
     pub header_read_timeout: Duration,
@@ -77,20 +92,20 @@ fn bind_one(addr: SocketAddr) -> io::Result<StdTcpListener> {
 /// Starts one thread per listener and returns their handles.
 pub fn start_shards(
     listeners: Vec<StdTcpListener>,
-    engine: Arc<berth_storage::Engine>,
+    shared: Arc<Shared>,
     settings: Arc<ShardSettings>,
     uring: bool,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<Vec<thread::JoinHandle<()>>> {
     let mut handles = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {
-        let engine = engine.clone();
+        let shared = shared.clone();
         let settings = settings.clone();
         let shutdown = shutdown.clone();
         let handle = thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || {
-                let shard = shard_main(listener, engine, settings, uring, shutdown);
+                let shard = shard_main(listener, index, shared, settings, uring, shutdown);
                 if uring {
                     let mut builder = tokio_uring::builder();
                     builder.entries(RING_ENTRIES);
@@ -124,17 +139,25 @@ where
 
 async fn shard_main(
     listener: StdTcpListener,
-    engine: Arc<berth_storage::Engine>,
+    index: usize,
+    shared: Arc<Shared>,
     settings: Arc<ShardSettings>,
     uring: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("listener is nonblocking");
     let ctx = Rc::new(Ctx {
-        engine,
+        engine: shared.engine.clone(),
         body_idle: settings.body_idle,
         uring,
+        live: shared.live.clone(),
+        metrics: shared.metrics.clone(),
     });
+    let observer = Rc::new(Observer::new(
+        shared.metrics.clone(),
+        shared.engine.clone(),
+        index,
+    ));
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()
@@ -167,14 +190,27 @@ async fn shard_main(
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
+        let observer = observer.clone();
         let watch = ConnWatch::new();
         let requests = watch.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: Request<Incoming>| {
             let guard = requests.request_started();
             let ctx = ctx.clone();
+            let mut scope = observer.begin(req.method(), req.uri().path(), req.headers(), peer);
             async move {
-                let response = http::handle(req, ctx).await?;
-                Ok::<_, std::convert::Infallible>(response.map(|body| body.hold(guard)))
+                let span = scope.span.clone();
+                let req = req.map(|body| RequestBody::new(body, scope.received.clone()));
+                let mut response = http::handle(req, ctx, &mut scope.info)
+                    .instrument(span)
+                    .await?;
+                scope.status = response.status().as_u16();
+                if let Ok(value) = HeaderValue::from_str(&scope.request_id) {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                }
+                let sent = scope.sent.clone();
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| body.observed(sent, (guard, scope))),
+                )
             }
         });
         let stream = TokioIo::new(WatchedStream::new(stream, watch.clone()));

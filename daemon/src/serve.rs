@@ -1,5 +1,8 @@
 //! `berth serve` and `berth fsck`: the composition root. It loads the config, opens the
-//! storage engine, binds the listeners, starts the shards and waits for a signal.
+//! storage engine, binds the listeners, starts the shards and then handles signals:
+//! SIGHUP reloads the reloadable settings (log level, extension settings), SIGTERM/SIGINT
+//! drain: `/readyz` turns 503, berth keeps serving for `http.shutdownDelay`, then stops
+//! accepting and lets in-flight requests finish for at most `http.drainTimeout`.
 
 use std::{net::SocketAddr, path::Path, process::ExitCode, sync::Arc};
 
@@ -7,7 +10,13 @@ use anyhow::Context;
 use berth_storage::{Engine, EngineOptions, IoBackendKind};
 use tokio::sync::watch;
 
-use crate::{config, logging, runtime};
+use crate::{
+    config::{self, Config},
+    live::{Live, Settings},
+    logging::{self, Logging},
+    metrics::Metrics,
+    runtime,
+};
 
 fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {
     let (config, warnings) = config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
@@ -26,8 +35,8 @@ fn engine_options(config: &config::Config, io: IoBackendKind) -> EngineOptions {
 }
 
 pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
-    let config = load(path)?;
-    logging::init(&config.log)?;
+    let mut config = load(path)?;
+    let logging = logging::init(&config.log)?;
     let uring = runtime::uring_available();
     let io = if uring {
         IoBackendKind::Uring
@@ -57,12 +66,26 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         body_idle: config.http.body_idle_timeout,
         drain_timeout: config.http.drain_timeout,
     });
+    let live = Arc::new(Live::new(Settings::from_config(&config)));
+    let shared = Arc::new(runtime::Shared {
+        engine,
+        live: live.clone(),
+        metrics: Arc::new(Metrics::new(workers)),
+    });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shards = runtime::start_shards(listeners, engine, settings, uring, shutdown_rx)?;
+    let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;
+    live.mark_started();
     tracing::info!(%bound, workers, uring, "berth started");
     println!("berth listening on http://{bound}");
-    wait_for_signal()?;
-    tracing::info!("shutting down: draining in-flight requests");
+    handle_signals(path, &mut config, &logging, &live)?;
+    live.mark_draining();
+    let delay = config.http.shutdown_delay;
+    tracing::info!(
+        ?delay,
+        "shutting down: /readyz answers 503; draining after the delay"
+    );
+    std::thread::sleep(delay);
+    tracing::info!("no longer accepting: draining in-flight requests");
     let _ = shutdown_tx.send(true);
     for shard in shards {
         let _ = shard.join();
@@ -71,7 +94,13 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
+fn handle_signals(
+    path: Option<&Path>,
+    config: &mut Config,
+    logging: &Logging,
+    live: &Live,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,12 +108,69 @@ fn wait_for_signal() -> anyhow::Result<()> {
     runtime.block_on(async {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok(()),
+                _ = int.recv() => return Ok(()),
+                _ = hup.recv() => reload(path, config, logging, live),
+            }
         }
-        Ok(())
     })
+}
+
+/// Re-reads the config file and applies what can change while running. An invalid file
+/// changes nothing. Changes that need a restart are named in the log and not applied.
+fn reload(path: Option<&Path>, running: &mut Config, logging: &Logging, live: &Live) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: running on the embedded default config; nothing to reload");
+        return;
+    };
+    let (new, warnings) = match config::load(Some(path)) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            tracing::error!(%errors, "SIGHUP: the config is invalid; keeping the running config");
+            return;
+        }
+    };
+    for warning in &warnings {
+        tracing::warn!(%warning, "config warning");
+    }
+    let mut applied = Vec::new();
+    if new.log.level != running.log.level {
+        match logging.set_level(&new.log.level) {
+            Ok(true) => applied.push("log.level"),
+            Ok(false) => tracing::warn!("SIGHUP: RUST_LOG is set and keeps deciding the log level"),
+            Err(error) => tracing::error!(%error, "SIGHUP: cannot apply log.level"),
+        }
+        running.log.level = new.log.level.clone();
+    }
+    if new.metrics != running.metrics || new.extensions != running.extensions {
+        live.replace(Settings::from_config(&new));
+        applied.push("extensions");
+        running.metrics = new.metrics.clone();
+        running.extensions = new.extensions.clone();
+    }
+    let mut restart = Vec::new();
+    if new.storage != running.storage {
+        restart.push("storage");
+    }
+    if new.http != running.http {
+        restart.push("http");
+    }
+    let log_files = (&new.log.format, &new.log.output, &new.log.audit);
+    if log_files != (&running.log.format, &running.log.output, &running.log.audit) {
+        restart.push("log.format/output/audit");
+    }
+    if new.dist_spec_version != running.dist_spec_version {
+        restart.push("distSpecVersion");
+    }
+    tracing::info!(
+        config = %path.display(),
+        applied = ?applied,
+        needs_restart = ?restart,
+        "SIGHUP: config reloaded"
+    );
 }
 
 /// `berth fsck CONFIG`: 0 when the store is consistent, 1 when problems were found.

@@ -13,11 +13,13 @@ use std::sync::Arc;
 
 use crate::blobstore::BlobStore;
 use crate::error::StorageError;
-use crate::index::{self, BlobRecord, Cf, Index, RefKind};
+use crate::index::{self, BlobRecord, Cf, Index, IndexStats, RefKind};
 use crate::io::{FaultInjector, FaultPoint, Io, IoBackendKind};
-use crate::lock::RepoLocks;
+use crate::lock::StripedLocks;
 use crate::oci::{Digest, RepoName};
+use crate::stats::{timed, EngineStats};
 use crate::upload::Sessions;
+use crate::usage::Usage;
 
 /// How to open the engine.
 #[derive(Clone, Debug)]
@@ -48,7 +50,12 @@ pub(crate) struct Inner {
     pub(crate) store: BlobStore,
     pub(crate) io: Io,
     pub(crate) sessions: Sessions,
-    pub(crate) locks: RepoLocks,
+    /// Per-repository locks (manifest and tag commits, blob unlinks).
+    pub(crate) locks: StripedLocks,
+    /// Per-digest locks, taken only by a commit that creates a blob record.
+    pub(crate) blob_locks: StripedLocks,
+    pub(crate) stats: Arc<EngineStats>,
+    pub(crate) usage: Usage,
 }
 
 /// The storage engine. Clone it or wrap it in an `Arc`; all clones share one store.
@@ -100,6 +107,8 @@ impl Engine {
             store.prepare()?;
         }
         let index = Index::open(&store.index_dir(), read_only)?;
+        let usage = Usage::load(&index)?;
+        let stats = Arc::new(EngineStats::default());
         let inner = Inner {
             commit: options.commit,
             read_only,
@@ -108,14 +117,35 @@ impl Engine {
             io: Io {
                 kind: options.io,
                 faults,
+                stats: stats.clone(),
             },
             sessions: Sessions::new(),
-            locks: RepoLocks::new(),
+            locks: StripedLocks::new(),
+            blob_locks: StripedLocks::new(),
+            stats,
+            usage,
         };
         inner.recover_uploads()?;
         Ok(Engine {
             inner: Arc::new(inner),
         })
+    }
+
+    // ---- measurements
+
+    /// Latency histograms and maintenance counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.inner.stats
+    }
+
+    /// RocksDB's figures. Reads in-memory properties only (microseconds).
+    pub fn index_stats(&self) -> IndexStats {
+        self.inner.index.stats()
+    }
+
+    /// The data directory (zot's `storageName` label).
+    pub fn root(&self) -> &std::path::Path {
+        self.inner.store.root()
     }
 
     // ---- repositories
@@ -170,7 +200,7 @@ impl Engine {
     /// Unlinks a blob from `repo` (the file stays for GC). Cancel: the unlink either
     /// committed or not; the repository lock is released either way.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StorageError> {
-        let _guard = self.inner.locks.lock(repo).await;
+        let _guard = self.inner.lock_repo(repo).await;
         let digest_text = digest.to_string();
         let link = index::key(&[repo.as_str(), &digest_text]);
         if !self.inner.index.contains(Cf::RepoBlobs, &link)? {
@@ -186,7 +216,9 @@ impl Engine {
         }
         let mut batch = index::Batch::default();
         batch.delete(Cf::RepoBlobs, link);
-        self.inner.write_index(batch).await
+        self.inner.write_index(batch).await?;
+        self.inner.usage.touch(repo);
+        Ok(())
     }
 
     /// Links `digest` into `to` if it is linked in `to` already or in `from`. Returns false
@@ -207,8 +239,7 @@ impl Engine {
         let Some(size) = size else {
             return Ok(false);
         };
-        let batch = self.inner.link_batch(to, digest, size)?;
-        self.inner.write_index(batch).await?;
+        self.inner.link_blob(to, digest, size, None).await?;
         Ok(true)
     }
 }
@@ -226,9 +257,43 @@ impl Inner {
             return self.index.write(batch, false);
         }
         let inner = Arc::clone(self);
-        tokio::task::spawn_blocking(move || inner.index.write(batch, true))
+        let write = tokio::task::spawn_blocking(move || inner.index.write(batch, true));
+        timed(&self.stats.fsync_wal, write)
             .await
             .map_err(|error| StorageError::Index(format!("index write task failed: {error}")))?
+    }
+
+    /// Waits for `repo`'s lock, recording the wait.
+    pub(crate) async fn lock_repo(&self, repo: &RepoName) -> tokio::sync::MutexGuard<'_, ()> {
+        timed(&self.stats.lock_wait, self.locks.lock(repo.as_str())).await
+    }
+
+    /// Records a committed blob of `size` (if new) and links it into `repo`, creating the
+    /// repository record when missing, in one batch with `extra` (the upload's cleanup). The
+    /// commit that creates the blob record holds the digest's lock, so the store's totals
+    /// count it once. Cancel: the batch is applied or not as a whole.
+    pub(crate) async fn link_blob(
+        self: &Arc<Self>,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        extra: Option<index::Batch>,
+    ) -> Result<(), StorageError> {
+        let digest_text = digest.to_string();
+        let _guard = match self.index.contains(Cf::Blobs, digest_text.as_bytes())? {
+            true => None,
+            false => Some(self.blob_locks.lock(&digest_text).await),
+        };
+        let (mut batch, created) = self.link_batch(repo, digest, size)?;
+        if let Some(extra) = extra {
+            batch.extend(extra);
+        }
+        self.write_index(batch).await?;
+        if created {
+            self.usage.blob_added(size);
+        }
+        self.usage.touch(repo);
+        Ok(())
     }
 
     /// Makes every index write so far durable (a WAL fsync, on the blocking pool).
@@ -251,16 +316,18 @@ impl Inner {
     /// Batch that records a committed blob of `size` and links it into `repo` (creating the
     /// repository record when missing). Existing blob and repository records are kept, so
     /// their creation times stay those of the first commit.
-    pub(crate) fn link_batch(
+    /// The second value says whether the batch creates the blob record.
+    fn link_batch(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
-    ) -> Result<index::Batch, StorageError> {
+    ) -> Result<(index::Batch, bool), StorageError> {
         let now = index::now_ms();
         let digest_text = digest.to_string();
         let mut batch = index::Batch::default();
-        if !self.index.contains(Cf::Blobs, digest_text.as_bytes())? {
+        let created = !self.index.contains(Cf::Blobs, digest_text.as_bytes())?;
+        if created {
             let record = BlobRecord {
                 size,
                 created_ms: now,
@@ -273,7 +340,7 @@ impl Inner {
             index::encode_time(now),
         );
         self.repo_record(repo, &mut batch)?;
-        Ok(batch)
+        Ok((batch, created))
     }
 
     /// Adds the repository record to `batch` if the repository is new.

@@ -15,6 +15,23 @@ use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOpt
 use crate::error::StorageError;
 use crate::oci::{Digest, RepoName};
 
+/// RocksDB's figures that matter to an operator (summed over column families where they
+/// are per family).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Bytes of SST files on disk.
+    pub sst_bytes: u64,
+    /// Bytes in memtables (not yet flushed).
+    pub memtable_bytes: u64,
+    /// Bytes compaction estimates it must rewrite to reach its targets.
+    pub pending_compaction_bytes: u64,
+    pub running_compactions: u64,
+    /// Writes are stopped (a hard stall).
+    pub write_stopped: bool,
+    /// Writes are being slowed to this rate (bytes/s); 0 when not delayed.
+    pub delayed_write_rate_bytes: u64,
+}
+
 /// Column families, one per kind of record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cf {
@@ -426,6 +443,36 @@ impl Index {
             Ok(!found)
         })?;
         Ok(found)
+    }
+
+    /// RocksDB's own figures, summed over the column families.
+    pub(crate) fn stats(&self) -> IndexStats {
+        let sum = |property: &str| -> u64 {
+            Cf::ALL
+                .iter()
+                .filter_map(|cf| {
+                    self.db
+                        .property_int_value_cf(self.handle(*cf), property)
+                        .ok()
+                        .flatten()
+                })
+                .sum()
+        };
+        let db = |property: &str| -> u64 {
+            self.db
+                .property_int_value(property)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        IndexStats {
+            sst_bytes: sum("rocksdb.total-sst-files-size"),
+            memtable_bytes: sum("rocksdb.cur-size-all-mem-tables"),
+            pending_compaction_bytes: sum("rocksdb.estimate-pending-compaction-bytes"),
+            running_compactions: db("rocksdb.num-running-compactions"),
+            write_stopped: db("rocksdb.is-write-stopped") != 0,
+            delayed_write_rate_bytes: db("rocksdb.actual-delayed-write-rate"),
+        }
     }
 
     /// fsync of the WAL: every write so far is durable. Blocking.

@@ -41,6 +41,7 @@ use bytes::Bytes;
 
 use crate::direct;
 use crate::oci::{Algorithm, Hasher};
+use crate::stats::{ring_op, timed, EngineStats};
 
 /// Size of each read when re-hashing a staged or committed file.
 pub(crate) const HASH_READ_BYTES: usize = 1 << 20;
@@ -184,6 +185,8 @@ enum StagedHandle {
 pub(crate) struct Io {
     pub(crate) kind: IoBackendKind,
     pub(crate) faults: Option<Arc<FaultInjector>>,
+    /// fsync latencies are recorded here.
+    pub(crate) stats: Arc<EngineStats>,
 }
 
 fn joined<T>(result: Result<io::Result<T>, tokio::task::JoinError>) -> io::Result<T> {
@@ -214,12 +217,14 @@ impl Io {
         options.write(true).create_new(true).mode(0o644);
         match self.kind {
             IoBackendKind::Uring => {
-                let file = tokio_uring::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-                    .await?;
-                file.close().await?;
+                let file = ring_op(
+                    tokio_uring::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(path),
+                )
+                .await?;
+                ring_op(file.close()).await?;
             }
             IoBackendKind::Threads => {
                 let path = path.to_path_buf();
@@ -251,12 +256,14 @@ impl Io {
     async fn open_staged(&self, path: &Path, flags: i32) -> io::Result<StagedHandle> {
         Ok(match self.kind {
             IoBackendKind::Uring => StagedHandle::Uring(Rc::new(
-                tokio_uring::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .custom_flags(flags)
-                    .open(path)
-                    .await?,
+                ring_op(
+                    tokio_uring::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .custom_flags(flags)
+                        .open(path),
+                )
+                .await?,
             )),
             IoBackendKind::Threads => {
                 let path = path.to_path_buf();
@@ -340,7 +347,7 @@ impl Io {
                 let task = tokio_uring::spawn(async move {
                     let result = match bytes.is_empty() {
                         true => Ok(()),
-                        false => file.write_all_at(bytes, position).await.0,
+                        false => ring_op(file.write_all_at(bytes, position)).await.0,
                     };
                     drop(keepalive);
                     result
@@ -374,13 +381,16 @@ impl Io {
     /// fsync of a staged file (data and metadata: its length matters).
     pub(crate) async fn sync_file(&self, file: &StagedFile) -> io::Result<()> {
         self.fault(FaultPoint::StagedSync)?;
-        match &file.handle {
-            StagedHandle::Uring(handle) => handle.sync_all().await?,
-            StagedHandle::Threads(handle) => {
-                let handle = Arc::clone(handle);
-                joined(tokio::task::spawn_blocking(move || handle.sync_all()).await)?;
+        let sync = async {
+            match &file.handle {
+                StagedHandle::Uring(handle) => ring_op(handle.sync_all()).await,
+                StagedHandle::Threads(handle) => {
+                    let handle = Arc::clone(handle);
+                    joined(tokio::task::spawn_blocking(move || handle.sync_all()).await)
+                }
             }
-        }
+        };
+        timed(&self.stats.fsync_file, sync).await?;
         self.record(|| IoEvent::SyncFile(file.path.clone()));
         Ok(())
     }
@@ -411,7 +421,7 @@ impl Io {
     ) -> io::Result<Hasher> {
         match self.kind {
             IoBackendKind::Uring => {
-                let file = tokio_uring::fs::File::open(path).await?;
+                let file = ring_op(tokio_uring::fs::File::open(path)).await?;
                 let mut hasher = algorithm.hasher();
                 let mut position = 0u64;
                 let mut buffer = Vec::with_capacity(HASH_READ_BYTES);
@@ -419,7 +429,7 @@ impl Io {
                     let want = (length - position).min(HASH_READ_BYTES as u64) as usize;
                     buffer.clear();
                     buffer.reserve(want);
-                    let (result, returned) = file.read_at(buffer, position).await;
+                    let (result, returned) = ring_op(file.read_at(buffer, position)).await;
                     buffer = returned;
                     let read = result?;
                     if read == 0 {
@@ -429,7 +439,7 @@ impl Io {
                     hasher.update(&buffer[..read]);
                     position += read as u64;
                 }
-                file.close().await?;
+                ring_op(file.close()).await?;
                 Ok(hasher)
             }
             IoBackendKind::Threads => {
@@ -448,7 +458,7 @@ impl Io {
     pub(crate) async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.fault(FaultPoint::Rename)?;
         match self.kind {
-            IoBackendKind::Uring => tokio_uring::fs::rename(from, to).await?,
+            IoBackendKind::Uring => ring_op(tokio_uring::fs::rename(from, to)).await?,
             IoBackendKind::Threads => {
                 let (from, to) = (from.to_path_buf(), to.to_path_buf());
                 joined(tokio::task::spawn_blocking(move || std::fs::rename(from, to)).await)?;
@@ -464,7 +474,7 @@ impl Io {
     /// unlink(2); a missing file is not an error.
     pub(crate) async fn remove_file(&self, path: &Path) -> io::Result<()> {
         let result = match self.kind {
-            IoBackendKind::Uring => tokio_uring::fs::remove_file(path).await,
+            IoBackendKind::Uring => ring_op(tokio_uring::fs::remove_file(path)).await,
             IoBackendKind::Threads => {
                 let path = path.to_path_buf();
                 joined(tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await)
@@ -493,7 +503,7 @@ impl Io {
     /// mkdir(2); an existing directory is not an error.
     pub(crate) async fn create_dir(&self, path: &Path) -> io::Result<()> {
         let result = match self.kind {
-            IoBackendKind::Uring => tokio_uring::fs::create_dir(path).await,
+            IoBackendKind::Uring => ring_op(tokio_uring::fs::create_dir(path)).await,
             IoBackendKind::Threads => {
                 let path = path.to_path_buf();
                 joined(tokio::task::spawn_blocking(move || std::fs::create_dir(path)).await)
@@ -512,18 +522,21 @@ impl Io {
     /// fsync of a directory, making renames into it durable.
     pub(crate) async fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.fault(FaultPoint::DirSync)?;
-        match self.kind {
-            IoBackendKind::Uring => {
-                let directory = std::fs::File::open(path)?;
-                let directory = tokio_uring::fs::File::from_std(directory);
-                directory.sync_all().await?;
-                directory.close().await?;
+        let sync = async {
+            match self.kind {
+                IoBackendKind::Uring => {
+                    let directory = std::fs::File::open(path)?;
+                    let directory = tokio_uring::fs::File::from_std(directory);
+                    ring_op(directory.sync_all()).await?;
+                    ring_op(directory.close()).await
+                }
+                IoBackendKind::Threads => {
+                    let owned = path.to_path_buf();
+                    joined(tokio::task::spawn_blocking(move || sync_dir_blocking(&owned)).await)
+                }
             }
-            IoBackendKind::Threads => {
-                let owned = path.to_path_buf();
-                joined(tokio::task::spawn_blocking(move || sync_dir_blocking(&owned)).await)?;
-            }
-        }
+        };
+        timed(&self.stats.fsync_directory, sync).await?;
         self.record(|| IoEvent::SyncDir(path.to_path_buf()));
         Ok(())
     }

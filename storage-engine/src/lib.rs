@@ -22,7 +22,11 @@ mod lock;
 #[cfg(feature = "engine")]
 mod manifests;
 #[cfg(feature = "engine")]
+pub mod stats;
+#[cfg(feature = "engine")]
 mod upload;
+#[cfg(feature = "engine")]
+mod usage;
 #[cfg(feature = "engine")]
 mod writer;
 
@@ -33,8 +37,12 @@ pub use error::StorageError;
 #[cfg(feature = "engine")]
 pub use fsck::{FsckProblem, FsckReport};
 #[cfg(feature = "engine")]
+pub use index::IndexStats;
+#[cfg(feature = "engine")]
 pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};
 #[cfg(feature = "engine")]
 pub use manifests::{PutManifestOutcome, StoredManifest};
+#[cfg(feature = "engine")]
+pub use usage::UsageSnapshot;
 #[cfg(feature = "engine")]
 pub use writer::UploadWriter;

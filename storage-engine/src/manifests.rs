@@ -81,7 +81,7 @@ impl Engine {
         };
         let digest_text = digest.to_string();
         let inner = &self.inner;
-        let _guard = inner.locks.lock(repo).await;
+        let _guard = inner.lock_repo(repo).await;
 
         for descriptor in parsed.blob_references() {
             if is_foreign_layer(descriptor) {
@@ -160,6 +160,7 @@ impl Engine {
         }
         inner.repo_record(repo, &mut batch)?;
         inner.write_index(batch).await?;
+        inner.usage.touch(repo);
         Ok(PutManifestOutcome { digest, subject })
     }
 
@@ -216,7 +217,7 @@ impl Engine {
         reference: &Reference,
     ) -> Result<(), StorageError> {
         let inner = &self.inner;
-        let _guard = inner.locks.lock(repo).await;
+        let _guard = inner.lock_repo(repo).await;
         let mut batch = index::Batch::default();
         let digest = match reference {
             Reference::Tag(tag) => {
@@ -269,7 +270,9 @@ impl Engine {
                 index::key(&[repo.as_str(), &referenced.to_string(), &digest_text]),
             );
         }
-        inner.write_index(batch).await
+        inner.write_index(batch).await?;
+        inner.usage.touch(repo);
+        Ok(())
     }
 
     /// Tags of `repo` sorted bytewise, all greater than `last`, at most `n`.

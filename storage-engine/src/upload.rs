@@ -58,6 +58,18 @@ impl Sessions {
         }
     }
 
+    /// Open sessions (a snapshot: each stripe is counted under its own lock).
+    pub(crate) fn len(&self) -> usize {
+        (0..self.stripes.len())
+            .map(|stripe| {
+                self.stripes[stripe]
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
+            .sum()
+    }
+
     pub(crate) fn stripe(&self, id: &str) -> MutexGuard<'_, HashMap<String, Slot>> {
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);

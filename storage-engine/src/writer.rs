@@ -249,9 +249,9 @@ impl UploadWriter {
             let _ = self.inner.io.remove_file(&self.path).await;
             return Err(error.into());
         }
-        let mut link = self.inner.link_batch(&self.repo, expected, self.offset)?;
-        link.extend(batch);
-        self.inner.write_index(link).await?;
+        self.inner
+            .link_blob(&self.repo, expected, self.offset, Some(batch))
+            .await?;
         Ok(self.offset)
     }
 

@@ -5,6 +5,7 @@
 //! pushing it over plain HTTP ([`push_image`]), and whole-registry snapshots for "nothing
 //! changed" assertions ([`assert_no_state_change`]), the seeded registry of the bad-input tests
 //! ([`Seeded`]) and the request/response helpers for talking to the API directly ([`api`]).
+//! The real Prometheus server and metrics linter ([`Prometheus`], [`promtool_check_metrics`]).
 //!
 //! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
 //! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
@@ -15,6 +16,7 @@ mod daemon;
 mod fixture;
 mod image;
 mod peer;
+mod prometheus;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ pub use image::{
     MANIFEST_ACCEPT,
 };
 pub use peer::Distribution;
+pub use prometheus::{promtool_check_metrics, require_prometheus, Prometheus, Sample, ScrapeJob};
 pub use snapshot::{assert_no_state_change, snapshot, Snapshot};
 
 pub use reqwest::blocking::Client;

@@ -37,6 +37,30 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub extensions: ExtensionsConfig,
+    /// `extensions.metrics`, typed.
+    pub metrics: MetricsConfig,
+}
+
+/// `extensions.metrics`: zot's keys plus `prometheus.namespace` (berth).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Present and not `"enable": false` (zot's rule for metrics).
+    pub enabled: bool,
+    /// `prometheus.path` (default `/metrics`): absolute, outside `/v2/` and the probes.
+    pub path: String,
+    /// `prometheus.namespace` (berth, default `zot`): prefix of zot's families, `zot` or
+    /// `berth`. berth's own families are always `berth_`.
+    pub namespace: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig {
+            enabled: false,
+            path: "/metrics".to_owned(),
+            namespace: "zot".to_owned(),
+        }
+    }
 }
 
 /// `storage`: where and how the engine keeps its data.
@@ -74,6 +98,10 @@ pub struct HttpConfig {
     pub body_idle_timeout: Duration,
     /// `http.drainTimeout` (berth, default 30s): graceful shutdown bound.
     pub drain_timeout: Duration,
+    /// `http.shutdownDelay` (berth, default 0s): after SIGTERM, how long berth keeps serving
+    /// with `/readyz` answering 503 before it stops accepting (time for load balancers and
+    /// Kubernetes to take it out of rotation).
+    pub shutdown_delay: Duration,
     /// `http.externalUrl`: the URL clients reach berth at (absolute http or https URL).
     pub external_url: Option<String>,
     /// `http.realm`.

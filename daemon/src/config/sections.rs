@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::walk::{describe, join, Ctx, Section};
 use super::{
     Config, ConfigErrors, ExtensionSection, ExtensionsConfig, HttpConfig, LogConfig, LogFormat,
-    StorageConfig, Warning,
+    MetricsConfig, StorageConfig, Warning,
 };
 
 /// zot's default port when `http.port` is absent (the embedded berth default sets 5000).
@@ -80,13 +80,15 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
     let storage = storage(ctx, section.raw("storage"));
     let http = http(ctx, section.raw("http").unwrap_or(&null));
     let log = log(ctx, section.raw("log").unwrap_or(&null));
-    let extensions = extensions(ctx, section.raw("extensions").unwrap_or(&null));
+    let extensions = extensions(ctx, section.raw("extensions").unwrap_or(&null))?;
+    let metrics = metrics(ctx, &extensions);
     Some(Config {
         dist_spec_version,
         storage: storage?,
         http: http?,
         log: log?,
-        extensions: extensions?,
+        extensions,
+        metrics: metrics?,
     })
 }
 
@@ -232,6 +234,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
             "bodyIdleTimeout",
             "readTimeout",
             "drainTimeout",
+            "shutdownDelay",
             "externalUrl",
             "realm",
             "compat",
@@ -272,6 +275,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     let read_header_timeout = section.positive_duration(ctx, "readHeaderTimeout");
     let idle_timeout = section.positive_duration(ctx, "idleTimeout");
     let drain_timeout = section.positive_duration(ctx, "drainTimeout");
+    let shutdown_delay = section.duration(ctx, "shutdownDelay");
     let body_idle_timeout = section.positive_duration(ctx, "bodyIdleTimeout");
     let read_timeout = section.positive_duration(ctx, "readTimeout");
     if section.has("readTimeout") {
@@ -291,6 +295,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
         && parsed("readHeaderTimeout", read_header_timeout.is_some())
         && parsed("idleTimeout", idle_timeout.is_some())
         && parsed("drainTimeout", drain_timeout.is_some())
+        && parsed("shutdownDelay", shutdown_delay.is_some())
         && parsed("bodyIdleTimeout", body_idle_timeout.is_some())
         && parsed("readTimeout", read_timeout.is_some())
         && parsed("externalUrl", external_url.is_some())
@@ -308,6 +313,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
             .or(read_timeout)
             .unwrap_or(DEFAULT_BODY_IDLE_TIMEOUT),
         drain_timeout: drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        shutdown_delay: shutdown_delay.unwrap_or(Duration::ZERO),
         external_url,
         realm,
         compat: compat?,
@@ -460,6 +466,60 @@ fn log_path(ctx: &mut Ctx, section: &Section<'_>, key: &str) -> Option<Option<Pa
     }
 }
 
+/// Extensions this build implements.
+const IMPLEMENTED: &[&str] = &["metrics"];
+
+/// Paths the metrics endpoint may not take.
+const RESERVED_PATHS: &[&str] = &["/livez", "/readyz", "/startupz"];
+
+/// `extensions.metrics` typed (the section was already checked to be an object with a
+/// boolean `enable` by [`extensions`]).
+fn metrics(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<MetricsConfig> {
+    let mut config = MetricsConfig::default();
+    let Some(section) = &extensions.metrics else {
+        return Some(config);
+    };
+    config.enabled = section.enabled;
+    let path = "extensions.metrics";
+    let known = Section::read(ctx, path, &section.raw, &["enable", "prometheus"], &[])?;
+    let prometheus = known.raw("prometheus").unwrap_or(&Value::Null);
+    let prometheus = Section::read(
+        ctx,
+        &known.path_of("prometheus"),
+        prometheus,
+        &["path", "namespace"],
+        &[],
+    )?;
+    let mut ok = true;
+    if let Some(metrics_path) = prometheus.string(ctx, "path") {
+        let reserved = metrics_path == "/v2"
+            || metrics_path.starts_with("/v2/")
+            || RESERVED_PATHS.contains(&metrics_path.as_str());
+        if !metrics_path.starts_with('/') || metrics_path.contains(['?', '#']) || reserved {
+            let message = format!(
+                "expected an absolute path outside /v2/ and the health probes, got {}",
+                describe(&Value::String(metrics_path))
+            );
+            ctx.error(&prometheus.path_of("path"), message);
+            ok = false;
+        } else {
+            config.path = metrics_path;
+        }
+    }
+    match prometheus.string(ctx, "namespace").as_deref() {
+        None => {}
+        Some(namespace @ ("zot" | "berth")) => config.namespace = namespace.to_owned(),
+        Some(other) => {
+            let message = format!("expected \"zot\" or \"berth\", got {other:?}");
+            ctx.error(&prometheus.path_of("namespace"), message);
+            ok = false;
+        }
+    }
+    let typed =
+        |key: &str| !prometheus.has(key) || prometheus.raw(key).is_some_and(Value::is_string);
+    (ok && typed("path") && typed("namespace")).then_some(config)
+}
+
 /// Extensions that zot enables when their section is present and `enable` is unset.
 const ENABLED_WHEN_PRESENT: &[&str] = &["search", "metrics", "scrub", "ui", "trust"];
 
@@ -498,7 +558,7 @@ fn extensions(ctx: &mut Ctx, value: &Value) -> Option<ExtensionsConfig> {
             }),
             (None, name) => ENABLED_WHEN_PRESENT.contains(&name),
         };
-        if enabled {
+        if enabled && !IMPLEMENTED.contains(&name) {
             ctx.warn(
                 &path,
                 "extension not implemented yet in this build; ignored",

@@ -98,6 +98,7 @@ fn defaults_of_a_minimal_config() {
             idle_timeout: Duration::from_secs(120),
             body_idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             external_url: None,
             realm: None,
             compat: Vec::new(),
@@ -109,6 +110,7 @@ fn defaults_of_a_minimal_config() {
             audit: None,
         },
         extensions: ExtensionsConfig::default(),
+        metrics: MetricsConfig::default(),
     };
     assert_eq!(config, expected);
 }
@@ -138,14 +140,23 @@ fn full_zot_example_is_accepted_with_warnings() {
     for name in ExtensionsConfig::NAMES {
         let expected = !matches!(name, "userprefs");
         assert_eq!(config.extensions.is_enabled(name), expected, "{name}");
+        // Implemented extensions do not warn.
         assert_eq!(
             warned(&warnings, &format!("extensions.{name}")),
-            expected,
+            expected && name != "metrics",
             "{name}"
         );
     }
     let sync = config.extensions.sync.as_ref().unwrap();
     assert_eq!(sync.raw["registries"][1]["pollInterval"], "6h");
+    assert_eq!(
+        config.metrics,
+        MetricsConfig {
+            enabled: true,
+            path: "/metrics".into(),
+            namespace: "zot".into()
+        }
+    );
     for key_path in [
         "http.auth",
         "http.accessControl",
@@ -442,7 +453,12 @@ fn extension_enablement_follows_zot() {
     paths.sort_unstable();
     assert_eq!(
         paths,
-        ["extensions.mgmt", "extensions.search", "extensions.trust"]
+        [
+            "extensions.metrics.Enable",
+            "extensions.mgmt",
+            "extensions.search",
+            "extensions.trust"
+        ]
     );
     let (config, _) = ok(r#"{"storage": {"rootDirectory": "/d"},
                               "extensions": {"sync": {"registries": [{"urls": []}]}}}"#);
@@ -542,4 +558,46 @@ fn load_reads_yaml_by_extension_and_names_the_file_on_syntax_errors() {
         message.starts_with(&format!("{}: not valid JSON", broken.display())),
         "{message}"
     );
+}
+
+#[test]
+fn metrics_settings_are_typed_and_checked() {
+    let (config, warnings) = ok(r#"{"storage": {"rootDirectory": "/d"}, "extensions": {
+        "metrics": {"prometheus": {"path": "/internal/metrics", "namespace": "berth"}}}}"#);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        config.metrics,
+        MetricsConfig {
+            enabled: true,
+            path: "/internal/metrics".into(),
+            namespace: "berth".into()
+        }
+    );
+    let (config, _) = ok(r#"{"storage": {"rootDirectory": "/d"}}"#);
+    assert!(!config.metrics.enabled);
+    let reported = errors(
+        r#"{"storage": {"rootDirectory": "/d"}, "extensions": {
+        "metrics": {"prometheus": {"path": "/v2/metrics", "namespace": "prom", "x": 1}}}}"#,
+    )
+    .join("\n");
+    for expected in [
+        "extensions.metrics.prometheus.path: expected an absolute path outside /v2/",
+        "extensions.metrics.prometheus.namespace: expected \"zot\" or \"berth\", got \"prom\"",
+        "extensions.metrics.prometheus.x: unknown key",
+    ] {
+        assert!(reported.contains(expected), "{expected} not in {reported}");
+    }
+    for path in ["metrics", "/readyz", "/m?x"] {
+        let text = format!(
+            r#"{{"storage": {{"rootDirectory": "/d"}},
+                "extensions": {{"metrics": {{"prometheus": {{"path": "{path}"}}}}}}}}"#
+        );
+        assert!(
+            errors(&text).join("\n").contains("prometheus.path"),
+            "{path}"
+        );
+    }
+    let (config, _) =
+        ok(r#"{"storage": {"rootDirectory": "/d"}, "http": {"shutdownDelay": "2s"}}"#);
+    assert_eq!(config.http.shutdown_delay, Duration::from_secs(2));
 }

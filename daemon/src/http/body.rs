@@ -3,13 +3,16 @@
 //! timeout: a large push may take as long as it needs, but a stalled one is cut off.
 
 use std::{
+    cell::Cell,
     io,
     path::PathBuf,
     pin::Pin,
+    rc::Rc,
     task::{Context, Poll},
     time::Duration,
 };
 
+use berth_storage::stats::ring_op;
 use bytes::Bytes;
 use http_body::SizeHint;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -46,13 +49,15 @@ impl http_body::Body for Body {
     }
 }
 
-/// Keeps `guard` alive until the body is dropped (fully sent or abandoned).
-struct Guarded<G> {
+/// Counts the data bytes sent into `sent` and keeps `guard` alive until the body is dropped
+/// (fully sent or abandoned).
+struct Observed<G> {
     body: Body,
+    sent: Rc<Cell<u64>>,
     _guard: G,
 }
 
-impl<G: Unpin> http_body::Body for Guarded<G> {
+impl<G: Unpin> http_body::Body for Observed<G> {
     type Data = Bytes;
     type Error = io::Error;
 
@@ -60,8 +65,15 @@ impl<G: Unpin> http_body::Body for Guarded<G> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
         // `Body` is `Unpin` (a boxed future), so projecting to it is plain.
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.sent.set(this.sent.get() + data.len() as u64);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -74,12 +86,53 @@ impl<G: Unpin> http_body::Body for Guarded<G> {
 }
 
 impl Body {
-    /// The same body, holding `guard` until it is dropped.
-    pub fn hold<G: Unpin + 'static>(self, guard: G) -> Body {
-        Body::new(Guarded {
+    /// The same body, counting the bytes it sends into `sent` and holding `guard` until it
+    /// is dropped.
+    pub fn observed<G: Unpin + 'static>(self, sent: Rc<Cell<u64>>, guard: G) -> Body {
+        Body::new(Observed {
             body: self,
+            sent,
             _guard: guard,
         })
+    }
+}
+
+/// A request body that counts the data bytes received.
+pub struct RequestBody {
+    inner: Incoming,
+    received: Rc<Cell<u64>>,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, received: Rc<Cell<u64>>) -> RequestBody {
+        RequestBody { inner, received }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.received.set(this.received.get() + data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -94,7 +147,10 @@ pub fn empty() -> Body {
 /// Pulls the next data chunk of a request body. `Ok(None)` is the end of the body; a gap of
 /// more than `idle` between chunks, or a transport error, is an error (the connection is then
 /// unusable, so the caller stops).
-pub async fn next_chunk(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, BodyError> {
+pub async fn next_chunk(
+    body: &mut RequestBody,
+    idle: Duration,
+) -> Result<Option<Bytes>, BodyError> {
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(BodyError::Idle),
@@ -128,7 +184,7 @@ impl From<BodyError> for ApiError {
 /// Reads a whole body of at most `limit` bytes. Reading stops at `limit + 1`: the caller
 /// never buffers more than the limit whatever the client declares or sends.
 pub async fn read_limited(
-    body: &mut Incoming,
+    body: &mut RequestBody,
     limit: usize,
     idle: Duration,
 ) -> Result<Result<Bytes, usize>, BodyError> {
@@ -147,7 +203,7 @@ pub async fn read_limited(
 pub const DRAIN_MAX_BYTES: usize = 256 * 1024;
 
 /// Reads and discards up to [`DRAIN_MAX_BYTES`] of a body that is being refused.
-pub async fn drain(body: &mut Incoming, idle: Duration) {
+pub async fn drain(body: &mut RequestBody, idle: Duration) {
     let mut drained = 0;
     while drained < DRAIN_MAX_BYTES {
         match next_chunk(body, idle).await {
@@ -165,16 +221,16 @@ const READ_CHUNK_BYTES: usize = 256 * 1024;
 /// is an error (a truncated blob file), never a silent end of body.
 pub async fn file_body(path: PathBuf, offset: u64, len: u64, uring: bool) -> io::Result<Body> {
     if uring {
-        let file = tokio_uring::fs::File::open(&path).await?;
+        let file = ring_op(tokio_uring::fs::File::open(&path)).await?;
         let state = (file, offset, len);
         let stream = futures_util::stream::unfold(Some(state), |state| async move {
             let (file, offset, remaining) = state?;
             if remaining == 0 {
-                let _ = file.close().await;
+                let _ = ring_op(file.close()).await;
                 return None;
             }
             let want = remaining.min(READ_CHUNK_BYTES as u64) as usize;
-            let (res, mut buf) = file.read_at(Vec::with_capacity(want), offset).await;
+            let (res, mut buf) = ring_op(file.read_at(Vec::with_capacity(want), offset)).await;
             match res {
                 Ok(0) => Some((Err(short_read()), None)),
                 Ok(n) => {

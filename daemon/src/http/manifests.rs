@@ -3,10 +3,10 @@
 //! referenced blobs and commits manifest, tags and referrer entry in one batch.
 
 use berth_storage::oci::{Reference, RepoName, Tag};
-use hyper::{body::Incoming, header, Request, Response, StatusCode};
+use hyper::{header, Request, Response, StatusCode};
 
 use super::{
-    body::{drain, empty, full, read_limited},
+    body::{drain, empty, full, read_limited, RequestBody},
     error::ApiError,
     header_str, Body, Ctx, Query, MANIFEST_MAX_BYTES, MAX_TAG_PARAMS,
 };
@@ -102,7 +102,7 @@ pub async fn put(
     name: &RepoName,
     reference: &str,
     query: &Query,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let reference = parse_reference(reference)?;
     let tags = tag_params(query)?;

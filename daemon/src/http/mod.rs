@@ -7,15 +7,19 @@ pub mod body;
 pub mod error;
 mod listing;
 mod manifests;
+pub mod ops;
 pub mod router;
 mod uploads;
 
 use std::{convert::Infallible, rc::Rc, sync::Arc, time::Duration};
 
 use berth_storage::Engine;
-use hyper::{body::Incoming, header, Method, Request, Response};
+use hyper::{header, Method, Request, Response};
 
-use body::Body;
+use crate::live::Live;
+use crate::metrics::{Metrics, RepoAction};
+use crate::observe::RequestInfo;
+use body::{Body, RequestBody};
 use error::ApiError;
 use router::{Endpoint, RouteError};
 
@@ -34,24 +38,43 @@ pub struct Ctx {
     pub body_idle: Duration,
     /// Whether this shard's runtime drives io_uring (blob reads then use it).
     pub uring: bool,
+    /// Reloadable settings and the lifecycle flags.
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
 }
 
-/// Serves one request. Never fails at the hyper level: every error becomes an OCI error body.
-pub async fn handle(req: Request<Incoming>, ctx: Rc<Ctx>) -> Result<Response<Body>, Infallible> {
+/// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every
+/// error becomes an OCI error body.
+pub async fn handle(
+    req: Request<RequestBody>,
+    ctx: Rc<Ctx>,
+    info: &mut RequestInfo,
+) -> Result<Response<Body>, Infallible> {
     let head_only = req.method() == Method::HEAD;
+    if let Some(ops) = ops::route(req.method(), req.uri().path(), &ctx) {
+        info.counted = ops != ops::Ops::Metrics;
+        let response = ops::serve(ops, &ctx).await;
+        return Ok(match head_only {
+            true => response.map(|_| body::empty()),
+            false => response,
+        });
+    }
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let response = match dispatch(req, &ctx).await {
+    let response = match dispatch(req, &ctx, info).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::debug!(%method, %path, code = error.oci_code(), %error, "request refused");
+            tracing::debug!(%method, code = error.oci_code(), %error, "request refused");
             error.into_response(head_only)
         }
     };
     Ok(response)
 }
 
-async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    req: Request<RequestBody>,
+    ctx: &Ctx,
+    info: &mut RequestInfo,
+) -> Result<Response<Body>, ApiError> {
     let endpoint = match router::route(req.method(), req.uri().path()) {
         Ok(endpoint) => endpoint,
         Err(RouteError::NameInvalid(name)) => return Err(ApiError::NameInvalid(name)),
@@ -65,6 +88,14 @@ async fn dispatch(req: Request<Incoming>, ctx: &Ctx) -> Result<Response<Body>, A
     };
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
+    info.repo = endpoint.repo().cloned();
+    // A manifest GET (not HEAD) is a download and a PUT an upload, as zot counts them; the
+    // observer keeps them only for 2xx answers.
+    info.action = match (&endpoint, &method) {
+        (Endpoint::Manifest { .. }, &Method::GET) => RepoAction::ManifestPulled,
+        (Endpoint::Manifest { .. }, &Method::PUT) => RepoAction::ManifestPushed,
+        _ => RepoAction::Other,
+    };
     match endpoint {
         Endpoint::Base => Ok(listing::base()),
         Endpoint::Discover => Ok(listing::discover()),

@@ -22,6 +22,21 @@ pub enum Endpoint {
     Referrers { name: RepoName, digest: String },
 }
 
+impl Endpoint {
+    /// The repository the endpoint names, if any.
+    pub fn repo(&self) -> Option<&RepoName> {
+        match self {
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Discover => None,
+            Endpoint::TagsList { name }
+            | Endpoint::Manifest { name, .. }
+            | Endpoint::Blob { name, .. }
+            | Endpoint::UploadStart { name }
+            | Endpoint::Upload { name, .. }
+            | Endpoint::Referrers { name, .. } => Some(name),
+        }
+    }
+}
+
 /// Why no endpoint matched.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteError {

@@ -7,10 +7,10 @@ use berth_storage::{
     oci::{ContentRange, Digest, RepoName, UploadId},
     UploadWriter,
 };
-use hyper::{body::Incoming, header, Request, Response, StatusCode};
+use hyper::{header, Request, Response, StatusCode};
 
 use super::{
-    body::{empty, next_chunk},
+    body::{empty, next_chunk, RequestBody},
     error::{upload_range, ApiError},
     header_str, Body, Ctx, Query,
 };
@@ -55,7 +55,11 @@ fn digest_param(query: &Query) -> Result<Digest, ApiError> {
 
 /// Streams the request body into the session. On a broken or stalled body the bytes that did
 /// arrive stay in the session (the client can ask for the offset and resume).
-async fn pump(ctx: &Ctx, writer: &mut UploadWriter, body: &mut Incoming) -> Result<(), ApiError> {
+async fn pump(
+    ctx: &Ctx,
+    writer: &mut UploadWriter,
+    body: &mut RequestBody,
+) -> Result<(), ApiError> {
     while let Some(chunk) = next_chunk(body, ctx.body_idle).await? {
         writer.write(chunk).await?;
     }
@@ -66,7 +70,7 @@ async fn pump(ctx: &Ctx, writer: &mut UploadWriter, body: &mut Incoming) -> Resu
 async fn pump_or_release(
     ctx: &Ctx,
     mut writer: UploadWriter,
-    body: &mut Incoming,
+    body: &mut RequestBody,
 ) -> Result<UploadWriter, ApiError> {
     match pump(ctx, &mut writer, body).await {
         Ok(()) => Ok(writer),
@@ -84,7 +88,7 @@ async fn pump_or_release(
 fn check_chunk(
     name: &RepoName,
     writer: &UploadWriter,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Result<(), ApiError> {
     let Some(text) = header_str(req.headers(), header::CONTENT_RANGE) else {
         return Ok(());
@@ -113,7 +117,7 @@ async fn receive_chunk(
     ctx: &Ctx,
     name: &RepoName,
     id: &UploadId,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<UploadWriter, ApiError> {
     let writer = ctx.engine.open_upload(name, id).await?;
     if let Err(error) = check_chunk(name, &writer, &req) {
@@ -128,7 +132,7 @@ pub async fn start(
     ctx: &Ctx,
     name: &RepoName,
     query: &Query,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     if let Some(mount) = query.get("mount") {
         let digest: Digest = mount
@@ -166,7 +170,7 @@ pub async fn patch(
     ctx: &Ctx,
     name: &RepoName,
     session: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_session(session)?;
     let writer = receive_chunk(ctx, name, &id, req).await?;
@@ -180,7 +184,7 @@ pub async fn finish(
     name: &RepoName,
     session: &str,
     query: &Query,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_session(session)?;
     let digest = digest_param(query)?;

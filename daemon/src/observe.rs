@@ -1,0 +1,228 @@
+//! One request, observed: its id and log span, the bytes it moved, and what happens when it
+//! ends (its response body sent or abandoned): metrics, the access log line, the audit line.
+//!
+//! Rules:
+//! - The request id is the client's `X-Request-Id` when that is a short token (a proxy's
+//!   id carries through), else one berth makes (unique per process: a per-process prefix,
+//!   the shard and a counter). It is echoed in the response's `X-Request-Id`.
+//! - Nothing here reads or logs request headers other than `X-Request-Id`.
+//! - Ending a request happens once, in `Drop`, whatever the way out (sent, error, client
+//!   gone), so the in-flight gauge cannot drift.
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use berth_storage::oci::RepoName;
+use berth_storage::Engine;
+use hyper::{HeaderMap, Method};
+
+use crate::logging::{ACCESS_TARGET, AUDIT_TARGET};
+use crate::metrics::{Finished, Metrics, RepoAction};
+
+/// Longest client-supplied request id accepted.
+const REQUEST_ID_MAX: usize = 64;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Status recorded for a request whose client left before it was answered (nginx's code).
+const CLIENT_CLOSED: u16 = 499;
+
+/// What the handler learnt about a request, for its metrics.
+#[derive(Debug)]
+pub struct RequestInfo {
+    pub repo: Option<RepoName>,
+    pub action: RepoAction,
+    /// False for requests the metrics do not count (the metrics endpoint itself).
+    pub counted: bool,
+}
+
+impl Default for RequestInfo {
+    fn default() -> RequestInfo {
+        RequestInfo {
+            repo: None,
+            action: RepoAction::Other,
+            counted: true,
+        }
+    }
+}
+
+/// What a shard's requests share for observation.
+pub struct Observer {
+    pub metrics: Arc<Metrics>,
+    pub engine: Arc<Engine>,
+    pub shard: usize,
+    next_id: Cell<u64>,
+}
+
+impl Observer {
+    pub fn new(metrics: Arc<Metrics>, engine: Arc<Engine>, shard: usize) -> Observer {
+        Observer {
+            metrics,
+            engine,
+            shard,
+            next_id: Cell::new(0),
+        }
+    }
+
+    /// Starts observing a request.
+    pub fn begin(
+        self: &Rc<Self>,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) -> RequestScope {
+        let request_id = client_request_id(headers).unwrap_or_else(|| {
+            let sequence = self.next_id.get();
+            self.next_id.set(sequence + 1);
+            format!("{}-{}-{sequence:x}", process_prefix(), self.shard)
+        });
+        let span = tracing::info_span!("request", request_id = %request_id);
+        self.metrics.shard(self.shard).request_started();
+        RequestScope {
+            observer: Rc::clone(self),
+            span,
+            started: Instant::now(),
+            method: method.clone(),
+            path: path.to_owned(),
+            peer,
+            request_id,
+            received: Rc::new(Cell::new(0)),
+            sent: Rc::new(Cell::new(0)),
+            status: 0,
+            info: RequestInfo::default(),
+        }
+    }
+}
+
+/// A random-enough prefix that tells this process's ids from the last one's.
+fn process_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        static SALT: AtomicU64 = AtomicU64::new(0);
+        let salt = SALT.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{:08x}",
+            (u64::from(nanos) ^ (u64::from(std::process::id()) << 32) ^ salt) as u32
+        )
+    })
+}
+
+fn client_request_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= REQUEST_ID_MAX
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
+    ok.then(|| value.to_owned())
+}
+
+/// One request in flight. Dropped when its response body is done.
+pub struct RequestScope {
+    observer: Rc<Observer>,
+    pub span: tracing::Span,
+    started: Instant,
+    method: Method,
+    path: String,
+    peer: SocketAddr,
+    pub request_id: String,
+    /// Request body bytes received (counted by the request body wrapper).
+    pub received: Rc<Cell<u64>>,
+    /// Response body bytes sent (counted by the response body wrapper).
+    pub sent: Rc<Cell<u64>>,
+    pub status: u16,
+    pub info: RequestInfo,
+}
+
+impl RequestScope {
+    fn mutating(&self) -> bool {
+        matches!(
+            self.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    }
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        // Never answered (the client went away first): counted as nginx's 499.
+        if self.status == 0 {
+            self.status = CLIENT_CLOSED;
+        }
+        let (received, sent) = (self.received.get(), self.sent.get());
+        // A failed request for a repository that does not exist counts under N/A.
+        let repo = self.info.repo.as_ref().filter(|repo| {
+            self.status < 400 || self.observer.engine.repo_exists(repo).unwrap_or(false)
+        });
+        let shard = self.observer.metrics.shard(self.observer.shard);
+        if self.info.counted {
+            let action = match self.status {
+                200..=299 => self.info.action,
+                _ => RepoAction::Other,
+            };
+            shard.request_finished(&Finished {
+                method: &self.method,
+                status: self.status,
+                elapsed,
+                repo,
+                action,
+                received_bytes: received,
+                sent_bytes: sent,
+            });
+        } else {
+            shard.request_uncounted();
+        }
+        let _entered = self.span.enter();
+        tracing::info!(
+            target: ACCESS_TARGET,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            received_bytes = received,
+            sent_bytes = sent,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            client = %self.peer,
+            "request"
+        );
+        if self.mutating() {
+            // No authentication yet: every subject is anonymous.
+            tracing::info!(
+                target: AUDIT_TARGET,
+                request_id = %self.request_id,
+                subject = "",
+                action = %self.method,
+                object = %self.path,
+                status = self.status,
+                client = %self.peer,
+                "audit"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_ids_are_short_tokens() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(client_request_id(&headers), None);
+        headers.insert(REQUEST_ID_HEADER, "abc-123_x.y".parse().expect("valid"));
+        assert_eq!(client_request_id(&headers).as_deref(), Some("abc-123_x.y"));
+        headers.insert(REQUEST_ID_HEADER, "a b".parse().expect("valid"));
+        assert_eq!(client_request_id(&headers), None);
+        headers.insert(REQUEST_ID_HEADER, "x".repeat(65).parse().expect("valid"));
+        assert_eq!(client_request_id(&headers), None);
+        headers.insert(REQUEST_ID_HEADER, "a\"}{".parse().expect("valid"));
+        assert_eq!(client_request_id(&headers), None);
+    }
+}

@@ -1,0 +1,157 @@
+//! Storage usage for metrics: bytes per repository and the blob store's totals, kept so that
+//! a scrape never walks the disk and costs little more than the repositories that changed.
+//!
+//! Rules:
+//! - Store totals (blob records and their bytes) are counted once at open from the `blobs`
+//!   family and then moved by the commit that creates a blob record (it holds that digest's
+//!   stripe lock, so a blob is counted once however many uploads race on it) and by whatever
+//!   removes blob records (GC).
+//! - A repository's usage is the sum of the sizes of the blobs it links plus the bytes of its
+//!   manifests, the bytes a client pulling everything would fetch. Every mutation of a
+//!   repository marks it dirty after its batch is written; [`Engine::usage`] recomputes only
+//!   dirty repositories (a prefix scan each), and every repository on its first call.
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use crate::engine::Engine;
+use crate::error::StorageError;
+use crate::index::{self, BlobRecord, Cf, Index};
+use crate::oci::RepoName;
+
+/// Storage figures for a scrape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageSnapshot {
+    /// Committed blobs in the store (each stored once).
+    pub blobs: u64,
+    /// Their bytes.
+    pub blob_bytes: u64,
+    /// Bytes per repository, sorted by name.
+    pub repos: Vec<(RepoName, u64)>,
+    /// Sum over repositories of their linked blob bytes, minus the store's blob bytes: what
+    /// storing each blob once saves.
+    pub dedupe_saved_bytes: u64,
+}
+
+#[derive(Default)]
+struct RepoUsage {
+    loaded: bool,
+    /// Per repository: (linked blob bytes, manifest bytes).
+    sizes: HashMap<String, (u64, u64)>,
+    dirty: HashSet<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct Usage {
+    blobs: AtomicU64,
+    blob_bytes: AtomicU64,
+    repos: Mutex<RepoUsage>,
+}
+
+impl Usage {
+    /// Counts the blob records (one sequential scan of `blobs`). Blocking; at open.
+    pub(crate) fn load(index: &Index) -> Result<Usage, StorageError> {
+        let usage = Usage::default();
+        index.visit(Cf::Blobs, b"", None, |_, value| {
+            usage.blob_added(BlobRecord::decode(value)?.size);
+            Ok(true)
+        })?;
+        Ok(usage)
+    }
+
+    pub(crate) fn blob_added(&self, size: u64) {
+        self.blobs.fetch_add(1, Relaxed);
+        self.blob_bytes.fetch_add(size, Relaxed);
+    }
+
+    /// Marks `repo` for recomputation at the next snapshot. Call after its batch is written.
+    pub(crate) fn touch(&self, repo: &RepoName) {
+        // At most one entry per repository, so the set stays bounded if nobody ever asks.
+        let mut repos = self.repos.lock().expect("usage lock is never poisoned");
+        if !repos.dirty.contains(repo.as_str()) {
+            repos.dirty.insert(repo.as_str().to_owned());
+        }
+    }
+}
+
+/// (linked blob bytes, manifest bytes) of one repository, read from the index.
+fn repo_sizes(index: &Index, repo: &str) -> Result<(u64, u64), StorageError> {
+    let prefix = index::prefix(&[repo]);
+    let mut blob_bytes = 0;
+    index.visit(Cf::RepoBlobs, &prefix, None, |key, _| {
+        let digest = &key[prefix.len()..];
+        if let Some(record) = index.get(Cf::Blobs, digest)? {
+            blob_bytes += BlobRecord::decode(&record)?.size;
+        }
+        Ok(true)
+    })?;
+    let mut manifest_bytes = 0;
+    index.visit(Cf::Manifests, &prefix, None, |_, value| {
+        // The record's header is a few dozen bytes; count the manifest itself.
+        manifest_bytes += index::ManifestRecord::decode(value)?.bytes.len() as u64;
+        Ok(true)
+    })?;
+    Ok((blob_bytes, manifest_bytes))
+}
+
+impl Engine {
+    /// Storage usage: store totals, bytes per repository, dedupe savings. Blocking (RocksDB
+    /// scans of the repositories changed since the last call; of every repository on the
+    /// first call): call it from a blocking pool.
+    pub fn usage(&self) -> Result<UsageSnapshot, StorageError> {
+        let inner = &self.inner;
+        let (loaded, dirty) = {
+            let mut repos = inner
+                .usage
+                .repos
+                .lock()
+                .expect("usage lock is never poisoned");
+            (repos.loaded, std::mem::take(&mut repos.dirty))
+        };
+        let names: Vec<String> = if loaded {
+            dirty.into_iter().collect()
+        } else {
+            let mut all = Vec::new();
+            inner.index.visit(Cf::Repos, b"", None, |key, _| {
+                all.push(String::from_utf8_lossy(key).into_owned());
+                Ok(true)
+            })?;
+            all
+        };
+        // Mutations that land while this runs mark their repository dirty again, so nothing
+        // is lost, only recounted by the next call.
+        let mut computed = Vec::with_capacity(names.len());
+        for name in names {
+            let sizes = repo_sizes(&inner.index, &name)?;
+            computed.push((name, sizes));
+        }
+        let mut repos = inner
+            .usage
+            .repos
+            .lock()
+            .expect("usage lock is never poisoned");
+        repos.loaded = true;
+        repos.sizes.extend(computed);
+        let blob_bytes = inner.usage.blob_bytes.load(Relaxed);
+        let linked: u64 = repos.sizes.values().map(|(blobs, _)| blobs).sum();
+        let mut listed: Vec<(RepoName, u64)> = repos
+            .sizes
+            .iter()
+            .filter_map(|(name, (blobs, manifests))| {
+                Some((name.parse::<RepoName>().ok()?, blobs + manifests))
+            })
+            .collect();
+        listed.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        Ok(UsageSnapshot {
+            blobs: inner.usage.blobs.load(Relaxed),
+            blob_bytes,
+            repos: listed,
+            dedupe_saved_bytes: linked.saturating_sub(blob_bytes),
+        })
+    }
+
+    /// Upload sessions currently open (received, not yet committed or cancelled).
+    pub fn upload_sessions_open(&self) -> usize {
+        self.inner.sessions.len()
+    }
+}
