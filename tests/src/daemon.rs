@@ -141,6 +141,16 @@ impl Berth {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the running daemon; panics when it is not
+    /// running. Use [`Berth::stop`] for SIGTERM-and-wait.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("berth is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) with a pid we own and have not reaped yet, so it cannot be reused.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
     /// SIGKILL and reap. No-op when not running.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -5,7 +5,9 @@
 //! pushing it over plain HTTP ([`push_image`]), and whole-registry snapshots for "nothing
 //! changed" assertions ([`assert_no_state_change`]), the seeded registry of the bad-input tests
 //! ([`Seeded`]) and the request/response helpers for talking to the API directly ([`api`]).
-//! The real Prometheus server and metrics linter ([`Prometheus`], [`promtool_check_metrics`]).
+//! The real Prometheus server and metrics linter ([`Prometheus`], [`promtool_check_metrics`]),
+//! and berth's metric families with a strict exposition parser ([`METRIC_FAMILIES`],
+//! [`Exposition`]).
 //!
 //! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
 //! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
@@ -15,6 +17,7 @@ pub mod api;
 mod daemon;
 mod fixture;
 mod image;
+mod metrics;
 mod peer;
 mod prometheus;
 mod snapshot;
@@ -29,6 +32,7 @@ pub use image::{
     tar_layer, try_push_blob, try_push_manifest, write_oci_layout, Image, PushError,
     MANIFEST_ACCEPT,
 };
+pub use metrics::{metric_families, Exposition, MetricSample, METRIC_FAMILIES};
 pub use peer::Distribution;
 pub use prometheus::{promtool_check_metrics, require_prometheus, Prometheus, Sample, ScrapeJob};
 pub use snapshot::{assert_no_state_change, snapshot, Snapshot};

@@ -8,13 +8,13 @@
 //! Rules: zot's families are written `${namespace}_...` in the dashboard and checked under both
 //! namespaces berth can use (`zot`, the default, and `berth`); berth's own families are always
 //! `berth_...`. A name in the dashboard must be exported by a real daemon, and also be one of the
-//! families in the metrics contract (`CONTRACT_FAMILIES`), so a typo fails without a daemon.
+//! families in the metrics contract (`METRIC_FAMILIES`), so a typo fails without a daemon.
 //! An unknown Grafana variable in an expression is an error, never silently skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use berth_tests::{http, push_image, random_image, require_tool, run_cmd, Berth};
+use berth_tests::{http, push_image, random_image, require_tool, run_cmd, Berth, METRIC_FAMILIES};
 use serde_json::{json, Value};
 
 #[path = "grafana_dashboard/promql.rs"]
@@ -27,64 +27,6 @@ const DASHBOARD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/gra
 /// The values of the dashboard's `namespace` variable: zot's families are exported under one
 /// of them (`extensions.metrics.prometheus.namespace`).
 const NAMESPACES: [&str; 2] = ["zot", "berth"];
-
-/// The metric families of berth's /metrics contract (plan/metrics-names.md), with their
-/// Prometheus type. zot's families carry the `${namespace}` prefix.
-const CONTRACT_FAMILIES: &[(&str, &str)] = &[
-    ("${namespace}_http_requests_total", "counter"),
-    ("${namespace}_http_repo_latency_seconds", "summary"),
-    ("${namespace}_http_method_latency_seconds", "histogram"),
-    ("${namespace}_repo_storage_bytes", "gauge"),
-    ("${namespace}_repo_uploads_total", "counter"),
-    ("${namespace}_repo_downloads_total", "counter"),
-    ("${namespace}_info", "gauge"),
-    ("${namespace}_storage_lock_latency_seconds", "histogram"),
-    ("${namespace}_scheduler_generators_total", "counter"),
-    ("${namespace}_scheduler_generators_status", "gauge"),
-    ("${namespace}_scheduler_workers_total", "gauge"),
-    ("${namespace}_scheduler_workers", "gauge"),
-    ("${namespace}_scheduler_tasksqueue_length", "gauge"),
-    (
-        "${namespace}_scheduler_workers_tasks_duration_seconds",
-        "histogram",
-    ),
-    ("${namespace}_gc_runs_total", "counter"),
-    ("${namespace}_gc_duration_seconds", "summary"),
-    ("${namespace}_gc_deleted_total", "counter"),
-    ("berth_http_requests_in_flight", "gauge"),
-    ("berth_http_received_bytes_total", "counter"),
-    ("berth_http_sent_bytes_total", "counter"),
-    ("berth_repo_received_bytes_total", "counter"),
-    ("berth_repo_sent_bytes_total", "counter"),
-    ("berth_upload_sessions_open", "gauge"),
-    ("berth_blob_store_blobs", "gauge"),
-    ("berth_blob_store_bytes", "gauge"),
-    ("berth_dedupe_saved_bytes", "gauge"),
-    ("berth_index_sst_bytes", "gauge"),
-    ("berth_index_memtable_bytes", "gauge"),
-    ("berth_index_pending_compaction_bytes", "gauge"),
-    ("berth_index_running_compactions", "gauge"),
-    ("berth_index_write_stopped", "gauge"),
-    ("berth_index_delayed_write_rate_bytes", "gauge"),
-    ("berth_io_uring_submitted_total", "counter"),
-    ("berth_io_uring_completed_total", "counter"),
-    ("berth_fsync_duration_seconds", "histogram"),
-    ("berth_scrub_runs_total", "counter"),
-    ("berth_scrub_blobs_verified_total", "counter"),
-    ("berth_scrub_bytes_verified_total", "counter"),
-    ("berth_scrub_affected_blobs", "gauge"),
-    ("berth_scrub_progress_ratio", "gauge"),
-    ("berth_sync_upstream_requests_total", "counter"),
-    ("berth_sync_upstream_bytes_total", "counter"),
-    ("berth_sync_upstream_request_duration_seconds", "histogram"),
-    ("berth_sync_upstream_in_flight", "gauge"),
-    ("berth_sync_upstream_retries_total", "counter"),
-    ("process_cpu_seconds_total", "counter"),
-    ("process_resident_memory_bytes", "gauge"),
-    ("process_open_fds", "gauge"),
-    ("process_max_fds", "gauge"),
-    ("process_start_time_seconds", "gauge"),
-];
 
 /// Families the dashboard must keep reading, so it cannot silently shrink.
 const REQUIRED_NAMES: &[&str] = &[
@@ -192,7 +134,7 @@ fn exported_names(exposition: &str) -> BTreeSet<String> {
 
 /// The names the metrics contract exports under `namespace`, through [`exported_names`].
 fn contract_names(namespace: &str) -> BTreeSet<String> {
-    let exposition: String = CONTRACT_FAMILIES
+    let exposition: String = METRIC_FAMILIES
         .iter()
         .map(|(family, kind)| {
             format!(
