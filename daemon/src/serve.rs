@@ -37,6 +37,7 @@ fn engine_options(config: &config::Config, io: IoBackendKind) -> EngineOptions {
 pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let mut config = load(path)?;
     let logging = logging::init(&config.log)?;
+    let mut signals = Signals::install()?;
     let uring = runtime::uring_available();
     let io = if uring {
         IoBackendKind::Uring
@@ -77,14 +78,14 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     live.mark_started();
     tracing::info!(%bound, workers, uring, "berth started");
     println!("berth listening on http://{bound}");
-    handle_signals(path, &mut config, &logging, &live)?;
+    signals.until_stop(path, &mut config, &logging, &live);
     live.mark_draining();
     let delay = config.http.shutdown_delay;
     tracing::info!(
         ?delay,
         "shutting down: /readyz answers 503; draining after the delay"
     );
-    std::thread::sleep(delay);
+    signals.delay(delay);
     tracing::info!("no longer accepting: draining in-flight requests");
     let _ = shutdown_tx.send(true);
     for shard in shards {
@@ -94,29 +95,68 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
-fn handle_signals(
-    path: Option<&Path>,
-    config: &mut Config,
-    logging: &Logging,
-    live: &Live,
-) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        loop {
-            tokio::select! {
-                _ = term.recv() => return Ok(()),
-                _ = int.recv() => return Ok(()),
-                _ = hup.recv() => reload(path, config, logging, live),
+/// The signals berth handles, installed before it says where it listens: a supervisor that
+/// signals right after that line must never hit the default action (which kills).
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _context = runtime.enter();
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            runtime,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
+    fn until_stop(
+        &mut self,
+        path: Option<&Path>,
+        config: &mut Config,
+        logging: &Logging,
+        live: &Live,
+    ) {
+        let Signals {
+            runtime,
+            term,
+            int,
+            hup,
+        } = self;
+        runtime.block_on(async {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => return,
+                    _ = int.recv() => return,
+                    _ = hup.recv() => reload(path, config, logging, live),
+                }
             }
-        }
-    })
+        })
+    }
+
+    /// Sleeps for `delay`, cut short by a second SIGTERM or SIGINT (an operator who insists).
+    fn delay(&mut self, delay: std::time::Duration) {
+        let Signals {
+            runtime, term, int, ..
+        } = self;
+        runtime.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = term.recv() => tracing::info!("second signal: skipping the shutdown delay"),
+                _ = int.recv() => tracing::info!("second signal: skipping the shutdown delay"),
+            }
+        })
+    }
 }
 
 /// Re-reads the config file and applies what can change while running. An invalid file

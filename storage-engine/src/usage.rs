@@ -10,7 +10,7 @@
 //!   manifests, the bytes a client pulling everything would fetch. Every mutation of a
 //!   repository marks it dirty after its batch is written; [`Engine::usage`] recomputes only
 //!   dirty repositories (a prefix scan each), and every repository on its first call.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -36,9 +36,9 @@ pub struct UsageSnapshot {
 #[derive(Default)]
 struct RepoUsage {
     loaded: bool,
-    /// Per repository: (linked blob bytes, manifest bytes).
-    sizes: HashMap<String, (u64, u64)>,
-    dirty: HashSet<String>,
+    /// Per repository, in name order: (linked blob bytes, manifest bytes).
+    sizes: BTreeMap<RepoName, (u64, u64)>,
+    dirty: HashSet<RepoName>,
 }
 
 #[derive(Default)]
@@ -68,8 +68,8 @@ impl Usage {
     pub(crate) fn touch(&self, repo: &RepoName) {
         // At most one entry per repository, so the set stays bounded if nobody ever asks.
         let mut repos = self.repos.lock().expect("usage lock is never poisoned");
-        if !repos.dirty.contains(repo.as_str()) {
-            repos.dirty.insert(repo.as_str().to_owned());
+        if !repos.dirty.contains(repo) {
+            repos.dirty.insert(repo.clone());
         }
     }
 }
@@ -108,12 +108,16 @@ impl Engine {
                 .expect("usage lock is never poisoned");
             (repos.loaded, std::mem::take(&mut repos.dirty))
         };
-        let names: Vec<String> = if loaded {
+        let names: Vec<RepoName> = if loaded {
             dirty.into_iter().collect()
         } else {
             let mut all = Vec::new();
             inner.index.visit(Cf::Repos, b"", None, |key, _| {
-                all.push(String::from_utf8_lossy(key).into_owned());
+                let name = std::str::from_utf8(key)
+                    .ok()
+                    .and_then(|text| text.parse::<RepoName>().ok())
+                    .ok_or_else(|| StorageError::Corrupt("bad repository key".into()))?;
+                all.push(name);
                 Ok(true)
             })?;
             all
@@ -122,7 +126,7 @@ impl Engine {
         // is lost, only recounted by the next call.
         let mut computed = Vec::with_capacity(names.len());
         for name in names {
-            let sizes = repo_sizes(&inner.index, &name)?;
+            let sizes = repo_sizes(&inner.index, name.as_str())?;
             computed.push((name, sizes));
         }
         let mut repos = inner
@@ -134,14 +138,11 @@ impl Engine {
         repos.sizes.extend(computed);
         let blob_bytes = inner.usage.blob_bytes.load(Relaxed);
         let linked: u64 = repos.sizes.values().map(|(blobs, _)| blobs).sum();
-        let mut listed: Vec<(RepoName, u64)> = repos
+        let listed = repos
             .sizes
             .iter()
-            .filter_map(|(name, (blobs, manifests))| {
-                Some((name.parse::<RepoName>().ok()?, blobs + manifests))
-            })
+            .map(|(name, (blobs, manifests))| (name.clone(), blobs + manifests))
             .collect();
-        listed.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         Ok(UsageSnapshot {
             blobs: inner.usage.blobs.load(Relaxed),
             blob_bytes,

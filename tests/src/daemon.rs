@@ -90,6 +90,8 @@ impl Berth {
             .expect("open stderr file");
         let bin = berth_bin();
         let mut child = Command::new(&bin)
+            // The config decides the log level (RUST_LOG would win over it, also on SIGHUP).
+            .env_remove("RUST_LOG")
             .arg("serve")
             .arg(&self.config_path)
             .stdin(Stdio::null())

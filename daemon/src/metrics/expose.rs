@@ -144,6 +144,10 @@ impl std::fmt::Display for Float {
 }
 
 fn escape_label_into(out: &mut String, value: &str) {
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
     for character in value.chars() {
         match character {
             '\\' => out.push_str("\\\\"),
