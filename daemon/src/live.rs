@@ -40,8 +40,9 @@ impl Live {
         }
     }
 
-    pub fn settings(&self) -> Arc<Settings> {
-        self.settings.load_full()
+    /// The current settings. A guard, not a clone: no shared reference count is touched.
+    pub fn settings(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.settings.load()
     }
 
     pub fn replace(&self, settings: Settings) {

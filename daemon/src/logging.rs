@@ -14,12 +14,8 @@ use std::fs::OpenOptions;
 
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::{
-    filter::{filter_fn, FilterExt, Targets},
-    fmt,
-    layer::SubscriberExt,
-    reload,
-    util::SubscriberInitExt,
-    EnvFilter, Layer, Registry,
+    filter::Targets, fmt, layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Layer,
+    Registry,
 };
 
 use crate::config::{LogConfig, LogFormat};
@@ -43,7 +39,7 @@ impl Logging {
         if self.from_env {
             return Ok(false);
         }
-        let filter = EnvFilter::try_new(level)?;
+        let filter = EnvFilter::try_new(level)?.add_directive(audit_off());
         self.level.reload(filter)?;
         Ok(true)
     }
@@ -59,13 +55,22 @@ fn writer(path: Option<&std::path::Path>) -> anyhow::Result<(NonBlocking, Worker
     })
 }
 
+/// The main log's directive that keeps audit events out of it. A static directive (not a
+/// callback filter), so tracing still caches which call sites are off: a disabled event or
+/// span costs one load on the hot path.
+fn audit_off() -> tracing_subscriber::filter::Directive {
+    format!("{AUDIT_TARGET}=off")
+        .parse()
+        .expect("a target directive parses")
+}
+
 pub fn init(log: &LogConfig) -> anyhow::Result<Logging> {
     let from_env = std::env::var_os("RUST_LOG").is_some();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(audit_off());
     let (level_filter, level) = reload::Layer::new(filter);
-    let not_audit = filter_fn(|metadata| metadata.target() != AUDIT_TARGET);
     let (main_writer, main_guard) = writer(log.output.as_deref())?;
     let ansi = log.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let main = match log.format {
@@ -100,7 +105,7 @@ pub fn init(log: &LogConfig) -> anyhow::Result<Logging> {
         None => None,
     };
     tracing_subscriber::registry()
-        .with(main.with_filter(level_filter.and(not_audit)))
+        .with(main.with_filter(level_filter))
         .with(audit)
         .try_init()?;
     Ok(Logging {

@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use berth_storage::oci::RepoName;
 use berth_storage::Engine;
-use hyper::{HeaderMap, Method};
+use bytes::Bytes;
+use hyper::{header::HeaderValue, HeaderMap, Method, Uri};
 
 use crate::logging::{ACCESS_TARGET, AUDIT_TARGET};
 use crate::metrics::{Finished, Metrics, RepoAction};
@@ -29,6 +30,13 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Status recorded for a request whose client left before it was answered (nginx's code).
 const CLIENT_CLOSED: u16 = 499;
+
+/// Body bytes a request moved, counted by the request and response body wrappers.
+#[derive(Default)]
+pub struct ByteCounts {
+    pub received: Cell<u64>,
+    pub sent: Cell<u64>,
+}
 
 /// What the handler learnt about a request, for its metrics.
 #[derive(Debug)]
@@ -71,27 +79,28 @@ impl Observer {
     pub fn begin(
         self: &Rc<Self>,
         method: &Method,
-        path: &str,
+        uri: &Uri,
         headers: &HeaderMap,
         peer: SocketAddr,
     ) -> RequestScope {
         let request_id = client_request_id(headers).unwrap_or_else(|| {
             let sequence = self.next_id.get();
             self.next_id.set(sequence + 1);
-            format!("{}-{}-{sequence:x}", process_prefix(), self.shard)
+            let text = format!("{}-{}-{sequence:x}", process_prefix(), self.shard);
+            HeaderValue::from_maybe_shared(Bytes::from(text))
+                .expect("hex digits and dashes are a valid header value")
         });
-        let span = tracing::info_span!("request", request_id = %request_id);
+        let span = tracing::info_span!("request", request_id = %id_text(&request_id));
         self.metrics.shard(self.shard).request_started();
         RequestScope {
             observer: Rc::clone(self),
             span,
             started: Instant::now(),
             method: method.clone(),
-            path: path.to_owned(),
+            uri: uri.clone(),
             peer,
             request_id,
-            received: Rc::new(Cell::new(0)),
-            sent: Rc::new(Cell::new(0)),
+            bytes: Rc::default(),
             status: 0,
             info: RequestInfo::default(),
         }
@@ -114,14 +123,20 @@ fn process_prefix() -> &'static str {
     })
 }
 
-fn client_request_id(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
-    let ok = !value.is_empty()
-        && value.len() <= REQUEST_ID_MAX
-        && value
-            .bytes()
+fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let value = headers.get(REQUEST_ID_HEADER)?;
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= REQUEST_ID_MAX
+        && bytes
+            .iter()
             .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
-    ok.then(|| value.to_owned())
+    ok.then(|| value.clone())
+}
+
+/// A request id as text (they are ASCII tokens by construction).
+fn id_text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("")
 }
 
 /// One request in flight. Dropped when its response body is done.
@@ -130,13 +145,11 @@ pub struct RequestScope {
     pub span: tracing::Span,
     started: Instant,
     method: Method,
-    path: String,
+    uri: Uri,
     peer: SocketAddr,
-    pub request_id: String,
-    /// Request body bytes received (counted by the request body wrapper).
-    pub received: Rc<Cell<u64>>,
-    /// Response body bytes sent (counted by the response body wrapper).
-    pub sent: Rc<Cell<u64>>,
+    /// Echoed in the response's `X-Request-Id`.
+    pub request_id: HeaderValue,
+    pub bytes: Rc<ByteCounts>,
     pub status: u16,
     pub info: RequestInfo,
 }
@@ -157,7 +170,7 @@ impl Drop for RequestScope {
         if self.status == 0 {
             self.status = CLIENT_CLOSED;
         }
-        let (received, sent) = (self.received.get(), self.sent.get());
+        let (received, sent) = (self.bytes.received.get(), self.bytes.sent.get());
         // A failed request for a repository that does not exist counts under N/A.
         let repo = self.info.repo.as_ref().filter(|repo| {
             self.status < 400 || self.observer.engine.repo_exists(repo).unwrap_or(false)
@@ -184,7 +197,7 @@ impl Drop for RequestScope {
         tracing::info!(
             target: ACCESS_TARGET,
             method = %self.method,
-            path = %self.path,
+            path = %self.uri.path(),
             status = self.status,
             received_bytes = received,
             sent_bytes = sent,
@@ -196,10 +209,10 @@ impl Drop for RequestScope {
             // No authentication yet: every subject is anonymous.
             tracing::info!(
                 target: AUDIT_TARGET,
-                request_id = %self.request_id,
+                request_id = %id_text(&self.request_id),
                 subject = "",
                 action = %self.method,
-                object = %self.path,
+                object = %self.uri.path(),
                 status = self.status,
                 client = %self.peer,
                 "audit"
@@ -217,7 +230,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(client_request_id(&headers), None);
         headers.insert(REQUEST_ID_HEADER, "abc-123_x.y".parse().expect("valid"));
-        assert_eq!(client_request_id(&headers).as_deref(), Some("abc-123_x.y"));
+        let id = client_request_id(&headers).expect("a valid id");
+        assert_eq!(id_text(&id), "abc-123_x.y");
         headers.insert(REQUEST_ID_HEADER, "a b".parse().expect("valid"));
         assert_eq!(client_request_id(&headers), None);
         headers.insert(REQUEST_ID_HEADER, "x".repeat(65).parse().expect("valid"));

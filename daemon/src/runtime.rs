@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use hyper::{body::Incoming, header::HeaderValue, service::service_fn, Request};
+use hyper::{body::Incoming, service::service_fn, Request};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -196,20 +196,19 @@ async fn shard_main(
         let service = service_fn(move |req: Request<Incoming>| {
             let guard = requests.request_started();
             let ctx = ctx.clone();
-            let mut scope = observer.begin(req.method(), req.uri().path(), req.headers(), peer);
+            let mut scope = observer.begin(req.method(), req.uri(), req.headers(), peer);
             async move {
                 let span = scope.span.clone();
-                let req = req.map(|body| RequestBody::new(body, scope.received.clone()));
+                let req = req.map(|body| RequestBody::new(body, scope.bytes.clone()));
                 let mut response = http::handle(req, ctx, &mut scope.info)
                     .instrument(span)
                     .await?;
                 scope.status = response.status().as_u16();
-                if let Ok(value) = HeaderValue::from_str(&scope.request_id) {
-                    response.headers_mut().insert(REQUEST_ID_HEADER, value);
-                }
-                let sent = scope.sent.clone();
+                let id = scope.request_id.clone();
+                response.headers_mut().insert(REQUEST_ID_HEADER, id);
+                let bytes = scope.bytes.clone();
                 Ok::<_, std::convert::Infallible>(
-                    response.map(|body| body.observed(sent, (guard, scope))),
+                    response.map(|body| body.observed(bytes, (guard, scope))),
                 )
             }
         });

@@ -3,7 +3,6 @@
 //! timeout: a large push may take as long as it needs, but a stalled one is cut off.
 
 use std::{
-    cell::Cell,
     io,
     path::PathBuf,
     pin::Pin,
@@ -19,6 +18,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 
 use super::error::ApiError;
+use crate::observe::ByteCounts;
 
 /// A response body that may be `!Send`: it lives and dies on the shard that produced it.
 pub struct Body(Pin<Box<dyn http_body::Body<Data = Bytes, Error = io::Error>>>);
@@ -49,11 +49,11 @@ impl http_body::Body for Body {
     }
 }
 
-/// Counts the data bytes sent into `sent` and keeps `guard` alive until the body is dropped
+/// Counts the data bytes sent into `bytes.sent` and keeps `guard` alive until the body is dropped
 /// (fully sent or abandoned).
 struct Observed<G> {
     body: Body,
-    sent: Rc<Cell<u64>>,
+    bytes: Rc<ByteCounts>,
     _guard: G,
 }
 
@@ -70,7 +70,8 @@ impl<G: Unpin> http_body::Body for Observed<G> {
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                this.sent.set(this.sent.get() + data.len() as u64);
+                let sent = &this.bytes.sent;
+                sent.set(sent.get() + data.len() as u64);
             }
         }
         polled
@@ -86,12 +87,12 @@ impl<G: Unpin> http_body::Body for Observed<G> {
 }
 
 impl Body {
-    /// The same body, counting the bytes it sends into `sent` and holding `guard` until it
+    /// The same body, counting the bytes it sends into `bytes.sent` and holding `guard` until it
     /// is dropped.
-    pub fn observed<G: Unpin + 'static>(self, sent: Rc<Cell<u64>>, guard: G) -> Body {
+    pub fn observed<G: Unpin + 'static>(self, bytes: Rc<ByteCounts>, guard: G) -> Body {
         Body::new(Observed {
             body: self,
-            sent,
+            bytes,
             _guard: guard,
         })
     }
@@ -100,12 +101,12 @@ impl Body {
 /// A request body that counts the data bytes received.
 pub struct RequestBody {
     inner: Incoming,
-    received: Rc<Cell<u64>>,
+    bytes: Rc<ByteCounts>,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, received: Rc<Cell<u64>>) -> RequestBody {
-        RequestBody { inner, received }
+    pub fn new(inner: Incoming, bytes: Rc<ByteCounts>) -> RequestBody {
+        RequestBody { inner, bytes }
     }
 }
 
@@ -121,7 +122,8 @@ impl http_body::Body for RequestBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                this.received.set(this.received.get() + data.len() as u64);
+                let received = &this.bytes.received;
+                received.set(received.get() + data.len() as u64);
             }
         }
         polled

@@ -24,7 +24,11 @@ pub enum Ops {
 /// The operator endpoint at `path`, if any. Only GET and HEAD reach one; other methods fall
 /// through to the OCI router (and its 404/405).
 pub fn route(method: &Method, path: &str, ctx: &Ctx) -> Option<Ops> {
-    if method != Method::GET && method != Method::HEAD {
+    // The OCI API's paths never reach the settings (the metrics path is outside /v2/).
+    if path == "/v2"
+        || path.starts_with("/v2/")
+        || (method != Method::GET && method != Method::HEAD)
+    {
         return None;
     }
     match path {
@@ -33,7 +37,8 @@ pub fn route(method: &Method, path: &str, ctx: &Ctx) -> Option<Ops> {
         "/startupz" => Some(Ops::Startupz),
         _ => {
             let settings = ctx.live.settings();
-            (settings.metrics.enabled && settings.metrics.path == path).then_some(Ops::Metrics)
+            let metrics = &settings.metrics;
+            (metrics.enabled && metrics.path == path).then_some(Ops::Metrics)
         }
     }
 }
