@@ -179,6 +179,23 @@ pub fn start_upload(client: &Client, url: &str, repo: &str) -> String {
     )
 }
 
+/// Connects to `addr` and sends the head of a PATCH of `length` bytes (offset 0) to the upload
+/// at `location` (a path), leaving the body to the caller: for bodies sent slowly, across a
+/// signal or a timeout. The stream's read timeout is 30 s.
+pub fn open_raw_patch(addr: &str, location: &str, length: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {length}\r\nContent-Range: 0-{}\r\n\r\n",
+        length - 1
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream
+}
+
 /// GET on an upload URL: (status, `Range`).
 pub fn upload_state(client: &Client, location: &str) -> (u16, Option<String>) {
     let response = client.get(location).send().expect("GET upload");
@@ -283,6 +300,32 @@ pub fn raw_exchange(addr: &str, request: &[u8], timeout: Duration) -> (Option<u1
 /// The body of a raw response (after the head).
 pub fn raw_body(text: &str) -> &str {
     text.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+/// Sends one `GET /v2/` on `stream` and returns the status line, or `None` when the server has
+/// closed the connection.
+pub fn get_base(stream: &mut TcpStream) -> Option<String> {
+    if stream
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return None;
+    }
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&response);
+        // `/v2/` answers `{}`: the head plus a two-byte body.
+        if let Some(end) = text.find("\r\n\r\n") {
+            if response.len() >= end + 4 + 2 {
+                return Some(text.lines().next().unwrap_or("").to_owned());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -120,3 +120,23 @@ pub fn run_ok(cmd: &mut std::process::Command) -> String {
     );
     stdout
 }
+
+/// How long a log line may take to reach its file (logs are written by a background thread).
+pub const LOG_WAIT: Duration = Duration::from_secs(10);
+
+/// Polls `read` until `done` holds on its text, returning it; panics after [`LOG_WAIT`] with
+/// what was read last.
+pub fn wait_for(what: &str, read: impl Fn() -> String, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + LOG_WAIT;
+    loop {
+        let text = read();
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {LOG_WAIT:?} for {what}; got:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use berth_tests::api::{get_base, open_raw_patch, path_of, start_upload};
 use berth_tests::{berth_bin, http, push_image, random_bytes, random_image, sha256_digest, Berth};
 use sha2::Digest as _;
 
@@ -18,29 +19,9 @@ use sha2::Digest as _;
 fn sigterm_drains_an_in_flight_upload() {
     let mut berth = Berth::start();
     let client = http();
-    let started = client
-        .post(format!("{}/v2/drain/app/blobs/uploads/", berth.url))
-        .send()
-        .expect("POST upload");
-    assert_eq!(started.status(), 202);
-    let location = started.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-
+    let location = path_of(&start_upload(&client, &berth.url, "drain/app")).to_owned();
     let chunk = random_bytes(1 << 20);
-    let mut stream = TcpStream::connect(&berth.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let head = format!(
-        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nContent-Range: 0-{}\r\n\r\n",
-        berth.addr,
-        chunk.len(),
-        chunk.len() - 1
-    );
-    stream.write_all(head.as_bytes()).expect("write head");
+    let mut stream = open_raw_patch(&berth.addr, &location, chunk.len());
     stream
         .write_all(&chunk[..chunk.len() / 2])
         .expect("write first half");
@@ -177,32 +158,6 @@ fn verify_reports_all_errors_with_key_paths() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// Sends one `GET /v2/` on `stream` and returns the status line, or `None` when the server has
-/// closed the connection.
-fn get_base(stream: &mut TcpStream) -> Option<String> {
-    if stream
-        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
-        .is_err()
-    {
-        return None;
-    }
-    let mut response = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => response.extend_from_slice(&buf[..n]),
-        }
-        let text = String::from_utf8_lossy(&response);
-        // `/v2/` answers `{}`: the head plus a two-byte body.
-        if let Some(end) = text.find("\r\n\r\n") {
-            if response.len() >= end + 4 + 2 {
-                return Some(text.lines().next().unwrap_or("").to_owned());
-            }
-        }
-    }
 }
 
 /// A keep-alive connection survives an idle gap longer than the head timeout (up to

@@ -12,28 +12,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use berth_tests::{http, merge_patch, random_bytes, sha256_digest, Berth};
+use berth_tests::api::{get_base, open_raw_patch, path_of, start_upload};
+use berth_tests::{http, merge_patch, random_bytes, sha256_digest, wait_for, Berth};
 use serde_json::{json, Value};
 
-/// How long a log line may take to reach the file.
-const LOG_WAIT: Duration = Duration::from_secs(10);
 const RELOADED: &str = "SIGHUP: config reloaded";
 const INVALID: &str = "SIGHUP: the config is invalid";
 
-/// Polls the daemon's log until `done` holds, returning the log; panics after [`LOG_WAIT`].
+/// Waits until the daemon's log satisfies `done`, returning it.
 fn wait_for_log(berth: &Berth, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + LOG_WAIT;
-    loop {
-        let log = berth.log();
-        if done(&log) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {LOG_WAIT:?} for {what}; log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(what, || berth.log(), done)
 }
 
 fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
@@ -129,29 +117,9 @@ fn sigterm_turns_readyz_503_and_keeps_serving_for_the_shutdown_delay() {
     let mut berth = Berth::start_with(json!({"http": {"shutdownDelay": "3s"}}));
     let url = berth.url.clone();
     assert_eq!(get(&format!("{url}/readyz")), 200, "ready before SIGTERM");
-    let started = http()
-        .post(format!("{url}/v2/drain/delay/blobs/uploads/"))
-        .send()
-        .expect("POST upload");
-    assert_eq!(started.status(), 202);
-    let location = started.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-
+    let location = path_of(&start_upload(&http(), &url, "drain/delay")).to_owned();
     let chunk = random_bytes(1 << 20);
-    let mut stream = TcpStream::connect(&berth.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let head = format!(
-        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nContent-Range: 0-{}\r\n\r\n",
-        berth.addr,
-        chunk.len(),
-        chunk.len() - 1
-    );
-    stream.write_all(head.as_bytes()).expect("write head");
+    let mut stream = open_raw_patch(&berth.addr, &location, chunk.len());
     let quarter = chunk.len() / 4;
     stream.write_all(&chunk[..quarter]).expect("first quarter");
     std::thread::sleep(Duration::from_millis(200));
@@ -333,32 +301,6 @@ fn sighup_with_an_invalid_config_keeps_the_running_one() {
     serving("after restoring");
 }
 
-/// Sends one `GET /v2/` on `stream` and returns the status line, or `None` when the server has
-/// closed the connection.
-fn get_base(stream: &mut TcpStream) -> Option<String> {
-    if stream
-        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
-        .is_err()
-    {
-        return None;
-    }
-    let mut response = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => response.extend_from_slice(&buf[..n]),
-        }
-        let text = String::from_utf8_lossy(&response);
-        // `/v2/` answers `{}`: the head plus a two-byte body.
-        if let Some(end) = text.find("\r\n\r\n") {
-            if response.len() >= end + 4 + 2 {
-                return Some(text.lines().next().unwrap_or("").to_owned());
-            }
-        }
-    }
-}
-
 /// Changes that need a restart (`http`, `storage`, the log format) are named in
 /// `needs_restart` and not applied: the old idle timeout still closes connections, the log
 /// stays text, and berth keeps serving on the same address.
@@ -427,4 +369,26 @@ fn signals_right_after_the_listening_line_are_handled() {
         // `stop` sends SIGTERM at once and asserts a clean exit 0.
         Berth::start().stop();
     }
+}
+
+/// A second SIGTERM during `http.shutdownDelay` skips the rest of the delay: an operator who
+/// insists (or a supervisor escalating) gets a drain now, not after a minute.
+#[test]
+fn a_second_sigterm_skips_the_shutdown_delay() {
+    let mut berth = Berth::start_with(json!({"http": {"shutdownDelay": "120s"}}));
+    let readyz = format!("{}/readyz", berth.url);
+    berth.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&readyz) != 503 {
+        assert!(Instant::now() < deadline, "/readyz never turned 503");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still serving during the delay.
+    assert_eq!(get(&format!("{}/v2/", berth.url)), 200);
+    // `stop` sends the second SIGTERM and fails unless berth exits 0 within 30 s, far less
+    // than the 120 s delay.
+    berth.stop();
+    wait_for_log(&berth, "the skip line", |log| {
+        log.contains("second signal: skipping the shutdown delay")
+    });
 }

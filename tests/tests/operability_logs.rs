@@ -8,33 +8,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_tests::{
     fetch_blob, fetch_manifest, http, push_image, random_bytes, random_image, sha256_digest,
-    try_push_blob, Berth, Client,
+    try_push_blob, wait_for, Berth, Client,
 };
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
-
-/// How long a log line may take to reach its file.
-const LOG_WAIT: Duration = Duration::from_secs(10);
-
-/// Polls `read` until `done` holds on its text, returning it; panics after [`LOG_WAIT`].
-fn wait_for(what: &str, read: impl Fn() -> String, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + LOG_WAIT;
-    loop {
-        let text = read();
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {LOG_WAIT:?} for {what}; got:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Every non-empty line of `text` as JSON (panics on a line that is not).
 fn json_lines(text: &str) -> Vec<Value> {
