@@ -11,6 +11,7 @@
 //!   repository marks it dirty after its batch is written; [`Engine::usage`] recomputes only
 //!   dirty repositories (a prefix scan each), and every repository on its first call.
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -33,19 +34,34 @@ pub struct UsageSnapshot {
     pub dedupe_saved_bytes: u64,
 }
 
+/// Stripes of the dirty set: a commit locks only its repository's stripe, so commits in
+/// different repositories on different shards do not meet on one mutex.
+const DIRTY_STRIPES: usize = 64;
+
 #[derive(Default)]
 struct RepoUsage {
     loaded: bool,
     /// Per repository, in name order: (linked blob bytes, manifest bytes).
     sizes: BTreeMap<RepoName, (u64, u64)>,
-    dirty: HashSet<RepoName>,
 }
 
-#[derive(Default)]
 pub(crate) struct Usage {
     blobs: AtomicU64,
     blob_bytes: AtomicU64,
+    /// Touched only by [`Engine::usage`] (a scrape).
     repos: Mutex<RepoUsage>,
+    dirty: Box<[Mutex<HashSet<RepoName>>]>,
+}
+
+impl Default for Usage {
+    fn default() -> Usage {
+        Usage {
+            blobs: AtomicU64::new(0),
+            blob_bytes: AtomicU64::new(0),
+            repos: Mutex::default(),
+            dirty: (0..DIRTY_STRIPES).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl Usage {
@@ -66,11 +82,26 @@ impl Usage {
 
     /// Marks `repo` for recomputation at the next snapshot. Call after its batch is written.
     pub(crate) fn touch(&self, repo: &RepoName) {
+        let mut hasher = DefaultHasher::new();
+        repo.hash(&mut hasher);
+        let stripe = (hasher.finish() % DIRTY_STRIPES as u64) as usize;
         // At most one entry per repository, so the set stays bounded if nobody ever asks.
-        let mut repos = self.repos.lock().expect("usage lock is never poisoned");
-        if !repos.dirty.contains(repo) {
-            repos.dirty.insert(repo.clone());
+        let mut dirty = self.dirty[stripe]
+            .lock()
+            .expect("usage lock is never poisoned");
+        if !dirty.contains(repo) {
+            dirty.insert(repo.clone());
         }
+    }
+
+    /// Takes every repository marked since the last call.
+    fn take_dirty(&self) -> Vec<RepoName> {
+        let mut taken = Vec::new();
+        for stripe in self.dirty.iter() {
+            let mut dirty = stripe.lock().expect("usage lock is never poisoned");
+            taken.extend(dirty.drain());
+        }
+        taken
     }
 }
 
@@ -100,16 +131,13 @@ impl Engine {
     /// first call): call it from a blocking pool.
     pub fn usage(&self) -> Result<UsageSnapshot, StorageError> {
         let inner = &self.inner;
-        let (loaded, dirty) = {
-            let mut repos = inner
-                .usage
-                .repos
-                .lock()
-                .expect("usage lock is never poisoned");
-            (repos.loaded, std::mem::take(&mut repos.dirty))
+        let loaded = {
+            let repos = inner.usage.repos.lock();
+            repos.expect("usage lock is never poisoned").loaded
         };
+        let dirty = inner.usage.take_dirty();
         let names: Vec<RepoName> = if loaded {
-            dirty.into_iter().collect()
+            dirty
         } else {
             let mut all = Vec::new();
             inner.index.visit(Cf::Repos, b"", None, |key, _| {

@@ -43,6 +43,7 @@ pub const METRIC_FAMILIES: &[(&str, &str)] = &[
     ("berth_index_running_compactions", "gauge"),
     ("berth_index_write_stopped", "gauge"),
     ("berth_index_delayed_write_rate_bytes", "gauge"),
+    ("berth_index_write_stalls_total", "counter"),
     ("berth_io_uring_submitted_total", "counter"),
     ("berth_io_uring_completed_total", "counter"),
     ("berth_fsync_duration_seconds", "histogram"),

@@ -227,6 +227,10 @@ pub fn scrape(
         out.family(name, Kind::Gauge, help);
         out.count(name, &[], value);
     }
+    let name = "berth_index_write_stalls_total";
+    out.family(name, Kind::Counter, "Index write stalls begun since start, by kind (delay: writes slowed; stop: writes blocked).");
+    out.count(name, &[("kind", "delay")], index.write_delays);
+    out.count(name, &[("kind", "stop")], index.write_stops);
     let rings = ring_snapshots();
     let name = "berth_io_uring_submitted_total";
     out.family(
