@@ -4,8 +4,8 @@
 //!
 //! Rules: probes answer from in-memory flags only (no storage call), so a probe never waits
 //! behind a slow disk. `/readyz` is 503 before every shard accepts and from the moment
-//! shutdown begins. A scrape computes storage usage on the blocking pool, then writes the
-//! exposition on the shard.
+//! shutdown begins. A scrape (storage usage, then the exposition) runs on the blocking pool,
+//! never on the shard.
 use hyper::{header, Method, Response, StatusCode};
 
 use super::body::{full, Body};
@@ -68,14 +68,20 @@ fn probe(ok: bool) -> Response<Body> {
 
 async fn scrape(ctx: &Ctx) -> Response<Body> {
     let engine = ctx.engine.clone();
-    let usage = tokio::task::spawn_blocking(move || engine.usage()).await;
-    let usage = match usage {
-        Ok(Ok(usage)) => usage,
+    let metrics = ctx.metrics.clone();
+    let namespace = ctx.live.settings().metrics.namespace.clone();
+    // Usage reads RocksDB and the exposition of 10,000 repositories takes milliseconds:
+    // neither runs on the shard, whose other connections would wait.
+    let scraped = tokio::task::spawn_blocking(move || {
+        let usage = engine.usage()?;
+        Ok::<_, berth_storage::StorageError>(metrics::scrape(&metrics, &engine, &usage, &namespace))
+    })
+    .await;
+    let text = match scraped {
+        Ok(Ok(text)) => text,
         Ok(Err(error)) => return scrape_failed(&error),
         Err(error) => return scrape_failed(&error),
     };
-    let namespace = ctx.live.settings().metrics.namespace.clone();
-    let text = metrics::scrape(&ctx.metrics, &ctx.engine, &usage, &namespace);
     Response::builder()
         .header(header::CONTENT_TYPE, expose::CONTENT_TYPE)
         .header(header::CACHE_CONTROL, "no-store")
