@@ -5,14 +5,18 @@
 //!
 //! Rules:
 //! - Stdout is kept for the one line that says where berth listens.
-//! - Files are written by a background thread (`tracing-appender`), so a shard never blocks
-//!   on a log write. The returned [`Logging`] must live until exit: dropping it flushes.
+//! - Files are written by a background thread (`tracing-appender`), in batches, so a shard
+//!   never waits on a log write. The returned [`Logging`] must live until exit: dropping it
+//!   flushes. Under a flood the main log drops what its queue cannot hold; the audit log
+//!   never drops a line (the request waits instead).
 //! - Every line of a request carries its request id (the `request` span's field).
 //! - Request handlers never log headers, so credentials cannot leak.
 //! - SIGHUP may change the level ([`Logging::set_level`]); format and files need a restart.
 use std::fs::OpenOptions;
 
-use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use std::io::BufWriter;
+
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{
     filter::Targets, fmt, layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Layer,
     Registry,
@@ -45,13 +49,28 @@ impl Logging {
     }
 }
 
-fn writer(path: Option<&std::path::Path>) -> anyhow::Result<(NonBlocking, WorkerGuard)> {
+/// Bytes of log lines gathered before one write(2). The background writer flushes whenever
+/// it has drained what is queued, so a line waits for its write only while more lines keep
+/// arriving.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A background writer for `path` (standard error when `None`). `lossless`: when the queue is
+/// full the logging thread waits instead of dropping the line (the audit log); otherwise lines
+/// beyond the queue are dropped (the main log under a flood).
+fn writer(
+    path: Option<&std::path::Path>,
+    lossless: bool,
+) -> anyhow::Result<(NonBlocking, WorkerGuard)> {
+    let builder = NonBlockingBuilder::default().lossy(!lossless);
     Ok(match path {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            tracing_appender::non_blocking(file)
+            builder.finish(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file))
         }
-        None => tracing_appender::non_blocking(std::io::stderr()),
+        None => builder.finish(BufWriter::with_capacity(
+            WRITE_BUFFER_BYTES,
+            std::io::stderr(),
+        )),
     })
 }
 
@@ -71,7 +90,7 @@ pub fn init(log: &LogConfig) -> anyhow::Result<Logging> {
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .add_directive(audit_off());
     let (level_filter, level) = reload::Layer::new(filter);
-    let (main_writer, main_guard) = writer(log.output.as_deref())?;
+    let (main_writer, main_guard) = writer(log.output.as_deref(), false)?;
     let ansi = log.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let main = match log.format {
         LogFormat::Json => fmt::layer()
@@ -90,7 +109,7 @@ pub fn init(log: &LogConfig) -> anyhow::Result<Logging> {
     let mut guards = vec![main_guard];
     let audit = match &log.audit {
         Some(path) => {
-            let (audit_writer, audit_guard) = writer(Some(path))?;
+            let (audit_writer, audit_guard) = writer(Some(path), true)?;
             guards.push(audit_guard);
             let only_audit = Targets::new().with_target(AUDIT_TARGET, tracing::Level::INFO);
             Some(
