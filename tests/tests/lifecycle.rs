@@ -1,6 +1,6 @@
 //! The daemon's lifecycle as an operator sees it: SIGTERM drains in-flight requests before
-//! exit and loses nothing acknowledged, also under load; HTTP/2 over cleartext (h2c) serves the same content;
-//! `berth verify` reports every config problem with its key path.
+//! exit and loses nothing acknowledged, also under load; HTTP/2 over cleartext (h2c) serves
+//! the same content; `berth verify` reports every config problem with its key path.
 
 use std::{
     io::{Read, Write},
