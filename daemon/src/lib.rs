@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod conn_watch;
 pub mod http;
+pub mod lint;
 pub mod live;
 pub mod logging;
 pub mod metrics;

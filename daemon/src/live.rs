@@ -9,18 +9,20 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, MetricsConfig};
+use crate::config::{Config, LintConfig, MetricsConfig};
 
 /// The settings a SIGHUP can change (besides the log level, which logging.rs owns).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub metrics: MetricsConfig,
+    pub lint: LintConfig,
 }
 
 impl Settings {
     pub fn from_config(config: &Config) -> Settings {
         Settings {
             metrics: config.metrics.clone(),
+            lint: config.lint.clone(),
         }
     }
 }

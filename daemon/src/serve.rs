@@ -185,10 +185,12 @@ fn reload(path: Option<&Path>, running: &mut Config, logging: &Logging, live: &L
         }
         running.log.level = new.log.level.clone();
     }
-    if new.metrics != running.metrics || new.extensions != running.extensions {
+    let extensions = (&new.metrics, &new.lint, &new.extensions);
+    if extensions != (&running.metrics, &running.lint, &running.extensions) {
         live.replace(Settings::from_config(&new));
         applied.push("extensions");
         running.metrics = new.metrics.clone();
+        running.lint = new.lint.clone();
         running.extensions = new.extensions.clone();
     }
     let mut restart = Vec::new();

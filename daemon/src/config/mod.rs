@@ -39,6 +39,18 @@ pub struct Config {
     pub extensions: ExtensionsConfig,
     /// `extensions.metrics`, typed.
     pub metrics: MetricsConfig,
+    /// `extensions.lint`, typed.
+    pub lint: LintConfig,
+}
+
+/// `extensions.lint` (zot's keys).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LintConfig {
+    /// `enable` is true (zot: lint is off unless enabled).
+    pub enabled: bool,
+    /// `mandatoryAnnotations`: keys every image manifest must carry in its annotations or
+    /// its config's labels.
+    pub mandatory_annotations: Vec<String>,
 }
 
 /// `extensions.metrics`: zot's keys plus `prometheus.namespace` (berth).

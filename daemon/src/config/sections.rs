@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::walk::{describe, join, Ctx, Section};
 use super::{
-    Config, ConfigErrors, ExtensionSection, ExtensionsConfig, HttpConfig, LogConfig, LogFormat,
-    MetricsConfig, StorageConfig, Warning,
+    Config, ConfigErrors, ExtensionSection, ExtensionsConfig, HttpConfig, LintConfig, LogConfig,
+    LogFormat, MetricsConfig, StorageConfig, Warning,
 };
 
 /// zot's default port when `http.port` is absent (the embedded berth default sets 5000).
@@ -82,6 +82,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
     let log = log(ctx, section.raw("log").unwrap_or(&null));
     let extensions = extensions(ctx, section.raw("extensions").unwrap_or(&null))?;
     let metrics = metrics(ctx, &extensions);
+    let lint = lint(ctx, &extensions);
     Some(Config {
         dist_spec_version,
         storage: storage?,
@@ -89,6 +90,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
         log: log?,
         extensions,
         metrics: metrics?,
+        lint: lint?,
     })
 }
 
@@ -467,7 +469,7 @@ fn log_path(ctx: &mut Ctx, section: &Section<'_>, key: &str) -> Option<Option<Pa
 }
 
 /// Extensions this build implements.
-const IMPLEMENTED: &[&str] = &["metrics"];
+const IMPLEMENTED: &[&str] = &["metrics", "lint"];
 
 /// Paths the metrics endpoint may not take.
 const RESERVED_PATHS: &[&str] = &["/livez", "/readyz", "/startupz"];
@@ -518,6 +520,34 @@ fn metrics(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<MetricsConfig
     let typed =
         |key: &str| !prometheus.has(key) || prometheus.raw(key).is_some_and(Value::is_string);
     (ok && typed("path") && typed("namespace")).then_some(config)
+}
+
+/// `extensions.lint` typed: `mandatoryAnnotations`, each a non-empty key.
+fn lint(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<LintConfig> {
+    let Some(section) = &extensions.lint else {
+        return Some(LintConfig::default());
+    };
+    let path = "extensions.lint";
+    let known = Section::read(
+        ctx,
+        path,
+        &section.raw,
+        &["enable", "mandatoryAnnotations"],
+        &[],
+    )?;
+    let keys = match known.has("mandatoryAnnotations") {
+        true => known.strings(ctx, "mandatoryAnnotations")?,
+        false => Vec::new(),
+    };
+    if let Some(index) = keys.iter().position(|key| key.trim().is_empty()) {
+        let key_path = format!("{}[{index}]", known.path_of("mandatoryAnnotations"));
+        ctx.error(&key_path, "an annotation key must not be empty");
+        return None;
+    }
+    Some(LintConfig {
+        enabled: section.enabled,
+        mandatory_annotations: keys,
+    })
 }
 
 /// Extensions that zot enables when their section is present and `enable` is unset.

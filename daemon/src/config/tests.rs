@@ -111,6 +111,7 @@ fn defaults_of_a_minimal_config() {
         },
         extensions: ExtensionsConfig::default(),
         metrics: MetricsConfig::default(),
+        lint: LintConfig::default(),
     };
     assert_eq!(config, expected);
 }
@@ -143,7 +144,7 @@ fn full_zot_example_is_accepted_with_warnings() {
         // Implemented extensions do not warn.
         assert_eq!(
             warned(&warnings, &format!("extensions.{name}")),
-            expected && name != "metrics",
+            expected && !matches!(name, "metrics" | "lint"),
             "{name}"
         );
     }
@@ -600,4 +601,43 @@ fn metrics_settings_are_typed_and_checked() {
     let (config, _) =
         ok(r#"{"storage": {"rootDirectory": "/d"}, "http": {"shutdownDelay": "2s"}}"#);
     assert_eq!(config.http.shutdown_delay, Duration::from_secs(2));
+}
+
+#[test]
+fn lint_settings_are_typed_and_checked() {
+    let (config, warnings) = ok(r#"{"storage": {"rootDirectory": "/d"}, "extensions": {
+        "lint": {"enable": true, "mandatoryAnnotations": ["a", "b.c"]}}}"#);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        config.lint,
+        LintConfig {
+            enabled: true,
+            mandatory_annotations: vec!["a".into(), "b.c".into()]
+        }
+    );
+    // zot's rule: lint is on only with "enable": true.
+    let (config, _) = ok(r#"{"storage": {"rootDirectory": "/d"},
+                             "extensions": {"lint": {"mandatoryAnnotations": ["a"]}}}"#);
+    assert!(!config.lint.enabled);
+    for (lint, expected) in [
+        (
+            r#"{"mandatoryAnnotations": "a"}"#,
+            "extensions.lint.mandatoryAnnotations: expected a list",
+        ),
+        (
+            r#"{"mandatoryAnnotations": ["a", " "]}"#,
+            "mandatoryAnnotations[1]: an annotation key must not be empty",
+        ),
+        (
+            r#"{"mandatoryAnnotations": [1]}"#,
+            "mandatoryAnnotations[0]: expected a string",
+        ),
+        (r#"{"x": 1}"#, "extensions.lint.x: unknown key"),
+    ] {
+        let text = format!(
+            r#"{{"storage": {{"rootDirectory": "/d"}}, "extensions": {{"lint": {lint}}}}}"#
+        );
+        let reported = errors(&text).join("\n");
+        assert!(reported.contains(expected), "{expected} not in {reported}");
+    }
 }

@@ -1,9 +1,12 @@
 //! Manifest GET/HEAD/PUT/DELETE by tag or digest. The body of a PUT is read up to
 //! [`MANIFEST_MAX_BYTES`] and handed byte-exact to the engine, which validates, checks the
-//! referenced blobs and commits manifest, tags and referrer entry in one batch.
+//! referenced blobs and commits manifest, tags and referrer entry in one batch. The lint
+//! extension, when enabled, checks an image's mandatory annotations first (lint.rs).
 
 use berth_storage::oci::{Reference, RepoName, Tag};
 use hyper::{header, Request, Response, StatusCode};
+
+use crate::lint;
 
 use super::{
     body::{drain, empty, full, read_limited, RequestBody},
@@ -120,6 +123,14 @@ pub async fn put(
             return Err(ApiError::ManifestTooLarge(limit));
         }
     };
+    let lint = ctx.live.settings().lint.clone();
+    let missing = lint::missing_annotations(&lint, &ctx.engine, name, &bytes).await;
+    if !missing.is_empty() {
+        let missing = missing.join(", ");
+        return Err(ApiError::ManifestInvalid(format!(
+            "missing mandatory annotations (lint): {missing}"
+        )));
+    }
     let outcome = ctx
         .engine
         .put_manifest(name, &reference, content_type.as_deref(), bytes, &tags)
