@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod observe;
 pub mod runtime;
 pub mod serve;
+pub mod tag_policy;

@@ -35,6 +35,7 @@ use crate::{
     live::Live,
     metrics::Metrics,
     observe::{Observer, REQUEST_ID_HEADER},
+    tag_policy::ImmutableTags,
 };
 
 /// Submission queue entries per shard ring. Small rings stay far below the 8 MiB memlock
@@ -52,6 +53,7 @@ pub struct Shared {
     pub engine: Arc<berth_storage::Engine>,
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
+    pub immutable_tags: Arc<ImmutableTags>,
 }
 
 pub struct ShardSettings {
@@ -152,6 +154,7 @@ async fn shard_main(
         uring,
         live: shared.live.clone(),
         metrics: shared.metrics.clone(),
+        immutable_tags: shared.immutable_tags.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),

@@ -16,6 +16,7 @@ use crate::{
     logging::{self, Logging},
     metrics::Metrics,
     runtime,
+    tag_policy::ImmutableTags,
 };
 
 fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {
@@ -72,6 +73,10 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         engine,
         live: live.clone(),
         metrics: Arc::new(Metrics::new(workers)),
+        immutable_tags: Arc::new(
+            ImmutableTags::new(&config.storage.immutable_tags)
+                .map_err(|error| anyhow::anyhow!("storage.immutableTags: {error}"))?,
+        ),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;

@@ -3,7 +3,7 @@
 //! Rules: no HTTP status codes here (the daemon maps each variant exhaustively). Variants that
 //! carry a `Digest` carry the digest the caller asked about (the blob or manifest it tried to
 //! read, delete or reference), never an internal one.
-use crate::oci::Digest;
+use crate::oci::{Digest, Tag};
 
 #[derive(thiserror::Error, Debug)]
 pub enum StorageError {
@@ -40,6 +40,9 @@ pub enum StorageError {
     /// manifest the caller tried to delete).
     #[error("manifest {0} is referenced by an index in this repository")]
     ManifestReferenced(Digest),
+    /// The tag is immutable (by the caller's policy) and names another manifest.
+    #[error("tag {0} is immutable and names another manifest")]
+    TagImmutable(Tag),
     #[error("repository name unknown")]
     NameUnknown,
     #[error("content too large")]

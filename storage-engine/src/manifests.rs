@@ -65,6 +65,22 @@ impl Engine {
         bytes: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PutManifestOutcome, StorageError> {
+        self.put_manifest_guarded(repo, reference, content_type, bytes, extra_tags, &[])
+            .await
+    }
+
+    /// [`Engine::put_manifest`], refusing with `TagImmutable` (and storing nothing) when a tag
+    /// of `immutable` already names another manifest. The check and the commit run under the
+    /// repository lock, so two racing first pushes of an immutable tag cannot both win.
+    pub async fn put_manifest_guarded(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[Tag],
+        immutable: &[Tag],
+    ) -> Result<PutManifestOutcome, StorageError> {
         let parsed = parse_manifest(&bytes, content_type)?;
         let digest = match reference {
             Reference::Digest(expected) => {
@@ -82,6 +98,14 @@ impl Engine {
         let digest_text = digest.to_string();
         let inner = &self.inner;
         let _guard = inner.lock_repo(repo).await;
+        for tag in immutable {
+            let key = index::key(&[repo.as_str(), tag.as_str()]);
+            if let Some(value) = inner.index.get(Cf::Tags, &key)? {
+                if TagRecord::decode(&value)?.digest != digest {
+                    return Err(StorageError::TagImmutable(tag.clone()));
+                }
+            }
+        }
 
         for descriptor in parsed.blob_references() {
             if is_foreign_layer(descriptor) {

@@ -90,6 +90,9 @@ pub struct StorageConfig {
     pub gc_delay: Duration,
     /// `storage.gcInterval` (default 1h): GC period.
     pub gc_interval: Duration,
+    /// `storage.immutableTags` (berth): `[REPOSITORY_GLOB:]TAG_GLOB` patterns of tags a push
+    /// cannot move once set (tag_policy.rs). Checked when the config loads.
+    pub immutable_tags: Vec<String>,
 }
 
 /// `http`: the listener and its limits.

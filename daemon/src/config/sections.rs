@@ -129,6 +129,7 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
             "gc",
             "gcDelay",
             "gcInterval",
+            "immutableTags",
         ],
         &[
             (
@@ -203,12 +204,19 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
     let gc = section.boolean(ctx, "gc");
     let gc_delay = section.duration(ctx, "gcDelay");
     let gc_interval = section.positive_duration(ctx, "gcInterval");
+    let immutable_tags = section.strings(ctx, "immutableTags");
+    if let Some(patterns) = &immutable_tags {
+        if let Err(error) = crate::tag_policy::ImmutableTags::new(patterns) {
+            ctx.error(&section.path_of("immutableTags"), error);
+        }
+    }
     let ok = |present: bool, parsed: bool| !present || parsed;
     let all_parsed = ok(section.has("commit"), commit.is_some())
         && ok(section.has("dedupe"), dedupe.is_some())
         && ok(section.has("gc"), gc.is_some())
         && ok(section.has("gcDelay"), gc_delay.is_some())
-        && ok(section.has("gcInterval"), gc_interval.is_some());
+        && ok(section.has("gcInterval"), gc_interval.is_some())
+        && ok(section.has("immutableTags"), immutable_tags.is_some());
     if !all_parsed {
         return None;
     }
@@ -219,6 +227,7 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
         gc: gc.unwrap_or(true),
         gc_delay: gc_delay.unwrap_or(DEFAULT_GC_DELAY),
         gc_interval: gc_interval.unwrap_or(DEFAULT_GC_INTERVAL),
+        immutable_tags: immutable_tags.unwrap_or_default(),
     })
 }
 

@@ -89,6 +89,7 @@ fn defaults_of_a_minimal_config() {
             gc: true,
             gc_delay: Duration::from_secs(3600),
             gc_interval: Duration::from_secs(3600),
+            immutable_tags: Vec::new(),
         },
         http: HttpConfig {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -640,4 +641,25 @@ fn lint_settings_are_typed_and_checked() {
         let reported = errors(&text).join("\n");
         assert!(reported.contains(expected), "{expected} not in {reported}");
     }
+}
+
+#[test]
+fn immutable_tag_patterns_are_checked_at_load() {
+    let (config, _) = ok(r#"{"storage": {"rootDirectory": "/d",
+                              "immutableTags": ["v*", "prod/**:release-*"]}}"#);
+    assert_eq!(config.storage.immutable_tags, ["v*", "prod/**:release-*"]);
+    let reported = errors(r#"{"storage": {"rootDirectory": "/d", "immutableTags": ["a["]}}"#);
+    assert!(
+        reported
+            .iter()
+            .any(|e| e.starts_with("storage.immutableTags: bad glob \"a[\"")),
+        "{reported:?}"
+    );
+    let reported = errors(r#"{"storage": {"rootDirectory": "/d", "immutableTags": "v*"}}"#);
+    assert!(
+        reported
+            .iter()
+            .any(|e| e.starts_with("storage.immutableTags: expected a list")),
+        "{reported:?}"
+    );
 }

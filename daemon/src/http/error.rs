@@ -47,6 +47,9 @@ pub enum ApiError {
     TooManyTags(usize),
     #[error("requested access to the resource is denied")]
     Denied(String),
+    /// A policy refuses the change (immutable tags): 403 DENIED.
+    #[error("requested access to the resource is denied")]
+    Forbidden(String),
     #[error("the operation is unsupported")]
     Unsupported(String),
     /// A manifest format berth knows and refuses (Docker schema 1).
@@ -78,7 +81,7 @@ impl ApiError {
             ApiError::PaginationNumberInvalid(_) => "PAGINATION_NUMBER_INVALID",
             ApiError::SizeInvalid(_) => "SIZE_INVALID",
             ApiError::TooManyTags(_) => "MANIFEST_INVALID",
-            ApiError::Denied(_) => "DENIED",
+            ApiError::Denied(_) | ApiError::Forbidden(_) => "DENIED",
             ApiError::Unsupported(_) | ApiError::ManifestFormatUnsupported(_) => "UNSUPPORTED",
             ApiError::Internal(_) => "UNKNOWN",
         }
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::ManifestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyTags(_) => StatusCode::URI_TOO_LONG,
             ApiError::Denied(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -124,6 +128,7 @@ impl ApiError {
             | ApiError::PaginationNumberInvalid(reason)
             | ApiError::SizeInvalid(reason)
             | ApiError::Denied(reason)
+            | ApiError::Forbidden(reason)
             | ApiError::Unsupported(reason)
             | ApiError::ManifestFormatUnsupported(reason) => json!({ "reason": reason }),
             ApiError::TooManyTags(max) | ApiError::ManifestTooLarge(max) => json!({ "limit": max }),
@@ -201,6 +206,9 @@ impl From<StorageError> for ApiError {
             StorageError::ManifestReferenced(d) => {
                 ApiError::Denied(format!("manifest is referenced by index {d}"))
             }
+            StorageError::TagImmutable(tag) => ApiError::Forbidden(format!(
+                "tag {tag} is immutable: it already names another manifest (delete it first)"
+            )),
             StorageError::NameUnknown => ApiError::NameUnknown(String::new()),
             error @ (StorageError::Io(_) | StorageError::Index(_) | StorageError::Corrupt(_)) => {
                 ApiError::Internal(error.to_string())

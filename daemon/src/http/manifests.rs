@@ -131,9 +131,18 @@ pub async fn put(
             "missing mandatory annotations (lint): {missing}"
         )));
     }
+    let named = reference.as_tag().into_iter().chain(&tags);
+    let immutable = ctx.immutable_tags.select(name, named);
     let outcome = ctx
         .engine
-        .put_manifest(name, &reference, content_type.as_deref(), bytes, &tags)
+        .put_manifest_guarded(
+            name,
+            &reference,
+            content_type.as_deref(),
+            bytes,
+            &tags,
+            &immutable,
+        )
         .await?;
     let digest = outcome.digest.to_string();
     let mut response = Response::builder()

@@ -19,6 +19,7 @@ use hyper::{header, Method, Request, Response};
 use crate::live::Live;
 use crate::metrics::{Metrics, RepoAction};
 use crate::observe::RequestInfo;
+use crate::tag_policy::ImmutableTags;
 use body::{Body, RequestBody};
 use error::ApiError;
 use router::{Endpoint, RouteError};
@@ -41,6 +42,8 @@ pub struct Ctx {
     /// Reloadable settings and the lifecycle flags.
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
+    /// `storage.immutableTags`.
+    pub immutable_tags: Arc<ImmutableTags>,
 }
 
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every

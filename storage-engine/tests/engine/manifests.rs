@@ -351,8 +351,67 @@ async fn manifest_put_races_blob_delete(kind: IoBackendKind) {
     assert_clean(&engine);
 }
 
+async fn immutable_tags_refuse_a_move_and_store_nothing(kind: IoBackendKind) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), kind);
+    let name = repo("immutable");
+    push_blob(&engine, &name, b"config-a").await;
+    push_blob(&engine, &name, b"config-b").await;
+    let first = image_manifest(b"config-a", &[], None);
+    let second = image_manifest(b"config-b", &[], None);
+    let immutable = [tag("v1")];
+    let immutable = &immutable[..];
+    let put = |manifest: &Bytes, reference: Reference, extra: Vec<_>| {
+        let (engine, name, manifest) = (&engine, &name, manifest.clone());
+        async move {
+            engine
+                .put_manifest_guarded(
+                    name,
+                    &reference,
+                    Some(OCI_MANIFEST),
+                    manifest,
+                    &extra,
+                    immutable,
+                )
+                .await
+        }
+    };
+    let kept = put(&first, by_tag("v1"), vec![])
+        .await
+        .expect("first push")
+        .digest;
+    // The same manifest again is no move.
+    put(&first, by_tag("v1"), vec![])
+        .await
+        .expect("same manifest again");
+    let second_digest = sha256(&second);
+    for (reference, extra) in [
+        (by_tag("v1"), vec![]),
+        (
+            Reference::Digest(second_digest.clone()),
+            vec![tag("v2"), tag("v1")],
+        ),
+    ] {
+        assert!(matches!(
+            put(&second, reference, extra).await,
+            Err(StorageError::TagImmutable(t)) if t == tag("v1")
+        ));
+    }
+    // Nothing of the refused pushes was stored: v1 kept, no v2, no second manifest.
+    let stored = engine.get_manifest(&name, &by_tag("v1")).expect("get");
+    assert_eq!(stored.map(|m| m.digest), Some(kept));
+    assert_eq!(
+        engine.list_tags(&name, None, 10).expect("tags"),
+        vec![tag("v1")]
+    );
+    let missing = engine.get_manifest(&name, &Reference::Digest(second_digest));
+    assert!(missing.expect("get").is_none());
+    assert_clean(&engine);
+}
+
 crate::backend_tests!(
     put_get_tags_byte_exact,
+    immutable_tags_refuse_a_move_and_store_nothing,
     rejected_manifests_change_nothing,
     index_children_and_referenced_deletes,
     delete_by_tag_keeps_manifest,
