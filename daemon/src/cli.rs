@@ -1,7 +1,8 @@
-//! The `berth` command line: `serve [CONFIG]`, `verify CONFIG`, `fsck CONFIG`, `--version`.
+//! The `berth` command line: `serve [CONFIG]`, `verify CONFIG`, `fsck CONFIG`, `scrub CONFIG`,
+//! `--version`.
 //!
 //! Owns argument parsing (clap derive) and the `verify` subcommand, which is config-only.
-//! Exit codes (shared by every subcommand): 0 = fine, 1 = problems found (fsck), 2 = usage or
+//! Exit codes (shared by every subcommand): 0 = fine, 1 = problems found (fsck, scrub), 2 = usage or
 //! config error. clap's own usage errors also exit with 2.
 
 use std::io::Write;
@@ -49,6 +50,15 @@ enum CliCommand {
         /// zot-style config file (.json, or .yaml/.yml).
         config: PathBuf,
     },
+    /// Re-hash every stored blob and manifest and report each image, as zot's scrub does.
+    ///
+    /// Prints REPOSITORY / TAG / STATUS / AFFECTED BLOB / ERROR for every tagged image (a
+    /// progress bar on a terminal). Exit 0 when everything verified, 1 when anything is
+    /// affected, 2 on a config or usage error. Run it while the daemon is stopped.
+    Scrub {
+        /// zot-style config file (.json, or .yaml/.yml).
+        config: PathBuf,
+    },
 }
 
 /// What the command line asked for.
@@ -57,6 +67,7 @@ pub enum Command {
     Serve { config: Option<PathBuf> },
     Verify { config: PathBuf },
     Fsck { config: PathBuf },
+    Scrub { config: PathBuf },
 }
 
 impl From<CliCommand> for Command {
@@ -65,6 +76,7 @@ impl From<CliCommand> for Command {
             CliCommand::Serve { config } => Command::Serve { config },
             CliCommand::Verify { config } => Command::Verify { config },
             CliCommand::Fsck { config } => Command::Fsck { config },
+            CliCommand::Scrub { config } => Command::Scrub { config },
         }
     }
 }

@@ -11,5 +11,6 @@ pub mod logging;
 pub mod metrics;
 pub mod observe;
 pub mod runtime;
+pub mod scrub;
 pub mod serve;
 pub mod tag_policy;

@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, LintConfig, MetricsConfig};
+use crate::config::{Config, LintConfig, MetricsConfig, ScrubConfig};
 
 /// The settings a SIGHUP can change (besides the log level, which logging.rs owns).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub metrics: MetricsConfig,
     pub lint: LintConfig,
+    pub scrub: ScrubConfig,
 }
 
 impl Settings {
@@ -23,6 +24,7 @@ impl Settings {
         Settings {
             metrics: config.metrics.clone(),
             lint: config.lint.clone(),
+            scrub: config.scrub.clone(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use berth::{cli, serve};
+use berth::{cli, scrub, serve};
 
 fn main() -> ExitCode {
     let result = match cli::parse_args() {
@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Verify { config } => Ok(cli::verify(&config)),
         cli::Command::Fsck { config } => serve::fsck(&config),
+        cli::Command::Scrub { config } => scrub::run_offline(&config),
     };
     match result {
         Ok(code) => code,

@@ -15,11 +15,11 @@ use crate::{
     live::{Live, Settings},
     logging::{self, Logging},
     metrics::Metrics,
-    runtime,
+    runtime, scrub,
     tag_policy::ImmutableTags,
 };
 
-fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {
+pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {
     let (config, warnings) = config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     for warning in &warnings {
         eprintln!("config warning: {warning}");
@@ -27,7 +27,7 @@ fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {
     Ok(config)
 }
 
-fn engine_options(config: &config::Config, io: IoBackendKind) -> EngineOptions {
+pub(crate) fn engine_options(config: &config::Config, io: IoBackendKind) -> EngineOptions {
     EngineOptions {
         root: config.storage.root_directory.clone(),
         commit: config.storage.commit,
@@ -79,12 +79,15 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         ),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let scrub_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scrubber = scrub::spawn_periodic(shared.engine.clone(), live.clone(), scrub_stop.clone())?;
     let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;
     live.mark_started();
     tracing::info!(%bound, workers, uring, "berth started");
     println!("berth listening on http://{bound}");
     signals.until_stop(path, &mut config, &logging, &live);
     live.mark_draining();
+    scrub_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let delay = config.http.shutdown_delay;
     tracing::info!(
         ?delay,
@@ -96,6 +99,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     for shard in shards {
         let _ = shard.join();
     }
+    let _ = scrubber.join();
     tracing::info!("stopped");
     Ok(())
 }
@@ -190,12 +194,14 @@ fn reload(path: Option<&Path>, running: &mut Config, logging: &Logging, live: &L
         }
         running.log.level = new.log.level.clone();
     }
-    let extensions = (&new.metrics, &new.lint, &new.extensions);
-    if extensions != (&running.metrics, &running.lint, &running.extensions) {
+    if Settings::from_config(&new) != Settings::from_config(running)
+        || new.extensions != running.extensions
+    {
         live.replace(Settings::from_config(&new));
         applied.push("extensions");
         running.metrics = new.metrics.clone();
         running.lint = new.lint.clone();
+        running.scrub = new.scrub.clone();
         running.extensions = new.extensions.clone();
     }
     let mut restart = Vec::new();

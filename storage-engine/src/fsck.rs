@@ -20,6 +20,7 @@ use crate::index::{self, BlobRecord, Cf, ManifestRecord, TagRecord};
 use crate::io::hash_file_blocking;
 use crate::manifests::{is_foreign_layer, references};
 use crate::oci::{parse_manifest, Digest};
+use crate::scrub::check_blob;
 
 /// One finding, printed as one human-readable line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,22 +89,8 @@ impl Engine {
             report.blobs_checked += 1;
             let path = self.blob_path(&digest);
             recorded.insert(path.clone());
-            match std::fs::metadata(&path) {
-                Err(error) => report.problem(format!("blob {digest}: file {path:?}: {error}")),
-                Ok(metadata) if metadata.len() != record.size => report.problem(format!(
-                    "blob {digest}: file has {} bytes, record says {}",
-                    metadata.len(),
-                    record.size
-                )),
-                Ok(_) => match hash_file_blocking(&path, record.size, digest.algorithm()) {
-                    Err(error) => report.problem(format!("blob {digest}: read failed: {error}")),
-                    Ok(hasher) => {
-                        let actual = hasher.finalize();
-                        if actual != digest {
-                            report.problem(format!("blob {digest}: content hashes to {actual}"));
-                        }
-                    }
-                },
+            if let Err(damage) = check_blob(&path, record.size, &digest) {
+                report.problem(format!("blob {digest}: {damage} ({path:?})"));
             }
         }
         Ok(recorded)

@@ -71,10 +71,12 @@ pub(crate) enum Cf {
     BlobRefs,
     Repos,
     Uploads,
+    /// scrub results per blob (scrub.rs).
+    Scrub,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 8] = [
+    pub(crate) const ALL: [Cf; 9] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -83,6 +85,7 @@ impl Cf {
         Cf::BlobRefs,
         Cf::Repos,
         Cf::Uploads,
+        Cf::Scrub,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -95,6 +98,7 @@ impl Cf {
             Cf::BlobRefs => "blob_refs",
             Cf::Repos => "repos",
             Cf::Uploads => "uploads",
+            Cf::Scrub => "scrub",
         }
     }
 }

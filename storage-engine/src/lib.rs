@@ -22,6 +22,8 @@ mod lock;
 #[cfg(feature = "engine")]
 mod manifests;
 #[cfg(feature = "engine")]
+mod scrub;
+#[cfg(feature = "engine")]
 pub mod stats;
 #[cfg(feature = "engine")]
 mod upload;
@@ -42,6 +44,8 @@ pub use index::IndexStats;
 pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};
 #[cfg(feature = "engine")]
 pub use manifests::{PutManifestOutcome, StoredManifest};
+#[cfg(feature = "engine")]
+pub use scrub::{Damage, ImageStatus, ScrubOptions, ScrubReport};
 #[cfg(feature = "engine")]
 pub use usage::UsageSnapshot;
 #[cfg(feature = "engine")]

@@ -41,6 +41,33 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `extensions.lint`, typed.
     pub lint: LintConfig,
+    /// `extensions.scrub`, typed.
+    pub scrub: ScrubConfig,
+}
+
+/// `extensions.scrub`: zot's `enable` and `interval`, plus berth's pacing keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScrubConfig {
+    /// Present and not `"enable": false` (zot's rule for scrub).
+    pub enabled: bool,
+    /// `interval` (default 24h): time between passes; the first pass runs one interval
+    /// after start.
+    pub interval: Duration,
+    /// `maxBytesPerSecond` (berth, default 256 MiB/s; 0 = unlimited): pace of a pass.
+    pub max_bytes_per_second: u64,
+    /// `workers` (berth, default: the number of cores): hashing threads.
+    pub workers: Option<usize>,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> ScrubConfig {
+        ScrubConfig {
+            enabled: false,
+            interval: Duration::from_secs(24 * 3600),
+            max_bytes_per_second: 256 * 1024 * 1024,
+            workers: None,
+        }
+    }
 }
 
 /// `extensions.lint` (zot's keys).

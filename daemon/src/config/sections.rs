@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::walk::{describe, join, Ctx, Section};
 use super::{
     Config, ConfigErrors, ExtensionSection, ExtensionsConfig, HttpConfig, LintConfig, LogConfig,
-    LogFormat, MetricsConfig, StorageConfig, Warning,
+    LogFormat, MetricsConfig, ScrubConfig, StorageConfig, Warning,
 };
 
 /// zot's default port when `http.port` is absent (the embedded berth default sets 5000).
@@ -83,6 +83,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
     let extensions = extensions(ctx, section.raw("extensions").unwrap_or(&null))?;
     let metrics = metrics(ctx, &extensions);
     let lint = lint(ctx, &extensions);
+    let scrub = scrub(ctx, &extensions);
     Some(Config {
         dist_spec_version,
         storage: storage?,
@@ -91,6 +92,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
         extensions,
         metrics: metrics?,
         lint: lint?,
+        scrub: scrub?,
     })
 }
 
@@ -478,7 +480,7 @@ fn log_path(ctx: &mut Ctx, section: &Section<'_>, key: &str) -> Option<Option<Pa
 }
 
 /// Extensions this build implements.
-const IMPLEMENTED: &[&str] = &["metrics", "lint"];
+const IMPLEMENTED: &[&str] = &["metrics", "lint", "scrub"];
 
 /// Paths the metrics endpoint may not take.
 const RESERVED_PATHS: &[&str] = &["/livez", "/readyz", "/startupz"];
@@ -557,6 +559,43 @@ fn lint(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<LintConfig> {
         enabled: section.enabled,
         mandatory_annotations: keys,
     })
+}
+
+/// zot's smallest scrub interval; berth accepts shorter ones with a warning.
+const SCRUB_MIN_INTERVAL: Duration = Duration::from_secs(2 * 3600);
+
+/// `extensions.scrub` typed.
+fn scrub(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<ScrubConfig> {
+    let mut config = ScrubConfig::default();
+    let Some(section) = &extensions.scrub else {
+        return Some(config);
+    };
+    config.enabled = section.enabled;
+    let known = Section::read(
+        ctx,
+        "extensions.scrub",
+        &section.raw,
+        &["enable", "interval", "maxBytesPerSecond", "workers"],
+        &[],
+    )?;
+    let interval = known.positive_duration(ctx, "interval");
+    if interval.is_some_and(|interval| interval < SCRUB_MIN_INTERVAL) {
+        let message = "shorter than zot's minimum (2h): every pass re-reads every blob";
+        ctx.warn(&known.path_of("interval"), message);
+    }
+    let rate = known.integer(ctx, "maxBytesPerSecond", 0, u64::MAX);
+    let workers = known.integer(ctx, "workers", 1, MAX_WORKERS);
+    let parsed = |key: &str, ok: bool| !known.has(key) || ok;
+    if !(parsed("interval", interval.is_some())
+        && parsed("maxBytesPerSecond", rate.is_some())
+        && parsed("workers", workers.is_some()))
+    {
+        return None;
+    }
+    config.interval = interval.unwrap_or(config.interval);
+    config.max_bytes_per_second = rate.unwrap_or(config.max_bytes_per_second);
+    config.workers = workers.map(|count| usize::try_from(count).expect("at most 256"));
+    Some(config)
 }
 
 /// Extensions that zot enables when their section is present and `enable` is unset.

@@ -113,6 +113,7 @@ fn defaults_of_a_minimal_config() {
         extensions: ExtensionsConfig::default(),
         metrics: MetricsConfig::default(),
         lint: LintConfig::default(),
+        scrub: ScrubConfig::default(),
     };
     assert_eq!(config, expected);
 }
@@ -145,7 +146,7 @@ fn full_zot_example_is_accepted_with_warnings() {
         // Implemented extensions do not warn.
         assert_eq!(
             warned(&warnings, &format!("extensions.{name}")),
-            expected && !matches!(name, "metrics" | "lint"),
+            expected && !matches!(name, "metrics" | "lint" | "scrub"),
             "{name}"
         );
     }
@@ -662,4 +663,34 @@ fn immutable_tag_patterns_are_checked_at_load() {
             .any(|e| e.starts_with("storage.immutableTags: expected a list")),
         "{reported:?}"
     );
+}
+
+#[test]
+fn scrub_settings_are_typed_with_zot_defaults() {
+    let (config, warnings) = ok(r#"{"storage": {"rootDirectory": "/d"},
+        "extensions": {"scrub": {"interval": "30m", "maxBytesPerSecond": 0, "workers": 3}}}"#);
+    assert_eq!(
+        config.scrub,
+        ScrubConfig {
+            enabled: true,
+            interval: Duration::from_secs(1800),
+            max_bytes_per_second: 0,
+            workers: Some(3),
+        }
+    );
+    assert!(
+        warned(&warnings, "extensions.scrub.interval"),
+        "{warnings:?}"
+    );
+    let (config, _) = ok(r#"{"storage": {"rootDirectory": "/d"}, "extensions": {"scrub": {}}}"#);
+    assert_eq!(config.scrub.interval, Duration::from_secs(24 * 3600));
+    assert!(config.scrub.enabled);
+    let reported = errors(
+        r#"{"storage": {"rootDirectory": "/d"},
+        "extensions": {"scrub": {"interval": "0s", "workers": 0, "rate": 1}}}"#,
+    )
+    .join("\n");
+    for key in ["scrub.interval", "scrub.workers", "scrub.rate: unknown key"] {
+        assert!(reported.contains(key), "{key} not in {reported}");
+    }
 }
