@@ -124,6 +124,56 @@ pub struct ScrubReport {
     pub elapsed: Duration,
 }
 
+impl ScrubReport {
+    /// The report as the API serves it: `finishedMs`, `durationSeconds`, counts, `damaged`
+    /// (`digest`, `error`) and `images` (`repository`, `tag`, `manifest`, `status` = `ok` or
+    /// `affected`, `affectedBlob`, `error`).
+    pub fn to_json(&self) -> String {
+        let images: Vec<serde_json::Value> = self
+            .images
+            .iter()
+            .map(|image| {
+                let (status, blob, error) = match &image.affected {
+                    None => ("ok", None, None),
+                    Some((digest, damage)) => (
+                        "affected",
+                        Some(digest.to_string()),
+                        Some(damage.to_string()),
+                    ),
+                };
+                serde_json::json!({
+                    "repository": image.repo.as_str(),
+                    "tag": image.tag.as_str(),
+                    "manifest": image.manifest.to_string(),
+                    "status": status,
+                    "affectedBlob": blob,
+                    "error": error,
+                })
+            })
+            .collect();
+        let damaged: Vec<serde_json::Value> = self
+            .damaged
+            .iter()
+            .map(|(digest, damage)| {
+                serde_json::json!({"digest": digest.to_string(), "error": damage.to_string()})
+            })
+            .collect();
+        serde_json::json!({
+            "finishedMs": index::now_ms(),
+            "durationSeconds": self.elapsed.as_secs_f64(),
+            "blobsChecked": self.blobs_checked,
+            "bytesChecked": self.bytes_checked,
+            "manifestsChecked": self.manifests_checked,
+            "damaged": damaged,
+            "images": images,
+        })
+        .to_string()
+    }
+}
+
+/// Key of the last report in the `scrub` family (no digest starts with NUL).
+const LAST_REPORT_KEY: &[u8] = b"\0last-report";
+
 /// Progress callback: (bytes verified so far, bytes in the pass).
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
@@ -191,7 +241,22 @@ impl Engine {
             .scrub_affected_blobs
             .store(affected, Relaxed);
         report.elapsed = started.elapsed();
+        if !self.inner.read_only {
+            let mut batch = index::Batch::default();
+            batch.put(
+                Cf::Scrub,
+                LAST_REPORT_KEY.to_vec(),
+                report.to_json().into_bytes(),
+            );
+            self.inner.index.write(batch, false)?;
+        }
         Ok(report)
+    }
+
+    /// The last pass's report as JSON (see [`ScrubReport::to_json`]), if a pass ever ran on
+    /// this store (by the daemon or `berth scrub`).
+    pub fn last_scrub_report(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.index.get(Cf::Scrub, LAST_REPORT_KEY)
     }
 
     /// Hashes `blobs` on the worker threads; returns the damaged ones and records every

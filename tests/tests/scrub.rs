@@ -1,11 +1,12 @@
 //! Scrub against the real daemon's store: bit flips, truncated and missing blob files planted
 //! by the test are found and reported exactly, offline (`berth scrub CONFIG`, zot's table,
 //! exit status) and online (`extensions.scrub`: the log's `component=scrub` lines and the
-//! `berth_scrub_*` metrics).
+//! `berth_scrub_*` metrics), and both through the report API (`GET /v2/_zot/ext/scrub`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use berth_tests::api::get_json;
 use berth_tests::{berth_bin, http, push_image, random_image, wait_for, Berth, Exposition, Image};
 use serde_json::json;
 
@@ -109,6 +110,37 @@ fn offline_scrub_reports_planted_damage_exactly() {
     let mut planted = vec![flipped.as_str(), truncated.as_str(), missing.as_str()];
     planted.sort_unstable();
     assert_eq!(damaged, planted, "{table}");
+
+    // The offline pass's report is what the daemon's API serves after a start.
+    berth.restart();
+    let report = scrub_api(&berth);
+    let mut reported: Vec<&str> = report["damaged"]
+        .as_array()
+        .expect("damaged list")
+        .iter()
+        .map(|entry| entry["digest"].as_str().expect("digest"))
+        .collect();
+    reported.sort_unstable();
+    assert_eq!(reported, planted, "{report}");
+    let status_of = |repo: &str| {
+        report["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .find(|image| image["repository"] == repo)
+            .map(|image| (image["status"].clone(), image["affectedBlob"].clone()))
+    };
+    assert_eq!(
+        status_of("scrub/flipped"),
+        Some((json!("affected"), json!(flipped)))
+    );
+    assert_eq!(status_of("scrub/fine"), Some((json!("ok"), json!(null))));
+}
+
+/// `GET /v2/_zot/ext/scrub`'s `lastPass`.
+fn scrub_api(berth: &Berth) -> serde_json::Value {
+    let (_, body) = get_json(&http(), &format!("{}/v2/_zot/ext/scrub", berth.url));
+    body["lastPass"].clone()
 }
 
 #[test]
@@ -155,4 +187,22 @@ fn online_scrub_logs_and_counts_damage() {
         .unwrap_or(0.0);
     assert!(bytes >= 40_000.0, "{bytes}");
     assert_eq!(metrics.value("berth_scrub_progress_ratio", &[]), Some(1.0));
+    let report = scrub_api(&berth);
+    let image = &report["images"][0];
+    assert_eq!(image["repository"], "online/app", "{report}");
+    assert_eq!(image["status"], "affected", "{report}");
+    assert_eq!(image["affectedBlob"], json!(layer), "{report}");
+    let (_, discover) = get_json(&client, &format!("{}/v2/_oci/ext/discover", berth.url));
+    assert_eq!(
+        discover["extensions"][0]["endpoints"],
+        json!(["/v2/_zot/ext/scrub"])
+    );
+}
+
+#[test]
+fn the_report_is_null_before_the_first_pass_and_discover_is_empty_without_scrub() {
+    let berth = Berth::start();
+    assert_eq!(scrub_api(&berth), serde_json::Value::Null);
+    let (_, discover) = get_json(&http(), &format!("{}/v2/_oci/ext/discover", berth.url));
+    assert_eq!(discover, json!({"extensions": []}));
 }

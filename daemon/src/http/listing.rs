@@ -6,7 +6,7 @@ use bytes::Bytes;
 use hyper::{header, Response, StatusCode};
 use serde_json::json;
 
-use super::{body::full, error::ApiError, Body, Ctx, Query, PAGE_MAX_ENTRIES};
+use super::{body::full, error::ApiError, router, Body, Ctx, Query, PAGE_MAX_ENTRIES};
 
 fn json_response(
     status: StatusCode,
@@ -32,12 +32,42 @@ pub fn base() -> Response<Body> {
 }
 
 /// zot lists its `_zot` extension here once it has one; an empty list is `[]`, never null.
-pub fn discover() -> Response<Body> {
+/// The extension list: zot's single `_zot` entry with the endpoints berth serves (the scrub
+/// report when scrub is enabled), or `[]`.
+pub fn discover(scrub: bool) -> Response<Body> {
+    let extensions = match scrub {
+        false => json!([]),
+        true => json!([{
+            "name": "_zot",
+            "url": "https://github.com/project-zot/zot/blob/main/pkg/extensions/_zot.md",
+            "description": "zot registry extensions (berth: the scrub report)",
+            "endpoints": [router::SCRUB_PATH],
+        }]),
+    };
     json_response(
         StatusCode::OK,
         "application/json",
-        json!({ "extensions": [] }),
+        json!({ "extensions": extensions }),
     )
+}
+
+/// `GET /v2/_zot/ext/scrub`: the last scrub pass's report (daemon or `berth scrub`), as
+/// `{"lastPass": REPORT}`, `{"lastPass": null}` before the first pass.
+pub async fn scrub_report(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    let engine = ctx.engine.clone();
+    let report = tokio::task::spawn_blocking(move || engine.last_scrub_report())
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))??;
+    let last = match report {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|error| ApiError::Internal(format!("stored scrub report: {error}")))?,
+        None => serde_json::Value::Null,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        "application/json",
+        json!({ "lastPass": last }),
+    ))
 }
 
 /// `n` as a page size: absent means the maximum page; negative or not a number is refused;

@@ -101,7 +101,8 @@ async fn dispatch(
     };
     match endpoint {
         Endpoint::Base => Ok(listing::base()),
-        Endpoint::Discover => Ok(listing::discover()),
+        Endpoint::Discover => Ok(listing::discover(ctx.live.settings().scrub.enabled)),
+        Endpoint::Scrub => listing::scrub_report(ctx).await,
         Endpoint::Catalog => listing::catalog(ctx, &query),
         Endpoint::TagsList { name } => listing::tags(ctx, &name, &query),
         Endpoint::Referrers { name, digest } => listing::referrers(ctx, &name, &digest, &query),

@@ -14,19 +14,37 @@ pub enum Endpoint {
     Base,
     Catalog,
     Discover,
-    TagsList { name: RepoName },
-    Manifest { name: RepoName, reference: String },
-    Blob { name: RepoName, digest: String },
-    UploadStart { name: RepoName },
-    Upload { name: RepoName, session: String },
-    Referrers { name: RepoName, digest: String },
+    /// The last scrub pass's report (berth, under zot's extension prefix).
+    Scrub,
+    TagsList {
+        name: RepoName,
+    },
+    Manifest {
+        name: RepoName,
+        reference: String,
+    },
+    Blob {
+        name: RepoName,
+        digest: String,
+    },
+    UploadStart {
+        name: RepoName,
+    },
+    Upload {
+        name: RepoName,
+        session: String,
+    },
+    Referrers {
+        name: RepoName,
+        digest: String,
+    },
 }
 
 impl Endpoint {
     /// The repository the endpoint names, if any.
     pub fn repo(&self) -> Option<&RepoName> {
         match self {
-            Endpoint::Base | Endpoint::Catalog | Endpoint::Discover => None,
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Discover | Endpoint::Scrub => None,
             Endpoint::TagsList { name }
             | Endpoint::Manifest { name, .. }
             | Endpoint::Blob { name, .. }
@@ -36,6 +54,9 @@ impl Endpoint {
         }
     }
 }
+
+/// The scrub report's path.
+pub const SCRUB_PATH: &str = "/v2/_zot/ext/scrub";
 
 /// Why no endpoint matched.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,7 +84,11 @@ fn allowed(endpoint: &Endpoint, method: &Method) -> bool {
     let m = method;
     let read = m == Method::GET || m == Method::HEAD;
     match endpoint {
-        Endpoint::Base | Endpoint::Catalog | Endpoint::Discover | Endpoint::TagsList { .. } => read,
+        Endpoint::Base
+        | Endpoint::Catalog
+        | Endpoint::Discover
+        | Endpoint::Scrub
+        | Endpoint::TagsList { .. } => read,
         Endpoint::Referrers { .. } => m == Method::GET,
         Endpoint::Manifest { .. } => read || m == Method::PUT || m == Method::DELETE,
         Endpoint::Blob { .. } => read || m == Method::DELETE,
@@ -79,6 +104,7 @@ fn match_path(path: &str) -> Result<Endpoint, RouteError> {
         "/v2" | "/v2/" => return Ok(Endpoint::Base),
         "/v2/_catalog" => return Ok(Endpoint::Catalog),
         "/v2/_oci/ext/discover" => return Ok(Endpoint::Discover),
+        SCRUB_PATH => return Ok(Endpoint::Scrub),
         _ => path.strip_prefix("/v2/").ok_or(RouteError::NotFound)?,
     };
     if let Some(name) = rest.strip_suffix("/tags/list") {
@@ -144,6 +170,7 @@ mod tests {
             ("/v2", Ok(Endpoint::Base)),
             ("/v2/_catalog", Ok(Endpoint::Catalog)),
             ("/v2/_oci/ext/discover", Ok(Endpoint::Discover)),
+            ("/v2/_zot/ext/scrub", Ok(Endpoint::Scrub)),
             (
                 "/v2/a/b/tags/list",
                 Ok(Endpoint::TagsList { name: name("a/b") }),
