@@ -284,7 +284,11 @@ impl Engine {
                         if options.cancel.load(Relaxed) {
                             return;
                         }
-                        let verdict = check_blob(&self.blob_path(digest), *size, digest);
+                        let mut verdict = check_blob(&self.blob_path(digest), *size, digest);
+                        if verdict == Err(Damage::Missing) && !self.blob_recorded(digest) {
+                            // Removed since the pass listed it (GC): not damage.
+                            verdict = Ok(());
+                        }
                         let record = ScrubRecord::of(&verdict);
                         if let Err(damage) = verdict {
                             damaged
@@ -320,6 +324,15 @@ impl Engine {
         }
         self.flush_results(&pending, &pending_count)?;
         Ok(damaged.into_inner().expect("not poisoned"))
+    }
+
+    /// Whether `digest` still has a blob record (errors count as recorded: report, not hide).
+    fn blob_recorded(&self, digest: &Digest) -> bool {
+        let key = digest.to_string();
+        self.inner
+            .index
+            .contains(Cf::Blobs, key.as_bytes())
+            .unwrap_or(true)
     }
 
     fn flush_results(

@@ -13,6 +13,7 @@ mod faults;
 mod manifests;
 mod model;
 mod power_loss;
+mod scrub;
 
 /// Runs a scenario on the runtime its backend needs.
 pub fn run<F, Fut>(kind: IoBackendKind, scenario: F)
