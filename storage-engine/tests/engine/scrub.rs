@@ -36,14 +36,18 @@ async fn tagged_image(engine: &Engine, name: &str, config: &'static [u8], layer:
         .expect("put manifest");
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 #[test]
 fn scrub_finds_planted_damage_and_maps_it_to_images() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = open(dir.path(), IoBackendKind::Threads);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         tagged_image(&engine, "flip", b"config-flip", b"layer to flip").await;
         tagged_image(&engine, "cut", b"config-cut", b"layer to truncate").await;
@@ -96,10 +100,7 @@ fn scrub_finds_planted_damage_and_maps_it_to_images() {
 fn a_cancelled_pass_stops_and_a_paced_pass_keeps_its_rate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = open(dir.path(), IoBackendKind::Threads);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let name = repo("paced");
     let blobs: Vec<&'static [u8]> = (0..8)
         .map(|i| &*Box::leak(vec![i as u8; 64 * 1024].into_boxed_slice()))
