@@ -10,6 +10,7 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod quota;
 pub mod runtime;
 pub mod scrub;
 pub mod serve;

@@ -35,6 +35,7 @@ use crate::{
     live::Live,
     metrics::Metrics,
     observe::{Observer, REQUEST_ID_HEADER},
+    quota::Quotas,
     tag_policy::ImmutableTags,
 };
 
@@ -54,6 +55,7 @@ pub struct Shared {
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub immutable_tags: Arc<ImmutableTags>,
+    pub quotas: Arc<Quotas>,
 }
 
 pub struct ShardSettings {
@@ -155,6 +157,7 @@ async fn shard_main(
         live: shared.live.clone(),
         metrics: shared.metrics.clone(),
         immutable_tags: shared.immutable_tags.clone(),
+        quotas: shared.quotas.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),

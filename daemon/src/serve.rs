@@ -15,6 +15,7 @@ use crate::{
     live::{Live, Settings},
     logging::{self, Logging},
     metrics::Metrics,
+    quota::Quotas,
     runtime, scrub,
     tag_policy::ImmutableTags,
 };
@@ -76,6 +77,10 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         immutable_tags: Arc::new(
             ImmutableTags::new(&config.storage.immutable_tags)
                 .map_err(|error| anyhow::anyhow!("storage.immutableTags: {error}"))?,
+        ),
+        quotas: Arc::new(
+            Quotas::new(&config.storage.quotas)
+                .map_err(|error| anyhow::anyhow!("storage.quotas: {error}"))?,
         ),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -130,6 +130,30 @@ impl Engine {
     /// scans of the repositories changed since the last call; of every repository on the
     /// first call): call it from a blocking pool.
     pub fn usage(&self) -> Result<UsageSnapshot, StorageError> {
+        self.refresh_usage()?;
+        let inner = &self.inner;
+        let repos = inner
+            .usage
+            .repos
+            .lock()
+            .expect("usage lock is never poisoned");
+        let blob_bytes = inner.usage.blob_bytes.load(Relaxed);
+        let linked: u64 = repos.sizes.values().map(|(blobs, _)| blobs).sum();
+        let listed = repos
+            .sizes
+            .iter()
+            .map(|(name, (blobs, manifests))| (name.clone(), blobs + manifests))
+            .collect();
+        Ok(UsageSnapshot {
+            blobs: inner.usage.blobs.load(Relaxed),
+            blob_bytes,
+            repos: listed,
+            dedupe_saved_bytes: linked.saturating_sub(blob_bytes),
+        })
+    }
+
+    /// Recomputes the repositories changed since the last call (every one the first time).
+    fn refresh_usage(&self) -> Result<(), StorageError> {
         let inner = &self.inner;
         let loaded = {
             let repos = inner.usage.repos.lock();
@@ -164,19 +188,32 @@ impl Engine {
             .expect("usage lock is never poisoned");
         repos.loaded = true;
         repos.sizes.extend(computed);
-        let blob_bytes = inner.usage.blob_bytes.load(Relaxed);
-        let linked: u64 = repos.sizes.values().map(|(blobs, _)| blobs).sum();
-        let listed = repos
-            .sizes
-            .iter()
-            .map(|(name, (blobs, manifests))| (name.clone(), blobs + manifests))
-            .collect();
-        Ok(UsageSnapshot {
-            blobs: inner.usage.blobs.load(Relaxed),
-            blob_bytes,
-            repos: listed,
-            dedupe_saved_bytes: linked.saturating_sub(blob_bytes),
-        })
+        Ok(())
+    }
+
+    /// Bytes used by, and the number of, the repositories whose names `matches` accepts
+    /// (a quota's namespace), with changed repositories recomputed first. Blocking (as
+    /// [`Engine::usage`], without building the whole snapshot).
+    pub fn namespace_usage(
+        &self,
+        matches: &dyn Fn(&RepoName) -> bool,
+    ) -> Result<(u64, usize), StorageError> {
+        self.refresh_usage()?;
+        let repos = self
+            .inner
+            .usage
+            .repos
+            .lock()
+            .expect("usage lock is never poisoned");
+        let mut bytes = 0;
+        let mut count = 0;
+        for (name, (blobs, manifests)) in repos.sizes.iter() {
+            if matches(name) {
+                bytes += blobs + manifests;
+                count += 1;
+            }
+        }
+        Ok((bytes, count))
     }
 
     /// Upload sessions currently open (received, not yet committed or cancelled).

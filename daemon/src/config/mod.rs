@@ -120,6 +120,19 @@ pub struct StorageConfig {
     /// `storage.immutableTags` (berth): `[REPOSITORY_GLOB:]TAG_GLOB` patterns of tags a push
     /// cannot move once set (tag_policy.rs). Checked when the config loads.
     pub immutable_tags: Vec<String>,
+    /// `storage.quotas` (berth): per-namespace limits, keyed by repository glob (quota.rs).
+    pub quotas: Vec<QuotaConfig>,
+}
+
+/// One entry of `storage.quotas`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaConfig {
+    /// Repository glob (`*` within one path component, `**` across them).
+    pub pattern: String,
+    /// `maxBytes`: bytes the matching repositories may use together.
+    pub max_bytes: Option<u64>,
+    /// `maxRepositories`: how many repositories may match.
+    pub max_repositories: Option<u64>,
 }
 
 /// `http`: the listener and its limits.

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::walk::{describe, join, Ctx, Section};
 use super::{
     Config, ConfigErrors, ExtensionSection, ExtensionsConfig, HttpConfig, LintConfig, LogConfig,
-    LogFormat, MetricsConfig, ScrubConfig, StorageConfig, Warning,
+    LogFormat, MetricsConfig, QuotaConfig, ScrubConfig, StorageConfig, Warning,
 };
 
 /// zot's default port when `http.port` is absent (the embedded berth default sets 5000).
@@ -132,6 +132,7 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
             "gcDelay",
             "gcInterval",
             "immutableTags",
+            "quotas",
         ],
         &[
             (
@@ -212,13 +213,15 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
             ctx.error(&section.path_of("immutableTags"), error);
         }
     }
+    let quotas = quotas(ctx, &section);
     let ok = |present: bool, parsed: bool| !present || parsed;
     let all_parsed = ok(section.has("commit"), commit.is_some())
         && ok(section.has("dedupe"), dedupe.is_some())
         && ok(section.has("gc"), gc.is_some())
         && ok(section.has("gcDelay"), gc_delay.is_some())
         && ok(section.has("gcInterval"), gc_interval.is_some())
-        && ok(section.has("immutableTags"), immutable_tags.is_some());
+        && ok(section.has("immutableTags"), immutable_tags.is_some())
+        && quotas.is_some();
     if !all_parsed {
         return None;
     }
@@ -230,7 +233,64 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
         gc_delay: gc_delay.unwrap_or(DEFAULT_GC_DELAY),
         gc_interval: gc_interval.unwrap_or(DEFAULT_GC_INTERVAL),
         immutable_tags: immutable_tags.unwrap_or_default(),
+        quotas: quotas?,
     })
+}
+
+/// `storage.quotas`: `{"GLOB": {"maxBytes": N, "maxRepositories": N}, ...}`.
+fn quotas(ctx: &mut Ctx, storage: &Section<'_>) -> Option<Vec<QuotaConfig>> {
+    let Some(value) = storage.raw("quotas") else {
+        return Some(Vec::new());
+    };
+    let path = storage.path_of("quotas");
+    let Value::Object(map) = value else {
+        ctx.error(
+            &path,
+            format!(
+                "expected an object keyed by repository glob, got {}",
+                describe(value)
+            ),
+        );
+        return None;
+    };
+    let mut quotas = Vec::new();
+    let mut ok = true;
+    for (pattern, limits) in map {
+        let entry_path = join(&path, pattern);
+        if let Err(error) = crate::quota::Quotas::glob(pattern) {
+            ctx.error(&entry_path, error);
+            ok = false;
+            continue;
+        }
+        let Some(entry) = Section::read(
+            ctx,
+            &entry_path,
+            limits,
+            &["maxBytes", "maxRepositories"],
+            &[],
+        ) else {
+            ok = false;
+            continue;
+        };
+        let max_bytes = entry.integer(ctx, "maxBytes", 0, u64::MAX);
+        let max_repositories = entry.integer(ctx, "maxRepositories", 0, u64::MAX);
+        let parsed = |key: &str, value: &Option<u64>| !entry.has(key) || value.is_some();
+        if !parsed("maxBytes", &max_bytes) || !parsed("maxRepositories", &max_repositories) {
+            ok = false;
+            continue;
+        }
+        if max_bytes.is_none() && max_repositories.is_none() {
+            ctx.error(&entry_path, "needs maxBytes, maxRepositories or both");
+            ok = false;
+            continue;
+        }
+        quotas.push(QuotaConfig {
+            pattern: pattern.clone(),
+            max_bytes,
+            max_repositories,
+        });
+    }
+    ok.then_some(quotas)
 }
 
 fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {

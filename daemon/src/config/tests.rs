@@ -90,6 +90,7 @@ fn defaults_of_a_minimal_config() {
             gc_delay: Duration::from_secs(3600),
             gc_interval: Duration::from_secs(3600),
             immutable_tags: Vec::new(),
+            quotas: Vec::new(),
         },
         http: HttpConfig {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -693,4 +694,45 @@ fn scrub_settings_are_typed_with_zot_defaults() {
     for key in ["scrub.interval", "scrub.workers", "scrub.rate: unknown key"] {
         assert!(reported.contains(key), "{key} not in {reported}");
     }
+}
+
+#[test]
+fn quotas_are_typed_and_checked() {
+    let (config, _) = ok(r#"{"storage": {"rootDirectory": "/d", "quotas": {
+        "team/**": {"maxBytes": 1000, "maxRepositories": 5}, "solo": {"maxRepositories": 1}}}}"#);
+    let mut quotas = config.storage.quotas.clone();
+    quotas.sort_by(|a, b| a.pattern.cmp(&b.pattern));
+    assert_eq!(
+        quotas,
+        vec![
+            QuotaConfig {
+                pattern: "solo".into(),
+                max_bytes: None,
+                max_repositories: Some(1)
+            },
+            QuotaConfig {
+                pattern: "team/**".into(),
+                max_bytes: Some(1000),
+                max_repositories: Some(5)
+            },
+        ]
+    );
+    let reported = errors(
+        r#"{"storage": {"rootDirectory": "/d", "quotas": {
+        "a[": {"maxBytes": 1}, "b": {}, "c": {"maxBytes": -1}, "d": {"maxFiles": 1}}}}"#,
+    )
+    .join("\n");
+    for expected in [
+        "storage.quotas[\"a[\"]: bad repository glob",
+        "storage.quotas.b: needs maxBytes, maxRepositories or both",
+        "storage.quotas.c.maxBytes",
+        "storage.quotas.d.maxFiles: unknown key",
+    ] {
+        assert!(reported.contains(expected), "{expected} not in {reported}");
+    }
+    let reported = errors(r#"{"storage": {"rootDirectory": "/d", "quotas": []}}"#).join("\n");
+    assert!(
+        reported.contains("storage.quotas: expected an object"),
+        "{reported}"
+    );
 }

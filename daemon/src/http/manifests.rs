@@ -3,7 +3,7 @@
 //! referenced blobs and commits manifest, tags and referrer entry in one batch. The lint
 //! extension, when enabled, checks an image's mandatory annotations first (lint.rs).
 
-use berth_storage::oci::{Reference, RepoName, Tag};
+use berth_storage::oci::{Algorithm, Digest, Reference, RepoName, Tag};
 use hyper::{header, Request, Response, StatusCode};
 
 use crate::lint;
@@ -130,6 +130,17 @@ pub async fn put(
         return Err(ApiError::ManifestInvalid(format!(
             "missing mandatory annotations (lint): {missing}"
         )));
+    }
+    if ctx.quotas.limits_bytes(name) {
+        let digest = Digest::of(Algorithm::Sha256, &bytes);
+        if ctx
+            .engine
+            .get_manifest(name, &Reference::Digest(digest))?
+            .is_none()
+        {
+            let added = bytes.len() as u64;
+            ctx.quotas.check_bytes(&ctx.engine, name, added).await?;
+        }
     }
     let named = reference.as_tag().into_iter().chain(&tags);
     let immutable = ctx.immutable_tags.select(name, named);

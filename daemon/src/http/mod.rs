@@ -19,6 +19,7 @@ use hyper::{header, Method, Request, Response};
 use crate::live::Live;
 use crate::metrics::{Metrics, RepoAction};
 use crate::observe::RequestInfo;
+use crate::quota::Quotas;
 use crate::tag_policy::ImmutableTags;
 use body::{Body, RequestBody};
 use error::ApiError;
@@ -44,6 +45,8 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// `storage.immutableTags`.
     pub immutable_tags: Arc<ImmutableTags>,
+    /// `storage.quotas`.
+    pub quotas: Arc<Quotas>,
 }
 
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every

@@ -134,6 +134,7 @@ pub async fn start(
     query: &Query,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
+    ctx.quotas.check_new_repository(&ctx.engine, name).await?;
     if let Some(mount) = query.get("mount") {
         let digest: Digest = mount
             .parse()
@@ -145,6 +146,13 @@ pub async fn start(
             ),
             None => None,
         };
+        if let Some(from) = from.as_ref().filter(|_| ctx.quotas.limits_bytes(name)) {
+            if ctx.engine.stat_blob(name, &digest)?.is_none() {
+                if let Some(size) = ctx.engine.stat_blob(from, &digest)? {
+                    ctx.quotas.check_bytes(&ctx.engine, name, size).await?;
+                }
+            }
+        }
         if ctx.engine.mount_blob(from.as_ref(), name, &digest).await? {
             return Ok(created(name, &digest));
         }
@@ -159,6 +167,13 @@ pub async fn start(
         let writer = ctx.engine.begin_monolithic(name).await?;
         let mut body = req.into_body();
         let writer = pump_or_release(ctx, writer, &mut body).await?;
+        if let Err(refused) = check_quota(ctx, name, &digest, writer.offset()).await {
+            // A monolithic upload has no session to come back to: drop its bytes.
+            let id = writer.id().clone();
+            writer.abandon().await?;
+            ctx.engine.cancel_upload(name, &id).await?;
+            return Err(refused);
+        }
         writer.finish(&digest).await?;
         return Ok(created(name, &digest));
     }
@@ -189,8 +204,27 @@ pub async fn finish(
     let id = parse_session(session)?;
     let digest = digest_param(query)?;
     let writer = receive_chunk(ctx, name, &id, req).await?;
+    if let Err(refused) = check_quota(ctx, name, &digest, writer.offset()).await {
+        // The session stays (the client may free space and PUT again, or cancel it).
+        writer.abandon().await?;
+        return Err(refused);
+    }
     writer.finish(&digest).await?;
     Ok(created(name, &digest))
+}
+
+/// Refuses a blob of `size` bytes in `name` when a quota would pass its byte limit; a blob
+/// the repository already links adds nothing.
+async fn check_quota(
+    ctx: &Ctx,
+    name: &RepoName,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), ApiError> {
+    if !ctx.quotas.limits_bytes(name) || ctx.engine.stat_blob(name, digest)?.is_some() {
+        return Ok(());
+    }
+    ctx.quotas.check_bytes(&ctx.engine, name, size).await
 }
 
 pub fn status(ctx: &Ctx, name: &RepoName, session: &str) -> Result<Response<Body>, ApiError> {
