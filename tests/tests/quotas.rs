@@ -31,9 +31,31 @@ fn byte_limits_refuse_blobs_and_mounts_and_deletes_free_room() {
     let mut known = image.blob_digests();
     known.push(other.clone());
     assert_no_state_change(&berth, &known, || {
-        // Monolithic, then chunked: both refused at the commit.
+        // POST then PUT, then chunked: both refused at the commit.
         refused_as_quota(try_push_blob(&client, url, "team/app", &big, false));
         refused_as_quota(try_push_blob(&client, url, "team/lib", &big, true));
+        // Single-request monolithic (POST ?digest=): refused, its staged bytes dropped.
+        let digest = berth_tests::sha256_digest(&big);
+        let staged = || {
+            std::fs::read_dir(berth.data_dir.join("uploads"))
+                .expect("uploads")
+                .count()
+        };
+        let staged_before = staged();
+        let monolithic = client
+            .post(format!("{url}/v2/team/app/blobs/uploads/?digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(big.clone())
+            .send()
+            .expect("POST ?digest=");
+        assert_eq!(monolithic.status().as_u16(), 403);
+        let body = monolithic.bytes().expect("body");
+        assert_eq!(code_of(&body).as_deref(), Some("DENIED"));
+        assert_eq!(
+            staged(),
+            staged_before,
+            "the refused monolithic upload left bytes"
+        );
         // A mount of a blob stored elsewhere adds its bytes to the namespace too.
         let mount = client
             .post(format!(

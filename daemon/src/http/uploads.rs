@@ -168,10 +168,8 @@ pub async fn start(
         let mut body = req.into_body();
         let writer = pump_or_release(ctx, writer, &mut body).await?;
         if let Err(refused) = check_quota(ctx, name, &digest, writer.offset()).await {
-            // A monolithic upload has no session to come back to: drop its bytes.
-            let id = writer.id().clone();
+            // A monolithic upload has no session: abandoning it deletes its staged bytes.
             writer.abandon().await?;
-            ctx.engine.cancel_upload(name, &id).await?;
             return Err(refused);
         }
         writer.finish(&digest).await?;
