@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod conn_watch;
+pub mod gc;
 pub mod http;
 pub mod lint;
 pub mod live;

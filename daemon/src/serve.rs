@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::{
     config::{self, Config},
+    gc,
     live::{Live, Settings},
     logging::{self, Logging},
     metrics::Metrics,
@@ -84,15 +85,24 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         ),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let scrub_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let scrubber = scrub::spawn_periodic(shared.engine.clone(), live.clone(), scrub_stop.clone())?;
+    let maintenance_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scrubber = scrub::spawn_periodic(
+        shared.engine.clone(),
+        live.clone(),
+        maintenance_stop.clone(),
+    )?;
+    let collector = gc::spawn_periodic(
+        shared.engine.clone(),
+        &config.storage,
+        maintenance_stop.clone(),
+    )?;
     let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;
     live.mark_started();
     tracing::info!(%bound, workers, uring, "berth started");
     println!("berth listening on http://{bound}");
     signals.until_stop(path, &mut config, &logging, &live);
     live.mark_draining();
-    scrub_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    maintenance_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let delay = config.http.shutdown_delay;
     tracing::info!(
         ?delay,
@@ -105,6 +115,9 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         let _ = shard.join();
     }
     let _ = scrubber.join();
+    if let Some(collector) = collector {
+        let _ = collector.join();
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -372,6 +372,56 @@ impl Engine {
         )
     }
 
+    /// GC of upload sessions: deletes every session idle for at least `idle` (no byte
+    /// received since: the staged file's modification time, else the session's start) that
+    /// no writer holds, with its staged bytes. A client coming back gets `UploadUnknown`.
+    /// Returns how many were deleted. Blocking (std file and index calls): run it on a
+    /// maintenance thread, never on a shard.
+    pub fn expire_uploads(&self, idle: std::time::Duration) -> Result<u64, StorageError> {
+        self.inner.writable()?;
+        let now = index::now_ms();
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let mut stale = Vec::new();
+        self.inner
+            .index
+            .visit(Cf::Uploads, b"", None, |key, value| {
+                let record = UploadRecord::decode(value)?;
+                let id = String::from_utf8_lossy(key).into_owned();
+                stale.push((id, record.started_ms));
+                Ok(true)
+            })?;
+        let mut expired = 0;
+        for (key, started_ms) in stale {
+            let Ok(id) = key.parse::<UploadId>() else {
+                continue;
+            };
+            let path = self.inner.store.upload_path(&id);
+            let written_ms = std::fs::metadata(&path)
+                .and_then(|metadata| metadata.modified())
+                .ok()
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| since.as_millis() as u64);
+            if now.saturating_sub(started_ms.max(written_ms)) < idle_ms {
+                continue;
+            }
+            {
+                // The same stripe lock open_upload takes: a session is either held (skip it)
+                // or gone from the table before anyone else can open it.
+                let mut sessions = self.inner.sessions.stripe(&key);
+                if sessions.get(&key).is_some_and(|slot| slot.busy) {
+                    continue;
+                }
+                sessions.remove(&key);
+            }
+            self.inner.io.remove_file_now(&path)?;
+            let mut batch = index::Batch::default();
+            batch.delete(Cf::Uploads, key.into_bytes());
+            self.inner.index.write(batch, self.inner.commit)?;
+            expired += 1;
+        }
+        Ok(expired)
+    }
+
     async fn forget_session(&self, key: &str) -> Result<(), StorageError> {
         self.inner.sessions.stripe(key).remove(key);
         let mut batch = index::Batch::default();
