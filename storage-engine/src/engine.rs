@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use crate::blobstore::BlobStore;
 use crate::error::StorageError;
-use crate::index::{self, BlobRecord, Cf, Index, IndexStats, RefKind};
+use crate::index::{self, BlobRecord, Cf, Index, RefKind};
+use crate::index_stats::IndexStats;
 use crate::io::{FaultInjector, FaultPoint, Io, IoBackendKind};
 use crate::lock::StripedLocks;
 use crate::oci::{Digest, RepoName};

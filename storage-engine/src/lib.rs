@@ -16,6 +16,8 @@ mod fsck;
 #[cfg(feature = "engine")]
 mod index;
 #[cfg(feature = "engine")]
+mod index_stats;
+#[cfg(feature = "engine")]
 mod io;
 #[cfg(feature = "engine")]
 mod lock;
@@ -39,7 +41,7 @@ pub use error::StorageError;
 #[cfg(feature = "engine")]
 pub use fsck::{FsckProblem, FsckReport};
 #[cfg(feature = "engine")]
-pub use index::IndexStats;
+pub use index_stats::IndexStats;
 #[cfg(feature = "engine")]
 pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};
 #[cfg(feature = "engine")]

@@ -14,6 +14,9 @@
 
 mod document;
 mod duration;
+#[cfg(test)]
+mod extension_tests;
+mod extensions;
 mod sections;
 #[cfg(test)]
 mod tests;
