@@ -12,7 +12,7 @@ use super::expose::{Exposition, Kind};
 use super::{process, Metrics, METHODS};
 
 /// zot's `binaryType` lists the extensions built in; berth lists those it implements.
-const BINARY_TYPE: &str = "-metrics";
+const BINARY_TYPE: &str = "-lint-metrics-scrub";
 
 /// Writes the whole exposition. `usage` comes from [`Engine::usage`] (blocking; the caller
 /// runs it on a blocking pool). `namespace` prefixes zot's families (`zot` or `berth`).
