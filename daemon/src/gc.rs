@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use berth_storage::Engine;
 
 use crate::config::StorageConfig;
-
-/// How often the thread looks at the stop flag.
-const TICK: Duration = Duration::from_millis(200);
+use crate::periodic;
 
 /// Starts the GC thread when `storage.gc` is on; `None` when it is off.
 pub fn spawn_periodic(
@@ -27,19 +25,12 @@ pub fn spawn_periodic(
         return Ok(None);
     }
     let (interval, delay) = (storage.gc_interval, storage.gc_delay);
-    let handle = std::thread::Builder::new()
-        .name("gc".into())
-        .spawn(move || {
-            let mut since = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(TICK);
-                if since.elapsed() < interval {
-                    continue;
-                }
-                run_pass(&engine, delay);
-                since = Instant::now();
-            }
-        })?;
+    let handle = periodic::spawn(
+        "gc",
+        stop,
+        move || Some(interval),
+        move || run_pass(&engine, delay),
+    )?;
     Ok(Some(handle))
 }
 

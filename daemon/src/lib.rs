@@ -11,6 +11,7 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod periodic;
 pub mod quota;
 pub mod runtime;
 pub mod scrub;

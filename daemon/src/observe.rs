@@ -11,7 +11,6 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -114,12 +113,7 @@ fn process_prefix() -> &'static str {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.subsec_nanos());
-        static SALT: AtomicU64 = AtomicU64::new(0);
-        let salt = SALT.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{:08x}",
-            (u64::from(nanos) ^ (u64::from(std::process::id()) << 32) ^ salt) as u32
-        )
+        format!("{:08x}", nanos ^ std::process::id().rotate_left(16))
     })
 }
 

@@ -16,10 +16,11 @@ use std::sync::Arc;
 
 use berth_storage::oci::RepoName;
 use berth_storage::Engine;
-use globset::{GlobBuilder, GlobMatcher};
+use globset::GlobMatcher;
 
 use crate::config::QuotaConfig;
 use crate::http::error::ApiError;
+use crate::tag_policy::compile_glob;
 
 /// One namespace's limits.
 #[derive(Clone, Debug)]
@@ -39,11 +40,7 @@ pub struct Quotas {
 impl Quotas {
     /// Compiles a repository glob; the config checks every pattern with this at load.
     pub fn glob(pattern: &str) -> Result<GlobMatcher, String> {
-        GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .build()
-            .map(|glob| glob.compile_matcher())
-            .map_err(|error| format!("bad repository glob: {}", error.kind()))
+        compile_glob(pattern).map_err(|error| format!("bad repository glob: {error}"))
     }
 
     pub fn new(config: &[QuotaConfig]) -> Result<Quotas, String> {

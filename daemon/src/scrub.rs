@@ -6,14 +6,14 @@
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 use berth_storage::{Engine, ScrubOptions, ScrubReport};
 
 use crate::live::Live;
+use crate::periodic;
 use crate::serve::{engine_options, load};
 
 /// Hashing threads for a pass: every core.
@@ -113,9 +113,6 @@ pub fn table(report: &ScrubReport) -> String {
     out
 }
 
-/// How often the periodic thread looks at its settings and the stop flag.
-const TICK: std::time::Duration = std::time::Duration::from_millis(200);
-
 /// Runs scrub passes while the daemon runs (`extensions.scrub`, re-read every tick, so SIGHUP
 /// applies): the first pass one interval after start (or after scrub is enabled), then one
 /// per interval. Each pass logs every image (`component=scrub`, ok or affected) and feeds the
@@ -125,31 +122,23 @@ pub fn spawn_periodic(
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("scrub".into())
-        .spawn(move || {
-            let mut since = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(TICK);
-                let settings = live.settings().scrub.clone();
-                if !settings.enabled {
-                    since = Instant::now();
-                    continue;
-                }
-                if since.elapsed() < settings.interval {
-                    continue;
-                }
-                let rate =
-                    (settings.max_bytes_per_second > 0).then_some(settings.max_bytes_per_second);
-                let mut options = ScrubOptions::new(settings.workers.unwrap_or_else(workers), rate);
-                options.cancel = stop.clone();
-                match engine.scrub(&options, &|_, _| {}) {
-                    Ok(report) => log_report(&report),
-                    Err(error) => tracing::error!(component = "scrub", %error, "scrub pass failed"),
-                }
-                since = Instant::now();
-            }
-        })
+    let settings = live.clone();
+    let cancel = stop.clone();
+    let interval = move || {
+        let settings = settings.settings();
+        settings.scrub.enabled.then_some(settings.scrub.interval)
+    };
+    let pass = move || {
+        let settings = live.settings().scrub.clone();
+        let rate = (settings.max_bytes_per_second > 0).then_some(settings.max_bytes_per_second);
+        let mut options = ScrubOptions::new(settings.workers.unwrap_or_else(workers), rate);
+        options.cancel = cancel.clone();
+        match engine.scrub(&options, &|_, _| {}) {
+            Ok(report) => log_report(&report),
+            Err(error) => tracing::error!(component = "scrub", %error, "scrub pass failed"),
+        }
+    };
+    periodic::spawn("scrub", stop, interval, pass)
 }
 
 fn log_report(report: &ScrubReport) {

@@ -212,10 +212,9 @@ fn reload(path: Option<&Path>, running: &mut Config, logging: &Logging, live: &L
         }
         running.log.level = new.log.level.clone();
     }
-    if Settings::from_config(&new) != Settings::from_config(running)
-        || new.extensions != running.extensions
-    {
-        live.replace(Settings::from_config(&new));
+    let settings = Settings::from_config(&new);
+    if settings != Settings::from_config(running) || new.extensions != running.extensions {
+        live.replace(settings);
         applied.push("extensions");
         running.metrics = new.metrics.clone();
         running.lint = new.lint.clone();

@@ -16,12 +16,18 @@ pub struct ImmutableTags {
     patterns: Vec<(Option<GlobMatcher>, GlobMatcher)>,
 }
 
-fn glob(pattern: &str) -> Result<GlobMatcher, String> {
+/// Compiles a glob over repository names or tags: `*` stays within one path component, `**`
+/// crosses them (shared with quota.rs). The error is globset's description.
+pub(crate) fn compile_glob(pattern: &str) -> Result<GlobMatcher, String> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
         .map(|glob| glob.compile_matcher())
-        .map_err(|error| format!("bad glob {pattern:?}: {}", error.kind()))
+        .map_err(|error| error.kind().to_string())
+}
+
+fn glob(pattern: &str) -> Result<GlobMatcher, String> {
+    compile_glob(pattern).map_err(|error| format!("bad glob {pattern:?}: {error}"))
 }
 
 impl ImmutableTags {

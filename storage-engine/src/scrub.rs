@@ -289,7 +289,7 @@ impl Engine {
                             // Removed since the pass listed it (GC): not damage.
                             verdict = Ok(());
                         }
-                        let record = ScrubRecord::of(&verdict);
+                        let record = scrub_record(&verdict);
                         if let Err(damage) = verdict {
                             damaged
                                 .lock()
@@ -422,18 +422,14 @@ fn pace(started: Instant, done: u64, rate: Option<u64>) {
 }
 
 /// `scrub` column family value: verified_ms u64, status u8 (0 ok, 1 damaged), detail.
-struct ScrubRecord;
-
-impl ScrubRecord {
-    fn of(verdict: &Result<(), Damage>) -> Vec<u8> {
-        let mut out = index::now_ms().to_be_bytes().to_vec();
-        match verdict {
-            Ok(()) => out.push(0),
-            Err(damage) => {
-                out.push(1);
-                out.extend_from_slice(damage.to_string().as_bytes());
-            }
+fn scrub_record(verdict: &Result<(), Damage>) -> Vec<u8> {
+    let mut out = index::now_ms().to_be_bytes().to_vec();
+    match verdict {
+        Ok(()) => out.push(0),
+        Err(damage) => {
+            out.push(1);
+            out.extend_from_slice(damage.to_string().as_bytes());
         }
-        out
     }
+    out
 }

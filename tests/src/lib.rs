@@ -32,7 +32,7 @@ pub use image::{
     tar_layer, try_push_blob, try_push_manifest, write_oci_layout, Image, PushError,
     MANIFEST_ACCEPT,
 };
-pub use metrics::{metric_families, Exposition, MetricSample, METRIC_FAMILIES};
+pub use metrics::{metric_families, scrape_metrics, Exposition, MetricSample, METRIC_FAMILIES};
 pub use peer::Distribution;
 pub use prometheus::{promtool_check_metrics, require_prometheus, Prometheus, Sample, ScrapeJob};
 pub use snapshot::{assert_no_state_change, snapshot, Snapshot};

@@ -72,6 +72,17 @@ pub fn metric_families(namespace: &str) -> BTreeMap<String, &'static str> {
         .collect()
 }
 
+/// GETs `{url}/metrics` and parses it (strictly: see [`Exposition::parse`]).
+pub fn scrape_metrics(client: &reqwest::blocking::Client, url: &str) -> Exposition {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .expect("scrape")
+        .text()
+        .expect("body");
+    Exposition::parse(&text)
+}
+
 /// One sample line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricSample {

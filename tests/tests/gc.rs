@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use berth_tests::api::{location, patch_chunk, start_upload, upload_state};
-use berth_tests::{http, random_bytes, Berth, Exposition};
+use berth_tests::{http, random_bytes, scrape_metrics, Berth};
 use serde_json::json;
 
 #[test]
@@ -53,13 +53,7 @@ fn idle_upload_sessions_are_collected_and_active_ones_survive() {
     );
     let expected_range = format!("0-{}", offset - 1);
     assert_eq!(upload_state(&client, &active), (204, Some(expected_range)));
-    let text = client
-        .get(format!("{}/metrics", berth.url))
-        .send()
-        .expect("scrape")
-        .text()
-        .expect("body");
-    let metrics = Exposition::parse(&text);
+    let metrics = scrape_metrics(&client, &berth.url);
     assert_eq!(
         metrics.value("zot_gc_deleted_total", &[("type", "upload")]),
         Some(1.0)

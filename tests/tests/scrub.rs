@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_tests::api::get_json;
-use berth_tests::{berth_bin, http, push_image, random_image, wait_for, Berth, Exposition, Image};
+use berth_tests::{
+    berth_bin, http, push_image, random_image, scrape_metrics, wait_for, Berth, Image,
+};
 use serde_json::json;
 
 fn blob_file(data_dir: &Path, digest: &str) -> PathBuf {
@@ -167,13 +169,7 @@ fn online_scrub_logs_and_counts_damage() {
         "{line}"
     );
     assert!(line.contains("online/app") && line.contains("v1"), "{line}");
-    let text = client
-        .get(format!("{}/metrics", berth.url))
-        .send()
-        .expect("scrape")
-        .text()
-        .expect("body");
-    let metrics = Exposition::parse(&text);
+    let metrics = scrape_metrics(&client, &berth.url);
     assert_eq!(metrics.value("berth_scrub_affected_blobs", &[]), Some(1.0));
     assert!(metrics.value("berth_scrub_runs_total", &[]).unwrap_or(0.0) >= 1.0);
     assert!(

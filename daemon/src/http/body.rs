@@ -3,6 +3,7 @@
 //! timeout: a large push may take as long as it needs, but a stalled one is cut off.
 
 use std::{
+    cell::Cell,
     io,
     path::PathBuf,
     pin::Pin,
@@ -49,81 +50,34 @@ impl http_body::Body for Body {
     }
 }
 
-/// Counts the data bytes sent into `bytes.sent` and keeps `guard` alive until the body is dropped
-/// (fully sent or abandoned).
-struct Observed<G> {
-    body: Body,
+/// A body that adds the length of every data frame it yields to one of `bytes`' counters,
+/// and keeps `guard` alive until it is dropped: requests count what they receive, responses
+/// what they send (and hold the request's observation until sent or abandoned).
+pub struct Counted<B, G> {
+    inner: B,
     bytes: Rc<ByteCounts>,
+    counter: fn(&ByteCounts) -> &Cell<u64>,
     _guard: G,
 }
 
-impl<G: Unpin> http_body::Body for Observed<G> {
+impl<B, G> http_body::Body for Counted<B, G>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    G: Unpin,
+{
     type Data = Bytes;
-    type Error = io::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = self.get_mut();
-        // `Body` is `Unpin` (a boxed future), so projecting to it is plain.
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                let sent = &this.bytes.sent;
-                sent.set(sent.get() + data.len() as u64);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Body {
-    /// The same body, counting the bytes it sends into `bytes.sent` and holding `guard` until it
-    /// is dropped.
-    pub fn observed<G: Unpin + 'static>(self, bytes: Rc<ByteCounts>, guard: G) -> Body {
-        Body::new(Observed {
-            body: self,
-            bytes,
-            _guard: guard,
-        })
-    }
-}
-
-/// A request body that counts the data bytes received.
-pub struct RequestBody {
-    inner: Incoming,
-    bytes: Rc<ByteCounts>,
-}
-
-impl RequestBody {
-    pub fn new(inner: Incoming, bytes: Rc<ByteCounts>) -> RequestBody {
-        RequestBody { inner, bytes }
-    }
-}
-
-impl http_body::Body for RequestBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                let received = &this.bytes.received;
-                received.set(received.get() + data.len() as u64);
+                let counter = (this.counter)(&this.bytes);
+                counter.set(counter.get() + data.len() as u64);
             }
         }
         polled
@@ -135,6 +89,33 @@ impl http_body::Body for RequestBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Body {
+    /// The same body, counting the bytes it sends into `bytes.sent` and holding `guard` until it
+    /// is dropped.
+    pub fn observed<G: Unpin + 'static>(self, bytes: Rc<ByteCounts>, guard: G) -> Body {
+        Body::new(Counted {
+            inner: self,
+            bytes,
+            counter: |bytes| &bytes.sent,
+            _guard: guard,
+        })
+    }
+}
+
+/// A request body that counts the data bytes received.
+pub type RequestBody = Counted<Incoming, ()>;
+
+impl RequestBody {
+    pub fn new(inner: Incoming, bytes: Rc<ByteCounts>) -> RequestBody {
+        Counted {
+            inner,
+            bytes,
+            counter: |bytes| &bytes.received,
+            _guard: (),
+        }
     }
 }
 

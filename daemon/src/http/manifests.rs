@@ -123,8 +123,16 @@ pub async fn put(
             return Err(ApiError::ManifestTooLarge(limit));
         }
     };
-    let lint = ctx.live.settings().lint.clone();
-    let missing = lint::missing_annotations(&lint, &ctx.engine, name, &bytes).await;
+    // Cloned only when lint has something to check (a manifest PUT is on the push path).
+    let lint = {
+        let settings = ctx.live.settings();
+        let active = settings.lint.enabled && !settings.lint.mandatory_annotations.is_empty();
+        active.then(|| settings.lint.clone())
+    };
+    let missing = match &lint {
+        Some(lint) => lint::missing_annotations(lint, &ctx.engine, name, &bytes).await,
+        None => Vec::new(),
+    };
     if !missing.is_empty() {
         let missing = missing.join(", ");
         return Err(ApiError::ManifestInvalid(format!(
