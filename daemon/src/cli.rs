@@ -1,8 +1,8 @@
 //! The `berth` command line: `serve [CONFIG]`, `verify CONFIG`, `fsck CONFIG`, `scrub CONFIG`,
-//! `--version`.
+//! `gc CONFIG [--dry-run]`, `--version`.
 //!
 //! Owns argument parsing (clap derive) and the `verify` subcommand, which is config-only.
-//! Exit codes (shared by every subcommand): 0 = fine, 1 = problems found (fsck, scrub), 2 = usage or
+//! Exit codes (shared by every subcommand): 0 = fine, 1 = problems found (fsck, scrub, gc), 2 = usage or
 //! config error. clap's own usage errors also exit with 2.
 
 use std::io::Write;
@@ -59,6 +59,20 @@ enum CliCommand {
         /// zot-style config file (.json, or .yaml/.yml).
         config: PathBuf,
     },
+    /// Collect garbage once, with the config's GC and retention settings.
+    ///
+    /// One full pass: tags retention policies drop, untagged manifests, blobs no manifest
+    /// references, orphan files, empty repositories, idle upload sessions. Prints one row per
+    /// deletion (KIND / REPOSITORY / WHAT / REASON / BYTES) and a summary line. Exit 0 when
+    /// the pass ran, 1 when it had to leave something alone, 2 on a config error or when the
+    /// daemon holds the storage. Run it while the daemon is stopped.
+    Gc {
+        /// zot-style config file (.json, or .yaml/.yml).
+        config: PathBuf,
+        /// Change nothing; print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// What the command line asked for.
@@ -68,6 +82,7 @@ pub enum Command {
     Verify { config: PathBuf },
     Fsck { config: PathBuf },
     Scrub { config: PathBuf },
+    Gc { config: PathBuf, dry_run: bool },
 }
 
 impl From<CliCommand> for Command {
@@ -77,6 +92,7 @@ impl From<CliCommand> for Command {
             CliCommand::Verify { config } => Command::Verify { config },
             CliCommand::Fsck { config } => Command::Fsck { config },
             CliCommand::Scrub { config } => Command::Scrub { config },
+            CliCommand::Gc { config, dry_run } => Command::Gc { config, dry_run },
         }
     }
 }

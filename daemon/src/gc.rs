@@ -1,56 +1,95 @@
-//! Garbage collection while the daemon runs (`storage.gc`, `gcInterval`, `gcDelay`). So far
-//! it collects one kind of garbage: upload sessions idle for longer than `gcDelay` (no byte
-//! received), with their staged bytes. Unreferenced blobs, untagged manifests and retention
-//! come with the rest of issue 5.
+//! Garbage collection and retention (`storage.gc`, `gcInterval`, `gcDelay`,
+//! `gcTimeWindow`, `retention`): the periodic pass while the daemon runs, and
+//! `berth gc CONFIG [--dry-run]` offline. What a pass deletes is the engine's business
+//! (berth_storage's gc module); this module turns the config into `GcOptions`, runs passes,
+//! logs every deletion like zot (`component=gc`) and feeds zot's GC metrics.
 //!
-//! Rules: one thread, one pass per `gcInterval` (the first one interval after start); each
-//! pass feeds `zot_gc_runs_total`, `zot_gc_duration_seconds` and `zot_gc_deleted_total`
-//! and logs one `component=gc` line. Setting `stop` ends the thread between passes.
-use std::sync::atomic::{AtomicBool, Ordering};
+//! Rules: one thread, one pass per `gcInterval` (the first one interval after start; it is
+//! a full pass), started only inside `gcTimeWindow` when one is set. Setting `stop` ends the
+//! thread between passes.
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use berth_storage::Engine;
+use anyhow::Context;
+use berth_storage::{Engine, GcKind, GcOptions, GcReport};
 
 use crate::config::StorageConfig;
 use crate::periodic;
+use crate::serve::{engine_options, load};
+
+/// The pass options `storage` describes.
+pub fn options(storage: &StorageConfig) -> anyhow::Result<GcOptions> {
+    let mut options = GcOptions::new(storage.gc_delay);
+    if let Some(retention) = &storage.retention {
+        options.manifest_delay = retention.delay;
+        options.retention_dry_run = retention.dry_run;
+        let policies = crate::retention::RetentionPolicies::new(retention)
+            .map_err(|error| anyhow::anyhow!("storage.retention: {error}"))?;
+        options.retention = Some(Arc::new(policies));
+    }
+    Ok(options)
+}
 
 /// Starts the GC thread when `storage.gc` is on; `None` when it is off.
 pub fn spawn_periodic(
     engine: Arc<Engine>,
     storage: &StorageConfig,
     stop: Arc<AtomicBool>,
-) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
     if !storage.gc {
         return Ok(None);
     }
-    let (interval, delay) = (storage.gc_interval, storage.gc_delay);
+    let options = options(storage)?;
+    let interval = storage.gc_interval;
+    let window = storage.gc_time_window;
     let handle = periodic::spawn(
         "gc",
         stop,
-        move || Some(interval),
-        move || run_pass(&engine, delay),
+        move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            // Outside the window the wait restarts, so a pass starts inside it.
+            match window {
+                Some(window) if !window.contains(now) => None,
+                _ => Some(interval),
+            }
+        },
+        move || run_pass(&engine, &options),
     )?;
     Ok(Some(handle))
 }
 
-fn run_pass(engine: &Engine, delay: Duration) {
+fn run_pass(engine: &Engine, options: &GcOptions) {
     let maintenance = &engine.stats().maintenance;
     let started = Instant::now();
-    let result = engine.expire_uploads(delay);
+    let result = engine.gc(options);
     let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     maintenance
         .gc_duration_ns
         .fetch_add(elapsed, Ordering::Relaxed);
     match result {
-        Ok(expired) => {
-            maintenance.gc_runs_ok.fetch_add(1, Ordering::Relaxed);
-            maintenance
-                .gc_deleted_uploads
-                .fetch_add(expired, Ordering::Relaxed);
+        Ok(report) => {
+            log_actions(&report);
+            record(engine, &report);
+            let runs = match report.errors.is_empty() {
+                true => &maintenance.gc_runs_ok,
+                false => &maintenance.gc_runs_failed,
+            };
+            runs.fetch_add(1, Ordering::Relaxed);
+            for error in &report.errors {
+                tracing::error!(component = "gc", %error, "gc left something alone");
+            }
             tracing::info!(
                 component = "gc",
-                uploads_deleted = expired,
+                full = report.full,
+                repositories = report.repos_visited,
+                blobs_examined = report.blobs_examined,
+                summary = %summary(&report, "deleted"),
+                elapsed_ms = started.elapsed().as_millis() as u64,
                 "gc pass finished"
             );
         }
@@ -59,4 +98,129 @@ fn run_pass(engine: &Engine, delay: Duration) {
             tracing::error!(component = "gc", %error, "gc pass failed");
         }
     }
+}
+
+fn log_actions(report: &GcReport) {
+    for action in &report.actions {
+        let repository = action.repo.as_deref().unwrap_or("");
+        let message = match action.performed {
+            true => "gc deleted",
+            false => "gc would delete",
+        };
+        tracing::info!(
+            component = "gc",
+            kind = action.kind.name(),
+            repository,
+            what = %action.what,
+            reason = action.reason,
+            bytes = action.bytes,
+            dry_run = !action.performed,
+            "{message}"
+        );
+    }
+}
+
+/// Feeds zot_gc_deleted_total{type} and berth_gc_freed_bytes_total.
+fn record(engine: &Engine, report: &GcReport) {
+    let maintenance = &engine.stats().maintenance;
+    let counter = |kind: GcKind| -> &AtomicU64 {
+        match kind {
+            GcKind::Tag => &maintenance.gc_deleted_tags,
+            GcKind::Manifest => &maintenance.gc_deleted_manifests,
+            GcKind::Link => &maintenance.gc_deleted_links,
+            GcKind::Blob => &maintenance.gc_deleted_blobs,
+            GcKind::OrphanFile => &maintenance.gc_deleted_orphan_files,
+            GcKind::Repository => &maintenance.gc_deleted_repositories,
+            GcKind::Upload => &maintenance.gc_deleted_uploads,
+        }
+    };
+    for action in report.actions.iter().filter(|action| action.performed) {
+        counter(action.kind).fetch_add(1, Ordering::Relaxed);
+    }
+    maintenance
+        .gc_freed_bytes
+        .fetch_add(report.bytes_freed(), Ordering::Relaxed);
+}
+
+/// `deleted N tags, N manifests, ...` (`verb` is "deleted" or "would delete").
+pub fn summary(report: &GcReport, verb: &str) -> String {
+    let count = |kind: GcKind| {
+        report
+            .actions
+            .iter()
+            .filter(|action| action.kind == kind && action.performed == (verb == "deleted"))
+            .count()
+    };
+    let bytes: u64 = report
+        .actions
+        .iter()
+        .filter(|action| matches!(action.kind, GcKind::Blob | GcKind::OrphanFile))
+        .filter(|action| action.performed == (verb == "deleted"))
+        .map(|action| action.bytes)
+        .sum();
+    format!(
+        "{verb} {} tags, {} manifests, {} links, {} blobs ({bytes} bytes), {} orphan files, \
+         {} repositories, {} uploads",
+        count(GcKind::Tag),
+        count(GcKind::Manifest),
+        count(GcKind::Link),
+        count(GcKind::Blob),
+        count(GcKind::OrphanFile),
+        count(GcKind::Repository),
+        count(GcKind::Upload),
+    )
+}
+
+/// `berth gc CONFIG [--dry-run]`: one full pass with the config's GC and retention
+/// settings, a table of what it deleted (or would delete), and a summary line. Exit 0 when
+/// the pass ran, 1 when it had to leave something alone; a storage that cannot be opened
+/// (the daemon holds it) is an error (exit 2).
+pub fn run_offline(path: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let config = load(Some(path))?;
+    let root = &config.storage.root_directory;
+    let mut options = options(&config.storage)?;
+    options.full = true;
+    options.dry_run = dry_run;
+    let engine = Engine::open(engine_options(
+        &config,
+        berth_storage::IoBackendKind::Threads,
+    ))
+    .with_context(|| {
+        format!(
+            "opening storage at {} (is the daemon running? stop it first)",
+            root.display()
+        )
+    })?;
+    let report = engine.gc(&options)?;
+    print!("{}", table(&report));
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    println!("gc: {}", summary(&report, verb));
+    for error in &report.errors {
+        println!("left alone: {error}");
+    }
+    Ok(match report.errors.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
+}
+
+/// One row per deletion: KIND, REPOSITORY, WHAT, REASON, BYTES.
+pub fn table(report: &GcReport) -> String {
+    let mut rows = vec![[
+        "KIND".to_owned(),
+        "REPOSITORY".to_owned(),
+        "WHAT".to_owned(),
+        "REASON".to_owned(),
+        "BYTES".to_owned(),
+    ]];
+    for action in &report.actions {
+        rows.push([
+            action.kind.name().to_owned(),
+            action.repo.clone().unwrap_or_else(|| "-".to_owned()),
+            action.what.clone(),
+            action.reason.to_owned(),
+            action.bytes.to_string(),
+        ]);
+    }
+    crate::scrub::format_table(&rows)
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod observe;
 pub mod periodic;
 pub mod quota;
+pub mod retention;
 pub mod runtime;
 pub mod scrub;
 pub mod serve;

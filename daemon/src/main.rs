@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use berth::{cli, scrub, serve};
+use berth::{cli, gc, scrub, serve};
 
 fn main() -> ExitCode {
     let result = match cli::parse_args() {
@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         cli::Command::Verify { config } => Ok(cli::verify(&config)),
         cli::Command::Fsck { config } => serve::fsck(&config),
         cli::Command::Scrub { config } => scrub::run_offline(&config),
+        cli::Command::Gc { config, dry_run } => gc::run_offline(&config, dry_run),
     };
     match result {
         Ok(code) => code,

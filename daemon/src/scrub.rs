@@ -97,7 +97,12 @@ pub fn table(report: &ScrubReport) -> String {
             error,
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    format_table(&rows)
+}
+
+/// Rows as left-aligned columns two spaces apart (the first row is the header).
+pub(crate) fn format_table<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
         .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -96,6 +96,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         &config.storage,
         maintenance_stop.clone(),
     )?;
+    let engine = shared.engine.clone();
     let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;
     live.mark_started();
     tracing::info!(%bound, workers, uring, "berth started");
@@ -117,6 +118,9 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let _ = scrubber.join();
     if let Some(collector) = collector {
         let _ = collector.join();
+    }
+    if let Err(error) = engine.flush_pulls() {
+        tracing::warn!(%error, "pull times since the last GC pass were not saved");
     }
     tracing::info!("stopped");
     Ok(())

@@ -115,6 +115,36 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Every file under blobs/ that is named by a digest in its right fan-out directory
+    /// (fsck reports the others). Blocking: a directory walk.
+    pub(crate) fn blob_files(&self) -> io::Result<Vec<(Digest, PathBuf)>> {
+        let mut files = Vec::new();
+        for algorithm_dir in std::fs::read_dir(self.blobs_dir())? {
+            let algorithm_dir = algorithm_dir?.path();
+            let Some(algorithm) = algorithm_dir.file_name().and_then(|name| name.to_str()) else {
+                continue;
+            };
+            let algorithm = algorithm.to_owned();
+            for fanout in std::fs::read_dir(&algorithm_dir)? {
+                let fanout = fanout?.path();
+                if !fanout.is_dir() {
+                    continue;
+                }
+                for file in std::fs::read_dir(&fanout)? {
+                    let path = file?.path();
+                    let digest = path
+                        .file_name()
+                        .and_then(|name| name.to_str())
+                        .and_then(|hex| format!("{algorithm}:{hex}").parse::<Digest>().ok());
+                    if let Some(digest) = digest.filter(|digest| self.blob_path(digest) == path) {
+                        files.push((digest, path));
+                    }
+                }
+            }
+        }
+        Ok(files)
+    }
+
     /// Makes sure the blob's fan-out directory exists durably. After the first success per
     /// directory this is one atomic load. Racing creators both fsync the parent, so neither
     /// can commit into a directory whose entry is not yet durable.

@@ -53,8 +53,13 @@ pub(crate) struct Inner {
     pub(crate) sessions: Sessions,
     /// Per-repository locks (manifest and tag commits, blob unlinks).
     pub(crate) locks: StripedLocks,
-    /// Per-digest locks, taken only by a commit that creates a blob record.
+    /// Per-repository link locks (shared by blob finishes and mounts, exclusive for GC).
+    pub(crate) links: StripedLocks,
+    /// Per-digest locks (shared by a commit linking an existing blob, exclusive to create a
+    /// blob record or for GC to remove one).
     pub(crate) blob_locks: StripedLocks,
+    /// GC's state: pull times, repositories with garbage not yet old enough.
+    pub(crate) gc: crate::gc::GcState,
     pub(crate) stats: Arc<EngineStats>,
     pub(crate) usage: Usage,
 }
@@ -108,6 +113,9 @@ impl Engine {
             store.prepare()?;
         }
         let index = Index::open(&store.index_dir(), read_only)?;
+        if !read_only {
+            index.backfill_blob_links()?;
+        }
         let usage = Usage::load(&index)?;
         let stats = Arc::new(EngineStats::default());
         let inner = Inner {
@@ -122,7 +130,9 @@ impl Engine {
             },
             sessions: Sessions::new(),
             locks: StripedLocks::new(),
+            links: StripedLocks::new(),
             blob_locks: StripedLocks::new(),
+            gc: crate::gc::GcState::default(),
             stats,
             usage,
         };
@@ -198,8 +208,9 @@ impl Engine {
         self.inner.store.blob_path(digest)
     }
 
-    /// Unlinks a blob from `repo` (the file stays for GC). Cancel: the unlink either
-    /// committed or not; the repository lock is released either way.
+    /// Unlinks a blob from `repo`; the blob is queued for GC, which removes it once no
+    /// repository links it. Cancel: the unlink either committed or not; the repository lock
+    /// is released either way.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StorageError> {
         let _guard = self.inner.lock_repo(repo).await;
         let digest_text = digest.to_string();
@@ -216,7 +227,7 @@ impl Engine {
             return Err(StorageError::BlobReferenced(digest.clone()));
         }
         let mut batch = index::Batch::default();
-        batch.delete(Cf::RepoBlobs, link);
+        index::unlink(&mut batch, repo.as_str(), &digest_text);
         self.inner.write_index(batch).await?;
         self.inner.usage.touch(repo);
         Ok(())
@@ -230,19 +241,27 @@ impl Engine {
         to: &RepoName,
         digest: &Digest,
     ) -> Result<bool, StorageError> {
-        let size = match self.stat_blob(to, digest)? {
-            Some(_) => return Ok(true),
-            None => match from {
-                Some(from) => self.stat_blob(from, digest)?,
-                None => None,
-            },
-        };
-        let Some(size) = size else {
+        if self.stat_blob(to, digest)?.is_some() {
+            return Ok(true);
+        }
+        let Some(from) = from else {
             return Ok(false);
         };
-        self.inner.link_blob(to, digest, size, None).await?;
+        // Checked again under the digest lock: GC cannot remove the blob from here on.
+        let guard = self.inner.digest_guard(digest).await?;
+        let Some(size) = self.stat_blob(from, digest)? else {
+            return Ok(false);
+        };
+        self.inner.link_blob(to, digest, size, None, &guard).await?;
         Ok(true)
     }
+}
+
+/// A digest's lock held by a commit that links the blob: shared when the blob record exists
+/// (it cannot go away while held), exclusive when this commit may create it.
+pub(crate) enum DigestGuard<'a> {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
 }
 
 impl Inner {
@@ -265,26 +284,44 @@ impl Inner {
     }
 
     /// Waits for `repo`'s lock, recording the wait.
-    pub(crate) async fn lock_repo(&self, repo: &RepoName) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn lock_repo(&self, repo: &RepoName) -> tokio::sync::RwLockWriteGuard<'_, ()> {
         timed(&self.stats.lock_wait, self.locks.lock(repo.as_str())).await
     }
 
+    /// The digest's lock for a commit about to link the blob (see `DigestGuard`). Take it
+    /// before installing the file, hold it until `link_blob` returns.
+    pub(crate) async fn digest_guard(
+        &self,
+        digest: &Digest,
+    ) -> Result<DigestGuard<'_>, StorageError> {
+        let digest_text = digest.to_string();
+        if self.index.contains(Cf::Blobs, digest_text.as_bytes())? {
+            let shared = self.blob_locks.read(&digest_text).await;
+            // GC may have removed the record while this waited.
+            if self.index.contains(Cf::Blobs, digest_text.as_bytes())? {
+                return Ok(DigestGuard::Shared(shared));
+            }
+        }
+        Ok(DigestGuard::Exclusive(
+            self.blob_locks.lock(&digest_text).await,
+        ))
+    }
+
     /// Records a committed blob of `size` (if new) and links it into `repo`, creating the
-    /// repository record when missing, in one batch with `extra` (the upload's cleanup). The
-    /// commit that creates the blob record holds the digest's lock, so the store's totals
-    /// count it once. Cancel: the batch is applied or not as a whole.
+    /// repository record when missing, in one batch with `extra` (the upload's cleanup).
+    /// `_held` proves the caller holds the digest's lock: a record is only created under
+    /// the exclusive one (the store's totals count it once), and GC cannot remove the blob
+    /// meanwhile. The repository's link lock is held shared, so GC cannot remove the
+    /// repository or this link mid-commit. Cancel: the batch is applied or not as a whole.
     pub(crate) async fn link_blob(
         self: &Arc<Self>,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
         extra: Option<index::Batch>,
+        _held: &DigestGuard<'_>,
     ) -> Result<(), StorageError> {
-        let digest_text = digest.to_string();
-        let _guard = match self.index.contains(Cf::Blobs, digest_text.as_bytes())? {
-            true => None,
-            false => Some(self.blob_locks.lock(&digest_text).await),
-        };
+        let _links = self.links.read(repo.as_str()).await;
         let (mut batch, created) = self.link_batch(repo, digest, size)?;
         if let Some(extra) = extra {
             batch.extend(extra);
@@ -335,11 +372,7 @@ impl Inner {
             };
             batch.put(Cf::Blobs, digest_text.clone().into_bytes(), record.encode());
         }
-        batch.put(
-            Cf::RepoBlobs,
-            index::key(&[repo.as_str(), &digest_text]),
-            index::encode_time(now),
-        );
+        index::link(&mut batch, repo.as_str(), &digest_text, now);
         self.repo_record(repo, &mut batch)?;
         Ok((batch, created))
     }

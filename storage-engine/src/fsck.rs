@@ -59,6 +59,7 @@ impl Engine {
         let recorded = self.fsck_blob_records(&mut report)?;
         self.fsck_blob_files(&recorded, &mut report)?;
         self.fsck_links(&mut report)?;
+        self.fsck_reverse_links(&mut report)?;
         self.fsck_manifests(&mut report)?;
         self.fsck_tags_and_refs(&mut report)?;
         let index = &self.inner.index;
@@ -158,9 +159,33 @@ impl Engine {
                     if !index.contains(Cf::Blobs, digest.as_bytes())? {
                         report.problem(format!("{repo}: links {digest}, which has no record"));
                     }
+                    if !index.contains(Cf::BlobLinks, &index::key(&[digest, repo]))? {
+                        report.problem(format!("{repo}: link to {digest} missing in blob_links"));
+                    }
                 }
                 _ => report.problem(format!(
                     "malformed link key {:?}",
+                    String::from_utf8_lossy(key)
+                )),
+            }
+            Ok(true)
+        })
+    }
+
+    /// Every `blob_links` entry has its link in `repo_blobs` (GC trusts the reverse index).
+    fn fsck_reverse_links(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+        let index = &self.inner.index;
+        index.visit(Cf::BlobLinks, b"", None, |key, _| {
+            match index::split_key(key)?.as_slice() {
+                [digest, repo] => {
+                    if !index.contains(Cf::RepoBlobs, &index::key(&[repo, digest]))? {
+                        report.problem(format!(
+                            "blob_links says {repo} links {digest}; it does not"
+                        ));
+                    }
+                }
+                _ => report.problem(format!(
+                    "malformed blob_links key {:?}",
                     String::from_utf8_lossy(key)
                 )),
             }

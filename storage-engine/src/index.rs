@@ -28,10 +28,16 @@ pub(crate) enum Cf {
     Uploads,
     /// scrub results per blob (scrub.rs).
     Scrub,
+    /// `repo_blobs` reversed (`digest\0repo`): which repositories link a blob (GC).
+    BlobLinks,
+    /// Blobs that lost a link and may be garbage (GC's sweep list).
+    GcQueue,
+    /// Last pull time and count per manifest (retention).
+    Pulls,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 9] = [
+    pub(crate) const ALL: [Cf; 12] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -41,6 +47,9 @@ impl Cf {
         Cf::Repos,
         Cf::Uploads,
         Cf::Scrub,
+        Cf::BlobLinks,
+        Cf::GcQueue,
+        Cf::Pulls,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -54,6 +63,9 @@ impl Cf {
             Cf::Repos => "repos",
             Cf::Uploads => "uploads",
             Cf::Scrub => "scrub",
+            Cf::BlobLinks => "blob_links",
+            Cf::GcQueue => "gc_queue",
+            Cf::Pulls => "pulls",
         }
     }
 }
@@ -263,6 +275,24 @@ impl UploadRecord {
     }
 }
 
+/// Adds a link of `digest` into `repo` (made at `now`) to `batch`: `repo_blobs` and its
+/// reverse `blob_links`, always written together.
+pub(crate) fn link(batch: &mut Batch, repo: &str, digest: &str, now: u64) {
+    batch.put(Cf::RepoBlobs, key(&[repo, digest]), encode_time(now));
+    batch.put(Cf::BlobLinks, key(&[digest, repo]), Vec::new());
+}
+
+/// Removes the link of `digest` from `repo` and queues the blob for GC's sweep.
+pub(crate) fn unlink(batch: &mut Batch, repo: &str, digest: &str) {
+    batch.delete(Cf::RepoBlobs, key(&[repo, digest]));
+    batch.delete(Cf::BlobLinks, key(&[digest, repo]));
+    batch.put(
+        Cf::GcQueue,
+        digest.as_bytes().to_vec(),
+        encode_time(now_ms()),
+    );
+}
+
 /// A write batch built without touching RocksDB types, so it can cross into the blocking
 /// pool (rocksdb's WriteBatch is not `Send`).
 #[derive(Default)]
@@ -277,6 +307,10 @@ impl Batch {
 
     pub(crate) fn delete(&mut self, cf: Cf, key: Vec<u8>) {
         self.ops.push((cf, key, None));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
     }
 
     pub(crate) fn extend(&mut self, other: Batch) {
@@ -430,6 +464,25 @@ impl Index {
             Ok(!found)
         })?;
         Ok(found)
+    }
+
+    /// Fills `blob_links` from `repo_blobs` when it is empty but links exist (a store written
+    /// before `blob_links` existed). Blocking; at open.
+    pub(crate) fn backfill_blob_links(&self) -> Result<(), StorageError> {
+        if self.any_with_prefix(Cf::BlobLinks, b"", |_, _| Ok(true))? {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        self.visit(Cf::RepoBlobs, b"", None, |key, _| {
+            if let [repo, digest] = split_key(key)?[..] {
+                batch.put(Cf::BlobLinks, self::key(&[digest, repo]), Vec::new());
+            }
+            Ok(true)
+        })?;
+        if !batch.ops.is_empty() {
+            self.write(batch, true)?;
+        }
+        Ok(())
     }
 
     /// fsync of the WAL: every write so far is durable. Blocking.

@@ -14,6 +14,8 @@ mod error;
 #[cfg(feature = "engine")]
 mod fsck;
 #[cfg(feature = "engine")]
+mod gc;
+#[cfg(feature = "engine")]
 mod index;
 #[cfg(feature = "engine")]
 mod index_stats;
@@ -40,6 +42,8 @@ pub use engine::{Engine, EngineOptions};
 pub use error::StorageError;
 #[cfg(feature = "engine")]
 pub use fsck::{FsckProblem, FsckReport};
+#[cfg(feature = "engine")]
+pub use gc::{GcAction, GcKind, GcOptions, GcReport, RepoRules, Retention, TagInfo};
 #[cfg(feature = "engine")]
 pub use index_stats::IndexStats;
 #[cfg(feature = "engine")]

@@ -1,41 +1,77 @@
-//! Striped async locks: per repository, and per digest for the first commit of a blob.
+//! Striped async read-write locks, used three ways (engine.rs `Inner`): per repository for
+//! manifest and tag commits, per repository for links, and per digest for blob records.
 //!
 //! Rules: there is no store-wide lock. A key (repository name or digest) hashes to one of
-//! `STRIPES` tokio mutexes; two keys share a stripe only by hash collision (which costs some
-//! concurrency, never correctness). The repository lock serialises the read-check-write
-//! sequences that must not interleave inside one repository (manifest PUT, manifest delete,
-//! blob unlink). Blob upload commits do not take it, so concurrent finishes reach RocksDB's
-//! group commit together; only the commit that creates a blob record takes that digest's
-//! stripe, so that the store's blob count counts it once. tokio's mutex is runtime-agnostic, so shards on different threads (each with its
-//! own runtime) share it safely.
+//! `STRIPES` tokio read-write locks; two keys share a stripe only by hash collision (which
+//! costs some concurrency, never correctness).
+//! * Repository lock (exclusive only): serialises the read-check-write sequences that must
+//!   not interleave inside one repository (manifest PUT, manifest delete, blob unlink, a GC
+//!   pass over the repository).
+//! * Link lock: blob finishes and mounts hold it shared while they link a blob into the
+//!   repository, so they still meet in RocksDB's group commit; GC holds it exclusively while
+//!   it removes links or the repository record.
+//! * Digest lock: held shared by a finish or mount from before the file is installed until
+//!   its link is written; exclusively by the commit that creates the blob record (the store
+//!   counts it once) and by GC removing a record and its file.
+//! * Order, where two are held: repository, then link; digest, then link. GC's sweep holds
+//!   digest locks only (several, taken in stripe order).
+//!
+//! tokio's locks are runtime-agnostic, so shards on different threads (each with its own
+//! runtime) share them safely, and GC's plain thread uses the `blocking_` forms.
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Number of stripes: large enough that collisions between busy repositories are rare.
 pub(crate) const STRIPES: usize = 1024;
 
 pub(crate) struct StripedLocks {
-    stripes: Box<[Mutex<()>]>,
+    stripes: Box<[RwLock<()>]>,
 }
 
 impl StripedLocks {
     pub(crate) fn new() -> StripedLocks {
         StripedLocks {
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
         }
     }
 
-    fn stripe(&self, key: &str) -> usize {
+    pub(crate) fn stripe(&self, key: &str) -> usize {
         // DefaultHasher::new() uses fixed keys: the same key always maps to the same stripe.
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         (hasher.finish() % self.stripes.len() as u64) as usize
     }
 
-    /// Waits for the key's stripe. Cancel-safe: dropping the future gives up the wait.
-    pub(crate) async fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
-        self.stripes[self.stripe(key)].lock().await
+    /// Waits for the key's stripe, exclusively. Cancel-safe: dropping the future gives up
+    /// the wait.
+    pub(crate) async fn lock(&self, key: &str) -> RwLockWriteGuard<'_, ()> {
+        self.stripes[self.stripe(key)].write().await
+    }
+
+    /// Waits for the key's stripe, shared. Cancel-safe.
+    pub(crate) async fn read(&self, key: &str) -> RwLockReadGuard<'_, ()> {
+        self.stripes[self.stripe(key)].read().await
+    }
+
+    /// `lock` from a plain thread (panics inside an async runtime).
+    pub(crate) fn blocking_lock(&self, key: &str) -> RwLockWriteGuard<'_, ()> {
+        self.stripes[self.stripe(key)].blocking_write()
+    }
+
+    /// Exclusive guards on the stripes of all `keys`, taken in stripe order (so two callers
+    /// can never deadlock), each stripe once. From a plain thread.
+    pub(crate) fn blocking_lock_all<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<RwLockWriteGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys.into_iter().map(|key| self.stripe(key)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .into_iter()
+            .map(|stripe| self.stripes[stripe].blocking_write())
+            .collect()
     }
 }
 

@@ -249,7 +249,9 @@ impl Engine {
                     return Err(StorageError::ManifestUnknown);
                 }
                 batch.delete(Cf::Tags, index::key(&[repo.as_str(), tag.as_str()]));
-                return inner.write_index(batch).await;
+                inner.write_index(batch).await?;
+                inner.usage.touch(repo);
+                return Ok(());
             }
             Reference::Digest(digest) => digest,
         };
@@ -266,6 +268,7 @@ impl Engine {
             return Err(StorageError::ManifestReferenced(digest.clone()));
         }
         batch.delete(Cf::Manifests, index::key(&[repo.as_str(), &digest_text]));
+        batch.delete(Cf::Pulls, index::key(&[repo.as_str(), &digest_text]));
         inner.index.visit(
             Cf::Tags,
             &index::prefix(&[repo.as_str()]),

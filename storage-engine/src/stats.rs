@@ -166,6 +166,12 @@ pub struct MaintenanceStats {
     pub gc_deleted_manifests: AtomicU64,
     pub gc_deleted_blobs: AtomicU64,
     pub gc_deleted_uploads: AtomicU64,
+    pub gc_deleted_tags: AtomicU64,
+    pub gc_deleted_links: AtomicU64,
+    pub gc_deleted_repositories: AtomicU64,
+    pub gc_deleted_orphan_files: AtomicU64,
+    /// Bytes of blob and orphan files GC removed.
+    pub gc_freed_bytes: AtomicU64,
     pub scrub_runs: AtomicU64,
     pub scrub_blobs_verified: AtomicU64,
     pub scrub_bytes_verified: AtomicU64,

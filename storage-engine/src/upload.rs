@@ -375,9 +375,11 @@ impl Engine {
     /// GC of upload sessions: deletes every session idle for at least `idle` (no byte
     /// received since: the staged file's modification time, else the session's start) that
     /// no writer holds, with its staged bytes. A client coming back gets `UploadUnknown`.
-    /// Returns how many were deleted. Blocking (std file and index calls): run it on a
-    /// maintenance thread, never on a shard.
-    pub fn expire_uploads(&self, idle: std::time::Duration) -> Result<u64, StorageError> {
+    /// Returns the ids deleted. Blocking (std file and index calls): part of a GC pass.
+    pub(crate) fn expire_uploads(
+        &self,
+        idle: std::time::Duration,
+    ) -> Result<Vec<String>, StorageError> {
         self.inner.writable()?;
         let now = index::now_ms();
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
@@ -390,7 +392,7 @@ impl Engine {
                 stale.push((id, record.started_ms));
                 Ok(true)
             })?;
-        let mut expired = 0;
+        let mut expired = Vec::new();
         for (key, started_ms) in stale {
             let Ok(id) = key.parse::<UploadId>() else {
                 continue;
@@ -407,17 +409,19 @@ impl Engine {
             {
                 // The same stripe lock open_upload takes: a session is either held (skip it)
                 // or gone from the table before anyone else can open it.
+                // A session missing from the table is being finished or cancelled (its
+                // record goes with that commit): never pull its staged file away.
                 let mut sessions = self.inner.sessions.stripe(&key);
-                if sessions.get(&key).is_some_and(|slot| slot.busy) {
+                if sessions.get(&key).is_none_or(|slot| slot.busy) {
                     continue;
                 }
                 sessions.remove(&key);
             }
             self.inner.io.remove_file_now(&path)?;
             let mut batch = index::Batch::default();
-            batch.delete(Cf::Uploads, key.into_bytes());
+            batch.delete(Cf::Uploads, key.clone().into_bytes());
             self.inner.index.write(batch, self.inner.commit)?;
-            expired += 1;
+            expired.push(key);
         }
         Ok(expired)
     }

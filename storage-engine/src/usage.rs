@@ -4,8 +4,8 @@
 //! Rules:
 //! - Store totals (blob records and their bytes) are counted once at open from the `blobs`
 //!   family and then moved by the commit that creates a blob record (it holds that digest's
-//!   stripe lock, so a blob is counted once however many uploads race on it) and by whatever
-//!   removes blob records (GC).
+//!   stripe lock, so a blob is counted once however many uploads race on it) and by GC's
+//!   sweep, which removes records under the same lock.
 //! - A repository's usage is the sum of the sizes of the blobs it links plus the bytes of its
 //!   manifests, the bytes a client pulling everything would fetch. Every mutation of a
 //!   repository marks it dirty after its batch is written; [`Engine::usage`] recomputes only
@@ -45,12 +45,53 @@ struct RepoUsage {
     sizes: BTreeMap<RepoName, (u64, u64)>,
 }
 
+/// Repositories changed since their consumer last looked, striped.
+pub(crate) struct DirtySet {
+    stripes: Box<[Mutex<HashSet<RepoName>>]>,
+}
+
+impl Default for DirtySet {
+    fn default() -> DirtySet {
+        DirtySet {
+            stripes: (0..DIRTY_STRIPES).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl DirtySet {
+    pub(crate) fn mark(&self, repo: &RepoName) {
+        let mut hasher = DefaultHasher::new();
+        repo.hash(&mut hasher);
+        let stripe = (hasher.finish() % DIRTY_STRIPES as u64) as usize;
+        // At most one entry per repository, so the set stays bounded if nobody ever asks.
+        let mut dirty = self.stripes[stripe]
+            .lock()
+            .expect("usage lock is never poisoned");
+        if !dirty.contains(repo) {
+            dirty.insert(repo.clone());
+        }
+    }
+
+    /// Takes every repository marked since the last call.
+    pub(crate) fn take(&self) -> Vec<RepoName> {
+        let mut taken = Vec::new();
+        for stripe in self.stripes.iter() {
+            let mut dirty = stripe.lock().expect("usage lock is never poisoned");
+            taken.extend(dirty.drain());
+        }
+        taken
+    }
+}
+
 pub(crate) struct Usage {
     blobs: AtomicU64,
     blob_bytes: AtomicU64,
     /// Touched only by [`Engine::usage`] (a scrape).
     repos: Mutex<RepoUsage>,
-    dirty: Box<[Mutex<HashSet<RepoName>>]>,
+    /// Changed since the last scrape.
+    dirty: DirtySet,
+    /// Changed since the last GC pass (gc/).
+    pub(crate) gc_dirty: DirtySet,
 }
 
 impl Default for Usage {
@@ -59,7 +100,8 @@ impl Default for Usage {
             blobs: AtomicU64::new(0),
             blob_bytes: AtomicU64::new(0),
             repos: Mutex::default(),
-            dirty: (0..DIRTY_STRIPES).map(|_| Mutex::default()).collect(),
+            dirty: DirtySet::default(),
+            gc_dirty: DirtySet::default(),
         }
     }
 }
@@ -80,28 +122,22 @@ impl Usage {
         self.blob_bytes.fetch_add(size, Relaxed);
     }
 
-    /// Marks `repo` for recomputation at the next snapshot. Call after its batch is written.
-    pub(crate) fn touch(&self, repo: &RepoName) {
-        let mut hasher = DefaultHasher::new();
-        repo.hash(&mut hasher);
-        let stripe = (hasher.finish() % DIRTY_STRIPES as u64) as usize;
-        // At most one entry per repository, so the set stays bounded if nobody ever asks.
-        let mut dirty = self.dirty[stripe]
-            .lock()
-            .expect("usage lock is never poisoned");
-        if !dirty.contains(repo) {
-            dirty.insert(repo.clone());
-        }
+    /// A blob record and its file are gone (GC).
+    pub(crate) fn blob_removed(&self, size: u64) {
+        self.blobs.fetch_sub(1, Relaxed);
+        self.blob_bytes.fetch_sub(size, Relaxed);
     }
 
-    /// Takes every repository marked since the last call.
-    fn take_dirty(&self) -> Vec<RepoName> {
-        let mut taken = Vec::new();
-        for stripe in self.dirty.iter() {
-            let mut dirty = stripe.lock().expect("usage lock is never poisoned");
-            taken.extend(dirty.drain());
-        }
-        taken
+    /// Marks `repo` changed for the next snapshot and the next GC pass. Call after its batch
+    /// is written.
+    pub(crate) fn touch(&self, repo: &RepoName) {
+        self.dirty.mark(repo);
+        self.gc_dirty.mark(repo);
+    }
+
+    /// Marks `repo` for the next snapshot only (GC's own changes).
+    pub(crate) fn touch_usage(&self, repo: &RepoName) {
+        self.dirty.mark(repo);
     }
 }
 
@@ -159,7 +195,7 @@ impl Engine {
             let repos = inner.usage.repos.lock();
             repos.expect("usage lock is never poisoned").loaded
         };
-        let dirty = inner.usage.take_dirty();
+        let dirty = inner.usage.dirty.take();
         let names: Vec<RepoName> = if loaded {
             dirty
         } else {
@@ -178,7 +214,11 @@ impl Engine {
         // is lost, only recounted by the next call.
         let mut computed = Vec::with_capacity(names.len());
         for name in names {
-            let sizes = repo_sizes(&inner.index, name.as_str())?;
+            // A repository GC removed has no record any more and leaves the figures.
+            let exists = inner.index.contains(Cf::Repos, name.as_str().as_bytes())?;
+            let sizes = exists
+                .then(|| repo_sizes(&inner.index, name.as_str()))
+                .transpose()?;
             computed.push((name, sizes));
         }
         let mut repos = inner
@@ -187,7 +227,12 @@ impl Engine {
             .lock()
             .expect("usage lock is never poisoned");
         repos.loaded = true;
-        repos.sizes.extend(computed);
+        for (name, sizes) in computed {
+            match sizes {
+                Some(sizes) => repos.sizes.insert(name, sizes),
+                None => repos.sizes.remove(&name),
+            };
+        }
         Ok(())
     }
 

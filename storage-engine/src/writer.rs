@@ -239,6 +239,9 @@ impl UploadWriter {
                 actual,
             });
         }
+        // Held from before the file is installed until it is linked: GC cannot remove the
+        // blob (or the file this commit finds already there) in between.
+        let digest_guard = self.inner.digest_guard(expected).await?;
         let installed = self
             .inner
             .store
@@ -250,7 +253,13 @@ impl UploadWriter {
             return Err(error.into());
         }
         self.inner
-            .link_blob(&self.repo, expected, self.offset, Some(batch))
+            .link_blob(
+                &self.repo,
+                expected,
+                self.offset,
+                Some(batch),
+                &digest_guard,
+            )
             .await?;
         Ok(self.offset)
     }

@@ -28,6 +28,7 @@ pub const METRIC_FAMILIES: &[(&str, &str)] = &[
     ("${namespace}_gc_runs_total", "counter"),
     ("${namespace}_gc_duration_seconds", "summary"),
     ("${namespace}_gc_deleted_total", "counter"),
+    ("berth_gc_freed_bytes_total", "counter"),
     ("berth_http_requests_in_flight", "gauge"),
     ("berth_http_received_bytes_total", "counter"),
     ("berth_http_sent_bytes_total", "counter"),

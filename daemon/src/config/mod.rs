@@ -17,6 +17,9 @@ mod duration;
 #[cfg(test)]
 mod extension_tests;
 mod extensions;
+mod retention;
+#[cfg(test)]
+mod retention_tests;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -28,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use duration::parse_go_duration;
+pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
+pub use retention::{KeepTagsConfig, RetentionConfig, RetentionPolicyConfig, TimeWindow};
 
 /// The embedded default config, used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.json");
@@ -125,6 +130,11 @@ pub struct StorageConfig {
     pub immutable_tags: Vec<String>,
     /// `storage.quotas` (berth): per-namespace limits, keyed by repository glob (quota.rs).
     pub quotas: Vec<QuotaConfig>,
+    /// `storage.gcTimeWindow`: UTC window in which a GC pass may start (`None`: any time).
+    pub gc_time_window: Option<TimeWindow>,
+    /// `storage.retention`: retention policies (`None`: keep every tag, delete untagged
+    /// manifests after `gcDelay`, keep referrers).
+    pub retention: Option<RetentionConfig>,
 }
 
 /// One entry of `storage.quotas`.

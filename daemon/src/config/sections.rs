@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::extensions;
+use super::retention;
 use super::walk::{describe, join, Ctx, Section};
 use super::{
     Config, ConfigErrors, HttpConfig, LogConfig, LogFormat, QuotaConfig, StorageConfig, Warning,
@@ -133,6 +134,8 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
             "gcInterval",
             "immutableTags",
             "quotas",
+            "gcTimeWindow",
+            "retention",
         ],
         &[
             (
@@ -151,12 +154,6 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
                 "per-prefix stores are not implemented yet in this build; ignored: \
                  every repository is stored under rootDirectory",
             ),
-            (
-                "retention",
-                "retention policies are not implemented yet in this build; ignored: \
-                 nothing is deleted by policy",
-            ),
-            ("gcTimeWindow", NOT_YET),
             (
                 "maxRepos",
                 "zot setting not implemented yet in this build; ignored: the number of \
@@ -214,6 +211,15 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
         }
     }
     let quotas = quotas(ctx, &section);
+    let gc_time_window = retention::time_window(ctx, &section);
+    let retention = retention::retention(ctx, &section, gc_delay.unwrap_or(DEFAULT_GC_DELAY));
+    if gc == Some(false) {
+        for key in ["retention", "gcTimeWindow"] {
+            if section.has(key) {
+                ctx.warn(&section.path_of(key), "no effect: storage.gc is false");
+            }
+        }
+    }
     let ok = |present: bool, parsed: bool| !present || parsed;
     let all_parsed = ok(section.has("commit"), commit.is_some())
         && ok(section.has("dedupe"), dedupe.is_some())
@@ -221,7 +227,9 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
         && ok(section.has("gcDelay"), gc_delay.is_some())
         && ok(section.has("gcInterval"), gc_interval.is_some())
         && ok(section.has("immutableTags"), immutable_tags.is_some())
-        && quotas.is_some();
+        && quotas.is_some()
+        && gc_time_window.is_some()
+        && retention.is_some();
     if !all_parsed {
         return None;
     }
@@ -234,6 +242,8 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
         gc_interval: gc_interval.unwrap_or(DEFAULT_GC_INTERVAL),
         immutable_tags: immutable_tags.unwrap_or_default(),
         quotas: quotas?,
+        gc_time_window: gc_time_window?,
+        retention: retention?,
     })
 }
 

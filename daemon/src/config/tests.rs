@@ -91,6 +91,8 @@ fn defaults_of_a_minimal_config() {
             gc_interval: Duration::from_secs(3600),
             immutable_tags: Vec::new(),
             quotas: Vec::new(),
+            gc_time_window: None,
+            retention: None,
         },
         http: HttpConfig {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -168,9 +170,7 @@ fn full_zot_example_is_accepted_with_warnings() {
         "http.ratelimit",
         "http.writeTimeout",
         "http.readTimeout",
-        "storage.retention",
         "storage.subPaths",
-        "storage.gcTimeWindow",
         "storage.maxRepos",
         "storage.fastRestart",
         "scheduler",

@@ -78,6 +78,8 @@ pub fn get(
     let body = if head_only {
         empty()
     } else {
+        // Retention's pulledWithin / mostRecentlyPulledCount (zot counts GETs, not HEADs).
+        ctx.engine.record_pull(name, &manifest.digest);
         full(manifest.bytes)
     };
     Ok(response.body(body).expect("manifest headers are valid"))

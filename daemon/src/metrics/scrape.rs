@@ -383,10 +383,21 @@ fn gc_families(out: &mut Exposition, ns: &dyn Fn(&str) -> String, engine: &Engin
         ("manifest", &maintenance.gc_deleted_manifests),
         ("blob", &maintenance.gc_deleted_blobs),
         ("upload", &maintenance.gc_deleted_uploads),
+        ("tag", &maintenance.gc_deleted_tags),
+        ("link", &maintenance.gc_deleted_links),
+        ("repository", &maintenance.gc_deleted_repositories),
+        ("orphan-file", &maintenance.gc_deleted_orphan_files),
     ];
     for (kind, counter) in deleted {
         out.count(&name, &[("type", kind)], counter.load(Relaxed));
     }
+    let name = "berth_gc_freed_bytes_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Bytes of blob files garbage collection removed.",
+    );
+    out.count(name, &[], maintenance.gc_freed_bytes.load(Relaxed));
 }
 
 fn scrub_families(out: &mut Exposition, engine: &Engine) {

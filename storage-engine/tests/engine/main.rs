@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 mod blobs;
 mod faults;
+mod gc;
 mod manifests;
 mod model;
 mod power_loss;

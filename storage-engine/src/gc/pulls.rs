@@ -1,0 +1,119 @@
+//! Pull times for retention (`pulledWithin`, `mostRecentlyPulledCount`) without a write per
+//! pull: a manifest GET records its time in memory; GC writes the times into the `pulls`
+//! family at the start of each pass (and the daemon at shutdown), so a pass always decides on
+//! every pull made before it.
+//!
+//! Rules: `pulls` maps `repo\0digest` to `last_ms u64, count u64`. The in-memory table is
+//! striped like the session table and bounded by the number of distinct manifests pulled
+//! between two flushes. A crash loses the pulls since the last flush: retention may then see
+//! an older last-pull time for them (never a newer one).
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+use crate::error::StorageError;
+use crate::index::{self, Batch, Cf, Index};
+
+const STRIPES: usize = 64;
+
+/// (repository, manifest digest) -> (last pull ms, pulls since the last flush).
+type Table = HashMap<(String, String), (u64, u64)>;
+
+pub(crate) struct Pulls {
+    stripes: Box<[Mutex<Table>]>,
+}
+
+impl Default for Pulls {
+    fn default() -> Pulls {
+        Pulls {
+            stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+/// A `pulls` value.
+pub(crate) fn decode(value: &[u8]) -> Result<(u64, u64), StorageError> {
+    match (value.len(), value.get(..8), value.get(8..)) {
+        (16, Some(last), Some(count)) => Ok((
+            u64::from_be_bytes(last.try_into().expect("8 bytes")),
+            u64::from_be_bytes(count.try_into().expect("8 bytes")),
+        )),
+        _ => Err(StorageError::Corrupt("bad pull record".into())),
+    }
+}
+
+fn encode(last_ms: u64, count: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&last_ms.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    out
+}
+
+impl Pulls {
+    pub(crate) fn record(&self, repo: &str, digest: &str, now_ms: u64) {
+        let key = (repo.to_owned(), digest.to_owned());
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        let stripe = (hasher.finish() % STRIPES as u64) as usize;
+        let mut table = self.stripes[stripe]
+            .lock()
+            .expect("pull table lock is never poisoned");
+        let entry = table.entry(key).or_insert((0, 0));
+        entry.0 = entry.0.max(now_ms);
+        entry.1 += 1;
+    }
+
+    /// Writes the pulls recorded so far into the index (one unsynced batch: pull times are
+    /// advisory). Blocking.
+    pub(crate) fn flush(&self, index: &Index) -> Result<(), StorageError> {
+        let mut taken = Vec::new();
+        for stripe in self.stripes.iter() {
+            let mut table = stripe.lock().expect("pull table lock is never poisoned");
+            taken.extend(table.drain());
+        }
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        for ((repo, digest), (last_ms, count)) in taken {
+            let key = index::key(&[&repo, &digest]);
+            // Only manifests still stored get a record (a pull may race a delete).
+            if !index.contains(Cf::Manifests, &key)? {
+                continue;
+            }
+            let (stored_last, stored_count) = match index.get(Cf::Pulls, &key)? {
+                Some(value) => decode(&value)?,
+                None => (0, 0),
+            };
+            batch.put(
+                Cf::Pulls,
+                key,
+                encode(stored_last.max(last_ms), stored_count + count),
+            );
+        }
+        index.write(batch, false)
+    }
+
+    /// Last pull of `digest` in `repo` as recorded in the index (flush first).
+    pub(crate) fn last(
+        index: &Index,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        match index.get(Cf::Pulls, &index::key(&[repo, digest]))? {
+            Some(value) => Ok(Some(decode(&value)?.0)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_reject_garbage() {
+        assert_eq!(decode(&encode(7, 3)).unwrap(), (7, 3));
+        assert!(decode(&[0; 15]).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! GC's sweep: blob records no repository links (with their files), and in a full pass the
+//! files under blobs/ that have no record at all (left by a crash between a commit's rename
+//! and its index write, or between GC's record delete and its file delete).
+//!
+//! Rules: candidates are the blobs that lost a link (`gc_queue`), or every record in a full
+//! pass. They are decided in chunks: the chunk's digest locks are taken exclusively (in
+//! stripe order), each candidate is re-checked (`blob_links`), the records go in one synced
+//! batch, and only then are the files removed. A commit linking one of these blobs holds the
+//! digest's lock shared from before its file is installed to its link, so it either ran
+//! before (the blob is linked and stays) or runs after (it sees no record and creates one,
+//! installing its own copy of the file).
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use super::{GcAction, GcKind, GcOptions, GcReport};
+use crate::engine::Engine;
+use crate::error::StorageError;
+use crate::index::{self, Batch, BlobRecord, Cf};
+use crate::oci::Digest;
+
+/// Candidates decided per synced batch.
+const CHUNK: usize = 256;
+
+impl Engine {
+    pub(super) fn sweep_blobs(
+        &self,
+        options: &GcOptions,
+        full: bool,
+        report: &mut GcReport,
+    ) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        // A dry run unlinked nothing: the links it would have removed count as gone.
+        let simulated: HashSet<(String, String)> = report
+            .actions
+            .iter()
+            .filter(|action| action.kind == GcKind::Link && !action.performed)
+            .filter_map(|action| Some((action.what.clone(), action.repo.clone()?)))
+            .collect();
+        let family = if full { Cf::Blobs } else { Cf::GcQueue };
+        let mut candidates: Vec<String> =
+            simulated.iter().map(|(digest, _)| digest.clone()).collect();
+        inner.index.visit(family, b"", None, |key, _| {
+            candidates.push(String::from_utf8_lossy(key).into_owned());
+            Ok(true)
+        })?;
+        if full {
+            // Queue entries of blobs that no longer have a record are settled too.
+            inner.index.visit(Cf::GcQueue, b"", None, |key, _| {
+                if !inner.index.contains(Cf::Blobs, key)? {
+                    candidates.push(String::from_utf8_lossy(key).into_owned());
+                }
+                Ok(true)
+            })?;
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for chunk in candidates.chunks(CHUNK) {
+            let _guards = inner
+                .blob_locks
+                .blocking_lock_all(chunk.iter().map(String::as_str));
+            let mut batch = Batch::default();
+            let mut files = Vec::new();
+            for digest_text in chunk {
+                report.blobs_examined += 1;
+                let prefix = index::prefix(&[digest_text]);
+                let linked = inner
+                    .index
+                    .any_with_prefix(Cf::BlobLinks, &prefix, |key, _| {
+                        let repo = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                        Ok(!simulated.contains(&(digest_text.clone(), repo)))
+                    })?;
+                let record = inner.index.get(Cf::Blobs, digest_text.as_bytes())?;
+                let Some(record) = record.filter(|_| !linked) else {
+                    // Linked again, or already gone: no longer a candidate.
+                    batch.delete(Cf::GcQueue, digest_text.clone().into_bytes());
+                    continue;
+                };
+                let size = match BlobRecord::decode(&record) {
+                    Ok(record) => record.size,
+                    Err(error) => {
+                        report.errors.push(format!("{digest_text}: {error}"));
+                        continue;
+                    }
+                };
+                let Ok(digest) = digest_text.parse::<Digest>() else {
+                    report.errors.push(format!("{digest_text}: bad digest key"));
+                    continue;
+                };
+                report.actions.push(GcAction {
+                    kind: GcKind::Blob,
+                    repo: None,
+                    what: digest_text.clone(),
+                    reason: "no repository links it",
+                    bytes: size,
+                    performed: !options.dry_run,
+                });
+                batch.delete(Cf::Blobs, digest_text.clone().into_bytes());
+                batch.delete(Cf::Scrub, digest_text.clone().into_bytes());
+                batch.delete(Cf::GcQueue, digest_text.clone().into_bytes());
+                files.push((inner.store.blob_path(&digest), size));
+            }
+            if options.dry_run || batch.is_empty() {
+                continue;
+            }
+            // The records first (durably), then the files: a crash in between leaves
+            // orphan files, which the next full pass removes.
+            inner.index.write(batch, inner.commit)?;
+            for (path, size) in files {
+                inner.io.remove_file_now(&path)?;
+                inner.usage.blob_removed(size);
+            }
+        }
+        Ok(())
+    }
+
+    /// Files under blobs/ without a record, older than the delay (full pass only).
+    pub(super) fn sweep_orphan_files(
+        &self,
+        options: &GcOptions,
+        now: u64,
+        report: &mut GcReport,
+    ) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        let delay = u64::try_from(options.delay.as_millis()).unwrap_or(u64::MAX);
+        let mut orphans: Vec<(Digest, PathBuf, u64)> = Vec::new();
+        for (digest, path) in inner.store.blob_files()? {
+            if inner
+                .index
+                .contains(Cf::Blobs, digest.to_string().as_bytes())?
+            {
+                continue;
+            }
+            let Ok(metadata) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let modified_ms = metadata
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| since.as_millis() as u64);
+            if now < modified_ms.saturating_add(delay) {
+                continue;
+            }
+            orphans.push((digest, path, metadata.len()));
+        }
+        for (digest, path, size) in orphans {
+            let digest_text = digest.to_string();
+            let _guard = inner.blob_locks.blocking_lock(&digest_text);
+            // A commit may have recorded it since.
+            if inner.index.contains(Cf::Blobs, digest_text.as_bytes())? {
+                continue;
+            }
+            report.actions.push(GcAction {
+                kind: GcKind::OrphanFile,
+                repo: None,
+                what: digest_text,
+                reason: "no record",
+                bytes: size,
+                performed: !options.dry_run,
+            });
+            if !options.dry_run {
+                inner.io.remove_file_now(&path)?;
+            }
+        }
+        Ok(())
+    }
+}
