@@ -233,23 +233,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Links `digest` into `to` if it is linked in `to` already or in `from`. Returns false
-    /// when neither holds (the caller then opens an upload session). Cancel: as delete_blob.
+    /// Links `digest` into `to` (again) if it is linked in `to` already or in `from`. Returns
+    /// false when neither holds (the caller then opens an upload session). Cancel: as
+    /// delete_blob.
     pub async fn mount_blob(
         &self,
         from: Option<&RepoName>,
         to: &RepoName,
         digest: &Digest,
     ) -> Result<bool, StorageError> {
-        if self.stat_blob(to, digest)?.is_some() {
-            return Ok(true);
-        }
-        let Some(from) = from else {
-            return Ok(false);
+        // Already linked in `to`: the link is written again all the same, so the 201 starts
+        // the push grace anew (GC never unlinks a link younger than gcDelay).
+        let source = match (self.stat_blob(to, digest)?, from) {
+            (Some(_), _) => to,
+            (None, Some(from)) => from,
+            (None, None) => return Ok(false),
         };
         // Checked again under the digest lock: GC cannot remove the blob from here on.
         let guard = self.inner.digest_guard(digest).await?;
-        let Some(size) = self.stat_blob(from, digest)? else {
+        let Some(size) = self.stat_blob(source, digest)? else {
             return Ok(false);
         };
         self.inner.link_blob(to, digest, size, None, &guard).await?;

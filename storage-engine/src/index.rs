@@ -179,22 +179,43 @@ impl ManifestRecord {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<ManifestRecord, StorageError> {
+        let header = ManifestHeader::decode(bytes)?;
+        Ok(ManifestRecord {
+            pushed_ms: header.pushed_ms,
+            media_type: header.media_type.to_owned(),
+            subject: header.subject,
+            bytes: Bytes::copy_from_slice(&bytes[header.body_at..]),
+        })
+    }
+}
+
+/// A manifest record's fields without its bytes (GC reads only these).
+pub(crate) struct ManifestHeader<'a> {
+    pub(crate) pushed_ms: u64,
+    pub(crate) media_type: &'a str,
+    pub(crate) subject: Option<Digest>,
+    /// Where the manifest's bytes start in the value.
+    pub(crate) body_at: usize,
+}
+
+impl ManifestHeader<'_> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<ManifestHeader<'_>, StorageError> {
         let bad = || corrupt("bad manifest record", &bytes[..bytes.len().min(64)]);
         if bytes.first() != Some(&MANIFEST_RECORD_VERSION) {
             return Err(bad());
         }
         let pushed_ms = read_u64(bytes, 1).ok_or_else(bad)?;
         let (media_type, at) = read_str(bytes, 9).ok_or_else(bad)?;
-        let (subject, at) = read_str(bytes, at).ok_or_else(bad)?;
+        let (subject, body_at) = read_str(bytes, at).ok_or_else(bad)?;
         let subject = match subject {
             "" => None,
             text => Some(text.parse::<Digest>().map_err(|_| bad())?),
         };
-        Ok(ManifestRecord {
+        Ok(ManifestHeader {
             pushed_ms,
-            media_type: media_type.to_owned(),
+            media_type,
             subject,
-            bytes: Bytes::copy_from_slice(&bytes[at..]),
+            body_at,
         })
     }
 }
@@ -482,6 +503,16 @@ impl Index {
         if !batch.ops.is_empty() {
             self.write(batch, true)?;
         }
+        Ok(())
+    }
+
+    /// Flushes `cf`'s memtable and compacts the family, dropping its tombstones: a family
+    /// that is mostly deleted again (GC's queue) would otherwise make every scan step over
+    /// them. Blocking.
+    pub(crate) fn compact(&self, cf: Cf) -> Result<(), StorageError> {
+        self.db.flush_cf(self.handle(cf))?;
+        self.db
+            .compact_range_cf(self.handle(cf), None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
 

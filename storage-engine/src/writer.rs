@@ -227,10 +227,14 @@ impl UploadWriter {
         };
         // From here on the session is consumed, whatever happens.
         let key = self.guard.id.clone();
-        self.inner.sessions.stripe(&key).remove(&key);
+        let recorded = self.inner.sessions.stripe(&key).remove(&key).is_some();
         self.guard.set(Release::Gone);
         let mut batch = index::Batch::default();
-        batch.delete(Cf::Uploads, key.into_bytes());
+        // A monolithic upload (POST with ?digest=) never had a record: deleting one anyway
+        // would leave a tombstone per push for every scan of `uploads` to step over.
+        if recorded {
+            batch.delete(Cf::Uploads, key.into_bytes());
+        }
         if actual != *expected {
             self.inner.io.remove_file(&self.path).await?;
             self.inner.index.write(batch, false)?;

@@ -34,6 +34,8 @@ pub(crate) struct GcState {
     pub(crate) pulls: Pulls,
     /// Set by the first full pass after open.
     pub(crate) first_done: AtomicBool,
+    /// Queue entries settled since the queue family was last compacted (sweep.rs).
+    pub(crate) queue_settled: std::sync::atomic::AtomicUsize,
     /// One pass at a time (the daemon's thread and an API call may meet).
     pub(crate) running: Mutex<()>,
     /// Repositories holding garbage not old enough yet: name -> when it will be (ms).

@@ -13,9 +13,8 @@ use super::{GcAction, GcKind, GcOptions, GcReport, RepoRules, TagInfo};
 use crate::engine::Engine;
 use crate::error::StorageError;
 use crate::gc::pulls::Pulls;
-use crate::index::{self, Batch, Cf, ManifestRecord, TagRecord};
-use crate::manifests::references;
-use crate::oci::{parse_manifest, RepoName};
+use crate::index::{self, Batch, Cf, ManifestHeader, TagRecord};
+use crate::oci::RepoName;
 
 /// A manifest as the pass sees it.
 struct Manifest {
@@ -206,30 +205,45 @@ impl Engine {
             .map(|(_, record)| record.digest.to_string())
             .collect();
 
-        // Manifests: what is still reachable, decided by simulation.
+        // Manifests: what is still reachable, decided by simulation. Their references come
+        // from `blob_refs` (written with each manifest), so no manifest is parsed here.
         let mut manifests = HashMap::new();
         inner
             .index
             .visit(Cf::Manifests, &prefix, None, |key, value| {
                 let digest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let record = ManifestRecord::decode(value)?;
-                let parsed =
-                    parse_manifest(&record.bytes, Some(&record.media_type)).map_err(|error| {
-                        StorageError::Corrupt(format!("manifest {digest} does not parse: {error}"))
-                    })?;
-                let references = references(&parsed)
-                    .into_iter()
-                    .map(|(digest, kind)| (digest.to_string(), kind == index::RefKind::Manifest))
-                    .collect();
+                let header = ManifestHeader::decode(value)?;
                 manifests.insert(
                     digest,
                     Manifest {
-                        pushed_ms: record.pushed_ms,
-                        subject: record.subject.as_ref().map(ToString::to_string),
-                        size: record.bytes.len() as u64,
-                        references,
+                        pushed_ms: header.pushed_ms,
+                        subject: header.subject.as_ref().map(ToString::to_string),
+                        size: (value.len() - header.body_at) as u64,
+                        references: Vec::new(),
                     },
                 );
+                Ok(true)
+            })?;
+        inner
+            .index
+            .visit(Cf::BlobRefs, &prefix, None, |key, value| {
+                let parts = index::split_key(key)?;
+                let [_, referenced, referrer] = parts[..] else {
+                    return Err(StorageError::Corrupt(format!(
+                        "bad blob_refs key {:?}",
+                        String::from_utf8_lossy(key)
+                    )));
+                };
+                let child = index::RefKind::decode(value)? == index::RefKind::Manifest;
+                match manifests.get_mut(referrer) {
+                    Some(manifest) => manifest.references.push((referenced.to_owned(), child)),
+                    // A reference from a manifest that is not stored: fail closed (fsck reports it).
+                    None => {
+                        return Err(StorageError::Corrupt(format!(
+                            "blob_refs entry of a missing manifest {referrer}"
+                        )))
+                    }
+                }
                 Ok(true)
             })?;
         let manifest_delay = millis(options.manifest_delay);

@@ -2,8 +2,9 @@
 //! files under blobs/ that have no record at all (left by a crash between a commit's rename
 //! and its index write, or between GC's record delete and its file delete).
 //!
-//! Rules: candidates are the blobs that lost a link (`gc_queue`), or every record in a full
-//! pass. They are decided in chunks: the chunk's digest locks are taken exclusively (in
+//! Rules: candidates are the blobs that lost a link (`gc_queue`), and every record in a full
+//! pass; only entries that are queued are deleted from the queue (a tombstone per blob record
+//! would slow every later scan of the queue). They are decided in chunks: the chunk's digest locks are taken exclusively (in
 //! stripe order), each candidate is re-checked (`blob_links`), the records go in one synced
 //! batch, and only then are the files removed. A commit linking one of these blobs holds the
 //! digest's lock shared from before its file is installed to its link, so it either ran
@@ -21,6 +22,10 @@ use crate::oci::Digest;
 /// Candidates decided per synced batch.
 const CHUNK: usize = 256;
 
+/// Queue entries settled since the last compaction of the queue family above which it is
+/// compacted again (its tombstones would otherwise slow every later scan of the queue).
+const QUEUE_COMPACT_AFTER: usize = 1024;
+
 impl Engine {
     pub(super) fn sweep_blobs(
         &self,
@@ -36,24 +41,23 @@ impl Engine {
             .filter(|action| action.kind == GcKind::Link && !action.performed)
             .filter_map(|action| Some((action.what.clone(), action.repo.clone()?)))
             .collect();
-        let family = if full { Cf::Blobs } else { Cf::GcQueue };
-        let mut candidates: Vec<String> =
-            simulated.iter().map(|(digest, _)| digest.clone()).collect();
-        inner.index.visit(family, b"", None, |key, _| {
-            candidates.push(String::from_utf8_lossy(key).into_owned());
+        let mut queued = HashSet::new();
+        inner.index.visit(Cf::GcQueue, b"", None, |key, _| {
+            queued.insert(String::from_utf8_lossy(key).into_owned());
             Ok(true)
         })?;
+        let mut candidates: Vec<String> =
+            simulated.iter().map(|(digest, _)| digest.clone()).collect();
+        candidates.extend(queued.iter().cloned());
         if full {
-            // Queue entries of blobs that no longer have a record are settled too.
-            inner.index.visit(Cf::GcQueue, b"", None, |key, _| {
-                if !inner.index.contains(Cf::Blobs, key)? {
-                    candidates.push(String::from_utf8_lossy(key).into_owned());
-                }
+            inner.index.visit(Cf::Blobs, b"", None, |key, _| {
+                candidates.push(String::from_utf8_lossy(key).into_owned());
                 Ok(true)
             })?;
         }
         candidates.sort_unstable();
         candidates.dedup();
+        let settled = queued.len();
         for chunk in candidates.chunks(CHUNK) {
             let _guards = inner
                 .blob_locks
@@ -72,7 +76,9 @@ impl Engine {
                 let record = inner.index.get(Cf::Blobs, digest_text.as_bytes())?;
                 let Some(record) = record.filter(|_| !linked) else {
                     // Linked again, or already gone: no longer a candidate.
-                    batch.delete(Cf::GcQueue, digest_text.clone().into_bytes());
+                    if queued.contains(digest_text) {
+                        batch.delete(Cf::GcQueue, digest_text.clone().into_bytes());
+                    }
                     continue;
                 };
                 let size = match BlobRecord::decode(&record) {
@@ -96,7 +102,9 @@ impl Engine {
                 });
                 batch.delete(Cf::Blobs, digest_text.clone().into_bytes());
                 batch.delete(Cf::Scrub, digest_text.clone().into_bytes());
-                batch.delete(Cf::GcQueue, digest_text.clone().into_bytes());
+                if queued.contains(digest_text) {
+                    batch.delete(Cf::GcQueue, digest_text.clone().into_bytes());
+                }
                 files.push((inner.store.blob_path(&digest), size));
             }
             if options.dry_run || batch.is_empty() {
@@ -109,6 +117,12 @@ impl Engine {
                 inner.io.remove_file_now(&path)?;
                 inner.usage.blob_removed(size);
             }
+        }
+        let since = &inner.gc.queue_settled;
+        let settled = since.fetch_add(settled, std::sync::atomic::Ordering::Relaxed) + settled;
+        if !options.dry_run && settled >= QUEUE_COMPACT_AFTER {
+            since.store(0, std::sync::atomic::Ordering::Relaxed);
+            inner.index.compact(Cf::GcQueue)?;
         }
         Ok(())
     }
