@@ -21,6 +21,7 @@ mod metrics;
 mod peer;
 mod prometheus;
 mod snapshot;
+pub mod stress;
 
 use std::path::PathBuf;
 use std::time::Duration;

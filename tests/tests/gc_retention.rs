@@ -1,7 +1,8 @@
 //! Retention (`storage.retention`, zot semantics) against the real daemon: `keepTags` by
 //! pattern, by push recency and by pull recency; the first matching policy wins; a repository
 //! no policy matches keeps every tag; `dryRun` only logs what policies would delete while
-//! unreferenced blobs still go; and every GC deletion has its `component=gc` log line.
+//! unreferenced blobs still go; every GC deletion has its `component=gc` log line; and
+//! `gcTimeWindow` gates when passes start.
 //!
 //! Existence checks use HEAD, never GET: a manifest GET counts as a pull, which
 //! `pulledWithin` reads. Waits poll with a deadline ([`eventually`]); "it survives" is asserted
@@ -20,12 +21,19 @@ use serde_json::{json, Value};
 /// How long any GC effect may take to show.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// berth with GC every second, a 2 s delay, metrics on and `retention`, plus `patch`.
+/// berth with GC every second, a 2 s delay, metrics on and `retention` (none if null), plus
+/// `patch`.
 fn gc_berth(retention: Value, patch: Value) -> Berth {
     let mut config = json!({
         "storage": {"gcDelay": "2s", "gcInterval": "1s", "retention": retention},
         "extensions": {"metrics": {}},
     });
+    if retention.is_null() {
+        config["storage"]
+            .as_object_mut()
+            .expect("storage")
+            .remove("retention");
+    }
     merge_patch(&mut config, &patch);
     Berth::start_with(config)
 }
@@ -376,4 +384,32 @@ fn each_deletion_is_logged() {
         .iter()
         .any(|l| l["fields"]["message"] == "gc would delete"));
     stop_and_fsck(&mut berth);
+}
+
+/// `storage.gcTimeWindow` (UTC): passes start only inside the window, so a berth whose window
+/// excludes the present runs none while one whose window includes it runs them.
+#[test]
+fn gc_time_window_gates_the_passes() {
+    let minutes_now = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 60)
+        % (24 * 60);
+    let at = |offset: u64| {
+        let minutes = (minutes_now + offset) % (24 * 60);
+        format!("{:02}:{:02}", minutes / 60, minutes % 60)
+    };
+    // Ends two hours ahead (may wrap midnight), starts two hours ahead of the other.
+    let open = format!("{}-{}", at(24 * 60 - 120), at(120));
+    let closed = format!("{}-{}", at(120), at(240));
+    let client = http();
+    let inside = gc_berth(json!(null), json!({"storage": {"gcTimeWindow": open}}));
+    let outside = gc_berth(json!(null), json!({"storage": {"gcTimeWindow": closed}}));
+    await_passes(&client, &inside, 3);
+    assert_eq!(
+        gc_runs(&client, &outside),
+        0.0,
+        "no pass outside {closed} while three ran inside {open}"
+    );
 }

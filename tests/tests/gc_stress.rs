@@ -3,6 +3,8 @@
 //! and a SIGKILL at any moment of a pass must leave a store that fsck finds clean and that
 //! the next passes finish collecting.
 //!
+//! F5 (SIGKILL during GC) is in gc_crash.rs; the helpers are the harness's `stress` module.
+//!
 //! Rules: a blob's 201 is a promise for `gcDelay` (the push grace); a manifest PUT answered
 //! within that grace may fail with MANIFEST_BLOB_UNKNOWN only when a concurrent client really
 //! deleted that blob's link, and the test proves which case it was rather than tolerating
@@ -10,190 +12,18 @@
 //! request named. Bounded for a 2-core CI runner with a debug build: L3 ~60 s, F5 ~10 s,
 //! the mount/re-upload grace check ~6 s, L4 ~2 s; the harness runs them in parallel.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use berth_tests::api::{code_of, OCI_MANIFEST};
 use berth_tests::{
-    fetch_blob, fetch_manifest, http, random_bytes, sha256_digest, tar_layer, try_push_blob, Berth,
-    Client, Image,
+    fetch_manifest, http, random_bytes, sha256_digest, tar_layer, try_push_blob, Berth, Image,
 };
 use rand::Rng as _;
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// What berth answered: status, OCI error code and the error's `detail.digest`, and the body.
-struct Reply {
-    status: u16,
-    code: Option<String>,
-    digest: Option<String>,
-    body: String,
-}
-
-impl Reply {
-    fn is(&self, status: u16, code: &str) -> bool {
-        self.status == status && self.code.as_deref() == Some(code)
-    }
-}
-
-/// Reads a response; the daemon is never killed while these requests run, so a transport
-/// error is a failure.
-#[track_caller]
-fn reply(response: reqwest::Result<reqwest::blocking::Response>) -> Reply {
-    let response = response.unwrap_or_else(|e| panic!("transport error: {e:?}"));
-    let status = response.status().as_u16();
-    let body = response.bytes().expect("read body").to_vec();
-    let digest = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
-        v["errors"][0]["detail"]["digest"]
-            .as_str()
-            .map(str::to_string)
-    });
-    Reply {
-        status,
-        code: code_of(&body),
-        digest,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-/// An OCI image over uncompressed tar `layers` (their digests are the `diff_ids`).
-fn build_image(layers: Vec<Vec<u8>>) -> Image {
-    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": { "type": "layers", "diff_ids": diff_ids },
-    }))
-    .expect("config serializes");
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": sha256_digest(&config), "size": config.len(),
-        },
-        "layers": layers.iter().map(|l| json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": sha256_digest(l), "size": l.len(),
-        })).collect::<Vec<_>>(),
-    }))
-    .expect("manifest serializes");
-    Image {
-        digest: sha256_digest(&manifest),
-        config,
-        layers,
-        manifest,
-    }
-}
-
-fn put_manifest(client: &Client, url: &str, repo: &str, reference: &str, image: &Image) -> Reply {
-    reply(
-        client
-            .put(format!("{url}/v2/{repo}/manifests/{reference}"))
-            .header("content-type", OCI_MANIFEST)
-            .body(image.manifest.clone())
-            .send(),
-    )
-}
-
-fn delete(client: &Client, url: String) -> Reply {
-    reply(client.delete(url).send())
-}
-
-/// Uploads the config and every layer of `image` (POST, then PUT `?digest=` with the body).
-fn upload_blobs(client: &Client, url: &str, repo: &str, image: &Image) -> Result<(), String> {
-    for blob in std::iter::once(&image.config).chain(&image.layers) {
-        try_push_blob(client, url, repo, blob, false).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-fn hex_of(digest: &str) -> String {
-    digest.trim_start_matches("sha256:").to_string()
-}
-
-/// Names of every regular file under `data_dir/blobs/` (a GC may remove directories while
-/// this walks: a vanished directory counts as empty).
-fn blob_files(data_dir: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut stack = vec![data_dir.join("blobs")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
-                Ok(_) => files.push(entry.file_name().to_string_lossy().into_owned()),
-                Err(_) => {}
-            }
-        }
-    }
-    files
-}
-
-/// Asserts `repo:reference` serves `image` byte-identical and every blob it references
-/// digest-correct.
-#[track_caller]
-fn assert_pulls(client: &Client, url: &str, repo: &str, reference: &str, image: &Image) {
-    let (status, digest, body) = fetch_manifest(client, url, repo, reference);
-    assert_eq!(status, 200, "{repo}:{reference} is gone");
-    assert_eq!(
-        digest.as_deref(),
-        Some(image.digest.as_str()),
-        "{repo}:{reference}"
-    );
-    assert!(
-        body == image.manifest,
-        "{repo}:{reference} serves other bytes"
-    );
-    for blob in image.blob_digests() {
-        let (status, bytes) = fetch_blob(client, url, repo, &blob);
-        assert_eq!(status, 200, "blob {blob} of {repo}:{reference} is gone");
-        assert_eq!(sha256_digest(&bytes), blob, "blob of {repo}:{reference}");
-    }
-}
-
-#[track_caller]
-fn assert_fsck_clean(berth: &Berth, when: &str) {
-    let (clean, report) = berth.fsck();
-    assert!(clean, "fsck {when} found problems:\n{report}");
-}
-
-/// Asserts the manifest `digest` is not served from `repo` (it was deleted by 202).
-#[track_caller]
-fn assert_deleted(client: &Client, url: &str, repo: &str, digest: &str) {
-    let (status, _, _) = fetch_manifest(client, url, repo, digest);
-    assert_eq!(status, 404, "deleted {digest} in {repo} is served");
-}
-
-/// Hex names of every blob `images` reference.
-fn blob_hexes<'a>(images: impl Iterator<Item = &'a Image>) -> HashSet<String> {
-    images
-        .flat_map(Image::blob_digests)
-        .map(|d| hex_of(&d))
-        .collect()
-}
-
-/// Polls the files under blobs/ until `left` (what GC still has to remove) says nothing, for
-/// at most 30 s; every look asserts that no blob in `live` has gone.
-#[track_caller]
-fn await_gc(berth: &Berth, live: &HashSet<String>, left: impl Fn(&[String]) -> Option<String>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let files = blob_files(&berth.data_dir);
-        let on_disk: HashSet<&String> = files.iter().collect();
-        let missing: Vec<&String> = live.iter().filter(|h| !on_disk.contains(h)).collect();
-        assert!(missing.is_empty(), "live blobs gone from disk: {missing:?}");
-        let Some(left) = left(&files) else { return };
-        assert!(Instant::now() < deadline, "GC did not finish: {left}");
-        thread::sleep(Duration::from_millis(250));
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// L3: push / delete / GC race.
+use berth_tests::stress::*;
 
 const L3_CLIENTS: usize = 8;
 const L3_CYCLES: usize = 70;
@@ -507,154 +337,10 @@ fn l4_blob_delete_racing_manifest_put_never_dangles() {
 
 // ---------------------------------------------------------------------------------------
 // F5: SIGKILL during GC.
-
-const F5_REPOS: usize = 3;
-const F5_PER_REPO: usize = 50;
-const F5_KILLS: usize = 5;
-const F5_DELETE_PER_KILL: usize = 20;
-/// `storage.gcDelay` of the F5 daemon.
-const F5_GRACE: Duration = Duration::from_secs(1);
-
-/// Pushes `image` as `repo:tag`. A MANIFEST_BLOB_UNKNOWN after the grace (a slow machine)
-/// restarts the push; inside the grace it is a lost blob and fails the test.
-fn push_with_grace(client: &Client, url: &str, repo: &str, tag: &str, image: &Image) {
-    for _ in 0..10 {
-        let started = Instant::now();
-        upload_blobs(client, url, repo, image).unwrap_or_else(|e| panic!("upload: {e}"));
-        let put = put_manifest(client, url, repo, tag, image);
-        if put.status == 201 {
-            return;
-        }
-        assert!(
-            put.is(400, "MANIFEST_BLOB_UNKNOWN") && started.elapsed() >= F5_GRACE,
-            "PUT {repo}:{tag} {:?} after its first upload: {} {}",
-            started.elapsed(),
-            put.status,
-            put.body
-        );
-    }
-    panic!("{repo}:{tag}: every push took longer than the grace");
-}
-
-/// Pushes `F5_PER_REPO` images into `repo`, each with a unique layer and one or two
-/// layers of `pool`.
-fn f5_push_repo(url: &str, pool: &[Vec<u8>], repo: &str) -> Vec<(String, String, Image)> {
-    let client = http();
-    let mut rng = rand::rng();
-    (0..F5_PER_REPO)
-        .map(|n| {
-            let unique = random_bytes(rng.random_range(256..3072));
-            let first = rng.random_range(0..pool.len());
-            let mut layers = vec![tar_layer("unique.bin", &unique), pool[first].clone()];
-            if rng.random_bool(0.3) {
-                layers.push(pool[(first + 1) % pool.len()].clone());
-            }
-            let image = build_image(layers);
-            let tag = format!("i{n}");
-            push_with_grace(&client, url, repo, &tag, &image);
-            (repo.to_string(), tag, image)
-        })
-        .collect()
-}
-
-/// F5: 150 images in three repositories sharing layers; then five times: delete 20 of them
-/// by digest (GC, every second with a 1 s delay, starts collecting), SIGKILL at a random
-/// moment, fsck (clean: orphan files are info) and restart. Finally GC finishes the job: the
-/// files under blobs/ are exactly the live images' blobs, every live image pulls
-/// digest-correct, every deleted manifest stays deleted, and fsck is clean.
-#[test]
-fn f5_kill_during_gc_loses_no_referenced_blob() {
-    let wall = Instant::now();
-    let mut berth = Berth::start_with(json!({"storage": {"gcInterval": "1s", "gcDelay": "1s"}}));
-    let pool: Vec<Vec<u8>> = (0..10)
-        .map(|i| tar_layer(&format!("pool{i}.bin"), &random_bytes(2048)))
-        .collect();
-    let url = berth.url.clone();
-    let url = url.as_str();
-    let mut images: Vec<(String, String, Image)> = thread::scope(|s| {
-        let handles: Vec<_> = (0..F5_REPOS)
-            .map(|r| {
-                let pool = &pool;
-                s.spawn(move || f5_push_repo(url, pool, &format!("f5/r{r}")))
-            })
-            .collect();
-        let pushed = handles.into_iter().map(|h| h.join().expect("push thread"));
-        pushed.flatten().collect()
-    });
-    let mut rng = rand::rng();
-    for i in (1..images.len()).rev() {
-        images.swap(i, rng.random_range(0..=i));
-    }
-    let live = images.split_off(F5_KILLS * F5_DELETE_PER_KILL);
-    let deleted = images;
-    eprintln!("F5: pushed and shuffled after {:?}", wall.elapsed());
-
-    let client = http();
-    let mut swept_at_kill = Vec::new();
-    for (round, batch) in deleted.chunks(F5_DELETE_PER_KILL).enumerate() {
-        let before = blob_files(&berth.data_dir).len();
-        for (repo, tag, image) in batch {
-            let gone = delete(
-                &client,
-                format!("{}/v2/{repo}/manifests/{}", berth.url, image.digest),
-            );
-            assert_eq!(gone.status, 202, "DELETE {repo}:{tag}: {}", gone.body);
-        }
-        if round % 2 == 0 {
-            thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
-        } else {
-            // Odd rounds kill mid-sweep: the moment the first file under blobs/ goes.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while blob_files(&berth.data_dir).len() >= before && Instant::now() < deadline {}
-        }
-        berth.kill();
-        swept_at_kill.push(before.saturating_sub(blob_files(&berth.data_dir).len()));
-        assert_fsck_clean(&berth, "after a SIGKILL during GC");
-        berth.restart();
-    }
-    eprintln!("F5: blob files removed at each kill: {swept_at_kill:?}");
-
-    // GC finishes: the files under blobs/ become exactly the live images' blobs and stay so
-    // for more than one interval. A live blob missing at any point is a lost blob.
-    let expected = blob_hexes(live.iter().map(|(_, _, image)| image));
-    let exact = |files: &[String]| {
-        (files.len() != expected.len()).then(|| {
-            let extra: Vec<_> = files.iter().filter(|f| !expected.contains(*f)).collect();
-            format!(
-                "{} files, {} live blobs; extra: {extra:?}",
-                files.len(),
-                expected.len()
-            )
-        })
-    };
-    await_gc(&berth, &expected, exact);
-    thread::sleep(Duration::from_millis(2500));
-    let files = blob_files(&berth.data_dir);
-    assert_eq!(
-        exact(&files),
-        None,
-        "the blob files changed after GC finished"
-    );
-    for (repo, tag, image) in &live {
-        assert_pulls(&client, &berth.url, repo, tag, image);
-    }
-    for (repo, _, image) in &deleted {
-        assert_deleted(&client, &berth.url, repo, &image.digest);
-    }
-    berth.stop();
-    assert_fsck_clean(&berth, "after GC finished");
-    eprintln!(
-        "F5: {} live images, {} blobs on disk; wall time {:?}",
-        live.len(),
-        expected.len(),
-        wall.elapsed()
-    );
-}
-
 /// The push grace holds for every 201, also a mount (`POST ?mount=&from=`) into a repository
 /// that already links the blob and a re-upload of a linked blob: both restart the grace, so
 /// after their old links became unreferenced (quay#6318's case) the GC pass that takes the old
-/// config (linked as long ago) keeps them, and a manifest PUT using them is 201.
+/// image's blobs leaves them.
 #[test]
 fn l3_mount_and_reupload_of_an_old_link_restart_the_grace() {
     let berth = Berth::start_with(json!({"storage": {"gcInterval": "1s", "gcDelay": "3s"}}));
