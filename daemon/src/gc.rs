@@ -13,12 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use berth_storage::{Engine, GcKind, GcOptions, GcReport};
 
 use crate::config::StorageConfig;
 use crate::periodic;
-use crate::serve::{engine_options, load};
+use crate::serve::open_offline;
 
 /// The pass options `storage` describes.
 pub fn options(storage: &StorageConfig) -> anyhow::Result<GcOptions> {
@@ -176,21 +175,10 @@ pub fn summary(report: &GcReport, verb: &str) -> String {
 /// the pass ran, 1 when it had to leave something alone; a storage that cannot be opened
 /// (the daemon holds it) is an error (exit 2).
 pub fn run_offline(path: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let config = load(Some(path))?;
-    let root = &config.storage.root_directory;
+    let (config, engine) = open_offline(path)?;
     let mut options = options(&config.storage)?;
     options.full = true;
     options.dry_run = dry_run;
-    let engine = Engine::open(engine_options(
-        &config,
-        berth_storage::IoBackendKind::Threads,
-    ))
-    .with_context(|| {
-        format!(
-            "opening storage at {} (is the daemon running? stop it first)",
-            root.display()
-        )
-    })?;
     let report = engine.gc(&options)?;
     print!("{}", table(&report));
     let verb = if dry_run { "would delete" } else { "deleted" };

@@ -9,12 +9,11 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::Context;
 use berth_storage::{Engine, ScrubOptions, ScrubReport};
 
 use crate::live::Live;
 use crate::periodic;
-use crate::serve::{engine_options, load};
+use crate::serve::open_offline;
 
 /// Hashing threads for a pass: every core.
 pub fn workers() -> usize {
@@ -23,18 +22,7 @@ pub fn workers() -> usize {
 
 /// `berth scrub CONFIG`.
 pub fn run_offline(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = load(Some(path))?;
-    let root = &config.storage.root_directory;
-    let engine = Engine::open(engine_options(
-        &config,
-        berth_storage::IoBackendKind::Threads,
-    ))
-    .with_context(|| {
-        format!(
-            "opening storage at {} (is the daemon running? stop it first)",
-            root.display()
-        )
-    })?;
+    let (_, engine) = open_offline(path)?;
     let options = ScrubOptions::new(workers(), None);
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);

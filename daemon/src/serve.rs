@@ -37,6 +37,20 @@ pub(crate) fn engine_options(config: &config::Config, io: IoBackendKind) -> Engi
     }
 }
 
+/// Loads the config at `path` and opens its storage for an offline command (`berth scrub`,
+/// `berth gc`); fails with a hint when the daemon holds the store.
+pub(crate) fn open_offline(path: &Path) -> anyhow::Result<(config::Config, Engine)> {
+    let config = load(Some(path))?;
+    let engine =
+        Engine::open(engine_options(&config, IoBackendKind::Threads)).with_context(|| {
+            format!(
+                "opening storage at {} (is the daemon running? stop it first)",
+                config.storage.root_directory.display()
+            )
+        })?;
+    Ok((config, engine))
+}
+
 pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let mut config = load(path)?;
     let logging = logging::init(&config.log)?;

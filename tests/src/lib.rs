@@ -16,12 +16,12 @@
 pub mod api;
 mod daemon;
 mod fixture;
+pub mod gc;
 mod image;
 mod metrics;
 mod peer;
 mod prometheus;
 mod snapshot;
-pub mod stress;
 
 use std::path::PathBuf;
 use std::time::Duration;

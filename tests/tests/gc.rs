@@ -10,7 +10,6 @@
 //! passes have run past the delay ([`await_passes`]). Blob files are looked up by digest under
 //! `data_dir/blobs`.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,15 +17,13 @@ use berth_tests::api::{
     expect_status, get_json, json_bytes, location, patch_chunk, put_manifest, start_upload,
     upload_state, OCI_INDEX, OCI_MANIFEST,
 };
+use berth_tests::gc::{await_passes, deleted, eventually, head, on_disk, stop_and_fsck, tags};
 use berth_tests::{
     berth_bin, fetch_blob, fetch_manifest, gzip_stored, http, merge_patch, push_blob, push_image,
     random_bytes, random_image, scrape_metrics, sha256_digest, tar_layer, try_push_manifest, Berth,
     Client, Image,
 };
 use serde_json::{json, Value};
-
-/// How long any GC effect may take to show.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// berth with GC every second, a 2 s delay and metrics on, plus `patch`.
 fn gc_berth(patch: Value) -> Berth {
@@ -36,56 +33,6 @@ fn gc_berth(patch: Value) -> Berth {
     });
     merge_patch(&mut config, &patch);
     Berth::start_with(config)
-}
-
-/// Polls `done` every 100 ms; panics naming `what` after [`DEADLINE`].
-#[track_caller]
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !done() {
-        assert!(Instant::now() < deadline, "waited {DEADLINE:?} for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// GC passes finished so far (`zot_gc_runs_total`, both outcomes).
-fn gc_runs(client: &Client, berth: &Berth) -> f64 {
-    scrape_metrics(client, &berth.url).sum("zot_gc_runs_total", &[])
-}
-
-/// Waits until `n` more GC passes have finished (the last of them started after this call).
-fn await_passes(client: &Client, berth: &Berth, n: u32) {
-    let start = gc_runs(client, berth);
-    eventually("GC passes", || {
-        gc_runs(client, berth) >= start + f64::from(n)
-    });
-}
-
-/// `zot_gc_deleted_total{type}` (0 when the series is absent).
-fn deleted(client: &Client, berth: &Berth, kind: &str) -> f64 {
-    scrape_metrics(client, &berth.url)
-        .value("zot_gc_deleted_total", &[("type", kind)])
-        .unwrap_or(0.0)
-}
-
-/// True when a file named by `digest`'s hex exists anywhere under `data_dir/blobs`.
-fn on_disk(berth: &Berth, digest: &str) -> bool {
-    fn find(dir: &Path, name: &str) -> bool {
-        std::fs::read_dir(dir).into_iter().flatten().any(|entry| {
-            let path = entry.expect("dir entry").path();
-            if path.is_dir() {
-                find(&path, name)
-            } else {
-                path.file_name().is_some_and(|n| n == name)
-            }
-        })
-    }
-    let (_, hex) = digest.split_once(':').expect("algorithm:hex");
-    find(&berth.data_dir.join("blobs"), hex)
-}
-
-fn head(client: &Client, url: String) -> u16 {
-    client.head(url).send().expect("HEAD").status().as_u16()
 }
 
 fn head_blob(client: &Client, berth: &Berth, repo: &str, digest: &str) -> u16 {
@@ -130,20 +77,6 @@ fn assert_pulls(client: &Client, berth: &Berth, repo: &str, reference: &str, ima
 fn catalog(client: &Client, berth: &Berth) -> Vec<String> {
     let (_, body) = get_json(client, &format!("{}/v2/_catalog", berth.url));
     serde_json::from_value(body["repositories"].clone()).expect("repositories")
-}
-
-fn tags(client: &Client, berth: &Berth, repo: &str) -> Vec<String> {
-    let (_, body) = get_json(client, &format!("{}/v2/{repo}/tags/list", berth.url));
-    let mut tags: Vec<String> = serde_json::from_value(body["tags"].clone()).unwrap_or_default();
-    tags.sort();
-    tags
-}
-
-#[track_caller]
-fn stop_and_fsck(berth: &mut Berth) {
-    berth.stop();
-    let (clean, report) = berth.fsck();
-    assert!(clean, "fsck after GC:\n{report}");
 }
 
 /// A gzip tar layer blob with its diff_id.

@@ -9,7 +9,7 @@ use berth_tests::{http, random_bytes, tar_layer, Berth, Client, Image};
 use rand::Rng as _;
 use serde_json::json;
 
-use berth_tests::stress::*;
+use berth_tests::gc::*;
 
 const F5_REPOS: usize = 3;
 const F5_PER_REPO: usize = 50;

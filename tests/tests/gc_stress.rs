@@ -3,7 +3,7 @@
 //! and a SIGKILL at any moment of a pass must leave a store that fsck finds clean and that
 //! the next passes finish collecting.
 //!
-//! F5 (SIGKILL during GC) is in gc_crash.rs; the helpers are the harness's `stress` module.
+//! F5 (SIGKILL during GC) is in gc_crash.rs; the helpers are the harness's `gc` module.
 //!
 //! Rules: a blob's 201 is a promise for `gcDelay` (the push grace); a manifest PUT answered
 //! within that grace may fail with MANIFEST_BLOB_UNKNOWN only when a concurrent client really
@@ -23,7 +23,7 @@ use berth_tests::{
 use rand::Rng as _;
 use serde_json::json;
 
-use berth_tests::stress::*;
+use berth_tests::gc::*;
 
 const L3_CLIENTS: usize = 8;
 const L3_CYCLES: usize = 70;

@@ -1,6 +1,6 @@
-//! Helpers for the GC stress and crash tests (tests/gc_stress.rs, tests/gc_crash.rs): replies
-//! read with their OCI error code, images pushed and checked blob by blob, blob files counted
-//! on disk, and a wait for GC to bring the files down to the live set.
+//! Helpers for the GC tests (tests/gc*.rs): waits on GC passes and their metrics, blob files
+//! found on disk, replies read with their OCI error code, images pushed and checked blob by
+//! blob, and a wait for GC to bring the files down to the live set.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::api::{code_of, OCI_MANIFEST};
-use crate::{fetch_blob, fetch_manifest, sha256_digest, try_push_blob, Berth, Client, Image};
+use crate::api::{code_of, get_json, OCI_MANIFEST};
+use crate::{
+    fetch_blob, fetch_manifest, scrape_metrics, sha256_digest, try_push_blob, Berth, Client, Image,
+};
 
 /// What berth answered: status, OCI error code and the error's `detail.digest`, and the body.
 pub struct Reply {
@@ -188,3 +190,70 @@ pub fn await_gc(berth: &Berth, live: &HashSet<String>, left: impl Fn(&[String]) 
 
 // ---------------------------------------------------------------------------------------
 // L3: push / delete / GC race.
+
+/// How long any GC effect may take to show.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `done` every 100 ms; panics naming `what` after [`DEADLINE`].
+#[track_caller]
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {DEADLINE:?} for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// GC passes finished so far (`zot_gc_runs_total`, both outcomes).
+pub fn gc_runs(client: &Client, berth: &Berth) -> f64 {
+    scrape_metrics(client, &berth.url).sum("zot_gc_runs_total", &[])
+}
+
+/// Waits until `n` more GC passes have finished (the last of them started after this call).
+pub fn await_passes(client: &Client, berth: &Berth, n: u32) {
+    let start = gc_runs(client, berth);
+    eventually("GC passes", || {
+        gc_runs(client, berth) >= start + f64::from(n)
+    });
+}
+
+/// `zot_gc_deleted_total{type}` (0 when the series is absent).
+pub fn deleted(client: &Client, berth: &Berth, kind: &str) -> f64 {
+    scrape_metrics(client, &berth.url)
+        .value("zot_gc_deleted_total", &[("type", kind)])
+        .unwrap_or(0.0)
+}
+
+/// True when a file named by `digest`'s hex exists anywhere under `data_dir/blobs`.
+pub fn on_disk(berth: &Berth, digest: &str) -> bool {
+    fn find(dir: &Path, name: &str) -> bool {
+        std::fs::read_dir(dir).into_iter().flatten().any(|entry| {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                find(&path, name)
+            } else {
+                path.file_name().is_some_and(|n| n == name)
+            }
+        })
+    }
+    let (_, hex) = digest.split_once(':').expect("algorithm:hex");
+    find(&berth.data_dir.join("blobs"), hex)
+}
+
+pub fn head(client: &Client, url: String) -> u16 {
+    client.head(url).send().expect("HEAD").status().as_u16()
+}
+
+pub fn tags(client: &Client, berth: &Berth, repo: &str) -> Vec<String> {
+    let (_, body) = get_json(client, &format!("{}/v2/{repo}/tags/list", berth.url));
+    let mut tags: Vec<String> = serde_json::from_value(body["tags"].clone()).unwrap_or_default();
+    tags.sort();
+    tags
+}
+
+#[track_caller]
+pub fn stop_and_fsck(berth: &mut Berth) {
+    berth.stop();
+    let (clean, report) = berth.fsck();
+    assert!(clean, "fsck after GC:\n{report}");
+}
