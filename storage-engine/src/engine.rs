@@ -203,6 +203,16 @@ impl Engine {
         }
     }
 
+    /// True if a manifest stored in `repo` references blob `digest` (config or layer),
+    /// whether or not the blob is here: sync fetches such a blob on demand.
+    pub fn blob_referenced(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError> {
+        self.inner.index.any_with_prefix(
+            Cf::BlobRefs,
+            &index::prefix(&[repo.as_str(), &digest.to_string()]),
+            |_, value| Ok(RefKind::decode(value)? == RefKind::Blob),
+        )
+    }
+
     /// Final path of a blob. Only meaningful after `stat_blob` said it is linked.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.inner.store.blob_path(digest)

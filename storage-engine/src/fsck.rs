@@ -223,10 +223,17 @@ impl Engine {
                     return Ok(true);
                 }
             };
+            // A mirrored manifest's blobs and children come when first asked for.
+            let mut absent = |line: String| match record.mirrored {
+                true => report
+                    .info
+                    .push(FsckProblem(format!("{line} (mirrored: fetched on demand)"))),
+                false => report.problem(line),
+            };
             for descriptor in parsed.blob_references().filter(|d| !is_foreign_layer(d)) {
                 let link = index::key(&[repo, &descriptor.digest.to_string()]);
                 if !index.contains(Cf::RepoBlobs, &link)? {
-                    report.problem(format!(
+                    absent(format!(
                         "{repo}: manifest {digest} references blob {} not linked in the repository",
                         descriptor.digest
                     ));
@@ -235,7 +242,7 @@ impl Engine {
             for child in &parsed.manifests {
                 let child_key = index::key(&[repo, &child.digest.to_string()]);
                 if !index.contains(Cf::Manifests, &child_key)? {
-                    report.problem(format!(
+                    absent(format!(
                         "{repo}: index {digest} lists manifest {} which is absent",
                         child.digest
                     ));

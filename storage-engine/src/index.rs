@@ -155,22 +155,34 @@ pub(crate) fn encode_time(ms: u64) -> Vec<u8> {
     ms.to_be_bytes().to_vec()
 }
 
-/// manifests: repo\0digest -> version 1, pushed, media type, subject, bytes.
+/// manifests: repo\0digest -> version (1, or 2 with a flags byte), pushed, media type,
+/// subject, bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ManifestRecord {
     pub(crate) pushed_ms: u64,
     pub(crate) media_type: String,
     pub(crate) subject: Option<Digest>,
+    /// Stored by sync from an upstream: its blobs and child manifests are fetched when
+    /// first asked for, so they may be absent.
+    pub(crate) mirrored: bool,
     pub(crate) bytes: Bytes,
 }
 
-const MANIFEST_RECORD_VERSION: u8 = 1;
+/// Version 1 has no flags byte; version 2 has one after the version.
+const MANIFEST_RECORD_V1: u8 = 1;
+const MANIFEST_RECORD_V2: u8 = 2;
+const FLAG_MIRRORED: u8 = 1;
 
 impl ManifestRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let subject = self.subject.as_ref().map(Digest::to_string);
         let mut out = Vec::with_capacity(self.bytes.len() + self.media_type.len() + 96);
-        out.push(MANIFEST_RECORD_VERSION);
+        if self.mirrored {
+            out.push(MANIFEST_RECORD_V2);
+            out.push(FLAG_MIRRORED);
+        } else {
+            out.push(MANIFEST_RECORD_V1);
+        }
         out.extend_from_slice(&self.pushed_ms.to_be_bytes());
         push_str(&mut out, &self.media_type);
         push_str(&mut out, subject.as_deref().unwrap_or(""));
@@ -184,6 +196,7 @@ impl ManifestRecord {
             pushed_ms: header.pushed_ms,
             media_type: header.media_type.to_owned(),
             subject: header.subject,
+            mirrored: header.mirrored,
             bytes: Bytes::copy_from_slice(&bytes[header.body_at..]),
         })
     }
@@ -194,6 +207,7 @@ pub(crate) struct ManifestHeader<'a> {
     pub(crate) pushed_ms: u64,
     pub(crate) media_type: &'a str,
     pub(crate) subject: Option<Digest>,
+    pub(crate) mirrored: bool,
     /// Where the manifest's bytes start in the value.
     pub(crate) body_at: usize,
 }
@@ -201,11 +215,13 @@ pub(crate) struct ManifestHeader<'a> {
 impl ManifestHeader<'_> {
     pub(crate) fn decode(bytes: &[u8]) -> Result<ManifestHeader<'_>, StorageError> {
         let bad = || corrupt("bad manifest record", &bytes[..bytes.len().min(64)]);
-        if bytes.first() != Some(&MANIFEST_RECORD_VERSION) {
-            return Err(bad());
-        }
-        let pushed_ms = read_u64(bytes, 1).ok_or_else(bad)?;
-        let (media_type, at) = read_str(bytes, 9).ok_or_else(bad)?;
+        let (flags, at) = match bytes.first() {
+            Some(&MANIFEST_RECORD_V1) => (0, 1),
+            Some(&MANIFEST_RECORD_V2) => (*bytes.get(1).ok_or_else(bad)?, 2),
+            _ => return Err(bad()),
+        };
+        let pushed_ms = read_u64(bytes, at).ok_or_else(bad)?;
+        let (media_type, at) = read_str(bytes, at + 8).ok_or_else(bad)?;
         let (subject, body_at) = read_str(bytes, at).ok_or_else(bad)?;
         let subject = match subject {
             "" => None,
@@ -215,6 +231,7 @@ impl ManifestHeader<'_> {
             pushed_ms,
             media_type,
             subject,
+            mirrored: flags & FLAG_MIRRORED != 0,
             body_at,
         })
     }
@@ -565,6 +582,7 @@ mod tests {
             pushed_ms: 3,
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
             subject: Some(digest.clone()),
+            mirrored: false,
             bytes: Bytes::from_static(b"{\"schemaVersion\":2}"),
         };
         assert_eq!(
@@ -579,8 +597,23 @@ mod tests {
             ManifestRecord::decode(&no_subject.encode()).expect("decode"),
             no_subject
         );
+        let mirrored = ManifestRecord {
+            mirrored: true,
+            ..no_subject.clone()
+        };
+        assert_eq!(mirrored.encode()[..2], [2, 1], "version 2 with the flag");
+        assert_eq!(
+            no_subject.encode()[0],
+            1,
+            "unflagged records stay version 1"
+        );
+        assert_eq!(
+            ManifestRecord::decode(&mirrored.encode()).expect("decode"),
+            mirrored
+        );
         assert!(ManifestRecord::decode(&[1, 0, 0]).is_err());
         assert!(ManifestRecord::decode(&[2]).is_err());
+        assert!(ManifestRecord::decode(&[3, 0, 0]).is_err());
         let tag = TagRecord {
             pushed_ms: 5,
             digest,

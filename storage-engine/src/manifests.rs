@@ -54,6 +54,13 @@ pub(crate) fn references(parsed: &ParsedManifest) -> Vec<(&Digest, RefKind)> {
         .collect()
 }
 
+/// What kind of manifest store this is.
+struct PutRequest<'a> {
+    extra_tags: &'a [Tag],
+    immutable: &'a [Tag],
+    mirrored: bool,
+}
+
 impl Engine {
     /// Validates and stores a manifest, moving `reference` (if a tag) and `extra_tags` to it.
     /// Cancel: the batch is applied or not as a whole; the lock is released either way.
@@ -81,6 +88,47 @@ impl Engine {
         extra_tags: &[Tag],
         immutable: &[Tag],
     ) -> Result<PutManifestOutcome, StorageError> {
+        let request = PutRequest {
+            extra_tags,
+            immutable,
+            mirrored: false,
+        };
+        self.store_manifest(repo, reference, content_type, bytes, request)
+            .await
+    }
+
+    /// Stores a manifest sync fetched from an upstream registry: validated and hashed like a
+    /// push, but its blobs and child manifests need not be here (they are fetched when first
+    /// asked for), and the record says so (fsck reports them absent as info, not problems).
+    pub async fn put_manifest_mirrored(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PutManifestOutcome, StorageError> {
+        let request = PutRequest {
+            extra_tags: &[],
+            immutable: &[],
+            mirrored: true,
+        };
+        self.store_manifest(repo, reference, content_type, bytes, request)
+            .await
+    }
+
+    async fn store_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        request: PutRequest<'_>,
+    ) -> Result<PutManifestOutcome, StorageError> {
+        let PutRequest {
+            extra_tags,
+            immutable,
+            mirrored,
+        } = request;
         let parsed = parse_manifest(&bytes, content_type)?;
         let digest = match reference {
             Reference::Digest(expected) => {
@@ -108,7 +156,7 @@ impl Engine {
         }
 
         for descriptor in parsed.blob_references() {
-            if is_foreign_layer(descriptor) {
+            if is_foreign_layer(descriptor) || mirrored {
                 continue;
             }
             let size = self
@@ -121,7 +169,7 @@ impl Engine {
                 )));
             }
         }
-        for child in &parsed.manifests {
+        for child in parsed.manifests.iter().filter(|_| !mirrored) {
             let key = index::key(&[repo.as_str(), &child.digest.to_string()]);
             if !inner.index.contains(Cf::Manifests, &key)? {
                 return Err(StorageError::ManifestBlobUnknown(child.digest.clone()));
@@ -138,6 +186,7 @@ impl Engine {
             pushed_ms: now,
             media_type: parsed.media_type.clone(),
             subject: subject.clone(),
+            mirrored,
             bytes: bytes.clone(),
         };
         batch.put(

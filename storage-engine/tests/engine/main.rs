@@ -12,6 +12,7 @@ mod blobs;
 mod faults;
 mod gc;
 mod manifests;
+mod mirror;
 mod model;
 mod power_loss;
 mod scrub;
