@@ -17,4 +17,5 @@ pub mod retention;
 pub mod runtime;
 pub mod scrub;
 pub mod serve;
+pub mod sync;
 pub mod tag_policy;

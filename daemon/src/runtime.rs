@@ -56,6 +56,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub immutable_tags: Arc<ImmutableTags>,
     pub quotas: Arc<Quotas>,
+    pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
 }
 
 pub struct ShardSettings {
@@ -158,6 +159,7 @@ async fn shard_main(
         metrics: shared.metrics.clone(),
         immutable_tags: shared.immutable_tags.clone(),
         quotas: shared.quotas.clone(),
+        sync: shared.sync.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),

@@ -85,7 +85,27 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         drain_timeout: config.http.drain_timeout,
     });
     let live = Arc::new(Live::new(Settings::from_config(&config)));
+    // Sync's own runtime: every upstream request runs there (the shards are tokio-uring).
+    let sync_runtime = match &config.sync {
+        Some(sync) if sync.enabled => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("sync")
+                .enable_all()
+                .build()
+                .context("starting the sync runtime")?,
+        ),
+        _ => None,
+    };
+    let on_demand = match (&config.sync, &sync_runtime) {
+        (Some(sync), Some(runtime)) => {
+            crate::sync::registry::build(sync, engine.clone(), runtime.handle().clone())
+                .map_err(|error| anyhow::anyhow!("extensions.sync: {error}"))?
+        }
+        _ => None,
+    };
     let shared = Arc::new(runtime::Shared {
+        sync: on_demand,
         engine,
         live: live.clone(),
         metrics: Arc::new(Metrics::new(workers)),
@@ -132,6 +152,9 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let _ = scrubber.join();
     if let Some(collector) = collector {
         let _ = collector.join();
+    }
+    if let Some(runtime) = sync_runtime {
+        runtime.shutdown_background();
     }
     if let Err(error) = engine.flush_pulls() {
         tracing::warn!(%error, "pull times since the last GC pass were not saved");
@@ -252,6 +275,9 @@ fn reload(path: Option<&Path>, running: &mut Config, logging: &Logging, live: &L
     }
     if new.dist_spec_version != running.dist_spec_version {
         restart.push("distSpecVersion");
+    }
+    if new.sync != running.sync {
+        restart.push("extensions.sync");
     }
     tracing::info!(
         config = %path.display(),

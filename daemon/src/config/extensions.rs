@@ -1,5 +1,5 @@
 //! The `extensions` section: which extensions are present and enabled (zot's rules), and the
-//! typed settings of the ones berth implements (metrics, lint, scrub).
+//! typed settings of the ones berth implements (metrics, lint, scrub; sync in sync.rs).
 //!
 //! Rules: as sections.rs. A section berth does not implement yet is kept raw and warns once.
 
@@ -9,10 +9,12 @@ use serde_json::Value;
 
 use super::sections::MAX_WORKERS;
 use super::walk::{describe, join, Ctx, Section};
-use super::{ExtensionSection, ExtensionsConfig, LintConfig, MetricsConfig, ScrubConfig};
+use super::{
+    ExtensionSection, ExtensionsConfig, LintConfig, MetricsConfig, ScrubConfig, SyncConfig,
+};
 
 /// Extensions this build implements.
-const IMPLEMENTED: &[&str] = &["metrics", "lint", "scrub"];
+const IMPLEMENTED: &[&str] = &["metrics", "lint", "scrub", "sync"];
 
 /// Paths the metrics endpoint may not take.
 const RESERVED_PATHS: &[&str] = &["/livez", "/readyz", "/startupz"];
@@ -91,6 +93,11 @@ pub(super) fn lint(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<LintC
         enabled: section.enabled,
         mandatory_annotations: keys,
     })
+}
+
+/// `extensions.sync` typed (config/sync.rs): `Some(None)` when absent or disabled.
+pub(super) fn sync(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<Option<SyncConfig>> {
+    super::sync::sync(ctx, extensions)
 }
 
 /// zot's smallest scrub interval; berth accepts shorter ones with a warning.

@@ -21,6 +21,9 @@ mod retention;
 #[cfg(test)]
 mod retention_tests;
 mod sections;
+mod sync;
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;
 mod walk;
@@ -33,6 +36,10 @@ use std::time::Duration;
 pub use duration::parse_go_duration;
 pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
 pub use retention::{KeepTagsConfig, RetentionConfig, RetentionPolicyConfig, TimeWindow};
+pub use sync::{
+    ContentConfig, RegistryConfig, SyncConfig, TagFilter, DEFAULT_MANIFEST_CHECK_INTERVAL,
+    DEFAULT_REQ_CONCURRENT, DEFAULT_RETRY_DELAY, DEFAULT_SYNC_TIMEOUT,
+};
 
 /// The embedded default config, used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.json");
@@ -51,6 +58,8 @@ pub struct Config {
     pub lint: LintConfig,
     /// `extensions.scrub`, typed.
     pub scrub: ScrubConfig,
+    /// `extensions.sync`, typed: `None` when the section is absent or disabled.
+    pub sync: Option<SyncConfig>,
 }
 
 /// `extensions.scrub`: zot's `enable` and `interval`, plus berth's pacing keys.

@@ -85,6 +85,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
     let metrics = extensions::metrics(ctx, &extensions);
     let lint = extensions::lint(ctx, &extensions);
     let scrub = extensions::scrub(ctx, &extensions);
+    let sync = extensions::sync(ctx, &extensions);
     Some(Config {
         dist_spec_version,
         storage: storage?,
@@ -94,6 +95,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
         metrics: metrics?,
         lint: lint?,
         scrub: scrub?,
+        sync: sync?,
     })
 }
 

@@ -117,6 +117,7 @@ fn defaults_of_a_minimal_config() {
         metrics: MetricsConfig::default(),
         lint: LintConfig::default(),
         scrub: ScrubConfig::default(),
+        sync: None,
     };
     assert_eq!(config, expected);
 }
@@ -149,7 +150,7 @@ fn full_zot_example_is_accepted_with_warnings() {
         // Implemented extensions do not warn.
         assert_eq!(
             warned(&warnings, &format!("extensions.{name}")),
-            expected && !matches!(name, "metrics" | "lint" | "scrub"),
+            expected && !matches!(name, "metrics" | "lint" | "scrub" | "sync"),
             "{name}"
         );
     }
@@ -465,7 +466,7 @@ fn extension_enablement_follows_zot() {
         ]
     );
     let (config, _) = ok(r#"{"storage": {"rootDirectory": "/d"},
-                              "extensions": {"sync": {"registries": [{"urls": []}]}}}"#);
+                              "extensions": {"sync": {"registries": [{"urls": ["https://ghcr.io"]}]}}}"#);
     assert!(config.extensions.is_enabled("sync"));
 }
 

@@ -2,10 +2,13 @@
 //! own index links, even though the bytes are stored once for the whole registry.
 
 use berth_storage::oci::{ByteRange, Digest, RepoName};
+use hyper::body::Frame;
 use hyper::{header, HeaderMap, Response, StatusCode};
 
+use crate::sync::ondemand::{BlobSource, BlobStream};
+
 use super::{
-    body::{empty, file_body},
+    body::{empty, file_body, stream_body},
     error::ApiError,
     header_str, Body, Ctx,
 };
@@ -23,10 +26,28 @@ pub async fn get(
     head_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let digest = parse_digest(digest)?;
-    let size = ctx
-        .engine
-        .stat_blob(name, &digest)?
-        .ok_or_else(|| ApiError::BlobUnknown(digest.to_string()))?;
+    let size = match (ctx.engine.stat_blob(name, &digest)?, &ctx.sync) {
+        (Some(size), _) => size,
+        (None, None) => return Err(ApiError::BlobUnknown(digest.to_string())),
+        (None, Some(sync)) => {
+            let plain_get = !head_only && !headers.contains_key(header::RANGE);
+            match sync.blob(name, &digest, plain_get).await {
+                Ok(BlobSource::Unknown) => return Err(ApiError::BlobUnknown(digest.to_string())),
+                Ok(BlobSource::Stream(stream)) => return Ok(streamed(&digest, stream)),
+                Ok(BlobSource::Stored) => ctx
+                    .engine
+                    .stat_blob(name, &digest)?
+                    .ok_or_else(|| ApiError::BlobUnknown(digest.to_string()))?,
+                // A stored manifest references it but upstream failed: a 5xx, so that the
+                // client retries, not a 404 that says the blob does not exist.
+                Err(error) => {
+                    return Err(ApiError::Internal(format!(
+                        "on-demand sync of {digest} failed: {error}"
+                    )))
+                }
+            }
+        }
+    };
     // A multi-range or non-byte Range header is ignored (RFC 9110 14.2): the whole blob. A
     // single byte range that is malformed, inverted or outside the blob is 416.
     let range = header_str(headers, header::RANGE)
@@ -59,6 +80,33 @@ pub async fn get(
             .map_err(|e| ApiError::Internal(format!("open blob {digest}: {e}")))?
     };
     Ok(response.body(body).expect("blob headers are valid"))
+}
+
+/// A blob passed on from upstream as it is stored (the flight's leader). An error mid-way
+/// ends the body with an error, which aborts the client's connection: it never receives a
+/// complete-looking blob that was not verified.
+fn streamed(digest: &Digest, stream: Box<BlobStream>) -> Response<Body> {
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header("Docker-Content-Digest", digest.to_string());
+    if let Some(size) = stream.size() {
+        response = response.header(header::CONTENT_LENGTH, size);
+    }
+    let chunks = futures_util::stream::unfold(Some(stream), |state| async move {
+        let mut stream = state?;
+        match stream.next().await {
+            Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), Some(stream))),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(component = "sync", %error, "on-demand blob aborted");
+                Some((Err(std::io::Error::other(error.to_string())), None))
+            }
+        }
+    });
+    response
+        .body(stream_body(chunks))
+        .expect("blob headers are valid")
 }
 
 pub async fn delete(ctx: &Ctx, name: &RepoName, digest: &str) -> Result<Response<Body>, ApiError> {

@@ -127,6 +127,13 @@ pub fn empty() -> Body {
     full(Bytes::new())
 }
 
+/// A body from a stream of frames (an error ends it, aborting the response).
+pub fn stream_body(
+    frames: impl futures_util::Stream<Item = io::Result<Frame<Bytes>>> + 'static,
+) -> Body {
+    Body::new(StreamBody::new(frames))
+}
+
 /// Pulls the next data chunk of a request body. `Ok(None)` is the end of the body; a gap of
 /// more than `idle` between chunks, or a transport error, is an error (the connection is then
 /// unusable, so the caller stops).

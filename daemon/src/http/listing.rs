@@ -34,21 +34,40 @@ pub fn base() -> Response<Body> {
 /// zot lists its `_zot` extension here once it has one; an empty list is `[]`, never null.
 /// The extension list: zot's single `_zot` entry with the endpoints berth serves (the scrub
 /// report when scrub is enabled), or `[]`.
-pub fn discover(scrub: bool) -> Response<Body> {
-    let extensions = match scrub {
-        false => json!([]),
-        true => json!([{
+pub fn discover(scrub: bool, sync: bool) -> Response<Body> {
+    let mut extensions = Vec::new();
+    if scrub {
+        extensions.push(json!({
             "name": "_zot",
             "url": "https://github.com/project-zot/zot/blob/main/pkg/extensions/_zot.md",
             "description": "zot registry extensions (berth: the scrub report)",
             "endpoints": [router::SCRUB_PATH],
-        }]),
-    };
+        }));
+    }
+    if sync {
+        extensions.push(json!({
+            "name": "_berth",
+            "url": "https://github.com/berth-registry/berth/blob/main/README.md#mirroring",
+            "description": "berth extensions: the state of each sync registry",
+            "endpoints": [router::SYNC_PATH],
+        }));
+    }
     json_response(
         StatusCode::OK,
         "application/json",
         json!({ "extensions": extensions }),
     )
+}
+
+/// `GET /v2/_berth/ext/sync`: each sync registry's configuration, traffic and last outcome
+/// (404 NOT_FOUND when sync is off, like any unknown route).
+pub fn sync_status(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    let sync = ctx.sync.as_ref().ok_or(ApiError::NotFound)?;
+    Ok(json_response(
+        StatusCode::OK,
+        "application/json",
+        sync.status(),
+    ))
 }
 
 /// `GET /v2/_zot/ext/scrub`: the last scrub pass's report (daemon or `berth scrub`), as
@@ -160,6 +179,10 @@ pub fn referrers(
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .collect();
+    // A mirror never waits on upstream here: what is stored now, refreshed behind.
+    if let Some(sync) = &ctx.sync {
+        sync.refresh_referrers(name, &subject);
+    }
     let descriptors = ctx.engine.referrers(name, &subject, &filters)?;
     let body = json!({
         "schemaVersion": 2,

@@ -43,7 +43,7 @@ fn accepts(accept: Option<&str>, media_type: &str) -> bool {
         })
 }
 
-pub fn get(
+pub async fn get(
     ctx: &Ctx,
     name: &RepoName,
     reference: &str,
@@ -51,7 +51,24 @@ pub fn get(
     head_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let reference = parse_reference(reference)?;
-    let Some(manifest) = ctx.engine.get_manifest(name, &reference)? else {
+    let mut stored = ctx.engine.get_manifest(name, &reference)?;
+    if let Some(sync) = &ctx.sync {
+        match (&stored, &reference) {
+            (Some(found), Reference::Tag(tag)) => {
+                sync.revalidate(name, tag.as_str(), &found.digest)
+            }
+            (Some(_), Reference::Digest(_)) => {}
+            (None, _) => match sync.fetch_manifest(name, &reference).await {
+                Ok(true) => stored = ctx.engine.get_manifest(name, &reference)?,
+                Ok(false) => {}
+                // As zot: a failed sync is a miss (the cause is in the log).
+                Err(error) => {
+                    tracing::warn!(component = "sync", repository = %name, %reference, %error, "on-demand sync failed")
+                }
+            },
+        }
+    }
+    let Some(manifest) = stored else {
         if !ctx.engine.repo_exists(name)? {
             return Err(ApiError::NameUnknown(name.to_string()));
         }

@@ -47,6 +47,8 @@ pub struct Ctx {
     pub immutable_tags: Arc<ImmutableTags>,
     /// `storage.quotas`.
     pub quotas: Arc<Quotas>,
+    /// On-demand sync (`extensions.sync` with an `onDemand` registry).
+    pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
 }
 
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every
@@ -104,7 +106,11 @@ async fn dispatch(
     };
     match endpoint {
         Endpoint::Base => Ok(listing::base()),
-        Endpoint::Discover => Ok(listing::discover(ctx.live.settings().scrub.enabled)),
+        Endpoint::Discover => Ok(listing::discover(
+            ctx.live.settings().scrub.enabled,
+            ctx.sync.is_some(),
+        )),
+        Endpoint::SyncStatus => listing::sync_status(ctx),
         Endpoint::Scrub => listing::scrub_report(ctx).await,
         Endpoint::Catalog => listing::catalog(ctx, &query),
         Endpoint::TagsList { name } => listing::tags(ctx, &name, &query),
@@ -112,13 +118,16 @@ async fn dispatch(
         Endpoint::Manifest { name, reference } => match method {
             Method::PUT => manifests::put(ctx, &name, &reference, &query, req).await,
             Method::DELETE => manifests::delete(ctx, &name, &reference).await,
-            _ => manifests::get(
-                ctx,
-                &name,
-                &reference,
-                req.headers(),
-                method == Method::HEAD,
-            ),
+            _ => {
+                manifests::get(
+                    ctx,
+                    &name,
+                    &reference,
+                    req.headers(),
+                    method == Method::HEAD,
+                )
+                .await
+            }
         },
         Endpoint::Blob { name, digest } => match method {
             Method::DELETE => blobs::delete(ctx, &name, &digest).await,

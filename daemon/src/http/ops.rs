@@ -72,9 +72,13 @@ async fn scrape(ctx: &Ctx) -> Response<Body> {
     let namespace = ctx.live.settings().metrics.namespace.clone();
     // Usage reads RocksDB and the exposition of 10,000 repositories takes milliseconds:
     // neither runs on the shard, whose other connections would wait.
+    let sync = ctx.sync.clone();
     let scraped = tokio::task::spawn_blocking(move || {
         let usage = engine.usage()?;
-        Ok::<_, berth_storage::StorageError>(metrics::scrape(&metrics, &engine, &usage, &namespace))
+        let upstreams: Vec<_> = sync.iter().flat_map(|sync| sync.upstream_stats()).collect();
+        Ok::<_, berth_storage::StorageError>(metrics::scrape(
+            &metrics, &engine, &usage, &namespace, &upstreams,
+        ))
     })
     .await;
     let text = match scraped {

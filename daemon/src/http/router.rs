@@ -16,6 +16,8 @@ pub enum Endpoint {
     Discover,
     /// The last scrub pass's report (berth, under zot's extension prefix).
     Scrub,
+    /// Each sync registry's state (berth's own extension prefix).
+    SyncStatus,
     TagsList {
         name: RepoName,
     },
@@ -44,7 +46,11 @@ impl Endpoint {
     /// The repository the endpoint names, if any.
     pub fn repo(&self) -> Option<&RepoName> {
         match self {
-            Endpoint::Base | Endpoint::Catalog | Endpoint::Discover | Endpoint::Scrub => None,
+            Endpoint::Base
+            | Endpoint::Catalog
+            | Endpoint::Discover
+            | Endpoint::Scrub
+            | Endpoint::SyncStatus => None,
             Endpoint::TagsList { name }
             | Endpoint::Manifest { name, .. }
             | Endpoint::Blob { name, .. }
@@ -57,6 +63,9 @@ impl Endpoint {
 
 /// The scrub report's path.
 pub const SCRUB_PATH: &str = "/v2/_zot/ext/scrub";
+
+/// The sync status path (berth's extension namespace).
+pub const SYNC_PATH: &str = "/v2/_berth/ext/sync";
 
 /// Why no endpoint matched.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,6 +97,7 @@ fn allowed(endpoint: &Endpoint, method: &Method) -> bool {
         | Endpoint::Catalog
         | Endpoint::Discover
         | Endpoint::Scrub
+        | Endpoint::SyncStatus
         | Endpoint::TagsList { .. } => read,
         Endpoint::Referrers { .. } => m == Method::GET,
         Endpoint::Manifest { .. } => read || m == Method::PUT || m == Method::DELETE,
@@ -105,6 +115,7 @@ fn match_path(path: &str) -> Result<Endpoint, RouteError> {
         "/v2/_catalog" => return Ok(Endpoint::Catalog),
         "/v2/_oci/ext/discover" => return Ok(Endpoint::Discover),
         SCRUB_PATH => return Ok(Endpoint::Scrub),
+        SYNC_PATH => return Ok(Endpoint::SyncStatus),
         _ => path.strip_prefix("/v2/").ok_or(RouteError::NotFound)?,
     };
     if let Some(name) = rest.strip_suffix("/tags/list") {
@@ -171,6 +182,7 @@ mod tests {
             ("/v2/_catalog", Ok(Endpoint::Catalog)),
             ("/v2/_oci/ext/discover", Ok(Endpoint::Discover)),
             ("/v2/_zot/ext/scrub", Ok(Endpoint::Scrub)),
+            ("/v2/_berth/ext/sync", Ok(Endpoint::SyncStatus)),
             (
                 "/v2/a/b/tags/list",
                 Ok(Endpoint::TagsList { name: name("a/b") }),

@@ -10,9 +10,10 @@ use berth_storage::{Engine, UsageSnapshot};
 
 use super::expose::{Exposition, Kind};
 use super::{process, Metrics, METHODS};
+use crate::sync::upstream_stats::UpstreamStats;
 
 /// zot's `binaryType` lists the extensions built in; berth lists those it implements.
-const BINARY_TYPE: &str = "-lint-metrics-scrub";
+const BINARY_TYPE: &str = "-lint-metrics-scrub-sync";
 
 /// Writes the whole exposition. `usage` comes from [`Engine::usage`] (blocking; the caller
 /// runs it on a blocking pool). `namespace` prefixes zot's families (`zot` or `berth`).
@@ -21,6 +22,7 @@ pub fn scrape(
     engine: &Engine,
     usage: &UsageSnapshot,
     namespace: &str,
+    upstreams: &[&UpstreamStats],
 ) -> String {
     let totals = metrics.totals();
     let mut out = Exposition::with_capacity(16 * 1024 + totals.repos.len() * 600);
@@ -261,7 +263,7 @@ pub fn scrape(
         out.histogram(name, &[("target", target)], &histogram.snapshot());
     }
     scrub_families(&mut out, engine);
-    sync_families(&mut out);
+    sync_families(&mut out, upstreams);
 
     // ---- process
     let process = process::read(metrics.started);
@@ -443,37 +445,70 @@ fn scrub_families(out: &mut Exposition, engine: &Engine) {
     out.sample("berth_scrub_progress_ratio", &[], ratio);
 }
 
-/// Per-upstream sync families: declared now, with series once sync (pull-through and
-/// mirroring) exists.
-fn sync_families(out: &mut Exposition) {
-    let families = [
-        (
-            "berth_sync_upstream_requests_total",
-            Kind::Counter,
-            "Requests to each upstream registry by status code.",
-        ),
+/// Per-upstream sync families, one series set per configured upstream (none without sync).
+fn sync_families(out: &mut Exposition, upstreams: &[&UpstreamStats]) {
+    let name = "berth_sync_upstream_requests_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Requests to each upstream registry by status code (\"failed\": no response).",
+    );
+    let mut code_text = String::new();
+    for upstream in upstreams {
+        for (code, count) in upstream.requests_by_status() {
+            code_text.clear();
+            code_text.push_str(&code.to_string());
+            out.count(
+                name,
+                &[("upstream", upstream.name()), ("code", &code_text)],
+                count,
+            );
+        }
+        out.count(
+            name,
+            &[("upstream", upstream.name()), ("code", "failed")],
+            upstream.failures(),
+        );
+    }
+    type Read = fn(&UpstreamStats) -> u64;
+    let counters: [(&str, &str, Read); 2] = [
         (
             "berth_sync_upstream_bytes_total",
-            Kind::Counter,
             "Bytes received from each upstream registry.",
-        ),
-        (
-            "berth_sync_upstream_request_duration_seconds",
-            Kind::Histogram,
-            "Duration of requests to each upstream registry.",
-        ),
-        (
-            "berth_sync_upstream_in_flight",
-            Kind::Gauge,
-            "Requests in flight to each upstream registry.",
+            UpstreamStats::bytes_received,
         ),
         (
             "berth_sync_upstream_retries_total",
-            Kind::Counter,
             "Retried requests to each upstream registry.",
+            UpstreamStats::retries,
         ),
     ];
-    for (name, kind, help) in families {
-        out.family(name, kind, help);
+    for (name, help, read) in counters {
+        out.family(name, Kind::Counter, help);
+        for upstream in upstreams {
+            out.count(name, &[("upstream", upstream.name())], read(upstream));
+        }
+    }
+    let name = "berth_sync_upstream_request_duration_seconds";
+    out.family(
+        name,
+        Kind::Histogram,
+        "Duration of requests to each upstream registry, to the response headers.",
+    );
+    for upstream in upstreams {
+        out.histogram(name, &[("upstream", upstream.name())], &upstream.latency());
+    }
+    let name = "berth_sync_upstream_in_flight";
+    out.family(
+        name,
+        Kind::Gauge,
+        "Requests in flight to each upstream registry.",
+    );
+    for upstream in upstreams {
+        out.count(
+            name,
+            &[("upstream", upstream.name())],
+            upstream.in_flight_now(),
+        );
     }
 }

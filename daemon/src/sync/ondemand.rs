@@ -1,0 +1,501 @@
+//! On-demand sync (pull-through): a manifest or blob a client asks for that is not stored
+//! yet is fetched from the first on-demand upstream whose `content` admits the repository,
+//! stored, and served.
+//!
+//! Rules:
+//! * Manifests: a miss fetches the manifest (only it: the children of an index and the
+//!   blobs come when asked for, so a multi-platform pull fetches one platform), checks it
+//!   against the digest asked for or the upstream's `Docker-Content-Digest`, and stores it
+//!   as mirrored. A tag served locally is revalidated in the background once
+//!   `manifestCheckInterval` has passed since its last check (stale-while-revalidate); a
+//!   digest is content-addressed and never rechecked. An upstream that is down changes
+//!   nothing: what is stored is served.
+//! * Blobs: only a blob that a stored manifest of the repository references is fetched. The
+//!   first GET streams it to its client while writing and hashing it; the blob is committed
+//!   only if the digest verifies, otherwise the client's connection is aborted and nothing
+//!   is kept. Requests for the same blob meanwhile wait for that download and are served
+//!   from the store (one upstream request); a HEAD or a Range request downloads first, then
+//!   is served from the store.
+//! * Single flight: one fetch per (repository, reference) for manifests and per
+//!   (repository, digest) for blobs, whatever the number of clients.
+//! * All upstream I/O runs on sync's own runtime (`Upstream` does that); the store writes of
+//!   a streamed blob run on the shard serving the client (the writer is the shard's).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use berth_storage::oci::{Digest, Reference, RepoName};
+use berth_storage::{Engine, StorageError, UploadWriter};
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::registry::Registry;
+use super::upstream::{UpstreamBlob, UpstreamError};
+
+/// Why an on-demand fetch gave up (the client then gets what a miss gets).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("upstream sent a manifest whose digest is {actual}, not {expected}")]
+    DigestMismatch { expected: String, actual: String },
+}
+
+/// Repositories and references in flight, each with a channel that says "done".
+type Flights = Mutex<HashMap<String, watch::Receiver<bool>>>;
+
+pub struct OnDemand {
+    registries: Vec<Registry>,
+    engine: Arc<Engine>,
+    /// The runtime background revalidations run on.
+    runtime: tokio::runtime::Handle,
+    manifests: Flights,
+    blobs: Flights,
+    /// "repo:tag" -> when upstream was last asked about it.
+    checked: Mutex<HashMap<String, Instant>>,
+}
+
+/// The leader of a flight: dropping it (done, failed or cancelled) wakes the followers.
+pub struct FlightGuard {
+    owner: Arc<OnDemand>,
+    blob: bool,
+    key: String,
+    _done: watch::Sender<bool>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.owner
+            .flights(self.blob)
+            .lock()
+            .expect("flight table lock is never poisoned")
+            .remove(&self.key);
+    }
+}
+
+enum Flight {
+    Leader(FlightGuard),
+    Follower(watch::Receiver<bool>),
+}
+
+impl OnDemand {
+    fn flights(&self, blob: bool) -> &Flights {
+        match blob {
+            true => &self.blobs,
+            false => &self.manifests,
+        }
+    }
+
+    fn join(self: &Arc<Self>, blob: bool, key: String) -> Flight {
+        let mut table = self
+            .flights(blob)
+            .lock()
+            .expect("flight table lock is never poisoned");
+        if let Some(receiver) = table.get(&key) {
+            return Flight::Follower(receiver.clone());
+        }
+        let (sender, receiver) = watch::channel(false);
+        table.insert(key.clone(), receiver);
+        Flight::Leader(FlightGuard {
+            owner: Arc::clone(self),
+            blob,
+            key,
+            _done: sender,
+        })
+    }
+}
+
+/// Waits until the leader's guard is dropped.
+async fn wait(mut receiver: watch::Receiver<bool>) {
+    while receiver.changed().await.is_ok() {}
+}
+
+/// How many times a follower whose leader failed tries again itself.
+const ATTEMPTS: usize = 3;
+
+impl OnDemand {
+    pub fn new(
+        registries: Vec<Registry>,
+        engine: Arc<Engine>,
+        runtime: tokio::runtime::Handle,
+    ) -> OnDemand {
+        OnDemand {
+            registries,
+            engine,
+            runtime,
+            manifests: Mutex::default(),
+            blobs: Mutex::default(),
+            checked: Mutex::default(),
+        }
+    }
+
+    /// The on-demand registries that admit `repo`, with the upstream repository name.
+    fn sources(&self, repo: &RepoName) -> impl Iterator<Item = (&Registry, String)> + '_ {
+        let name = repo.as_str().to_owned();
+        self.registries
+            .iter()
+            .filter(|registry| registry.on_demand)
+            .filter_map(move |registry| {
+                let upstream = registry.content.upstream_repo(&name)?;
+                Some((registry, upstream))
+            })
+    }
+
+    /// The sync status API's document.
+    pub fn status(&self) -> serde_json::Value {
+        super::registry::status(&self.registries)
+    }
+
+    /// Every upstream's counters (for /metrics).
+    pub fn upstream_stats(&self) -> impl Iterator<Item = &super::upstream_stats::UpstreamStats> {
+        self.registries
+            .iter()
+            .map(|registry| registry.upstream.stats())
+    }
+
+    /// True if some on-demand registry mirrors `repo`.
+    pub fn covers(&self, repo: &RepoName) -> bool {
+        self.sources(repo).next().is_some()
+    }
+
+    /// Makes sure the manifest `reference` names in `repo` is stored, fetching it upstream on
+    /// a miss. Ok(false): no upstream has it (or none admits it).
+    pub async fn fetch_manifest(
+        self: &Arc<Self>,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<bool, SyncError> {
+        let key = format!("{repo}\0{reference}");
+        for _ in 0..ATTEMPTS {
+            if self.engine.get_manifest(repo, reference)?.is_some() {
+                return Ok(true);
+            }
+            match self.join(false, key.clone()) {
+                Flight::Follower(done) => wait(done).await,
+                Flight::Leader(_guard) => return self.fetch_manifest_now(repo, reference).await,
+            }
+        }
+        Ok(self.engine.get_manifest(repo, reference)?.is_some())
+    }
+
+    async fn fetch_manifest_now(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<bool, SyncError> {
+        let mut last_error = None;
+        for (registry, upstream_repo) in self.sources(repo) {
+            if let Reference::Tag(tag) = reference {
+                if !registry.content.admits_tag(&upstream_repo, tag.as_str()) {
+                    continue;
+                }
+            }
+            let fetched = registry
+                .upstream
+                .manifest(&upstream_repo, &reference.to_string(), false)
+                .await;
+            let manifest = match fetched {
+                Ok(Some(manifest)) => manifest,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(component = "sync", repository = %repo, %reference, %error, "upstream manifest fetch failed");
+                    registry.failed(&error);
+                    last_error = Some(error);
+                    continue;
+                }
+            };
+            if let (Reference::Tag(_), Some(expected)) = (reference, &manifest.digest) {
+                let actual = Digest::of(expected.algorithm(), &manifest.bytes);
+                if actual != *expected {
+                    let error = SyncError::DigestMismatch {
+                        expected: expected.to_string(),
+                        actual: actual.to_string(),
+                    };
+                    registry.failed(&error);
+                    return Err(error);
+                }
+            }
+            self.engine
+                .put_manifest_mirrored(repo, reference, Some(&manifest.media_type), manifest.bytes)
+                .await?;
+            registry.succeeded(false);
+            if let Reference::Tag(tag) = reference {
+                self.mark_checked(repo, tag.as_str());
+            }
+            tracing::info!(component = "sync", repository = %repo, %reference, "manifest synced on demand");
+            return Ok(true);
+        }
+        match last_error {
+            Some(error) => Err(error.into()),
+            None => Ok(false),
+        }
+    }
+
+    fn mark_checked(&self, repo: &RepoName, tag: &str) {
+        self.checked
+            .lock()
+            .expect("check table lock is never poisoned")
+            .insert(format!("{repo}:{tag}"), Instant::now());
+    }
+
+    /// A tag of `repo` was served from the store: if its last upstream check is older than
+    /// the registry's `manifestCheckInterval`, check again in the background and store what
+    /// upstream names now. The client is never kept waiting for this.
+    pub fn revalidate(self: &Arc<Self>, repo: &RepoName, tag: &str, local: &Digest) {
+        let Some((registry, _)) = self.sources(repo).next() else {
+            return;
+        };
+        let key = format!("{repo}:{tag}");
+        {
+            let mut checked = self
+                .checked
+                .lock()
+                .expect("check table lock is never poisoned");
+            match checked.get(&key) {
+                Some(at) if at.elapsed() < registry.check_interval => return,
+                // Marked now so that concurrent hits start one check, not many.
+                _ => checked.insert(key, Instant::now()),
+            };
+        }
+        let (this, repo, tag, local) = (
+            Arc::clone(self),
+            repo.clone(),
+            tag.to_owned(),
+            local.clone(),
+        );
+        self.runtime.spawn(async move {
+            if let Err(error) = this.recheck(&repo, &tag, &local).await {
+                tracing::warn!(component = "sync", repository = %repo, tag, %error, "revalidation failed; serving the stored manifest");
+            }
+        });
+    }
+
+    async fn recheck(&self, repo: &RepoName, tag: &str, local: &Digest) -> Result<(), SyncError> {
+        for (registry, upstream_repo) in self.sources(repo) {
+            let Some(head) = registry
+                .upstream
+                .manifest(&upstream_repo, tag, true)
+                .await?
+            else {
+                continue;
+            };
+            if head.digest.as_ref() == Some(local) {
+                return Ok(());
+            }
+            let reference: Reference = Reference::Tag(tag.parse().map_err(|_| {
+                SyncError::Upstream(UpstreamError::Protocol(format!("bad tag {tag}")))
+            })?);
+            // Moved upstream (or no digest header to compare): fetch it again.
+            self.fetch_manifest_now(repo, &reference).await?;
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// A referrers list of `subject` in `repo` was asked for: answered from the store at
+    /// once; here, at most once per `manifestCheckInterval`, the upstream's list is fetched
+    /// in the background and every referrer not stored yet is synced (as a mirrored
+    /// manifest, so it lists under its subject from then on).
+    pub fn refresh_referrers(self: &Arc<Self>, repo: &RepoName, subject: &Digest) {
+        let Some((registry, _)) = self.sources(repo).next() else {
+            return;
+        };
+        let key = format!("{repo}@referrers:{subject}");
+        {
+            let mut checked = self
+                .checked
+                .lock()
+                .expect("check table lock is never poisoned");
+            match checked.get(&key) {
+                Some(at) if at.elapsed() < registry.check_interval => return,
+                _ => checked.insert(key, Instant::now()),
+            };
+        }
+        let (this, repo, subject) = (Arc::clone(self), repo.clone(), subject.clone());
+        self.runtime.spawn(async move {
+            if let Err(error) = this.sync_referrers(&repo, &subject).await {
+                tracing::warn!(component = "sync", repository = %repo, %subject, %error, "referrers refresh failed");
+            }
+        });
+    }
+
+    async fn sync_referrers(
+        self: &Arc<Self>,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<(), SyncError> {
+        for (registry, upstream_repo) in self.sources(repo) {
+            let Some(list) = registry.upstream.referrers(&upstream_repo, subject).await? else {
+                continue;
+            };
+            let index: serde_json::Value = serde_json::from_slice(&list).map_err(|error| {
+                UpstreamError::Protocol(format!("referrers of {subject}: {error}"))
+            })?;
+            let digests = index["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|descriptor| descriptor["digest"].as_str()?.parse::<Digest>().ok());
+            for digest in digests {
+                self.fetch_manifest(repo, &Reference::Digest(digest))
+                    .await?;
+            }
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// For a blob GET that missed: if a stored manifest of `repo` references `digest`, the
+    /// way to serve it. `stream` says the caller can stream (a plain GET).
+    pub async fn blob(
+        self: &Arc<Self>,
+        repo: &RepoName,
+        digest: &Digest,
+        stream_to_client: bool,
+    ) -> Result<BlobSource, SyncError> {
+        if !self.covers(repo) || !self.engine.blob_referenced(repo, digest)? {
+            return Ok(BlobSource::Unknown);
+        }
+        let key = format!("{repo}\0{digest}");
+        for _ in 0..ATTEMPTS {
+            if self.engine.stat_blob(repo, digest)?.is_some() {
+                return Ok(BlobSource::Stored);
+            }
+            match self.join(true, key.clone()) {
+                Flight::Follower(done) => wait(done).await,
+                Flight::Leader(guard) => {
+                    let Some((registry, fetch)) = self.open_blob(repo, digest).await? else {
+                        return Ok(BlobSource::Unknown);
+                    };
+                    let writer = self.engine.begin_monolithic(repo).await?;
+                    let mut stream = BlobStream {
+                        guard: Some(guard),
+                        registry,
+                        fetch,
+                        digest: digest.clone(),
+                        writer: Some(writer),
+                        received: 0,
+                    };
+                    if stream_to_client {
+                        return Ok(BlobSource::Stream(Box::new(stream)));
+                    }
+                    while stream.next().await?.is_some() {}
+                    return Ok(BlobSource::Stored);
+                }
+            }
+        }
+        match self.engine.stat_blob(repo, digest)? {
+            Some(_) => Ok(BlobSource::Stored),
+            None => Ok(BlobSource::Unknown),
+        }
+    }
+
+    async fn open_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(usize, UpstreamBlob)>, SyncError> {
+        let mut last_error = None;
+        for (registry, upstream_repo) in self.sources(repo) {
+            match registry.upstream.blob(&upstream_repo, digest).await {
+                Ok(Some(blob)) => {
+                    let index = self
+                        .registries
+                        .iter()
+                        .position(|candidate| std::ptr::eq(candidate, registry))
+                        .expect("the registry is one of ours");
+                    return Ok(Some((index, blob)));
+                }
+                Ok(None) => continue,
+                Err(error) => {
+                    registry.failed(&error);
+                    last_error = Some(error);
+                }
+            }
+        }
+        match last_error {
+            Some(error) => Err(error.into()),
+            None => Ok(None),
+        }
+    }
+}
+
+/// What a blob GET that missed should do.
+pub enum BlobSource {
+    /// Not mirrored, not referenced, or no upstream has it: the ordinary 404.
+    Unknown,
+    /// Now in the store: serve it from there.
+    Stored,
+    /// Stream it from upstream while storing it (the caller is the flight's leader).
+    Stream(Box<BlobStream>),
+}
+
+/// A blob coming from upstream, written to the store as it is passed on.
+pub struct BlobStream {
+    guard: Option<FlightGuard>,
+    /// Index of the registry it comes from (its outcome is recorded at the end).
+    registry: usize,
+    fetch: UpstreamBlob,
+    digest: Digest,
+    writer: Option<UploadWriter>,
+    received: u64,
+}
+
+impl BlobStream {
+    /// The size upstream announced.
+    pub fn size(&self) -> Option<u64> {
+        self.fetch.size
+    }
+
+    /// The next chunk for the client, after it is written to the store; `Ok(None)` at the
+    /// end, once the blob is committed. An error (upstream failure, digest mismatch, storage)
+    /// must abort the client's response: nothing was stored.
+    ///
+    /// With a known size the blob is committed before its last chunk is passed on: hyper
+    /// stops polling a body once Content-Length bytes went out, and a client must never
+    /// receive the whole of a blob that did not verify.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, SyncError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(None);
+        };
+        match self.fetch.chunks.recv().await {
+            Some(chunk) => {
+                let chunk = chunk?;
+                writer.write(chunk.clone()).await?;
+                self.received += chunk.len() as u64;
+                if self.fetch.size == Some(self.received) {
+                    self.commit().await?;
+                }
+                Ok(Some(chunk))
+            }
+            None => {
+                self.commit().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn commit(&mut self) -> Result<(), SyncError> {
+        if let Some(writer) = self.writer.take() {
+            let registry = self
+                .guard
+                .as_ref()
+                .map(|guard| &guard.owner.registries[self.registry]);
+            if let Err(error) = writer.finish(&self.digest).await {
+                if let Some(registry) = registry {
+                    registry.failed(&format!("blob {}: {error}", self.digest));
+                }
+                return Err(error.into());
+            }
+            if let Some(registry) = registry {
+                registry.succeeded(true);
+            }
+            tracing::info!(component = "sync", digest = %self.digest, bytes = self.received, "blob synced on demand");
+        }
+        // The followers may read it from the store now.
+        self.guard.take();
+        Ok(())
+    }
+}

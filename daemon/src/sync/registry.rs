@@ -1,0 +1,148 @@
+//! The configured sync registries as the daemon runs them: each one's upstream client,
+//! content rules and the outcome of its fetches, built from `extensions.sync`, and the
+//! status document `GET /v2/_berth/ext/sync` serves.
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_storage::Engine;
+
+use super::content::ContentRules;
+use super::ondemand::OnDemand;
+use super::upstream::Upstream;
+
+/// One configured upstream as on-demand sync uses it.
+pub struct Registry {
+    pub urls: Vec<String>,
+    pub upstream: Upstream,
+    pub content: ContentRules,
+    pub on_demand: bool,
+    pub check_interval: Duration,
+    /// What came of its fetches (the sync status API).
+    pub outcome: Mutex<Outcome>,
+}
+
+/// A registry's fetch results since start.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub manifests_synced: u64,
+    pub blobs_synced: u64,
+    pub last_success_ms: Option<u64>,
+    pub last_error: Option<(u64, String)>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+impl Registry {
+    pub(crate) fn succeeded(&self, blob: bool) {
+        let mut outcome = self.outcome.lock().expect("outcome lock is never poisoned");
+        match blob {
+            true => outcome.blobs_synced += 1,
+            false => outcome.manifests_synced += 1,
+        }
+        outcome.last_success_ms = Some(now_ms());
+    }
+
+    pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
+        let mut outcome = self.outcome.lock().expect("outcome lock is never poisoned");
+        outcome.last_error = Some((now_ms(), error.to_string()));
+    }
+}
+
+/// The status API's document for `registries`: configuration, traffic and outcome of each.
+pub fn status(registries: &[Registry]) -> serde_json::Value {
+    let registries: Vec<serde_json::Value> = registries
+        .iter()
+        .map(|registry| {
+            let stats = registry.upstream.stats();
+            let outcome = registry
+                .outcome
+                .lock()
+                .expect("outcome lock is never poisoned")
+                .clone();
+            let requests: serde_json::Map<String, serde_json::Value> = stats
+                .requests_by_status()
+                .into_iter()
+                .map(|(code, count)| (code.to_string(), count.into()))
+                .collect();
+            serde_json::json!({
+                "urls": registry.urls,
+                "upstream": stats.name(),
+                "onDemand": registry.on_demand,
+                "manifestCheckIntervalSeconds": registry.check_interval.as_secs_f64(),
+                "manifestsSynced": outcome.manifests_synced,
+                "blobsSynced": outcome.blobs_synced,
+                "lastSuccessUnixMs": outcome.last_success_ms,
+                "lastError": outcome.last_error.map(|(at, message)| serde_json::json!({
+                    "unixMs": at,
+                    "message": message,
+                })),
+                "requests": requests,
+                "failedRequests": stats.failures(),
+                "retries": stats.retries(),
+                "throttled": stats.throttled(),
+                "bytesReceived": stats.bytes_received(),
+                "inFlight": stats.in_flight_now(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "registries": registries })
+}
+
+/// Builds on-demand sync from `extensions.sync`: one `Upstream` per registry (its I/O on
+/// `runtime`), `None` when no registry is on demand.
+pub fn build(
+    config: &crate::config::SyncConfig,
+    engine: Arc<Engine>,
+    runtime: tokio::runtime::Handle,
+) -> Result<Option<Arc<OnDemand>>, String> {
+    if !config.enabled || !config.registries.iter().any(|registry| registry.on_demand) {
+        return Ok(None);
+    }
+    let credentials = match &config.credentials_file {
+        Some(path) => super::auth::Credentials::load(path)?,
+        None => super::auth::Credentials::default(),
+    };
+    let mut registries = Vec::new();
+    for (index, registry) in config.registries.iter().enumerate() {
+        let name = registry
+            .urls
+            .first()
+            .map(|url| {
+                url.trim_start_matches("https://")
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let options = super::upstream::UpstreamOptions {
+            name,
+            urls: registry.urls.clone(),
+            credentials: credentials.clone(),
+            tls_verify: registry.tls_verify,
+            cert_dir: registry.cert_dir.clone(),
+            max_retries: registry.max_retries,
+            retry_delay: registry.retry_delay,
+            max_retry_delay: registry.max_retry_delay,
+            req_concurrent: registry.req_concurrent,
+            req_per_sec: registry.req_per_sec,
+            response_header_timeout: Duration::from_secs(30),
+        };
+        let upstream = Upstream::new(options, runtime.clone())
+            .map_err(|error| format!("extensions.sync.registries[{index}]: {error}"))?;
+        let content = ContentRules::new(&registry.content)
+            .map_err(|error| format!("extensions.sync.registries[{index}].content: {error}"))?;
+        registries.push(Registry {
+            urls: registry.urls.clone(),
+            outcome: Mutex::default(),
+            upstream,
+            content,
+            on_demand: registry.on_demand,
+            check_interval: registry.manifest_check_interval,
+        });
+    }
+    Ok(Some(Arc::new(OnDemand::new(registries, engine, runtime))))
+}
