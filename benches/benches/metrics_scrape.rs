@@ -142,9 +142,9 @@ fn scrape_costs(c: &mut Criterion) {
         b.iter(|| black_box(engine.usage().expect("usage")))
     });
     group.bench_function("exposition", |b| {
-        b.iter(|| black_box(scrape(&metrics, &engine, &usage, "zot", &[])))
+        b.iter(|| black_box(scrape(&metrics, &engine, &usage, "zot", None)))
     });
-    let text = scrape(&metrics, &engine, &usage, "zot", &[]);
+    let text = scrape(&metrics, &engine, &usage, "zot", None);
     eprintln!(
         "exposition of {REPOS} repositories: {} bytes, {} lines",
         text.len(),

@@ -131,6 +131,10 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         maintenance_stop.clone(),
     )?;
     let engine = shared.engine.clone();
+    let periodic_sync = match &shared.sync {
+        Some(sync) => crate::sync::periodic::spawn(sync.clone(), uring, maintenance_stop.clone())?,
+        None => None,
+    };
     let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;
     live.mark_started();
     tracing::info!(%bound, workers, uring, "berth started");
@@ -153,8 +157,13 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(collector) = collector {
         let _ = collector.join();
     }
+    // Upstream I/O stops first: a periodic copy in the middle of a blob then fails (nothing
+    // is committed from a short download) and its thread sees `stop`.
     if let Some(runtime) = sync_runtime {
         runtime.shutdown_background();
+    }
+    if let Some(periodic_sync) = periodic_sync {
+        let _ = periodic_sync.join();
     }
     if let Err(error) = engine.flush_pulls() {
         tracing::warn!(%error, "pull times since the last GC pass were not saved");

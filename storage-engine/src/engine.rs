@@ -269,6 +269,27 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Links `digest` into `repo` if the store holds that blob, whichever repository linked
+    /// it: for sync, which copies what an upstream names by digest, so the content is the
+    /// same. Returns false when the store lacks it. Cancel: as delete_blob.
+    pub async fn adopt_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError> {
+        let guard = self.inner.digest_guard(digest).await?;
+        let Some(record) = self
+            .inner
+            .index
+            .get(Cf::Blobs, digest.to_string().as_bytes())?
+        else {
+            return Ok(false);
+        };
+        let size = BlobRecord::decode(&record)?.size;
+        self.inner
+            .link_blob(repo, digest, size, None, &guard)
+            .await?;
+        Ok(true)
+    }
+}
+
 /// A digest's lock held by a commit that links the blob: shared when the blob record exists
 /// (it cannot go away while held), exclusive when this commit may create it.
 pub(crate) enum DigestGuard<'a> {

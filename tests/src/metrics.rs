@@ -58,6 +58,8 @@ pub const METRIC_FAMILIES: &[(&str, &str)] = &[
     ("berth_sync_upstream_request_duration_seconds", "histogram"),
     ("berth_sync_upstream_in_flight", "gauge"),
     ("berth_sync_upstream_retries_total", "counter"),
+    ("berth_sync_images_total", "counter"),
+    ("berth_sync_last_success_timestamp_seconds", "gauge"),
     ("process_cpu_seconds_total", "counter"),
     ("process_resident_memory_bytes", "gauge"),
     ("process_open_fds", "gauge"),

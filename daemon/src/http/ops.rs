@@ -75,9 +75,12 @@ async fn scrape(ctx: &Ctx) -> Response<Body> {
     let sync = ctx.sync.clone();
     let scraped = tokio::task::spawn_blocking(move || {
         let usage = engine.usage()?;
-        let upstreams: Vec<_> = sync.iter().flat_map(|sync| sync.upstream_stats()).collect();
         Ok::<_, berth_storage::StorageError>(metrics::scrape(
-            &metrics, &engine, &usage, &namespace, &upstreams,
+            &metrics,
+            &engine,
+            &usage,
+            &namespace,
+            sync.as_deref(),
         ))
     })
     .await;

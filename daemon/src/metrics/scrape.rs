@@ -10,6 +10,8 @@ use berth_storage::{Engine, UsageSnapshot};
 
 use super::expose::{Exposition, Kind};
 use super::{process, Metrics, METHODS};
+use crate::sync::ondemand::OnDemand;
+use crate::sync::registry::Registry;
 use crate::sync::upstream_stats::UpstreamStats;
 
 /// zot's `binaryType` lists the extensions built in; berth lists those it implements.
@@ -22,7 +24,7 @@ pub fn scrape(
     engine: &Engine,
     usage: &UsageSnapshot,
     namespace: &str,
-    upstreams: &[&UpstreamStats],
+    sync: Option<&OnDemand>,
 ) -> String {
     let totals = metrics.totals();
     let mut out = Exposition::with_capacity(16 * 1024 + totals.repos.len() * 600);
@@ -263,7 +265,7 @@ pub fn scrape(
         out.histogram(name, &[("target", target)], &histogram.snapshot());
     }
     scrub_families(&mut out, engine);
-    sync_families(&mut out, upstreams);
+    sync_families(&mut out, sync.map_or(&[][..], |sync| sync.registries()));
 
     // ---- process
     let process = process::read(metrics.started);
@@ -446,7 +448,11 @@ fn scrub_families(out: &mut Exposition, engine: &Engine) {
 }
 
 /// Per-upstream sync families, one series set per configured upstream (none without sync).
-fn sync_families(out: &mut Exposition, upstreams: &[&UpstreamStats]) {
+fn sync_families(out: &mut Exposition, registries: &[Registry]) {
+    let upstreams: Vec<&UpstreamStats> = registries
+        .iter()
+        .map(|registry| registry.upstream.stats())
+        .collect();
     let name = "berth_sync_upstream_requests_total";
     out.family(
         name,
@@ -454,7 +460,7 @@ fn sync_families(out: &mut Exposition, upstreams: &[&UpstreamStats]) {
         "Requests to each upstream registry by status code (\"failed\": no response).",
     );
     let mut code_text = String::new();
-    for upstream in upstreams {
+    for upstream in &upstreams {
         for (code, count) in upstream.requests_by_status() {
             code_text.clear();
             code_text.push_str(&code.to_string());
@@ -485,7 +491,7 @@ fn sync_families(out: &mut Exposition, upstreams: &[&UpstreamStats]) {
     ];
     for (name, help, read) in counters {
         out.family(name, Kind::Counter, help);
-        for upstream in upstreams {
+        for upstream in &upstreams {
             out.count(name, &[("upstream", upstream.name())], read(upstream));
         }
     }
@@ -495,7 +501,7 @@ fn sync_families(out: &mut Exposition, upstreams: &[&UpstreamStats]) {
         Kind::Histogram,
         "Duration of requests to each upstream registry, to the response headers.",
     );
-    for upstream in upstreams {
+    for upstream in &upstreams {
         out.histogram(name, &[("upstream", upstream.name())], &upstream.latency());
     }
     let name = "berth_sync_upstream_in_flight";
@@ -504,11 +510,45 @@ fn sync_families(out: &mut Exposition, upstreams: &[&UpstreamStats]) {
         Kind::Gauge,
         "Requests in flight to each upstream registry.",
     );
-    for upstream in upstreams {
+    for upstream in &upstreams {
         out.count(
             name,
             &[("upstream", upstream.name())],
             upstream.in_flight_now(),
         );
+    }
+    let name = "berth_sync_images_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Images periodic sync copied, found already stored (skipped) or failed, per upstream.",
+    );
+    let name_last = "berth_sync_last_success_timestamp_seconds";
+    let mut last = Vec::new();
+    for registry in registries {
+        let outcome = registry
+            .outcome
+            .lock()
+            .expect("outcome lock is never poisoned")
+            .clone();
+        let upstream = registry.upstream.stats().name();
+        for (result, count) in [
+            ("copied", outcome.images_copied),
+            ("skipped", outcome.images_skipped),
+            ("failed", outcome.images_failed),
+        ] {
+            out.count(name, &[("upstream", upstream), ("result", result)], count);
+        }
+        if let Some(at) = outcome.last_success_ms {
+            last.push((upstream, at as f64 / 1000.0));
+        }
+    }
+    out.family(
+        name_last,
+        Kind::Gauge,
+        "When each upstream's last sync (a periodic pass without error, or an on-demand fetch) succeeded.",
+    );
+    for (upstream, seconds) in last {
+        out.sample(name_last, &[("upstream", upstream)], seconds);
     }
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod content;
 pub mod ondemand;
+pub mod periodic;
 pub mod registry;
 pub mod upstream;
 mod upstream_http;

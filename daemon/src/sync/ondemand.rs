@@ -143,16 +143,18 @@ impl OnDemand {
             })
     }
 
+    /// Every configured registry (on demand or not).
+    pub fn registries(&self) -> &[Registry] {
+        &self.registries
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// The sync status API's document.
     pub fn status(&self) -> serde_json::Value {
         super::registry::status(&self.registries)
-    }
-
-    /// Every upstream's counters (for /metrics).
-    pub fn upstream_stats(&self) -> impl Iterator<Item = &super::upstream_stats::UpstreamStats> {
-        self.registries
-            .iter()
-            .map(|registry| registry.upstream.stats())
     }
 
     /// True if some on-demand registry mirrors `repo`.
@@ -366,6 +368,10 @@ impl OnDemand {
             match self.join(true, key.clone()) {
                 Flight::Follower(done) => wait(done).await,
                 Flight::Leader(guard) => {
+                    // Stored for another repository already: link it, no upstream request.
+                    if self.engine.adopt_blob(repo, digest).await? {
+                        return Ok(BlobSource::Stored);
+                    }
                     let Some((registry, fetch)) = self.open_blob(repo, digest).await? else {
                         return Ok(BlobSource::Unknown);
                     };

@@ -16,7 +16,11 @@ pub struct Registry {
     pub upstream: Upstream,
     pub content: ContentRules,
     pub on_demand: bool,
+    /// Periodic sync: set when `pollInterval` is and `content` is not empty.
+    pub poll_interval: Option<Duration>,
     pub check_interval: Duration,
+    /// Images a periodic pass copies at once (`reqConcurrent`).
+    pub req_concurrent: usize,
     /// What came of its fetches (the sync status API).
     pub outcome: Mutex<Outcome>,
 }
@@ -28,9 +32,27 @@ pub struct Outcome {
     pub blobs_synced: u64,
     pub last_success_ms: Option<u64>,
     pub last_error: Option<(u64, String)>,
+    /// Periodic sync: passes finished, and the last one's result.
+    pub runs: u64,
+    pub last_run: Option<RunResult>,
+    /// Periodic sync: images copied, already stored, failed, over all passes.
+    pub images_copied: u64,
+    pub images_skipped: u64,
+    pub images_failed: u64,
 }
 
-fn now_ms() -> u64 {
+/// One periodic pass's result.
+#[derive(Clone, Debug, Default)]
+pub struct RunResult {
+    pub finished_ms: u64,
+    pub copied: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// The first error of the pass (catalog unreachable, an image that failed).
+    pub error: Option<String>,
+}
+
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64)
@@ -86,20 +108,34 @@ pub fn status(registries: &[Registry]) -> serde_json::Value {
                 "throttled": stats.throttled(),
                 "bytesReceived": stats.bytes_received(),
                 "inFlight": stats.in_flight_now(),
+                "pollIntervalSeconds": registry.poll_interval.map(|every| every.as_secs_f64()),
+                "periodic": {
+                    "runs": outcome.runs,
+                    "imagesCopied": outcome.images_copied,
+                    "imagesSkipped": outcome.images_skipped,
+                    "imagesFailed": outcome.images_failed,
+                    "lastRun": outcome.last_run.map(|run| serde_json::json!({
+                        "finishedUnixMs": run.finished_ms,
+                        "copied": run.copied,
+                        "skipped": run.skipped,
+                        "failed": run.failed,
+                        "error": run.error,
+                    })),
+                },
             })
         })
         .collect();
     serde_json::json!({ "registries": registries })
 }
 
-/// Builds on-demand sync from `extensions.sync`: one `Upstream` per registry (its I/O on
-/// `runtime`), `None` when no registry is on demand.
+/// Builds sync from `extensions.sync`: one `Upstream` per registry (its I/O on `runtime`),
+/// `None` when sync is off or has no registry.
 pub fn build(
     config: &crate::config::SyncConfig,
     engine: Arc<Engine>,
     runtime: tokio::runtime::Handle,
 ) -> Result<Option<Arc<OnDemand>>, String> {
-    if !config.enabled || !config.registries.iter().any(|registry| registry.on_demand) {
+    if !config.enabled || config.registries.is_empty() {
         return Ok(None);
     }
     let credentials = match &config.credentials_file {
@@ -141,7 +177,11 @@ pub fn build(
             upstream,
             content,
             on_demand: registry.on_demand,
+            poll_interval: registry
+                .poll_interval
+                .filter(|every| !every.is_zero() && !registry.content.is_empty()),
             check_interval: registry.manifest_check_interval,
+            req_concurrent: registry.req_concurrent,
         });
     }
     Ok(Some(Arc::new(OnDemand::new(registries, engine, runtime))))
