@@ -15,6 +15,7 @@
 
 pub mod api;
 mod daemon;
+pub mod faulty;
 mod fixture;
 pub mod gc;
 mod image;

@@ -219,13 +219,15 @@ impl OnDemand {
                     return Err(error);
                 }
             }
+            // Checked as of now, before it is visible: a hit right after the store must
+            // not start a revalidation of what was just fetched.
+            if let Reference::Tag(tag) = reference {
+                self.mark_checked(repo, tag.as_str());
+            }
             self.engine
                 .put_manifest_mirrored(repo, reference, Some(&manifest.media_type), manifest.bytes)
                 .await?;
             registry.succeeded(false);
-            if let Reference::Tag(tag) = reference {
-                self.mark_checked(repo, tag.as_str());
-            }
             tracing::info!(component = "sync", repository = %repo, %reference, "manifest synced on demand");
             return Ok(true);
         }

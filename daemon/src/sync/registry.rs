@@ -128,6 +128,11 @@ pub fn status(registries: &[Registry]) -> serde_json::Value {
     serde_json::json!({ "registries": registries })
 }
 
+/// Requests in flight to one upstream at most. `reqConcurrent` bounds periodic sync's
+/// parallel image copies; on-demand traffic only meets this cap, so that a few stalled or
+/// long requests (a 30 s header timeout, a 1 GB blob) never hold up the rest of a mirror.
+const UPSTREAM_IN_FLIGHT: usize = 64;
+
 /// Builds sync from `extensions.sync`: one `Upstream` per registry (its I/O on `runtime`),
 /// `None` when sync is off or has no registry.
 pub fn build(
@@ -163,7 +168,7 @@ pub fn build(
             max_retries: registry.max_retries,
             retry_delay: registry.retry_delay,
             max_retry_delay: registry.max_retry_delay,
-            req_concurrent: registry.req_concurrent,
+            req_concurrent: registry.req_concurrent.max(UPSTREAM_IN_FLIGHT),
             req_per_sec: registry.req_per_sec,
             response_header_timeout: Duration::from_secs(30),
         };
