@@ -29,6 +29,9 @@ enum Command {
     Run(RunArgs),
     /// Starts berth and CNCF Distribution and runs every workload against both, alternately.
     Compare(CompareArgs),
+    /// Starts an upstream Distribution, berth as its on-demand mirror and Distribution in
+    /// proxy mode, and times cold and warm pulls through both against direct pulls.
+    Mirror(MirrorArgs),
     /// Lists the workloads.
     List,
 }
@@ -94,6 +97,55 @@ struct CompareArgs {
     /// Also writes every run's figures as JSON here.
     #[arg(long)]
     json_out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct MirrorArgs {
+    /// The berth binary (a release build).
+    #[arg(long, default_value = "target/release/berth")]
+    berth_bin: PathBuf,
+    /// Where the registries' fresh data directories are made (same filesystem for all).
+    #[arg(long, default_value = ".")]
+    data_dir: PathBuf,
+    /// Rounds; each starts both mirrors with empty caches.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Image sizes (one single-layer image each): KB, MB or GB, binary units.
+    #[arg(long, value_delimiter = ',', default_value = "100MB,1GB")]
+    sizes: Vec<String>,
+    /// Longest one pull may take, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Runs the berth mirror with `storage.commit: false` (no fsync): shows what durability
+    /// costs a cold pull.
+    #[arg(long)]
+    berth_no_commit: bool,
+    /// Also writes every pull's figures as JSON here.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+}
+
+fn mirror(args: MirrorArgs) -> Result<()> {
+    let sizes = args
+        .sizes
+        .iter()
+        .map(|size| berth_benches::mirror::parse_size(size))
+        .collect::<Result<Vec<u64>>>()?;
+    let options = berth_benches::mirror::MirrorOptions {
+        berth_bin: std::fs::canonicalize(&args.berth_bin)
+            .with_context(|| format!("berth binary {}", args.berth_bin.display()))?,
+        data_parent: std::fs::canonicalize(&args.data_dir)?,
+        sizes,
+        rounds: args.rounds.max(1),
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        berth_commit: !args.berth_no_commit,
+    };
+    let report = berth_benches::mirror::run(&options)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    print!("{}", report.table());
+    Ok(())
 }
 
 fn compare(args: CompareArgs) -> Result<()> {
@@ -167,6 +219,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Compare(args) => compare(args),
+        Command::Mirror(args) => mirror(args),
         Command::List => {
             for workload in workloads::all() {
                 println!("{}", workload.name);

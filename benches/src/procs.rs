@@ -1,7 +1,9 @@
 //! The registries the comparison starts: berth (the given binary, embedded defaults plus a
 //! data directory, `storage.commit` on or off) and CNCF Distribution (Debian's
 //! `docker-registry`, filesystem storage), each on 127.0.0.1 with a fresh data directory under
-//! the chosen parent, so both use the same filesystem.
+//! the chosen parent, so both use the same filesystem. For `berth-bench mirror`, either can
+//! also start as a pull-through mirror of an upstream registry: berth with an on-demand
+//! `extensions.sync` registry, Distribution with `proxy.remoteurl`.
 //!
 //! Rules: both log at error level only (Distribution's access log off; berth has none yet),
 //! so neither pays for logging the other skips. Readiness is `GET /v2/` answering 200. A
@@ -28,6 +30,12 @@ pub enum Kind {
     Distribution,
     /// berth with `storage.commit: false` (no fsync, like Distribution and zot by default).
     BerthNoCommit,
+    /// berth as an on-demand (pull-through) mirror of an upstream, default durable settings.
+    BerthMirror,
+    /// The same mirror with `storage.commit: false` (a diagnostic: what the fsyncs cost).
+    BerthMirrorNoCommit,
+    /// CNCF Distribution in proxy mode (`proxy.remoteurl`) in front of an upstream.
+    DistributionProxy,
 }
 
 impl Kind {
@@ -36,7 +44,18 @@ impl Kind {
             Kind::Berth => "berth",
             Kind::Distribution => "distribution",
             Kind::BerthNoCommit => "berth commit:false",
+            Kind::BerthMirror => "berth mirror",
+            Kind::BerthMirrorNoCommit => "berth mirror commit:false",
+            Kind::DistributionProxy => "distribution proxy",
         }
+    }
+
+    /// A pull-through mirror, started with `Registry::start_mirror`.
+    pub fn is_mirror(self) -> bool {
+        matches!(
+            self,
+            Kind::BerthMirror | Kind::BerthMirrorNoCommit | Kind::DistributionProxy
+        )
     }
 }
 
@@ -98,6 +117,35 @@ pub fn ensure_distribution() -> Result<()> {
 impl Registry {
     /// Starts a registry of `kind` with a fresh data directory under `parent`.
     pub fn start(kind: Kind, berth_bin: &Path, parent: &Path) -> Result<Registry> {
+        if kind.is_mirror() {
+            bail!(
+                "{} needs an upstream: use Registry::start_mirror",
+                kind.label()
+            );
+        }
+        Registry::launch(kind, berth_bin, parent, None)
+    }
+
+    /// Starts a pull-through mirror (a kind that `is_mirror`) of the plain-HTTP
+    /// registry at `upstream`, with a fresh data directory under `parent`.
+    pub fn start_mirror(
+        kind: Kind,
+        berth_bin: &Path,
+        parent: &Path,
+        upstream: SocketAddr,
+    ) -> Result<Registry> {
+        if !kind.is_mirror() {
+            bail!("{} is not a mirror", kind.label());
+        }
+        Registry::launch(kind, berth_bin, parent, Some(upstream))
+    }
+
+    fn launch(
+        kind: Kind,
+        berth_bin: &Path,
+        parent: &Path,
+        upstream: Option<SocketAddr>,
+    ) -> Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix(&format!(
                 "berth-bench-{}-",
@@ -108,14 +156,17 @@ impl Registry {
         let log = dir.path().join("log");
         let port = free_port()?;
         let mut command = match kind {
-            Kind::Distribution => {
+            Kind::Distribution | Kind::DistributionProxy => {
                 let config = dir.path().join("config.yml");
+                let proxy = upstream.map_or_else(String::new, |upstream| {
+                    format!("proxy:\n  remoteurl: http://{upstream}\n")
+                });
                 std::fs::write(
                     &config,
                     format!(
                         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
                          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
-                         cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                         cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n{proxy}",
                         data.display()
                     ),
                 )?;
@@ -123,13 +174,20 @@ impl Registry {
                 command.arg("serve").arg(config);
                 command
             }
-            Kind::Berth | Kind::BerthNoCommit => {
+            Kind::Berth | Kind::BerthNoCommit | Kind::BerthMirror | Kind::BerthMirrorNoCommit => {
                 let config = dir.path().join("config.json");
-                let document = serde_json::json!({
-                    "storage": {"rootDirectory": data, "commit": kind == Kind::Berth},
+                let mut document = serde_json::json!({
+                    "storage": {"rootDirectory": data, "commit": matches!(kind, Kind::Berth | Kind::BerthMirror)},
                     "http": {"address": "127.0.0.1", "port": port.to_string()},
                     "log": {"level": "error"},
                 });
+                if let Some(upstream) = upstream {
+                    document["extensions"] = serde_json::json!({"sync": {"registries": [{
+                        "urls": [format!("http://{upstream}")],
+                        "onDemand": true,
+                        "tlsVerify": false,
+                    }]}});
+                }
                 std::fs::write(&config, serde_json::to_vec_pretty(&document)?)?;
                 let mut command = Command::new(berth_bin);
                 command.arg("serve").arg(config);

@@ -511,3 +511,25 @@ fn the_faulty_upstream_misbehaves_as_told() {
     assert_eq!(proxy.count("GET", &path), 5);
     assert_eq!(proxy.count("HEAD", &path), 1);
 }
+
+/// `syncTimeout` bounds an on-demand manifest fetch: a stalled upstream costs the client that
+/// long, not the 30 s header timeout, and the miss is the ordinary 404.
+#[test]
+fn sync_timeout_bounds_a_stalled_manifest_fetch() {
+    let upstream = Distribution::start();
+    let proxy = FaultyUpstream::start(&upstream.url);
+    let berth = mirror_of(&proxy, json!({"syncTimeout": "2s"}));
+    proxy.set(&manifest_path("library/slow", "v1"), Fault::Stall);
+    let client = http();
+    let started = Instant::now();
+    let response = client
+        .get(format!("{}/v2/library/slow/manifests/v1", berth.url))
+        .send()
+        .expect("GET");
+    let waited = started.elapsed();
+    assert_eq!(response.status().as_u16(), 404);
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+}

@@ -194,10 +194,17 @@ impl OnDemand {
                     continue;
                 }
             }
-            let fetched = registry
+            let reference_text = reference.to_string();
+            let fetch = registry
                 .upstream
-                .manifest(&upstream_repo, &reference.to_string(), false)
-                .await;
+                .manifest(&upstream_repo, &reference_text, false);
+            let fetched = match tokio::time::timeout(registry.sync_timeout, fetch).await {
+                Ok(fetched) => fetched,
+                Err(_) => Err(UpstreamError::Protocol(format!(
+                    "no manifest within syncTimeout ({:?})",
+                    registry.sync_timeout
+                ))),
+            };
             let manifest = match fetched {
                 Ok(Some(manifest)) => manifest,
                 Ok(None) => continue,

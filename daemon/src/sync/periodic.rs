@@ -9,8 +9,8 @@
 //!   changed upstream plus one HEAD per admitted tag.
 //! * Images are stored complete (blobs first, then child manifests, then the manifest), as
 //!   ordinary manifests: a periodic copy never depends on the upstream afterwards.
-//! * `reqConcurrent` images are copied at once. One failed image is counted and logged and
-//!   the pass goes on.
+//! * `reqConcurrent` images are copied at once, each within `syncTimeout`. One failed image
+//!   is counted and logged and the pass goes on.
 //! * One thread per daemon runs the passes (registry after registry), on a runtime of the
 //!   shards' kind (blob writes need it); upstream I/O runs on sync's runtime. The first pass
 //!   starts at once, the next `pollInterval` after the previous one ended. Setting `stop`
@@ -99,7 +99,14 @@ async fn run_pass(sync: &OnDemand, registry: &Registry, stop: &AtomicBool) {
                     ))),
                 );
             }
-            let copied = copy_tag(engine, registry, &upstream_repo, &local, &tag).await;
+            let copy = copy_tag(engine, registry, &upstream_repo, &local, &tag);
+            let copied = match tokio::time::timeout(registry.sync_timeout, copy).await {
+                Ok(copied) => copied,
+                Err(_) => Err(SyncError::Upstream(UpstreamError::Protocol(format!(
+                    "not copied within syncTimeout ({:?})",
+                    registry.sync_timeout
+                )))),
+            };
             (local, tag, copied)
         },
     ))

@@ -21,6 +21,8 @@ pub struct Registry {
     pub check_interval: Duration,
     /// Images a periodic pass copies at once (`reqConcurrent`).
     pub req_concurrent: usize,
+    /// Longest a manifest fetch or a periodic image copy may take (`syncTimeout`).
+    pub sync_timeout: Duration,
     /// What came of its fetches (the sync status API).
     pub outcome: Mutex<Outcome>,
 }
@@ -187,6 +189,7 @@ pub fn build(
                 .filter(|every| !every.is_zero() && !registry.content.is_empty()),
             check_interval: registry.manifest_check_interval,
             req_concurrent: registry.req_concurrent,
+            sync_timeout: registry.sync_timeout,
         });
     }
     Ok(Some(Arc::new(OnDemand::new(registries, engine, runtime))))
