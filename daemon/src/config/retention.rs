@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::walk::{describe, Ctx, Section};
+use super::walk::{list, Ctx, Section};
 
 /// `storage.gcTimeWindow`: the UTC minutes of the day in which a GC pass may start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,32 +176,6 @@ pub(super) fn retention(
         delay: delay.unwrap_or(gc_delay),
         policies: policies?,
     }))
-}
-
-/// The list at `key` (absent = empty), each item read by `item` with its indexed path.
-fn list<T>(
-    ctx: &mut Ctx,
-    section: &Section<'_>,
-    key: &str,
-    item: fn(&mut Ctx, &str, &Value) -> Option<T>,
-) -> Option<Vec<T>> {
-    let Some(value) = section.raw(key) else {
-        return Some(Vec::new());
-    };
-    let path = section.path_of(key);
-    let Value::Array(items) = value else {
-        ctx.error(&path, format!("expected a list, got {}", describe(value)));
-        return None;
-    };
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (index, value) in items.iter().enumerate() {
-        match item(ctx, &format!("{path}[{index}]"), value) {
-            Some(parsed) => out.push(parsed),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
 }
 
 fn policy(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RetentionPolicyConfig> {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::walk::{describe, Ctx, Ignored, Section};
+use super::walk::{describe, list, Ctx, Ignored, Section};
 use super::{compile_tag_pattern, ExtensionsConfig};
 use crate::sync::content::{compile_prefix, is_literal_prefix, normalize_destination};
 
@@ -208,32 +208,6 @@ fn check_readable_file(path: &Path) -> Result<(), String> {
         return Err(format!("{} is not a file", path.display()));
     }
     Ok(())
-}
-
-/// The list at `key` (absent = empty), each item read by `item` with its indexed path.
-fn list<T>(
-    ctx: &mut Ctx,
-    section: &Section<'_>,
-    key: &str,
-    mut item: impl FnMut(&mut Ctx, &str, &Value) -> Option<T>,
-) -> Option<Vec<T>> {
-    let Some(value) = section.raw(key) else {
-        return Some(Vec::new());
-    };
-    let path = section.path_of(key);
-    let Value::Array(items) = value else {
-        ctx.error(&path, format!("expected a list, got {}", describe(value)));
-        return None;
-    };
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (index, value) in items.iter().enumerate() {
-        match item(ctx, &format!("{path}[{index}]"), value) {
-            Some(parsed) => out.push(parsed),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
 }
 
 /// Whether `key` is absent or was read without error.

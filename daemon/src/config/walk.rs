@@ -261,3 +261,29 @@ impl<'a> Section<'a> {
         ok.then_some(out)
     }
 }
+
+/// The list at `key` (absent = empty), each item read by `item` with its indexed path.
+pub(crate) fn list<T>(
+    ctx: &mut Ctx,
+    section: &Section<'_>,
+    key: &str,
+    mut item: impl FnMut(&mut Ctx, &str, &Value) -> Option<T>,
+) -> Option<Vec<T>> {
+    let Some(value) = section.raw(key) else {
+        return Some(Vec::new());
+    };
+    let path = section.path_of(key);
+    let Value::Array(items) = value else {
+        ctx.error(&path, format!("expected a list, got {}", describe(value)));
+        return None;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (index, value) in items.iter().enumerate() {
+        match item(ctx, &format!("{path}[{index}]"), value) {
+            Some(parsed) => out.push(parsed),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}

@@ -244,6 +244,20 @@ impl OnDemand {
         }
     }
 
+    /// True if `key` was last checked longer than `interval` ago (or never); it is then
+    /// marked checked now, so that concurrent hits start one check, not many.
+    fn due(&self, key: String, interval: std::time::Duration) -> bool {
+        let mut checked = self
+            .checked
+            .lock()
+            .expect("check table lock is never poisoned");
+        if checked.get(&key).is_some_and(|at| at.elapsed() < interval) {
+            return false;
+        }
+        checked.insert(key, Instant::now());
+        true
+    }
+
     fn mark_checked(&self, repo: &RepoName, tag: &str) {
         self.checked
             .lock()
@@ -258,17 +272,8 @@ impl OnDemand {
         let Some((registry, _)) = self.sources(repo).next() else {
             return;
         };
-        let key = format!("{repo}:{tag}");
-        {
-            let mut checked = self
-                .checked
-                .lock()
-                .expect("check table lock is never poisoned");
-            match checked.get(&key) {
-                Some(at) if at.elapsed() < registry.check_interval => return,
-                // Marked now so that concurrent hits start one check, not many.
-                _ => checked.insert(key, Instant::now()),
-            };
+        if !self.due(format!("{repo}:{tag}"), registry.check_interval) {
+            return;
         }
         let (this, repo, tag, local) = (
             Arc::clone(self),
@@ -313,16 +318,11 @@ impl OnDemand {
         let Some((registry, _)) = self.sources(repo).next() else {
             return;
         };
-        let key = format!("{repo}@referrers:{subject}");
-        {
-            let mut checked = self
-                .checked
-                .lock()
-                .expect("check table lock is never poisoned");
-            match checked.get(&key) {
-                Some(at) if at.elapsed() < registry.check_interval => return,
-                _ => checked.insert(key, Instant::now()),
-            };
+        if !self.due(
+            format!("{repo}@referrers:{subject}"),
+            registry.check_interval,
+        ) {
+            return;
         }
         let (this, repo, subject) = (Arc::clone(self), repo.clone(), subject.clone());
         self.runtime.spawn(async move {
