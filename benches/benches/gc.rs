@@ -16,14 +16,15 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use berth_storage::oci::{Algorithm, Digest, Reference, RepoName, Tag};
-use berth_storage::{Engine, EngineOptions, GcKind, GcOptions, IoBackendKind};
+use berth_storage::{Engine, GcKind, GcOptions};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const REPOS: usize = 100;
 const TAGS: usize = 100;
-const DATA_PARENT: &str = "/root/.cache/berth";
 
 async fn push(engine: &Engine, repo: &RepoName, data: &[u8]) -> (Digest, usize) {
     let digest = Digest::of(Algorithm::Sha256, data);
@@ -77,18 +78,9 @@ async fn image(
 }
 
 fn gc_passes(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    std::fs::create_dir_all(DATA_PARENT).expect("data parent");
-    let dir = tempfile::TempDir::new_in(DATA_PARENT).expect("temp dir");
-    let engine = Engine::open(EngineOptions {
-        root: dir.path().to_path_buf(),
-        commit: false,
-        io: IoBackendKind::Threads,
-    })
-    .expect("engine opens");
+    let runtime = common::runtime();
+    let dir = common::scratch_dir();
+    let engine = common::open_unsynced(dir.path());
     let repos: Vec<RepoName> = (0..REPOS)
         .map(|index| format!("bench/gc{index:03}").parse().expect("name"))
         .collect();

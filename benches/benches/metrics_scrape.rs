@@ -15,8 +15,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use berth::metrics::{scrape, Finished, Metrics, RepoAction};
+mod common;
+
 use berth_storage::oci::{Algorithm, Digest, Reference, RepoName};
-use berth_storage::{Engine, EngineOptions, IoBackendKind};
+use berth_storage::Engine;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use hyper::Method;
@@ -25,7 +27,6 @@ use tokio::runtime::Runtime;
 
 const REPOS: usize = 10_000;
 const DIRTY: usize = 100;
-const DATA_PARENT: &str = "/root/.cache/berth";
 const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
 const LAYER: &[u8] = b"berth metrics bench layer";
 
@@ -44,15 +45,6 @@ fn manifest() -> Bytes {
     Bytes::from(serde_json::to_vec(&manifest).expect("json"))
 }
 
-fn open(dir: &std::path::Path) -> Engine {
-    Engine::open(EngineOptions {
-        root: dir.to_path_buf(),
-        commit: false,
-        io: IoBackendKind::Threads,
-    })
-    .expect("engine opens")
-}
-
 async fn seed(engine: &Engine, repo: &RepoName, manifest: &Bytes) {
     for blob in [CONFIG, LAYER] {
         let mut writer = engine.begin_monolithic(repo).await.expect("begin");
@@ -67,17 +59,13 @@ async fn seed(engine: &Engine, repo: &RepoName, manifest: &Bytes) {
 }
 
 fn scrape_costs(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    std::fs::create_dir_all(DATA_PARENT).expect("data parent");
-    let dir = tempfile::TempDir::new_in(DATA_PARENT).expect("temp dir");
+    let runtime = common::runtime();
+    let dir = common::scratch_dir();
     let repos: Vec<RepoName> = (0..REPOS)
         .map(|i| format!("team{}/app{i}", i % 100).parse().expect("name"))
         .collect();
     let manifest = manifest();
-    let mut engine = Some(open(dir.path()));
+    let mut engine = Some(common::open_unsynced(dir.path()));
     runtime.block_on(async {
         let engine = engine.as_ref().expect("engine is open");
         for repo in &repos {
@@ -114,7 +102,7 @@ fn scrape_costs(c: &mut Criterion) {
             for _ in 0..iters {
                 // Close first: RocksDB holds a lock on its directory.
                 drop(engine.take());
-                let reopened = engine.insert(open(dir.path()));
+                let reopened = engine.insert(common::open_unsynced(dir.path()));
                 let start = Instant::now();
                 black_box(reopened.usage().expect("usage"));
                 total += start.elapsed();

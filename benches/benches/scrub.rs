@@ -8,28 +8,20 @@
 
 use std::hint::black_box;
 
+mod common;
+
 use berth_storage::oci::{Algorithm, Digest, RepoName};
-use berth_storage::{Engine, EngineOptions, IoBackendKind, ScrubOptions};
+use berth_storage::ScrubOptions;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const MIB: usize = 1 << 20;
 const BLOBS: usize = 48;
-const DATA_PARENT: &str = "/root/.cache/berth";
 
 fn scrub_throughput(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    std::fs::create_dir_all(DATA_PARENT).expect("data parent");
-    let dir = tempfile::TempDir::new_in(DATA_PARENT).expect("temp dir");
-    let engine = Engine::open(EngineOptions {
-        root: dir.path().to_path_buf(),
-        commit: false,
-        io: IoBackendKind::Threads,
-    })
-    .expect("engine opens");
+    let runtime = common::runtime();
+    let dir = common::scratch_dir();
+    let engine = common::open_unsynced(dir.path());
     let repo: RepoName = "bench/scrub".parse().expect("name");
     let mut total = 0u64;
     runtime.block_on(async {

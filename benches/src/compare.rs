@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::data::{size_label, TestData, MIB};
 use crate::limits::{self, Limits};
 use crate::procs::{self, Kind, Registry};
-use crate::stats::{human_seconds, TestResult};
+use crate::stats::{human_seconds, median, TestResult};
 use crate::workloads::{Op, Session, Workload};
 
 pub struct CompareOptions {
@@ -201,18 +201,6 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
         runs,
         wrk: wrk_runs,
     })
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    match values.len() % 2 {
-        1 => values[middle],
-        _ => (values[middle - 1] + values[middle]) / 2.0,
-    }
 }
 
 /// The limit that bounds a workload, as text.

@@ -36,7 +36,7 @@ use serde::Serialize;
 use crate::client::{ChunkBody, Conn, OCI_MANIFEST};
 use crate::data::{config_blob, image_manifest, Blob, TestData, MIB};
 use crate::procs::{self, Kind, Registry};
-use crate::stats::human_seconds;
+use crate::stats::{human_seconds, median};
 
 const GIB: u64 = 1024 * MIB;
 /// Salt of the benchmark's blobs (distinct from the other workloads').
@@ -445,19 +445,6 @@ fn measure(
         }
     }
     Ok(sample)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.retain(|v| v.is_finite());
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    match values.len() % 2 {
-        1 => values[middle],
-        _ => (values[middle - 1] + values[middle]) / 2.0,
-    }
 }
 
 /// Milliseconds with a sign, for differences.

@@ -155,6 +155,20 @@ pub fn human_seconds(seconds: f64) -> String {
     }
 }
 
+/// The median of the finite values (NaN when there are none).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() % 2 {
+        1 => values[middle],
+        _ => (values[middle - 1] + values[middle]) / 2.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

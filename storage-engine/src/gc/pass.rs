@@ -36,7 +36,7 @@ impl Engine {
         self.inner
             .gc
             .pulls
-            .record(repo.as_str(), &digest.to_string(), index::now_ms());
+            .record(repo.as_str(), digest, index::now_ms());
     }
 
     /// Writes the pulls recorded in memory into the index (at shutdown). Blocking.

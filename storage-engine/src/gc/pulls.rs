@@ -13,11 +13,12 @@ use std::sync::Mutex;
 
 use crate::error::StorageError;
 use crate::index::{self, Batch, Cf, Index};
+use crate::oci::Digest;
 
 const STRIPES: usize = 64;
 
-/// (repository, manifest digest) -> (last pull ms, pulls since the last flush).
-type Table = HashMap<(String, String), (u64, u64)>;
+/// `repo\0digest` (the `pulls` key itself) -> (last pull ms, pulls since the last flush).
+type Table = HashMap<Vec<u8>, (u64, u64)>;
 
 pub(crate) struct Pulls {
     stripes: Box<[Mutex<Table>]>,
@@ -50,8 +51,15 @@ fn encode(last_ms: u64, count: u64) -> Vec<u8> {
 }
 
 impl Pulls {
-    pub(crate) fn record(&self, repo: &str, digest: &str, now_ms: u64) {
-        let key = (repo.to_owned(), digest.to_owned());
+    /// Called on every manifest GET: one key allocation and one striped lock.
+    pub(crate) fn record(&self, repo: &str, digest: &Digest, now_ms: u64) {
+        let (algorithm, hex) = (digest.algorithm().name(), digest.hex());
+        let mut key = Vec::with_capacity(repo.len() + algorithm.len() + hex.len() + 2);
+        key.extend_from_slice(repo.as_bytes());
+        key.push(0);
+        key.extend_from_slice(algorithm.as_bytes());
+        key.push(b':');
+        key.extend_from_slice(hex.as_bytes());
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         let stripe = (hasher.finish() % STRIPES as u64) as usize;
@@ -75,8 +83,7 @@ impl Pulls {
             return Ok(());
         }
         let mut batch = Batch::default();
-        for ((repo, digest), (last_ms, count)) in taken {
-            let key = index::key(&[&repo, &digest]);
+        for (key, (last_ms, count)) in taken {
             // Only manifests still stored get a record (a pull may race a delete).
             if !index.contains(Cf::Manifests, &key)? {
                 continue;
