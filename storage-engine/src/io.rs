@@ -378,6 +378,29 @@ impl Io {
         }
     }
 
+    /// The same faults and stats on the thread backend: file work that may run on a
+    /// runtime without io_uring (imports).
+    pub(crate) fn portable(&self) -> Io {
+        Io {
+            kind: IoBackendKind::Threads,
+            faults: self.faults.clone(),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+
+    /// fsync of a staged file opened with std (imports), on the blocking pool.
+    pub(crate) async fn sync_std_file(
+        &self,
+        path: &Path,
+        file: Arc<std::fs::File>,
+    ) -> io::Result<()> {
+        self.fault(FaultPoint::StagedSync)?;
+        let sync = async { joined(tokio::task::spawn_blocking(move || file.sync_all()).await) };
+        timed(&self.stats.fsync_file, sync).await?;
+        self.record(|| IoEvent::SyncFile(path.to_path_buf()));
+        Ok(())
+    }
+
     /// fsync of a staged file (data and metadata: its length matters).
     pub(crate) async fn sync_file(&self, file: &StagedFile) -> io::Result<()> {
         self.fault(FaultPoint::StagedSync)?;

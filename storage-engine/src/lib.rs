@@ -16,6 +16,8 @@ mod fsck;
 #[cfg(feature = "engine")]
 mod gc;
 #[cfg(feature = "engine")]
+mod import;
+#[cfg(feature = "engine")]
 mod index;
 #[cfg(feature = "engine")]
 mod index_stats;
@@ -44,6 +46,8 @@ pub use error::StorageError;
 pub use fsck::{FsckProblem, FsckReport};
 #[cfg(feature = "engine")]
 pub use gc::{GcAction, GcKind, GcOptions, GcReport, RepoRules, Retention, TagInfo};
+#[cfg(feature = "engine")]
+pub use import::{BlobImport, VerifiedImport};
 #[cfg(feature = "engine")]
 pub use index_stats::IndexStats;
 #[cfg(feature = "engine")]

@@ -39,6 +39,9 @@ pub enum Fault {
     CorruptBody,
     /// Pass through with the full `Content-Length`, send half the body, then close.
     TruncateBody,
+    /// Pass through, but send only half the body until [`FaultyUpstream::release`] is called
+    /// (or the proxy stops), then the rest.
+    HoldBody,
 }
 
 #[derive(Default)]
@@ -47,6 +50,8 @@ struct State {
     faults: Mutex<Vec<(String, Fault)>>,
     /// (method, path with query) of every request received, in order.
     seen: Mutex<Vec<(String, String)>>,
+    /// Held bodies may go on.
+    released: AtomicBool,
 }
 
 impl State {
@@ -153,6 +158,22 @@ impl FaultyUpstream {
         }
     }
 
+    /// Lets every body held by [`Fault::HoldBody`] (now or later) go on.
+    pub fn release(&self) {
+        self.state.released.store(true, Ordering::SeqCst);
+    }
+
+    /// berth as an on-demand mirror of this proxy, with `patch` merged into the registry
+    /// entry of `extensions.sync`.
+    pub fn mirror(&self, patch: serde_json::Value) -> crate::Berth {
+        let mut registry =
+            serde_json::json!({"urls": [self.url], "onDemand": true, "tlsVerify": false});
+        crate::merge_patch(&mut registry, &patch);
+        crate::Berth::start_with(
+            serde_json::json!({"extensions": {"sync": {"registries": [registry]}}}),
+        )
+    }
+
     /// Requests received with `method` whose path contains `path_substring`.
     pub fn count(&self, method: &str, path_substring: &str) -> usize {
         self.state
@@ -219,7 +240,11 @@ fn serve(
             429,
             &[("Retry-After", retry_after_secs.to_string())],
         ),
-        fault => forward(&mut stream, &request, &fault, client, upstream),
+        fault => forward(&mut stream, &request, &fault, client, upstream, &|| {
+            while !state.released.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(POLL);
+            }
+        }),
     };
     // The peer may have gone away first: nothing to do about it.
     let _ = result;
@@ -364,6 +389,7 @@ fn forward(
     fault: &Fault,
     client: &reqwest::blocking::Client,
     upstream: &str,
+    hold: &dyn Fn(),
 ) -> std::io::Result<()> {
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|error| std::io::Error::other(error.to_string()))?;
@@ -420,6 +446,48 @@ fn forward(
         }
     }
     stream.write_all(head.as_bytes())?;
+    if *fault == Fault::HoldBody && status.is_success() {
+        let half = send / 2;
+        stream.write_all(&body[..half])?;
+        stream.flush()?;
+        hold();
+        stream.write_all(&body[half..send])?;
+        return stream.flush();
+    }
     stream.write_all(&body[..send])?;
     stream.flush()
+}
+
+/// GET a blob, reading the whole body: Ok((status, body)), or Err when the request or the
+/// body failed (connection aborted, body shorter than its Content-Length).
+pub fn try_fetch_blob(
+    client: &crate::Client,
+    url: &str,
+    repo: &str,
+    digest: &str,
+    range: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut request = client.get(format!("{url}/v2/{repo}/blobs/{digest}"));
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    let response = request.send().map_err(|error| format!("send: {error:?}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .map_err(|error| format!("body after {status}: {error:?}"))?;
+    Ok((status, body.to_vec()))
+}
+
+/// Polls `done` every 50 ms for up to `limit`; panics naming `what` when it never holds.
+#[track_caller]
+pub fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -9,19 +9,12 @@
 use std::time::{Duration, Instant};
 
 use berth_tests::api::{code_of, expect_error};
-use berth_tests::faulty::{Fault, FaultyUpstream, ALWAYS};
+use berth_tests::faulty::{try_fetch_blob, wait_until, Fault, FaultyUpstream, ALWAYS};
 use berth_tests::{
-    fetch_blob, fetch_manifest, http, push_image, random_image, sha256_digest, Berth, Client,
-    Distribution, MANIFEST_ACCEPT,
+    fetch_blob, fetch_manifest, http, push_image, random_image, sha256_digest, Distribution,
+    MANIFEST_ACCEPT,
 };
 use serde_json::json;
-
-/// berth as an on-demand mirror of `proxy`, with `patch` merged into the registry entry.
-fn mirror_of(proxy: &FaultyUpstream, patch: serde_json::Value) -> Berth {
-    let mut registry = json!({"urls": [proxy.url], "onDemand": true, "tlsVerify": false});
-    berth_tests::merge_patch(&mut registry, &patch);
-    Berth::start_with(json!({"extensions": {"sync": {"registries": [registry]}}}))
-}
 
 fn manifest_path(repo: &str, reference: &str) -> String {
     format!("/v2/{repo}/manifests/{reference}")
@@ -29,27 +22,6 @@ fn manifest_path(repo: &str, reference: &str) -> String {
 
 fn blob_path(repo: &str, digest: &str) -> String {
     format!("/v2/{repo}/blobs/{digest}")
-}
-
-/// GET a blob, reading the whole body: Ok((status, body)), or Err when the request or the
-/// body failed (connection aborted, body shorter than its Content-Length).
-fn try_fetch_blob(
-    client: &Client,
-    url: &str,
-    repo: &str,
-    digest: &str,
-    range: Option<&str>,
-) -> Result<(u16, Vec<u8>), String> {
-    let mut request = client.get(format!("{url}/v2/{repo}/blobs/{digest}"));
-    if let Some(range) = range {
-        request = request.header("range", range);
-    }
-    let response = request.send().map_err(|error| format!("send: {error:?}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .bytes()
-        .map_err(|error| format!("body after {status}: {error:?}"))?;
-    Ok((status, body.to_vec()))
 }
 
 /// The pull failed the way a client can see: a transport error or a 5xx, never a success.
@@ -68,16 +40,6 @@ fn assert_failed(what: &str, outcome: &Result<(u16, Vec<u8>), String>) {
     }
 }
 
-/// Polls `done` every 50 ms for up to `limit`; panics naming `what` when it never holds.
-#[track_caller]
-fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A blob whose upstream body is bad (`fault`): every streamed GET, HEAD and Range GET fails
 /// for the client and goes upstream again (nothing was stored); once upstream is healthy the
 /// blob is fetched once, served byte-exact, and fsck is clean.
@@ -87,7 +49,7 @@ fn a_bad_blob_body_is_never_stored(fault: Fault) {
     let image = random_image(1, 2 << 20);
     push_image(&client, &upstream.url, "library/bad", "v1", &image);
     let proxy = FaultyUpstream::start(&upstream.url);
-    let mut berth = mirror_of(&proxy, json!({}));
+    let mut berth = proxy.mirror(json!({}));
     let (status, _, _) = fetch_manifest(&client, &berth.url, "library/bad", "v1");
     assert_eq!(status, 200);
     let layer = sha256_digest(&image.layers[0]);
@@ -161,7 +123,7 @@ fn upstream_5xx_are_retried_up_to_max_retries() {
     push_image(&client, &upstream.url, "library/flaky", "v1", &flaky);
     push_image(&client, &upstream.url, "library/down", "v1", &down);
     let proxy = FaultyUpstream::start(&upstream.url);
-    let berth = mirror_of(&proxy, json!({"maxRetries": 3, "retryDelay": "100ms"}));
+    let berth = proxy.mirror(json!({"maxRetries": 3, "retryDelay": "100ms"}));
 
     // Two 500s, then the manifest: the client sees only the success.
     let path = manifest_path("library/flaky", "v1");
@@ -222,10 +184,8 @@ fn a_429_is_retried_after_its_retry_after() {
     push_image(&client, &upstream.url, "library/busy", "v1", &image);
     let proxy = FaultyUpstream::start(&upstream.url);
     // retryDelay alone would retry after 100 ms: waiting 1 s is Retry-After's doing.
-    let berth = mirror_of(
-        &proxy,
-        json!({"maxRetries": 2, "retryDelay": "100ms", "maxRetryDelay": "5s"}),
-    );
+    let berth =
+        proxy.mirror(json!({"maxRetries": 2, "retryDelay": "100ms", "maxRetryDelay": "5s"}));
     let path = manifest_path("library/busy", "v1");
     proxy.set(
         &path,
@@ -257,7 +217,7 @@ fn a_stalled_upstream_fails_only_what_waits_on_it() {
     push_image(&client, &upstream.url, "library/fine", "v1", &fine);
     push_image(&client, &upstream.url, "library/other", "v1", &other);
     let proxy = FaultyUpstream::start(&upstream.url);
-    let berth = mirror_of(&proxy, json!({}));
+    let berth = proxy.mirror(json!({}));
     for repo in ["library/stuck", "library/fine"] {
         let (status, _, _) = fetch_manifest(&client, &berth.url, repo, "v1");
         assert_eq!(status, 200, "{repo}:v1 before the stall");
@@ -349,7 +309,7 @@ fn a_down_upstream_leaves_cached_content_served() {
     let image = random_image(2, 100_000);
     push_image(&client, &upstream.url, "library/cached", "v1", &image);
     let proxy = FaultyUpstream::start(&upstream.url);
-    let mut berth = mirror_of(&proxy, json!({"manifestCheckInterval": "1s"}));
+    let mut berth = proxy.mirror(json!({"manifestCheckInterval": "1s"}));
     let (status, _, _) = fetch_manifest(&client, &berth.url, "library/cached", "v1");
     assert_eq!(status, 200);
     let blobs = image.blob_digests();
@@ -438,7 +398,7 @@ fn stalled_requests_do_not_starve_other_repositories() {
     let other = random_image(1, 1000);
     push_image(&client, &upstream.url, "library/other", "v1", &other);
     let proxy = FaultyUpstream::start(&upstream.url);
-    let berth = mirror_of(&proxy, json!({}));
+    let berth = proxy.mirror(json!({}));
     proxy.set("/v2/library/stuck", Fault::Stall);
     // As many stalled manifests as the default reqConcurrent: three clients asking for
     // three images that upstream hangs on.
@@ -518,7 +478,7 @@ fn the_faulty_upstream_misbehaves_as_told() {
 fn sync_timeout_bounds_a_stalled_manifest_fetch() {
     let upstream = Distribution::start();
     let proxy = FaultyUpstream::start(&upstream.url);
-    let berth = mirror_of(&proxy, json!({"syncTimeout": "2s"}));
+    let berth = proxy.mirror(json!({"syncTimeout": "2s"}));
     proxy.set(&manifest_path("library/slow", "v1"), Fault::Stall);
     let client = http();
     let started = Instant::now();

@@ -10,24 +10,25 @@
 //!   `manifestCheckInterval` has passed since its last check (stale-while-revalidate); a
 //!   digest is content-addressed and never rechecked. An upstream that is down changes
 //!   nothing: what is stored is served.
-//! * Blobs: only a blob that a stored manifest of the repository references is fetched. The
-//!   first GET streams it to its client while writing and hashing it; the blob is committed
-//!   only if the digest verifies, otherwise the client's connection is aborted and nothing
-//!   is kept. Requests for the same blob meanwhile wait for that download and are served
-//!   from the store (one upstream request); a HEAD or a Range request downloads first, then
-//!   is served from the store.
+//! * Blobs: only a blob that a stored manifest of the repository references is fetched
+//!   (download.rs): one download per (repository, digest), hashed and written on sync's
+//!   runtime, committed only if the digest verifies. Every client GET streams from it as it
+//!   arrives; a HEAD or a Range request waits for the commit, then is served from the store.
 //! * Single flight: one fetch per (repository, reference) for manifests and per
 //!   (repository, digest) for blobs, whatever the number of clients.
-//! * All upstream I/O runs on sync's own runtime (`Upstream` does that); the store writes of
-//!   a streamed blob run on the shard serving the client (the writer is the shard's).
+//! * All upstream I/O runs on sync's own runtime (`Upstream` does that).
+mod download;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use berth_storage::oci::{Digest, Reference, RepoName};
-use berth_storage::{Engine, StorageError, UploadWriter};
-use bytes::Bytes;
+use berth_storage::{Engine, StorageError};
 use tokio::sync::watch;
+
+pub use download::BlobStream;
+use download::{Download, End, Opened};
 
 use super::registry::Registry;
 use super::upstream::{UpstreamBlob, UpstreamError};
@@ -41,9 +42,13 @@ pub enum SyncError {
     Storage(#[from] StorageError),
     #[error("upstream sent a manifest whose digest is {actual}, not {expected}")]
     DigestMismatch { expected: String, actual: String },
+    #[error("staged blob: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Download(String),
 }
 
-/// Repositories and references in flight, each with a channel that says "done".
+/// Manifests in flight ("repo\0reference"), each with a channel that says "done".
 type Flights = Mutex<HashMap<String, watch::Receiver<bool>>>;
 
 pub struct OnDemand {
@@ -52,7 +57,8 @@ pub struct OnDemand {
     /// The runtime background revalidations run on.
     runtime: tokio::runtime::Handle,
     manifests: Flights,
-    blobs: Flights,
+    /// Blob downloads in flight ("repo\0digest").
+    downloads: Mutex<HashMap<String, Arc<Download>>>,
     /// "repo:tag" -> when upstream was last asked about it.
     checked: Mutex<HashMap<String, Instant>>,
 }
@@ -60,7 +66,6 @@ pub struct OnDemand {
 /// The leader of a flight: dropping it (done, failed or cancelled) wakes the followers.
 pub struct FlightGuard {
     owner: Arc<OnDemand>,
-    blob: bool,
     key: String,
     _done: watch::Sender<bool>,
 }
@@ -68,7 +73,7 @@ pub struct FlightGuard {
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         self.owner
-            .flights(self.blob)
+            .manifests
             .lock()
             .expect("flight table lock is never poisoned")
             .remove(&self.key);
@@ -81,16 +86,9 @@ enum Flight {
 }
 
 impl OnDemand {
-    fn flights(&self, blob: bool) -> &Flights {
-        match blob {
-            true => &self.blobs,
-            false => &self.manifests,
-        }
-    }
-
-    fn join(self: &Arc<Self>, blob: bool, key: String) -> Flight {
+    fn join(self: &Arc<Self>, key: String) -> Flight {
         let mut table = self
-            .flights(blob)
+            .manifests
             .lock()
             .expect("flight table lock is never poisoned");
         if let Some(receiver) = table.get(&key) {
@@ -100,7 +98,6 @@ impl OnDemand {
         table.insert(key.clone(), receiver);
         Flight::Leader(FlightGuard {
             owner: Arc::clone(self),
-            blob,
             key,
             _done: sender,
         })
@@ -126,7 +123,7 @@ impl OnDemand {
             engine,
             runtime,
             manifests: Mutex::default(),
-            blobs: Mutex::default(),
+            downloads: Mutex::default(),
             checked: Mutex::default(),
         }
     }
@@ -174,7 +171,7 @@ impl OnDemand {
             if self.engine.get_manifest(repo, reference)?.is_some() {
                 return Ok(true);
             }
-            match self.join(false, key.clone()) {
+            match self.join(key.clone()) {
                 Flight::Follower(done) => wait(done).await,
                 Flight::Leader(_guard) => return self.fetch_manifest_now(repo, reference).await,
             }
@@ -359,7 +356,8 @@ impl OnDemand {
     }
 
     /// For a blob GET that missed: if a stored manifest of `repo` references `digest`, the
-    /// way to serve it. `stream` says the caller can stream (a plain GET).
+    /// way to serve it. `stream_to_client`: the caller can stream (a plain GET); otherwise
+    /// this returns once the blob is stored.
     pub async fn blob(
         self: &Arc<Self>,
         repo: &RepoName,
@@ -369,42 +367,62 @@ impl OnDemand {
         if !self.covers(repo) || !self.engine.blob_referenced(repo, digest)? {
             return Ok(BlobSource::Unknown);
         }
+        if self.engine.stat_blob(repo, digest)?.is_some() {
+            return Ok(BlobSource::Stored);
+        }
+        // Stored for another repository already: link it, no upstream request.
+        if self.engine.adopt_blob(repo, digest).await? {
+            return Ok(BlobSource::Stored);
+        }
+        let Some(download) = self.download(repo, digest)? else {
+            return Ok(BlobSource::Stored);
+        };
+        if stream_to_client {
+            return Ok(match download::open(download).await {
+                Opened::Stream(stream) => BlobSource::Stream(Box::new(stream)),
+                Opened::Missing => BlobSource::Unknown,
+                Opened::Failed(reason) => return Err(SyncError::Download(reason)),
+            });
+        }
+        match download.settled().await {
+            End::Missing => Ok(BlobSource::Unknown),
+            End::Failed(reason) => Err(SyncError::Download(reason)),
+            _ => Ok(BlobSource::Stored),
+        }
+    }
+
+    /// The download of `digest` into `repo` in flight, started now if there is none; None
+    /// if the blob is stored by now.
+    fn download(
+        self: &Arc<Self>,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<Arc<Download>>, SyncError> {
         let key = format!("{repo}\0{digest}");
-        for _ in 0..ATTEMPTS {
-            if self.engine.stat_blob(repo, digest)?.is_some() {
-                return Ok(BlobSource::Stored);
-            }
-            match self.join(true, key.clone()) {
-                Flight::Follower(done) => wait(done).await,
-                Flight::Leader(guard) => {
-                    // Stored for another repository already: link it, no upstream request.
-                    if self.engine.adopt_blob(repo, digest).await? {
-                        return Ok(BlobSource::Stored);
-                    }
-                    let Some((registry, fetch)) = self.open_blob(repo, digest).await? else {
-                        return Ok(BlobSource::Unknown);
-                    };
-                    let writer = self.engine.begin_monolithic(repo).await?;
-                    let mut stream = BlobStream {
-                        guard: Some(guard),
-                        registry,
-                        fetch,
-                        digest: digest.clone(),
-                        writer: Some(writer),
-                        received: 0,
-                    };
-                    if stream_to_client {
-                        return Ok(BlobSource::Stream(Box::new(stream)));
-                    }
-                    while stream.next().await?.is_some() {}
-                    return Ok(BlobSource::Stored);
-                }
-            }
+        let mut table = self
+            .downloads
+            .lock()
+            .expect("download table lock is never poisoned");
+        if let Some(download) = table.get(&key) {
+            return Ok(Some(Arc::clone(download)));
         }
-        match self.engine.stat_blob(repo, digest)? {
-            Some(_) => Ok(BlobSource::Stored),
-            None => Ok(BlobSource::Unknown),
+        // Under the table lock: a download leaves the table only after its commit, so a
+        // miss here and a blob not stored means no download of it is running.
+        if self.engine.stat_blob(repo, digest)?.is_some() {
+            return Ok(None);
         }
+        let import = self.engine.begin_import(digest)?;
+        let download = Arc::new(Download::new(import.reader()));
+        table.insert(key.clone(), Arc::clone(&download));
+        drop(table);
+        self.runtime.spawn(Arc::clone(self).drive(
+            key,
+            repo.clone(),
+            digest.clone(),
+            Arc::clone(&download),
+            import,
+        ));
+        Ok(Some(download))
     }
 
     async fn open_blob(
@@ -443,74 +461,6 @@ pub enum BlobSource {
     Unknown,
     /// Now in the store: serve it from there.
     Stored,
-    /// Stream it from upstream while storing it (the caller is the flight's leader).
+    /// Stream it from the download in progress.
     Stream(Box<BlobStream>),
-}
-
-/// A blob coming from upstream, written to the store as it is passed on.
-pub struct BlobStream {
-    guard: Option<FlightGuard>,
-    /// Index of the registry it comes from (its outcome is recorded at the end).
-    registry: usize,
-    fetch: UpstreamBlob,
-    digest: Digest,
-    writer: Option<UploadWriter>,
-    received: u64,
-}
-
-impl BlobStream {
-    /// The size upstream announced.
-    pub fn size(&self) -> Option<u64> {
-        self.fetch.size
-    }
-
-    /// The next chunk for the client, after it is written to the store; `Ok(None)` at the
-    /// end, once the blob is committed. An error (upstream failure, digest mismatch, storage)
-    /// must abort the client's response: nothing was stored.
-    ///
-    /// With a known size the blob is committed before its last chunk is passed on: hyper
-    /// stops polling a body once Content-Length bytes went out, and a client must never
-    /// receive the whole of a blob that did not verify.
-    pub async fn next(&mut self) -> Result<Option<Bytes>, SyncError> {
-        let Some(writer) = self.writer.as_mut() else {
-            return Ok(None);
-        };
-        match self.fetch.chunks.recv().await {
-            Some(chunk) => {
-                let chunk = chunk?;
-                writer.write(chunk.clone()).await?;
-                self.received += chunk.len() as u64;
-                if self.fetch.size == Some(self.received) {
-                    self.commit().await?;
-                }
-                Ok(Some(chunk))
-            }
-            None => {
-                self.commit().await?;
-                Ok(None)
-            }
-        }
-    }
-
-    async fn commit(&mut self) -> Result<(), SyncError> {
-        if let Some(writer) = self.writer.take() {
-            let registry = self
-                .guard
-                .as_ref()
-                .map(|guard| &guard.owner.registries[self.registry]);
-            if let Err(error) = writer.finish(&self.digest).await {
-                if let Some(registry) = registry {
-                    registry.failed(&format!("blob {}: {error}", self.digest));
-                }
-                return Err(error.into());
-            }
-            if let Some(registry) = registry {
-                registry.succeeded(true);
-            }
-            tracing::info!(component = "sync", digest = %self.digest, bytes = self.received, "blob synced on demand");
-        }
-        // The followers may read it from the store now.
-        self.guard.take();
-        Ok(())
-    }
 }

@@ -102,3 +102,79 @@ fn mirrored_manifests_need_no_blobs_and_fsck_says_so() {
         .count();
     assert_eq!(absent, 1, "{:?}", report.info);
 }
+
+/// `BlobImport` (sync's blob fetches): readable while written, committed only when its digest
+/// verifies, and leaving no staged file behind on a mismatch or a drop (a restart's cleanup is
+/// tested on the daemon, tests/tests/sync_streaming.rs). Run on a plain tokio runtime
+/// (sync's is one), whichever backend the engine was opened with.
+fn imports_commit_only_verified_bytes(kind: IoBackendKind) {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uploads = dir.path().join("uploads");
+    let staged = || std::fs::read_dir(&uploads).expect("uploads").count();
+    let engine = open(dir.path(), kind);
+    let mirror = repo("mirror/imports");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let content = vec![7u8; 3 << 20];
+    let digest = sha256(&content);
+    runtime.block_on(async {
+        // Bytes written so far are readable through the reader, before the end.
+        let mut import = engine.begin_import(&digest).expect("begin");
+        let reader = import.reader();
+        import.write(&content[..1 << 20]).expect("write");
+        let mut first = vec![0u8; 1 << 20];
+        reader.read_exact_at(&mut first, 0).expect("read back");
+        assert_eq!(first, content[..1 << 20]);
+        import.write(&content[1 << 20..]).expect("write rest");
+        assert_eq!(import.written(), content.len() as u64);
+        assert_eq!(engine.stat_blob(&mirror, &digest).expect("stat"), None);
+        let verified = import.verify().expect("digest verifies");
+        assert_eq!(
+            verified.commit(&mirror).await.expect("commit"),
+            content.len() as u64
+        );
+        assert_eq!(
+            engine.stat_blob(&mirror, &digest).expect("stat"),
+            Some(content.len() as u64)
+        );
+        // The reader still reads the committed file.
+        reader
+            .read_exact_at(&mut first, 0)
+            .expect("read after commit");
+        assert_eq!(staged(), 0, "the committed file left uploads/");
+
+        // Wrong bytes: refused, nothing stored, no staged file.
+        let other = sha256(b"expected content");
+        let mut import = engine.begin_import(&other).expect("begin");
+        import.write(b"other content").expect("write");
+        match import.verify() {
+            Err(StorageError::DigestMismatch { expected, .. }) => assert_eq!(expected, other),
+            Err(error) => panic!("wanted a digest mismatch, got {error}"),
+            Ok(_) => panic!("wrong bytes verified"),
+        }
+        assert_eq!(engine.stat_blob(&mirror, &other).expect("stat"), None);
+        assert_eq!(staged(), 0, "a mismatch removes the staged bytes");
+
+        // Dropped half-way (the download failed): no staged file.
+        let mut import = engine.begin_import(&other).expect("begin");
+        import.write(b"expected").expect("write");
+        assert_eq!(staged(), 1);
+        drop(import);
+        assert_eq!(staged(), 0, "a dropped import removes its staged bytes");
+    });
+    let report = engine.fsck().expect("fsck");
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn imports_commit_only_verified_bytes_threads() {
+    imports_commit_only_verified_bytes(IoBackendKind::Threads);
+}
+
+#[test]
+fn imports_commit_only_verified_bytes_uring() {
+    imports_commit_only_verified_bytes(IoBackendKind::Uring);
+}
