@@ -25,6 +25,8 @@ use super::{OnDemand, SyncError};
 
 /// Most bytes one read of the staged file hands to a client.
 const READ_CHUNK: u64 = 1 << 20;
+/// Readers are told of new bytes once this many more are written (and at the start and end).
+const PUBLISH_STEP: u64 = 256 << 10;
 
 /// How a download ended (or that it has not).
 #[derive(Clone, Debug, PartialEq)]
@@ -248,11 +250,17 @@ impl OnDemand {
             progress.size = fetch.size;
         });
         let stored = async {
+            let mut published = 0;
             while let Some(chunk) = fetch.chunks.recv().await {
                 import.write(&chunk?)?;
-                // The last byte waits for the digest check.
+                // The last byte waits for the digest check. Readers are woken for the first
+                // bytes at once, then once per PUBLISH_STEP: one wake-up per small upstream
+                // chunk costs more than the copy.
                 let visible = import.written().saturating_sub(1);
-                download.update(|progress| progress.visible = visible);
+                if published == 0 || visible - published >= PUBLISH_STEP {
+                    download.update(|progress| progress.visible = visible);
+                    published = visible;
+                }
             }
             let verified = import.verify()?;
             let size = verified.size();
