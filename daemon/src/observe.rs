@@ -44,6 +44,8 @@ pub struct RequestInfo {
     pub action: RepoAction,
     /// False for requests the metrics do not count (the metrics endpoint itself).
     pub counted: bool,
+    /// The authenticated user (`http.auth`); None when anonymous.
+    pub user: Option<String>,
 }
 
 impl Default for RequestInfo {
@@ -52,6 +54,7 @@ impl Default for RequestInfo {
             repo: None,
             action: RepoAction::Other,
             counted: true,
+            user: None,
         }
     }
 }
@@ -200,11 +203,11 @@ impl Drop for RequestScope {
             "request"
         );
         if self.mutating() {
-            // No authentication yet: every subject is anonymous.
             tracing::info!(
                 target: AUDIT_TARGET,
                 request_id = %id_text(&self.request_id),
-                subject = "",
+                // Empty when anonymous.
+                subject = self.info.user.as_deref().unwrap_or_default(),
                 action = %self.method,
                 object = %self.uri.path(),
                 status = self.status,

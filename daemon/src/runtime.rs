@@ -57,6 +57,7 @@ pub struct Shared {
     pub immutable_tags: Arc<ImmutableTags>,
     pub quotas: Arc<Quotas>,
     pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
+    pub auth: Option<Arc<crate::http::auth::Authenticator>>,
 }
 
 pub struct ShardSettings {
@@ -160,6 +161,7 @@ async fn shard_main(
         immutable_tags: shared.immutable_tags.clone(),
         quotas: shared.quotas.clone(),
         sync: shared.sync.clone(),
+        auth: shared.auth.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),
@@ -207,7 +209,8 @@ async fn shard_main(
             let mut scope = observer.begin(req.method(), req.uri(), req.headers(), peer);
             async move {
                 let span = scope.span.clone();
-                let req = req.map(|body| RequestBody::new(body, scope.bytes.clone()));
+                let mut req = req.map(|body| RequestBody::new(body, scope.bytes.clone()));
+                req.extensions_mut().insert(http::auth::Peer(peer));
                 let mut response = http::handle(req, ctx, &mut scope.info)
                     .instrument(span)
                     .await?;

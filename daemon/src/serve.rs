@@ -86,10 +86,13 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     });
     let live = Arc::new(Live::new(Settings::from_config(&config)));
     // Sync's own runtime: every upstream request runs there (the shards are tokio-uring).
+    // Its threads hash and write every byte that comes from upstream (about half a core-second
+    // per GB), one blob per thread at a time: half as many threads as shards, which serve the
+    // same bytes to the clients.
     let sync_runtime = match &config.sync {
         Some(sync) if sync.enabled => Some(
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+                .worker_threads((workers / 2).max(1))
                 .thread_name("sync")
                 .enable_all()
                 .build()
@@ -104,8 +107,16 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let auth = match &config.http.auth {
+        Some(auth) => Some(Arc::new(
+            crate::http::auth::Authenticator::new(auth, config.http.realm.as_deref())
+                .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?,
+        )),
+        None => None,
+    };
     let shared = Arc::new(runtime::Shared {
         sync: on_demand,
+        auth,
         engine,
         live: live.clone(),
         metrics: Arc::new(Metrics::new(workers)),

@@ -12,6 +12,9 @@
 //!   (durable), `log.level` is info, and the embedded default config listens on 127.0.0.1:5000.
 //! - Each subsystem receives only its own section. `config/README.md` is the key reference.
 
+mod auth;
+#[cfg(test)]
+mod auth_tests;
 mod document;
 mod duration;
 #[cfg(test)]
@@ -33,6 +36,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auth::{AuthConfig, Htpasswd, HtpasswdError};
 pub use duration::parse_go_duration;
 pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
 pub use retention::{KeepTagsConfig, RetentionConfig, RetentionPolicyConfig, TimeWindow};
@@ -181,8 +185,10 @@ pub struct HttpConfig {
     pub shutdown_delay: Duration,
     /// `http.externalUrl`: the URL clients reach berth at (absolute http or https URL).
     pub external_url: Option<String>,
-    /// `http.realm`.
+    /// `http.realm` (zot's default `zot`): the realm of the Basic challenge.
     pub realm: Option<String>,
+    /// `http.auth` with htpasswd: `None` = no authentication.
+    pub auth: Option<AuthConfig>,
     /// `http.compat`: e.g. `["docker2s2"]`.
     pub compat: Vec<String>,
 }

@@ -323,17 +323,14 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
             "externalUrl",
             "realm",
             "compat",
+            "auth",
         ],
         &[
             (
-                "auth",
-                "authentication is not implemented yet in this build; ignored: \
-                 EVERY CLIENT CAN PULL, PUSH AND DELETE WITHOUT CREDENTIALS",
-            ),
-            (
                 "accessControl",
                 "access control is not implemented yet in this build; ignored: \
-                 EVERY CLIENT CAN PULL, PUSH AND DELETE EVERY REPOSITORY",
+                 EVERY CLIENT (every authenticated user when http.auth.htpasswd is set) CAN \
+                 PULL, PUSH AND DELETE EVERY REPOSITORY",
             ),
             (
                 "tls",
@@ -375,6 +372,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     let external_url = external_url(ctx, &section);
     let realm = section.string(ctx, "realm");
     let compat = compat(ctx, &section);
+    let auth = super::auth::auth(ctx, &section);
     let parsed = |key: &str, ok: bool| !section.has(key) || ok;
     let all_parsed = parsed("workers", workers.is_some())
         && parsed("readHeaderTimeout", read_header_timeout.is_some())
@@ -402,6 +400,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
         external_url,
         realm,
         compat: compat?,
+        auth: auth?,
     })
 }
 

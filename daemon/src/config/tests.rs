@@ -106,6 +106,7 @@ fn defaults_of_a_minimal_config() {
             external_url: None,
             realm: None,
             compat: Vec::new(),
+            auth: None,
         },
         log: LogConfig {
             level: "info".to_owned(),
@@ -416,7 +417,7 @@ fn a_key_given_twice_is_an_error() {
 fn unimplemented_zot_keys_warn_once_each() {
     let text = r#"{"storage": {"rootDirectory": "/d", "storageDriver": {"name": "s3"},
                    "cacheDriver": {"name": "redis"}, "remoteCache": true},
-                   "http": {"auth": {"htpasswd": {"path": "/x"}}, "allowOrigin": "*"},
+                   "http": {"auth": {"failDelay": 1}, "allowOrigin": "*"},
                    "cluster": {"members": []}, "commit": "abc"}"#;
     let (_, warnings) = ok(text);
     let mut paths: Vec<&str> = warnings.iter().map(|w| w.key_path.as_str()).collect();

@@ -2,6 +2,7 @@
 //! the error model. Handlers take typed values and call the storage engine; they never touch
 //! the filesystem except to stream a committed blob file.
 
+pub mod auth;
 mod blobs;
 pub mod body;
 pub mod error;
@@ -49,6 +50,8 @@ pub struct Ctx {
     pub quotas: Arc<Quotas>,
     /// On-demand sync (`extensions.sync` with an `onDemand` registry).
     pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
+    /// `http.auth.htpasswd`: every request but the health probes needs Basic credentials.
+    pub auth: Option<Arc<auth::Authenticator>>,
 }
 
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every
@@ -59,7 +62,19 @@ pub async fn handle(
     info: &mut RequestInfo,
 ) -> Result<Response<Body>, Infallible> {
     let head_only = req.method() == Method::HEAD;
-    if let Some(ops) = ops::route(req.method(), req.uri().path(), &ctx) {
+    let ops = ops::route(req.method(), req.uri().path(), &ctx);
+    let probe = matches!(
+        ops,
+        Some(ops::Ops::Livez | ops::Ops::Readyz | ops::Ops::Startupz)
+    );
+    if let (Some(auth), false) = (&ctx.auth, probe) {
+        let peer = req.extensions().get::<auth::Peer>().map(|peer| peer.0);
+        match auth.admit(req.headers(), peer, head_only).await {
+            Ok(user) => info.user = Some(user),
+            Err(refused) => return Ok(refused),
+        }
+    }
+    if let Some(ops) = ops {
         info.counted = ops != ops::Ops::Metrics;
         let response = ops::serve(ops, &ctx).await;
         return Ok(match head_only {

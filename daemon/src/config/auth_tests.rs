@@ -1,0 +1,204 @@
+//! Tests of `http.auth` (config/auth.rs): the htpasswd format table and the config keys.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::auth::{Htpasswd, HtpasswdError, NO_AUTH_WARNING};
+use super::{parse_str, AuthConfig, ConfigErrors, Warning};
+
+fn bcrypt_of(password: &str) -> String {
+    bcrypt::hash(password, 4).expect("bcrypt hashes")
+}
+
+fn config_with_auth(
+    auth: serde_json::Value,
+) -> Result<(super::Config, Vec<Warning>), ConfigErrors> {
+    let text = serde_json::json!({
+        "storage": {"rootDirectory": "/d"},
+        "http": {"realm": "registry", "auth": auth},
+    });
+    parse_str(&text.to_string())
+}
+
+fn write_htpasswd(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("htpasswd");
+    std::fs::write(&path, text).expect("write htpasswd");
+    path
+}
+
+#[test]
+fn bcrypt_lines_of_every_accepted_prefix_parse() {
+    let b = bcrypt_of("secret");
+    let a = b.replacen("$2b$", "$2a$", 1);
+    let y = b.replacen("$2b$", "$2y$", 1);
+    let text = format!("# users\n\nalice:{a}\r\nbob:{b}\ncarol:{y}\n");
+    let users = Htpasswd::parse(&text).expect("parses");
+    assert_eq!(users.len(), 3);
+    assert_eq!(users.hash_of("alice"), Some(a.as_str()));
+    assert_eq!(users.hash_of("carol"), Some(y.as_str()));
+    assert_eq!(users.hash_of("dave"), None);
+    assert!(Htpasswd::parse("").expect("empty file").is_empty());
+    // Debug never shows a hash.
+    assert!(!format!("{users:?}").contains("$2"), "{users:?}");
+}
+
+#[test]
+fn refused_lines_name_their_number_and_never_the_hash() {
+    let good = bcrypt_of("secret");
+    let table: &[(&str, &str)] = &[
+        (
+            "eve:$apr1$salt$0123456789abcdefghijkl",
+            "not bcrypt (Apache MD5",
+        ),
+        ("eve:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "not bcrypt (SHA-1"),
+        ("eve:$6$salt$hash", "not bcrypt (SHA-512-crypt"),
+        ("eve:plaintext", "not bcrypt (crypt or plain text"),
+        ("eve:", "not bcrypt (empty"),
+        (
+            "eve:$2x$04$abcdefghijklmnopqrstuu",
+            "not bcrypt (buggy-bcrypt",
+        ),
+        ("no colon here", "expected `user:bcrypt-hash`"),
+        (":$2b$04$abc", "empty user name"),
+        ("eve:$2b$04$tooshort", "malformed bcrypt hash"),
+    ];
+    for (line, expected) in table {
+        let text = format!("alice:{good}\n\n{line}\n");
+        let (number, reason) = Htpasswd::parse(&text).expect_err(line);
+        assert_eq!(number, 3, "{line}");
+        assert!(reason.contains(expected), "{line}: {reason}");
+        let hash = line.split_once(':').map_or("", |(_, hash)| hash);
+        if hash.len() > 3 {
+            assert!(!reason.contains(hash), "{reason}");
+        }
+    }
+    let low_cost = good.replacen("$04$", "$03$", 1);
+    let (_, reason) = Htpasswd::parse(&format!("eve:{low_cost}")).expect_err("cost 3");
+    assert!(reason.contains("cost 3"), "{reason}");
+    let (number, reason) =
+        Htpasswd::parse(&format!("alice:{good}\nalice:{good}\n")).expect_err("twice");
+    assert_eq!(number, 2);
+    assert!(reason.contains("twice"), "{reason}");
+}
+
+#[test]
+fn htpasswd_config_is_typed_with_its_fail_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_htpasswd(dir.path(), &format!("alice:{}\n", bcrypt_of("x")));
+    let (config, warnings) = config_with_auth(serde_json::json!({
+        "htpasswd": {"path": path}, "failDelay": 2,
+    }))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(
+        config.http.auth,
+        Some(AuthConfig {
+            htpasswd_path: path.clone(),
+            fail_delay: Duration::from_secs(2),
+        })
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let (config, _) = config_with_auth(serde_json::json!({"htpasswd": {"path": path}}))
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(config.http.auth.expect("auth").fail_delay, Duration::ZERO);
+}
+
+#[test]
+fn other_methods_warn_and_without_htpasswd_nothing_authenticates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_htpasswd(dir.path(), &format!("alice:{}\n", bcrypt_of("x")));
+    let (config, warnings) = config_with_auth(serde_json::json!({
+        "htpasswd": {"path": path}, "ldap": {"address": "ldap"}, "apikey": true,
+        "sessionKeysFile": "/k",
+    }))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(config.http.auth.is_some());
+    let mut paths: Vec<&str> = warnings.iter().map(|w| w.key_path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "http.auth.apikey",
+            "http.auth.ldap",
+            "http.auth.sessionKeysFile"
+        ]
+    );
+    let (config, warnings) = config_with_auth(serde_json::json!({"ldap": {}, "failDelay": 1}))
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(config.http.auth, None);
+    let auth = warnings
+        .iter()
+        .find(|w| w.key_path == "http.auth")
+        .expect("the no-authentication warning");
+    assert_eq!(auth.message, NO_AUTH_WARNING);
+    assert!(auth.message.contains("WITHOUT CREDENTIALS"));
+}
+
+#[test]
+fn a_missing_or_refused_htpasswd_file_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("absent");
+    let errors = config_with_auth(serde_json::json!({"htpasswd": {"path": missing}}))
+        .expect_err("missing file");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].key_path, "http.auth.htpasswd.path");
+    assert!(
+        errors.0[0].message.contains(&missing.display().to_string()),
+        "{errors}"
+    );
+    let path = write_htpasswd(
+        dir.path(),
+        &format!("alice:{}\nbob:$apr1$x$y\n", bcrypt_of("x")),
+    );
+    let errors =
+        config_with_auth(serde_json::json!({"htpasswd": {"path": path}})).expect_err("bad line");
+    let message = errors.to_string();
+    assert!(
+        message.contains(&format!("{} line 2", path.display())),
+        "{message}"
+    );
+    assert!(message.contains("not bcrypt"), "{message}");
+    match Htpasswd::load(&path) {
+        Err(HtpasswdError::Line { line: 2, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        Htpasswd::load(dir.path()),
+        Err(HtpasswdError::Unreadable { .. })
+    ));
+}
+
+#[test]
+fn malformed_auth_sections_are_errors() {
+    let table = [
+        (
+            serde_json::json!({"htpasswd": {}}),
+            "http.auth.htpasswd.path",
+        ),
+        (
+            serde_json::json!({"htpasswd": {"path": ""}}),
+            "http.auth.htpasswd.path",
+        ),
+        (
+            serde_json::json!({"htpasswd": {"path": 3}}),
+            "http.auth.htpasswd.path",
+        ),
+        (
+            serde_json::json!({"htpasswd": {"file": "/x"}}),
+            "http.auth.htpasswd.file",
+        ),
+        (
+            serde_json::json!({"failDelay": "2s"}),
+            "http.auth.failDelay",
+        ),
+        (serde_json::json!({"failDelay": 601}), "http.auth.failDelay"),
+        (serde_json::json!({"kerberos": {}}), "http.auth.kerberos"),
+        (serde_json::json!("htpasswd"), "http.auth"),
+    ];
+    for (auth, key_path) in table {
+        let errors = config_with_auth(auth.clone()).expect_err(&auth.to_string());
+        assert!(
+            errors.0.iter().any(|error| error.key_path == key_path),
+            "{auth}: {errors}"
+        );
+    }
+}
