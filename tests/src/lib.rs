@@ -14,6 +14,7 @@
 //! external client never passes silently when `BERTH_REQUIRE_TOOLS=1` (CI sets it).
 
 pub mod api;
+pub mod containers;
 mod daemon;
 pub mod faulty;
 mod fixture;

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_tests::api::{code_of, parts};
+use berth_tests::containers::{Containers, Store};
 use berth_tests::{
     authed, fetch_blob, fetch_manifest, http, push_blob, push_image, random_image, require_tool,
     run_cmd, run_ok, sha256_digest, wait_for, write_oci_layout, Berth, Client, HTPASSWD_SECRET,
@@ -260,7 +261,12 @@ fn skopeo_copies_in_and_out_with_credentials() {
         .send()
         .expect("anonymous POST");
     assert_eq!(anonymous.status(), 401);
-    let audit = std::fs::read_to_string(dir.path().join("audit.log")).expect("audit log");
+    // A request's audit line is written once its response is sent: wait for the last one.
+    let audit = wait_for(
+        "the anonymous POST's audit line",
+        || std::fs::read_to_string(dir.path().join("audit.log")).unwrap_or_default(),
+        |text| text.contains("\"status\":401"),
+    );
     let lines: Vec<Value> = audit
         .lines()
         .map(|line| serde_json::from_str(line).expect("audit line is JSON"))
@@ -299,66 +305,30 @@ fn podman_logs_in_pushes_and_pulls() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (berth, _) = start(dir.path(), &[("alice", HTPASSWD_SECRET)], json!({}));
-    let work = tempfile::tempdir().expect("tempdir");
-    for store in ["build", "pull"] {
-        let root = work.path().join(store);
-        std::fs::write(
-            work.path().join(format!("storage-{store}.conf")),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
-                root.display()
-            ),
-        )
-        .expect("storage.conf");
-    }
-    let registries = work.path().join("registries.conf");
-    std::fs::write(
-        &registries,
-        format!(
-            "unqualified-search-registries = []\n\n[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            berth.addr
-        ),
-    )
-    .expect("registries.conf");
-    // podman 4 wants the auth file to exist, even empty.
-    let auth_file = work.path().join("auth.json");
-    std::fs::write(&auth_file, "{}").expect("auth.json");
-    let podman = |store: &str| {
-        let mut cmd = Command::new("podman");
-        cmd.env(
-            "CONTAINERS_STORAGE_CONF",
-            work.path().join(format!("storage-{store}.conf")),
-        )
-        .env("CONTAINERS_REGISTRIES_CONF", &registries)
-        .env("REGISTRY_AUTH_FILE", &auth_file)
-        .current_dir(work.path());
-        cmd
-    };
+    let containers = Containers::new(&berth.addr);
+    let podman = |store: Store| containers.cmd("podman", store);
     let image = random_image(1, 20_000);
-    let layout = work.path().join("layout");
+    let layout = containers.dir().join("layout");
     write_oci_layout(&layout, "v1", &image);
     // Into podman's build store (podman 4 cannot name an image pulled from a mixed-case path).
     let local = "localhost/app:v1".to_owned();
     run_ok(
-        Command::new("skopeo")
-            .env(
-                "CONTAINERS_STORAGE_CONF",
-                work.path().join("storage-build.conf"),
-            )
+        containers
+            .cmd("skopeo", Store::Build)
             .args(["--insecure-policy", "copy"])
             .arg(format!("oci:{}:v1", layout.display()))
             .arg(format!("containers-storage:{local}")),
     );
     let remote = format!("{}/team/podman:v1", berth.addr);
-    let (ok, _, stderr) = run_cmd(podman("build").args(["push", &local, &remote]));
+    let (ok, _, stderr) = run_cmd(podman(Store::Build).args(["push", &local, &remote]));
     assert!(!ok, "a push before login fails: {stderr}");
     let (ok, _, stderr) =
-        run_cmd(podman("build").args(["login", "-u", "alice", "-p", "wrong", &berth.addr]));
+        run_cmd(podman(Store::Build).args(["login", "-u", "alice", "-p", "wrong", &berth.addr]));
     assert!(!ok, "login with a wrong password fails: {stderr}");
-    run_ok(podman("build").args(["login", "-u", "alice", "-p", HTPASSWD_SECRET, &berth.addr]));
-    let digest_file = work.path().join("pushed.digest");
+    run_ok(podman(Store::Build).args(["login", "-u", "alice", "-p", HTPASSWD_SECRET, &berth.addr]));
+    let digest_file = containers.dir().join("pushed.digest");
     run_ok(
-        podman("build")
+        podman(Store::Build)
             .args(["push", "--digestfile"])
             .arg(&digest_file)
             .args([&local, &remote]),
@@ -366,13 +336,13 @@ fn podman_logs_in_pushes_and_pulls() {
     let pushed = std::fs::read_to_string(&digest_file).expect("digest file");
     let (status, served, _) = fetch_manifest(&authed("alice"), &berth.url, "team/podman", "v1");
     assert_eq!((status, served.as_deref()), (200, Some(pushed.trim())));
-    run_ok(podman("pull").args(["pull", "-q", &remote]));
+    run_ok(podman(Store::Pull).args(["pull", "-q", &remote]));
     let pulled =
-        run_ok(podman("pull").args(["image", "inspect", "--format", "{{.Digest}}", &remote]));
+        run_ok(podman(Store::Pull).args(["image", "inspect", "--format", "{{.Digest}}", &remote]));
     assert_eq!(pulled.trim(), pushed.trim());
-    run_ok(podman("build").args(["logout", &berth.addr]));
-    run_ok(podman("pull").args(["rmi", &remote]));
-    let (ok, _, stderr) = run_cmd(podman("pull").args(["pull", "-q", &remote]));
+    run_ok(podman(Store::Build).args(["logout", &berth.addr]));
+    run_ok(podman(Store::Pull).args(["rmi", &remote]));
+    let (ok, _, stderr) = run_cmd(podman(Store::Pull).args(["pull", "-q", &remote]));
     assert!(!ok, "a pull after logout fails: {stderr}");
 }
 

@@ -1,113 +1,53 @@
 //! buildah and podman against berth: build from scratch, `buildah push`, `podman pull` into a
 //! separate store, and a two-platform `podman manifest push --all`.
 //!
-//! How the clients run here (root in a sandbox, no systemd, no overlay): every tool gets a
-//! private `storage.conf` (driver `vfs`, graphroot/runroot in a temp dir) through
-//! `CONTAINERS_STORAGE_CONF`, a `registries.conf` marking berth's address insecure through
-//! `CONTAINERS_REGISTRIES_CONF`, and `BUILDAH_ISOLATION=chroot`. Nothing else was needed
-//! (buildah 1.28, podman 4.3). Push and pull use separate stores so the pull really downloads.
+//! How the clients run here: [`berth_tests::containers`] (buildah 1.28, podman 4.3). Push and
+//! pull use separate stores so the pull really downloads.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use berth_tests::containers::{Containers, Store};
 use berth_tests::{
     fetch_blob, fetch_manifest, http, random_bytes, require_tool, run_ok, sha256_digest, Berth,
 };
 use serde_json::Value;
 
-/// Private container storage and registry config for one test.
-struct Containers {
-    tmp: tempfile::TempDir,
-    registries_conf: PathBuf,
-}
-
-#[derive(Clone, Copy)]
-enum Store {
-    /// Where images are built and pushed from.
-    Build,
-    /// Where images are pulled into.
-    Pull,
-}
-
-impl Containers {
-    fn new(registry_addr: &str) -> Containers {
-        let tmp = tempfile::Builder::new()
-            .prefix("berth-containers-")
-            .tempdir()
-            .unwrap();
-        for store in ["build", "pull"] {
-            let root = tmp.path().join(store);
-            std::fs::write(
-                tmp.path().join(format!("storage-{store}.conf")),
-                format!(
-                    "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
-                    root.display()
-                ),
-            )
-            .unwrap();
-        }
-        let registries_conf = tmp.path().join("registries.conf");
-        std::fs::write(
-            &registries_conf,
-            format!(
-                "unqualified-search-registries = []\n\n[[registry]]\nlocation = \"{registry_addr}\"\ninsecure = true\n"
-            ),
-        )
-        .unwrap();
-        Containers {
-            tmp,
-            registries_conf,
-        }
-    }
-
-    fn cmd(&self, tool: &str, store: Store) -> Command {
-        let name = match store {
-            Store::Build => "build",
-            Store::Pull => "pull",
-        };
-        let mut cmd = Command::new(tool);
-        cmd.env(
-            "CONTAINERS_STORAGE_CONF",
-            self.tmp.path().join(format!("storage-{name}.conf")),
-        )
-        .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
-        .env("BUILDAH_ISOLATION", "chroot")
-        .current_dir(self.tmp.path());
-        cmd
-    }
-
-    fn dir(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    /// `buildah from scratch`, add one file of random bytes, set the architecture, commit as
-    /// `localhost/<name>`. Returns the file's content.
-    fn build_scratch_image(&self, name: &str, arch: &str) -> Vec<u8> {
-        let content = random_bytes(8 * 1024);
-        let file = self.dir().join(format!("{arch}.bin"));
-        std::fs::write(&file, &content).unwrap();
-        let container = run_ok(self.cmd("buildah", Store::Build).args(["from", "scratch"]));
-        let container = container.trim();
-        run_ok(
-            self.cmd("buildah", Store::Build)
-                .args(["copy", container])
-                .arg(&file)
-                .arg("/payload.bin"),
-        );
-        run_ok(
-            self.cmd("buildah", Store::Build)
-                .args(["config", "--arch", arch, "--os", "linux", container]),
-        );
-        run_ok(self.cmd("buildah", Store::Build).args([
-            "commit",
-            "-q",
-            container,
-            &format!("localhost/{name}"),
-        ]));
-        run_ok(self.cmd("buildah", Store::Build).args(["rm", container]));
-        content
-    }
+/// `buildah from scratch`, add one file of random bytes, set the architecture, commit as
+/// `localhost/<name>`. Returns the file's content.
+fn build_scratch_image(containers: &Containers, name: &str, arch: &str) -> Vec<u8> {
+    let content = random_bytes(8 * 1024);
+    let file = containers.dir().join(format!("{arch}.bin"));
+    std::fs::write(&file, &content).unwrap();
+    let container = run_ok(
+        containers
+            .cmd("buildah", Store::Build)
+            .args(["from", "scratch"]),
+    );
+    let container = container.trim();
+    run_ok(
+        containers
+            .cmd("buildah", Store::Build)
+            .args(["copy", container])
+            .arg(&file)
+            .arg("/payload.bin"),
+    );
+    run_ok(
+        containers
+            .cmd("buildah", Store::Build)
+            .args(["config", "--arch", arch, "--os", "linux", container]),
+    );
+    run_ok(containers.cmd("buildah", Store::Build).args([
+        "commit",
+        "-q",
+        container,
+        &format!("localhost/{name}"),
+    ]));
+    run_ok(
+        containers
+            .cmd("buildah", Store::Build)
+            .args(["rm", container]),
+    );
+    content
 }
 
 /// Every blob of the image manifest `digest` in `repo` is served with its digest.
@@ -150,7 +90,7 @@ fn buildah_push_then_podman_pull_same_digest() {
     }
     let berth = Berth::start();
     let containers = Containers::new(&berth.addr);
-    containers.build_scratch_image("hello:v1", "amd64");
+    build_scratch_image(&containers, "hello:v1", "amd64");
 
     let digest_file = containers.dir().join("pushed.digest");
     let remote = format!("{}/test/hello:v1", berth.addr);
@@ -191,8 +131,8 @@ fn podman_manifest_push_all_of_two_platforms() {
     }
     let berth = Berth::start();
     let containers = Containers::new(&berth.addr);
-    containers.build_scratch_image("multi:amd64", "amd64");
-    containers.build_scratch_image("multi:arm64", "arm64");
+    build_scratch_image(&containers, "multi:amd64", "amd64");
+    build_scratch_image(&containers, "multi:arm64", "arm64");
 
     let podman = || containers.cmd("podman", Store::Build);
     run_ok(podman().args(["manifest", "create", "localhost/multi:list"]));

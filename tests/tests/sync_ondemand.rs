@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_tests::api::{expect_error, get_json};
+use berth_tests::containers::{Containers, Store};
 use berth_tests::{
     fetch_blob, fetch_manifest, http, push_image, random_image, require_tool, run_ok,
     sha256_digest, wait_for, Berth, Distribution,
@@ -286,32 +287,8 @@ fn podman_pulls_through_berth() {
     let image = random_image(2, 50_000);
     push_image(&client, &upstream.url, "library/podman", "1.0", &image);
     let berth = mirror_of(&upstream, json!({}));
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let storage = tmp.path().join("storage.conf");
-    let root = tmp.path().display();
-    std::fs::write(
-        &storage,
-        format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{root}/graph\"\nrunroot = \"{root}/run\"\n"
-        ),
-    )
-    .expect("storage.conf");
-    let registries = tmp.path().join("registries.conf");
-    std::fs::write(
-        &registries,
-        format!(
-            "unqualified-search-registries = []\n\n[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
-            berth.addr
-        ),
-    )
-    .expect("registries.conf");
-    let podman = || {
-        let mut cmd = Command::new("podman");
-        cmd.env("CONTAINERS_STORAGE_CONF", &storage)
-            .env("CONTAINERS_REGISTRIES_CONF", &registries)
-            .current_dir(tmp.path());
-        cmd
-    };
+    let containers = Containers::new(&berth.addr);
+    let podman = || containers.cmd("podman", Store::Pull);
     let reference = format!("{}/library/podman:1.0", berth.addr);
     run_ok(podman().args(["pull", "-q", &reference]));
     let inspected =

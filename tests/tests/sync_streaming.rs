@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use berth_tests::faulty::{wait_until, Fault, FaultyUpstream};
 use berth_tests::{
-    fetch_blob, fetch_manifest, http, push_image, random_image, sha256_digest, Distribution,
+    fetch_blob, fetch_manifest, http, push_image, random_image, sha256_digest, Berth, Distribution,
 };
 use serde_json::json;
 
@@ -20,8 +20,38 @@ const LAYER_BYTES: usize = 8 << 20;
 /// berth's and less than the half upstream sent.
 const EARLY_BYTES: usize = 1 << 20;
 
-fn blob_path(repo: &str, digest: &str) -> String {
-    format!("/v2/{repo}/blobs/{digest}")
+/// A mirror whose upstream (Distribution behind the proxy) holds back the second half of the
+/// one layer of image `<repo>:v1`; the manifest is already pulled through.
+struct Held {
+    _upstream: Distribution,
+    proxy: FaultyUpstream,
+    berth: Berth,
+    /// The layer's digest and its blob path.
+    layer: String,
+    path: String,
+}
+
+impl Held {
+    fn start(repo: &str) -> Held {
+        let upstream = Distribution::start();
+        let client = http();
+        let image = random_image(1, LAYER_BYTES);
+        push_image(&client, &upstream.url, repo, "v1", &image);
+        let proxy = FaultyUpstream::start(&upstream.url);
+        let berth = proxy.mirror(json!({}));
+        let (status, _, _) = fetch_manifest(&client, &berth.url, repo, "v1");
+        assert_eq!(status, 200);
+        let layer = sha256_digest(&image.layers[0]);
+        let path = format!("/v2/{repo}/blobs/{layer}");
+        proxy.set(&path, Fault::HoldBody);
+        Held {
+            _upstream: upstream,
+            proxy,
+            berth,
+            layer,
+            path,
+        }
+    }
 }
 
 /// A blob GET on its own thread: it reads `EARLY_BYTES`, says so on `early`, then reads the
@@ -53,17 +83,14 @@ fn start_pull(
 
 #[test]
 fn later_clients_stream_from_the_download_in_progress() {
-    let upstream = Distribution::start();
+    let Held {
+        _upstream,
+        proxy,
+        mut berth,
+        layer,
+        path,
+    } = Held::start("library/big");
     let client = http();
-    let image = random_image(1, LAYER_BYTES);
-    push_image(&client, &upstream.url, "library/big", "v1", &image);
-    let proxy = FaultyUpstream::start(&upstream.url);
-    let mut berth = proxy.mirror(json!({}));
-    let (status, _, _) = fetch_manifest(&client, &berth.url, "library/big", "v1");
-    assert_eq!(status, 200);
-    let layer = sha256_digest(&image.layers[0]);
-    let path = blob_path("library/big", &layer);
-    proxy.set(&path, Fault::HoldBody);
 
     // While upstream holds the second half back, three clients one after the other each get
     // their first megabyte: none waits for the download to end.
@@ -102,17 +129,14 @@ fn later_clients_stream_from_the_download_in_progress() {
 
 #[test]
 fn a_client_that_leaves_does_not_cancel_the_download() {
-    let upstream = Distribution::start();
+    let Held {
+        _upstream,
+        proxy,
+        mut berth,
+        layer,
+        path,
+    } = Held::start("library/left");
     let client = http();
-    let image = random_image(1, LAYER_BYTES);
-    push_image(&client, &upstream.url, "library/left", "v1", &image);
-    let proxy = FaultyUpstream::start(&upstream.url);
-    let mut berth = proxy.mirror(json!({}));
-    let (status, _, _) = fetch_manifest(&client, &berth.url, "library/left", "v1");
-    assert_eq!(status, 200);
-    let layer = sha256_digest(&image.layers[0]);
-    let path = blob_path("library/left", &layer);
-    proxy.set(&path, Fault::HoldBody);
 
     // The only client reads a little, then hangs up.
     let mut response = http()
@@ -142,17 +166,14 @@ fn a_client_that_leaves_does_not_cancel_the_download() {
 
 #[test]
 fn a_daemon_killed_mid_download_restarts_clean_and_fetches_again() {
-    let upstream = Distribution::start();
+    let Held {
+        _upstream,
+        proxy,
+        mut berth,
+        layer,
+        path,
+    } = Held::start("library/killed");
     let client = http();
-    let image = random_image(1, LAYER_BYTES);
-    push_image(&client, &upstream.url, "library/killed", "v1", &image);
-    let proxy = FaultyUpstream::start(&upstream.url);
-    let mut berth = proxy.mirror(json!({}));
-    let (status, _, _) = fetch_manifest(&client, &berth.url, "library/killed", "v1");
-    assert_eq!(status, 200);
-    let layer = sha256_digest(&image.layers[0]);
-    let path = blob_path("library/killed", &layer);
-    proxy.set(&path, Fault::HoldBody);
     let (early, got_early) = mpsc::channel();
     let pull = start_pull(berth.url.clone(), path.clone(), early);
     got_early
