@@ -104,6 +104,8 @@ pub struct Sample {
     pub total_seconds: f64,
     /// CPU the serving registry (mirror, or upstream for direct pulls) used for the pull.
     pub server_cpu_seconds: f64,
+    /// CPU this process (the client) used for the pull, up to the layer's last byte.
+    pub client_cpu_seconds: f64,
     pub error: Option<String>,
 }
 
@@ -215,10 +217,14 @@ struct Timings {
     head: f64,
     ttfb: f64,
     total: f64,
+    /// This process's CPU from the manifest request to the layer's last byte (the digest
+    /// check after that is not counted).
+    client_cpu: f64,
 }
 
 async fn pull(addr: SocketAddr, repo: &str, image: &Image) -> Result<Timings> {
     let mut conn = Conn::new(addr);
+    let cpu_started = own_cpu_time();
     let started = Instant::now();
     conn.fetch(
         Method::GET,
@@ -257,6 +263,7 @@ async fn pull(addr: SocketAddr, repo: &str, image: &Image) -> Result<Timings> {
         }
     }
     let total = started.elapsed().as_secs_f64();
+    let client_cpu = own_cpu_time().saturating_sub(cpu_started).as_secs_f64();
     let received: u64 = chunks.iter().map(|c| c.len() as u64).sum();
     if received != image.size {
         bail!("layer GET sent {received} bytes, not {}", image.size);
@@ -273,6 +280,7 @@ async fn pull(addr: SocketAddr, repo: &str, image: &Image) -> Result<Timings> {
         head,
         ttfb: ttfb.unwrap_or(total),
         total,
+        client_cpu,
     })
 }
 
@@ -385,6 +393,19 @@ fn settle(registries: &[&Registry]) {
     }
 }
 
+/// CPU time (user + system) this process has used.
+fn own_cpu_time() -> Duration {
+    // SAFETY: getrusage writes one rusage into the zeroed value we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time =
+        |value: libc::timeval| Duration::new(value.tv_sec as u64, value.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 fn measure(
     runtime: &tokio::runtime::Runtime,
     registry: &Registry,
@@ -413,6 +434,7 @@ fn measure(
         ttfb_seconds: f64::NAN,
         total_seconds: f64::NAN,
         server_cpu_seconds,
+        client_cpu_seconds: f64::NAN,
         error: None,
     };
     match outcome {
@@ -430,6 +452,7 @@ fn measure(
             sample.head_seconds = t.head;
             sample.ttfb_seconds = t.ttfb;
             sample.total_seconds = t.total;
+            sample.client_cpu_seconds = t.client_cpu;
         }
         Err(error) => {
             let log = registry.log();
@@ -483,8 +506,8 @@ impl MirrorReport {
         );
         let _ = writeln!(
             out,
-            "{:6}  {:22} {:>9} {:>9} {:>8} {:>9} {:>7}  failures",
-            "size", "path", "TTFB", "total", "MB/s", "manifest", "CPU s"
+            "{:6}  {:22} {:>9} {:>9} {:>8} {:>9} {:>7} {:>12}  failures",
+            "size", "path", "TTFB", "total", "MB/s", "manifest", "CPU s", "client CPU s"
         );
         for &size in &self.sizes {
             for path in Path::ALL {
@@ -492,7 +515,7 @@ impl MirrorReport {
                 let failures = self.of(size, path).filter(|s| s.error.is_some()).count();
                 let _ = writeln!(
                     out,
-                    "{:6}  {:22} {:>9} {:>9} {:>8.0} {:>9} {:>7.2}  {}",
+                    "{:6}  {:22} {:>9} {:>9} {:>8.0} {:>9} {:>7.2} {:>12.2}  {}",
                     label(size),
                     path.label(),
                     human(self.median(size, path, |s| s.ttfb_seconds)),
@@ -500,6 +523,7 @@ impl MirrorReport {
                     size as f64 / 1e6 / total,
                     human(self.median(size, path, |s| s.manifest_seconds)),
                     self.median(size, path, |s| s.server_cpu_seconds),
+                    self.median(size, path, |s| s.client_cpu_seconds),
                     failures,
                 );
             }
