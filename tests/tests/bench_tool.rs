@@ -152,3 +152,59 @@ fn compare_runs_berth_and_distribution_side_by_side() {
     // The registries' data directories are gone.
     assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
 }
+
+/// `berth-bench mirror` (issue 6's benchmark): berth as an on-demand mirror and Distribution in
+/// proxy mode in front of one upstream; every pull (cold, 2nd, 3rd, direct) succeeds, is
+/// verified, and is reported with its CPU columns, and the data directories are gone after.
+#[test]
+fn mirror_runs_berth_and_distribution_proxy_side_by_side() {
+    if !require_tool("docker-registry") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let json = data.path().join("mirror.json");
+    let berth = berth_bin();
+    let out = run_bench(&[
+        "mirror",
+        "--berth-bin",
+        berth.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--sizes",
+        "2MB",
+        "--rounds",
+        "1",
+        "--json-out",
+        json.to_str().unwrap(),
+    ]);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON report")).expect("JSON");
+    std::fs::remove_file(&json).expect("remove the report");
+    let samples = report["samples"].as_array().expect("samples");
+    assert_eq!(
+        samples.len(),
+        7,
+        "3 berth + 3 proxy + 1 direct pulls:\n{out}"
+    );
+    for sample in samples {
+        assert!(sample["error"].is_null(), "{sample}\n{out}");
+        assert!(sample["total_seconds"].as_f64().unwrap() > 0.0, "{sample}");
+        assert!(
+            sample["client_cpu_seconds"].as_f64().unwrap() >= 0.0,
+            "{sample}"
+        );
+    }
+    let header = out
+        .lines()
+        .find(|line| line.starts_with("size"))
+        .unwrap_or_else(|| panic!("no table in:\n{out}"));
+    assert!(header.contains("client CPU s"), "{header}");
+    for mirror in ["berth", "distribution proxy"] {
+        assert!(
+            out.lines()
+                .any(|line| line.starts_with("2MB") && line.contains(mirror) && line.contains('x')),
+            "no ratio row for {mirror} in:\n{out}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}
