@@ -19,6 +19,8 @@ use crate::oci::RepoName;
 /// A manifest as the pass sees it.
 struct Manifest {
     pushed_ms: u64,
+    /// Stored by sync (a cache entry): untagged, it ages from its last pull, not its fetch.
+    mirrored: bool,
     subject: Option<String>,
     size: u64,
     /// (digest, is a child manifest) of everything it references.
@@ -217,6 +219,7 @@ impl Engine {
                     digest,
                     Manifest {
                         pushed_ms: header.pushed_ms,
+                        mirrored: header.mirrored,
                         subject: header.subject.as_ref().map(ToString::to_string),
                         size: (value.len() - header.body_at) as u64,
                         references: Vec::new(),
@@ -272,7 +275,14 @@ impl Engine {
                     }
                     _ => continue,
                 };
-                let of_age = manifest.pushed_ms.saturating_add(manifest_delay);
+                // A mirrored manifest nothing holds (fetched by digest) stays while clients
+                // pull it: it ages from its last pull.
+                let since = match manifest.mirrored && reason == "untagged" {
+                    true => Pulls::last(&inner.index, name, digest)?
+                        .map_or(manifest.pushed_ms, |pulled| pulled.max(manifest.pushed_ms)),
+                    false => manifest.pushed_ms,
+                };
+                let of_age = since.saturating_add(manifest_delay);
                 if now < of_age {
                     remember(of_age);
                     continue;

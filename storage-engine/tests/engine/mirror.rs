@@ -178,3 +178,75 @@ fn imports_commit_only_verified_bytes_threads() {
 fn imports_commit_only_verified_bytes_uring() {
     imports_commit_only_verified_bytes(IoBackendKind::Uring);
 }
+
+/// A mirrored manifest that nothing holds (fetched by digest, as a digest-pinned pull does) is
+/// a cache entry: GC evicts it once it was neither fetched nor pulled for the delay. A pushed
+/// untagged manifest still ages from its push, pulled or not.
+#[test]
+fn untagged_mirrored_manifests_age_from_their_last_pull() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), IoBackendKind::Threads);
+    let mirror = repo("mirror/pinned");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pulled = image_manifest(b"pulled config", &[b"pulled layer"], None);
+    let idle = image_manifest(b"idle config", &[b"idle layer"], None);
+    let pushed = runtime.block_on(async {
+        for manifest in [&pulled, &idle] {
+            engine
+                .put_manifest_mirrored(
+                    &mirror,
+                    &Reference::Digest(sha256(manifest)),
+                    Some(OCI_MANIFEST),
+                    manifest.clone(),
+                )
+                .await
+                .expect("mirrored manifest");
+        }
+        let config = push_blob(&engine, &mirror, b"pushed config").await;
+        let layer = push_blob(&engine, &mirror, b"pushed layer").await;
+        let _ = (config, layer);
+        let pushed = image_manifest(b"pushed config", &[b"pushed layer"], None);
+        engine
+            .put_manifest(
+                &mirror,
+                &Reference::Digest(sha256(&pushed)),
+                Some(OCI_MANIFEST),
+                pushed.clone(),
+                &[],
+            )
+            .await
+            .expect("pushed manifest");
+        pushed
+    });
+    let delay = std::time::Duration::from_millis(800);
+    std::thread::sleep(delay + std::time::Duration::from_millis(200));
+    engine.record_pull(&mirror, &sha256(&pulled));
+    engine.record_pull(&mirror, &sha256(&pushed));
+    let mut options = berth_storage::GcOptions::new(std::time::Duration::ZERO);
+    options.manifest_delay = delay;
+    engine.gc(&options).expect("gc");
+    let stored = |manifest: &bytes::Bytes| {
+        engine
+            .get_manifest(&mirror, &Reference::Digest(sha256(manifest)))
+            .expect("get")
+            .is_some()
+    };
+    assert!(stored(&pulled), "pulled within the delay: kept");
+    assert!(
+        !stored(&idle),
+        "neither fetched nor pulled within the delay: evicted"
+    );
+    assert!(
+        !stored(&pushed),
+        "a pushed untagged manifest ages from its push"
+    );
+    // Once the pull is older than the delay too, the pulled one goes as well.
+    std::thread::sleep(delay + std::time::Duration::from_millis(200));
+    engine.gc(&options).expect("gc");
+    assert!(!stored(&pulled));
+    let report = engine.fsck().expect("fsck");
+    assert!(report.is_clean(), "{report:?}");
+}
