@@ -415,11 +415,11 @@ impl OnDemand {
         let download = Arc::new(Download::new(import.reader()));
         table.insert(key.clone(), Arc::clone(&download));
         drop(table);
-        self.runtime.spawn(Arc::clone(self).drive(
-            key,
+        let settle = download::Settle::new(Arc::clone(self), key, Arc::clone(&download));
+        self.runtime.spawn(download::drive(
+            settle,
             repo.clone(),
             digest.clone(),
-            Arc::clone(&download),
             import,
         ));
         Ok(Some(download))

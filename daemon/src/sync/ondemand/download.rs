@@ -183,12 +183,24 @@ impl BlobStream {
 }
 
 /// Publishes how a download ended and takes it out of the flight table, also when its
-/// driver is dropped half-way.
-struct Settle {
+/// driver is dropped half-way or never runs (a runtime shutting down drops its tasks).
+pub(super) struct Settle {
     owner: Arc<OnDemand>,
     key: String,
     download: Arc<Download>,
     end: End,
+}
+
+impl Settle {
+    /// For the download under `key` in `owner`'s table: a failure unless told otherwise.
+    pub(super) fn new(owner: Arc<OnDemand>, key: String, download: Arc<Download>) -> Settle {
+        Settle {
+            owner,
+            key,
+            download,
+            end: End::Failed(STOPPED.into()),
+        }
+    }
 }
 
 impl Drop for Settle {
@@ -205,34 +217,23 @@ impl Drop for Settle {
     }
 }
 
-impl OnDemand {
-    /// The driver of one download (on sync's runtime): runs it to its end, publishes how it
-    /// ended, then leaves the flight table (after the commit, so that a client missing the
-    /// entry finds the blob stored).
-    pub(super) async fn drive(
-        self: Arc<Self>,
-        key: String,
-        repo: RepoName,
-        digest: Digest,
-        download: Arc<Download>,
-        import: BlobImport,
-    ) {
-        let mut settle = Settle {
-            owner: Arc::clone(&self),
-            key,
-            download: Arc::clone(&download),
-            end: End::Failed(STOPPED.into()),
-        };
-        settle.end = match self.transfer(&repo, &digest, &download, import).await {
-            Ok(true) => End::Committed,
-            Ok(false) => End::Missing,
-            Err(error) => {
-                tracing::warn!(component = "sync", repository = %repo, %digest, %error, "on-demand blob download failed; nothing stored");
-                End::Failed(error.to_string())
-            }
-        };
-    }
+/// The driver of one download (on sync's runtime): runs it to its end, then `settle`
+/// publishes how it ended and leaves the flight table (after the commit, so that a client
+/// missing the entry finds the blob stored).
+pub(super) async fn drive(mut settle: Settle, repo: RepoName, digest: Digest, import: BlobImport) {
+    let owner = Arc::clone(&settle.owner);
+    let download = Arc::clone(&settle.download);
+    settle.end = match owner.transfer(&repo, &digest, &download, import).await {
+        Ok(true) => End::Committed,
+        Ok(false) => End::Missing,
+        Err(error) => {
+            tracing::warn!(component = "sync", repository = %repo, %digest, %error, "on-demand blob download failed; nothing stored");
+            End::Failed(error.to_string())
+        }
+    };
+}
 
+impl OnDemand {
     /// Fetches, writes, verifies and commits. Ok(false): no upstream has the blob.
     async fn transfer(
         &self,
