@@ -58,6 +58,7 @@ pub struct Shared {
     pub quotas: Arc<Quotas>,
     pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
     pub auth: Option<Arc<crate::http::auth::Authenticator>>,
+    pub access: Option<Arc<crate::http::access::AccessControl>>,
 }
 
 pub struct ShardSettings {
@@ -162,6 +163,7 @@ async fn shard_main(
         quotas: shared.quotas.clone(),
         sync: shared.sync.clone(),
         auth: shared.auth.clone(),
+        access: shared.access.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),

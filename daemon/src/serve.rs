@@ -114,9 +114,17 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let access = match &config.http.access {
+        Some(access) => Some(Arc::new(
+            crate::http::access::AccessControl::new(access)
+                .map_err(|error| anyhow::anyhow!("http.accessControl: {error}"))?,
+        )),
+        None => None,
+    };
     let shared = Arc::new(runtime::Shared {
         sync: on_demand,
         auth,
+        access,
         engine,
         live: live.clone(),
         metrics: Arc::new(Metrics::new(workers)),

@@ -288,28 +288,50 @@ impl RefKind {
     }
 }
 
-/// uploads: id -> started, repo.
+/// uploads: id -> started, repo, optional owner. Encoded as the start time (8 bytes, big
+/// endian), the repository name, then, when the session has an owner, a NUL byte and the
+/// owner's user name. Repository names never hold a NUL, so records written before owners
+/// existed decode as owner-less.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct UploadRecord {
     pub(crate) started_ms: u64,
     pub(crate) repo: RepoName,
+    /// The user who started the session (`None`: anyone with access may use it).
+    pub(crate) owner: Option<String>,
 }
 
 impl UploadRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = self.started_ms.to_be_bytes().to_vec();
         out.extend_from_slice(self.repo.as_str().as_bytes());
+        if let Some(owner) = &self.owner {
+            out.push(0);
+            out.extend_from_slice(owner.as_bytes());
+        }
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<UploadRecord, StorageError> {
         let bad = || corrupt("bad upload record", bytes);
         let started_ms = read_u64(bytes, 0).ok_or_else(bad)?;
-        let repo = std::str::from_utf8(&bytes[8..])
+        let rest = &bytes[8..];
+        let (repo, owner) = match rest.iter().position(|&byte| byte == 0) {
+            Some(nul) => (&rest[..nul], Some(&rest[nul + 1..])),
+            None => (rest, None),
+        };
+        let repo = std::str::from_utf8(repo)
             .ok()
             .and_then(|text| text.parse::<RepoName>().ok())
             .ok_or_else(bad)?;
-        Ok(UploadRecord { started_ms, repo })
+        let owner = match owner {
+            Some(owner) => Some(std::str::from_utf8(owner).map_err(|_| bad())?.to_owned()),
+            None => None,
+        };
+        Ok(UploadRecord {
+            started_ms,
+            repo,
+            owner,
+        })
     }
 }
 

@@ -64,10 +64,20 @@ fn records_round_trip_and_reject_garbage() {
     };
     assert_eq!(TagRecord::decode(&tag.encode()).expect("decode"), tag);
     assert!(TagRecord::decode(b"12345678sha256:zz").is_err());
-    let upload = UploadRecord {
+    let mut upload = UploadRecord {
         started_ms: 1,
         repo: "a/b".parse().expect("name"),
+        owner: None,
     };
+    assert_eq!(
+        UploadRecord::decode(&upload.encode()).expect("decode"),
+        upload
+    );
+    // A record without an owner is what berth wrote before sessions had owners.
+    let mut old = 1u64.to_be_bytes().to_vec();
+    old.extend_from_slice(b"a/b");
+    assert_eq!(UploadRecord::decode(&old).expect("decode"), upload);
+    upload.owner = Some("alice".into());
     assert_eq!(
         UploadRecord::decode(&upload.encode()).expect("decode"),
         upload

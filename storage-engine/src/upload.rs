@@ -3,7 +3,9 @@
 //!
 //! Rules:
 //! - A session is bound to its repository; an id used under another repository is
-//!   `UploadUnknown`. One writer at a time (`UploadBusy` otherwise).
+//!   `UploadUnknown`. It may have an owner (the user who started it, stored in its record so
+//!   it survives a restart); the HTTP layer refuses the session to anyone else. One writer at
+//!   a time (`UploadBusy` otherwise).
 //! - The session record (`uploads` family) is written unsynced at POST; the first persist
 //!   (PATCH 202) makes the session durable, and every persist fsyncs the staged bytes. A
 //!   session lost to power failure before that makes the client restart its upload, which
@@ -40,6 +42,8 @@ pub(crate) struct Slot {
     /// sha256 state of bytes [0, offset); None: re-hash on first use.
     hasher: Option<Hasher>,
     busy: bool,
+    /// The user who started the session (`None`: anyone who may write the repository).
+    owner: Option<String>,
     /// The staged file's directory entry and the session record are durable. A session
     /// starts non-durable (POST answers without an fsync) and becomes durable at its first
     /// persist (PATCH), the first time it holds acknowledged bytes.
@@ -186,6 +190,7 @@ impl Inner {
                     live.insert(id.clone());
                     let slot = Slot {
                         repo: record.repo,
+                        owner: record.owner,
                         offset: Some(length),
                         hasher: None,
                         busy: false,
@@ -223,6 +228,16 @@ impl Engine {
     /// and a WAL sync per blob push. Cancel: a staged file or record may remain; both are
     /// removed at the next open if the pair is incomplete, else the session is simply idle.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId, StorageError> {
+        self.start_upload_as(repo, None).await
+    }
+
+    /// [`Engine::start_upload`] for `owner`: the owner is stored with the session (it
+    /// survives a restart) and read back by [`Engine::upload_owner`].
+    pub async fn start_upload_as(
+        &self,
+        repo: &RepoName,
+        owner: Option<&str>,
+    ) -> Result<UploadId, StorageError> {
         let inner = &self.inner;
         inner.writable()?;
         let id = UploadId::random();
@@ -230,6 +245,7 @@ impl Engine {
         let record = UploadRecord {
             started_ms: index::now_ms(),
             repo: repo.clone(),
+            owner: owner.map(str::to_owned),
         };
         let mut batch = index::Batch::default();
         batch.put(Cf::Uploads, id.to_string().into_bytes(), record.encode());
@@ -237,6 +253,7 @@ impl Engine {
         inner.index.write(batch, false)?;
         let slot = Slot {
             repo: repo.clone(),
+            owner: owner.map(str::to_owned),
             offset: Some(0),
             hasher: Some(Algorithm::Sha256.hasher()),
             busy: false,
@@ -247,6 +264,21 @@ impl Engine {
             .stripe(&id.to_string())
             .insert(id.to_string(), slot);
         Ok(id)
+    }
+
+    /// The user who started the session in `repo` (`None`: a session without an owner).
+    /// `UploadUnknown` when `repo` has no such session.
+    pub fn upload_owner(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+    ) -> Result<Option<String>, StorageError> {
+        let key = id.to_string();
+        let sessions = self.inner.sessions.stripe(&key);
+        match sessions.get(&key) {
+            Some(slot) if slot.repo == *repo => Ok(slot.owner.clone()),
+            _ => Err(StorageError::UploadUnknown),
+        }
     }
 
     /// Bytes received so far. While a writer holds the session this is the offset it had

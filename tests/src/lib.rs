@@ -13,6 +13,7 @@
 //! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
 //! external client never passes silently when `BERTH_REQUIRE_TOOLS=1` (CI sets it).
 
+pub mod access;
 pub mod api;
 pub mod containers;
 mod daemon;

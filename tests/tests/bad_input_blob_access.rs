@@ -6,9 +6,9 @@
 //!
 //! Decisions these tests pin (see the brief in /work/plan): a mount the caller may not take is a
 //! fresh upload (202), never a link; a blob another repository holds is 404 BLOB_UNKNOWN; a blob
-//! GET range outside the blob is 416 with `Content-Range: bytes */size`. R14 with a principal
-//! that cannot read is `#[ignore]`d until `http.auth` exists; R14 and R15 also run without auth,
-//! where "cannot read" becomes "does not hold the blob".
+//! GET range outside the blob is 416 with `Content-Range: bytes */size`. R14 runs with a
+//! principal that cannot read the source (`http.accessControl`) and without auth, where "cannot
+//! read" becomes "does not hold the blob"; R15 runs without auth.
 
 use berth_tests::api::{code_of, expect_status, header, parts};
 use berth_tests::{
@@ -82,7 +82,6 @@ fn r14_mount_from_a_repo_without_the_blob_is_a_fresh_upload() {
 }
 
 #[test]
-#[ignore = "needs http.auth + accessControl (not implemented yet): run with --ignored"]
 fn r14_mount_from_an_unreadable_repo_is_a_fresh_upload() {
     let all = json!(["read", "create", "update", "delete"]);
     let fx = Seeded::with_auth(json!({
@@ -105,6 +104,21 @@ fn r14_mount_from_an_unreadable_repo_is_a_fresh_upload() {
         .send()
         .expect("HEAD");
     assert_eq!(head.status().as_u16(), 404);
+    // The same mount by alice, who may read seed, links the blob: the refusal above was the
+    // access rule, not a missing blob.
+    let mounted = authed("alice")
+        .post(format!(
+            "{}/v2/target/blobs/uploads/?mount={layer}&from=seed",
+            fx.url()
+        ))
+        .send()
+        .expect("POST mount");
+    assert_eq!(mounted.status().as_u16(), 201);
+    let head = bob
+        .head(format!("{}/v2/target/blobs/{layer}", fx.url()))
+        .send()
+        .expect("HEAD");
+    assert_eq!(head.status().as_u16(), 200);
 }
 
 #[test]

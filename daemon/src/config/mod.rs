@@ -12,6 +12,7 @@
 //!   (durable), `log.level` is info, and the embedded default config listens on 127.0.0.1:5000.
 //! - Each subsystem receives only its own section. `config/README.md` is the key reference.
 
+mod access;
 mod auth;
 #[cfg(test)]
 mod auth_tests;
@@ -36,6 +37,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use access::{AccessConfig, Action, MetricsAccessConfig, PolicyConfig, RepositoryPolicyConfig};
 pub use auth::{AuthConfig, Htpasswd, HtpasswdError};
 pub use duration::parse_go_duration;
 pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
@@ -189,6 +191,9 @@ pub struct HttpConfig {
     pub realm: Option<String>,
     /// `http.auth` with htpasswd: `None` = no authentication.
     pub auth: Option<AuthConfig>,
+    /// `http.accessControl`: `None` = no authorization (every authenticated user, or every
+    /// client without htpasswd, may do everything).
+    pub access: Option<AccessConfig>,
     /// `http.compat`: e.g. `["docker2s2"]`.
     pub compat: Vec<String>,
 }

@@ -324,14 +324,9 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
             "realm",
             "compat",
             "auth",
+            "accessControl",
         ],
         &[
-            (
-                "accessControl",
-                "access control is not implemented yet in this build; ignored: \
-                 EVERY CLIENT (every authenticated user when http.auth.htpasswd is set) CAN \
-                 PULL, PUSH AND DELETE EVERY REPOSITORY",
-            ),
             (
                 "tls",
                 "TLS is not implemented yet in this build; ignored: berth serves \
@@ -373,6 +368,8 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     let realm = section.string(ctx, "realm");
     let compat = compat(ctx, &section);
     let auth = super::auth::auth(ctx, &section);
+    let htpasswd = matches!(auth, Some(Some(_)));
+    let access = super::access::access(ctx, &section, htpasswd);
     let parsed = |key: &str, ok: bool| !section.has(key) || ok;
     let all_parsed = parsed("workers", workers.is_some())
         && parsed("readHeaderTimeout", read_header_timeout.is_some())
@@ -401,6 +398,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
         realm,
         compat: compat?,
         auth: auth?,
+        access: access?,
     })
 }
 

@@ -107,6 +107,7 @@ fn defaults_of_a_minimal_config() {
             realm: None,
             compat: Vec::new(),
             auth: None,
+            access: None,
         },
         log: LogConfig {
             level: "info".to_owned(),

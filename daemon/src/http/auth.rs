@@ -17,6 +17,8 @@
 //!   request without credentials gets the 401 at once (clients probe `/v2/` that way).
 //! - An unknown user costs a bcrypt verification too, so timing does not tell which user
 //!   names exist.
+//! - With `http.accessControl`, a request without credentials ([`sends_no_credentials`]) is
+//!   anonymous and goes on to the policies (http/access.rs); without it, it gets the 401.
 //! - The Authorization header and passwords never reach a log; a failed login is logged at
 //!   info with the user name and remote address only.
 
@@ -329,6 +331,22 @@ fn look(path: &Path, known: Option<FileIdentity>) -> Look {
 fn log_failure(user: &str, peer: Option<SocketAddr>, reason: &str) {
     let remote = peer.map(|peer| peer.to_string()).unwrap_or_default();
     tracing::info!(user, remote = %remote, reason, "login failed");
+}
+
+/// Whether the request carries no credentials: no Authorization header, another scheme, or
+/// Basic with an empty user and password (`:`, what skopeo and podman send without a login).
+/// With `http.accessControl` such a request is anonymous; without it, it gets the 401.
+pub fn sends_no_credentials(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return true;
+    };
+    let Some(encoded) = basic_payload(value.as_bytes()) else {
+        return true;
+    };
+    encoded.is_empty()
+        || base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .is_ok_and(|decoded| decoded == b":")
 }
 
 /// The base64 part of `Basic <base64>` (scheme case-insensitive), if that is the scheme.

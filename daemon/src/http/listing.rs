@@ -1,12 +1,13 @@
 //! Read-only listings: `/v2/`, extension discovery, the catalog, tag lists and referrers.
 //! Page sizes come from the client but are clamped: no allocation is sized by a query value.
+//! With `http.accessControl` the catalog lists only the repositories the caller may read.
 
 use berth_storage::oci::{media_types, Digest, RepoName};
 use bytes::Bytes;
 use hyper::{header, Response, StatusCode};
 use serde_json::json;
 
-use super::{body::full, error::ApiError, router, Body, Ctx, Query, PAGE_MAX_ENTRIES};
+use super::{access, body::full, error::ApiError, router, Body, Ctx, Query, PAGE_MAX_ENTRIES};
 
 fn json_response(
     status: StatusCode,
@@ -126,15 +127,29 @@ fn with_link(mut response: Response<Body>, link: Option<String>) -> Response<Bod
     response
 }
 
-pub fn catalog(ctx: &Ctx, query: &Query) -> Result<Response<Body>, ApiError> {
+/// The catalog, filtered to the repositories `user` may read when access control is on
+/// (the pages then walk the index until they are full or it ends).
+pub fn catalog(ctx: &Ctx, query: &Query, user: Option<&str>) -> Result<Response<Body>, ApiError> {
     let n = page_size(query)?;
-    let last = query.get("last").filter(|l| !l.is_empty());
-    let mut repos: Vec<String> = ctx
-        .engine
-        .catalog(last, n + 1)?
-        .into_iter()
-        .map(|r| r.to_string())
-        .collect();
+    let mut last = query
+        .get("last")
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned);
+    let mut repos: Vec<String> = Vec::new();
+    loop {
+        let batch = ctx.engine.catalog(last.as_deref(), n + 1)?;
+        let exhausted = batch.len() <= n;
+        last = batch.last().map(|repo| repo.to_string());
+        repos.extend(
+            batch
+                .into_iter()
+                .filter(|repo| access::can_read(ctx, user, repo))
+                .map(|repo| repo.to_string()),
+        );
+        if exhausted || repos.len() > n {
+            break;
+        }
+    }
     let link = paginate(&mut repos, n, "/v2/_catalog");
     let body = json!({ "repositories": repos });
     Ok(with_link(

@@ -2,6 +2,7 @@
 //! the error model. Handlers take typed values and call the storage engine; they never touch
 //! the filesystem except to stream a committed blob file.
 
+pub mod access;
 pub mod auth;
 mod blobs;
 pub mod body;
@@ -50,8 +51,12 @@ pub struct Ctx {
     pub quotas: Arc<Quotas>,
     /// On-demand sync (`extensions.sync` with an `onDemand` registry).
     pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
-    /// `http.auth.htpasswd`: every request but the health probes needs Basic credentials.
+    /// `http.auth.htpasswd`: every request but the health probes needs Basic credentials
+    /// (with `access`, a request without credentials is anonymous instead).
     pub auth: Option<Arc<auth::Authenticator>>,
+    /// `http.accessControl`: who may do what (http/access.rs); `None` = everyone admitted
+    /// may do everything.
+    pub access: Option<Arc<access::AccessControl>>,
 }
 
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every
@@ -67,15 +72,26 @@ pub async fn handle(
         ops,
         Some(ops::Ops::Livez | ops::Ops::Readyz | ops::Ops::Startupz)
     );
-    if let (Some(auth), false) = (&ctx.auth, probe) {
+    // With access control, a request without credentials is anonymous (the policies decide).
+    let anonymous = ctx.access.is_some() && auth::sends_no_credentials(req.headers());
+    if let (Some(auth), false, false) = (&ctx.auth, probe, anonymous) {
         let peer = req.extensions().get::<auth::Peer>().map(|peer| peer.0);
         match auth.admit(req.headers(), peer, head_only).await {
             Ok(user) => info.user = Some(user),
             Err(refused) => return Ok(refused),
         }
     }
+    let user = info.user.clone();
     if let Some(ops) = ops {
         info.counted = ops != ops::Ops::Metrics;
+        let scrape_refused = ops == ops::Ops::Metrics
+            && ctx
+                .access
+                .as_ref()
+                .is_some_and(|access| !access.can_scrape(user.as_deref()));
+        if scrape_refused {
+            return Ok(access::refuse_scrape(&ctx, user.as_deref(), head_only));
+        }
         let response = ops::serve(ops, &ctx).await;
         return Ok(match head_only {
             true => response.map(|_| body::empty()),
@@ -83,7 +99,7 @@ pub async fn handle(
         });
     }
     let method = req.method().clone();
-    let response = match dispatch(req, &ctx, info).await {
+    let response = match dispatch(req, &ctx, info, user.as_deref(), head_only).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(%method, code = error.oci_code(), %error, "request refused");
@@ -97,6 +113,8 @@ async fn dispatch(
     req: Request<RequestBody>,
     ctx: &Ctx,
     info: &mut RequestInfo,
+    user: Option<&str>,
+    head_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let endpoint = match router::route(req.method(), req.uri().path()) {
         Ok(endpoint) => endpoint,
@@ -119,6 +137,9 @@ async fn dispatch(
         (Endpoint::Manifest { .. }, &Method::PUT) => RepoAction::ManifestPushed,
         _ => RepoAction::Other,
     };
+    if let Some(refused) = access::check(ctx, user, &endpoint, &method, &query, head_only)? {
+        return Ok(refused);
+    }
     match endpoint {
         Endpoint::Base => Ok(listing::base()),
         Endpoint::Discover => Ok(listing::discover(
@@ -127,7 +148,7 @@ async fn dispatch(
         )),
         Endpoint::SyncStatus => listing::sync_status(ctx),
         Endpoint::Scrub => listing::scrub_report(ctx).await,
-        Endpoint::Catalog => listing::catalog(ctx, &query),
+        Endpoint::Catalog => listing::catalog(ctx, &query, user),
         Endpoint::TagsList { name } => listing::tags(ctx, &name, &query),
         Endpoint::Referrers { name, digest } => listing::referrers(ctx, &name, &digest, &query),
         Endpoint::Manifest { name, reference } => match method {
@@ -148,13 +169,16 @@ async fn dispatch(
             Method::DELETE => blobs::delete(ctx, &name, &digest).await,
             _ => blobs::get(ctx, &name, &digest, req.headers(), method == Method::HEAD).await,
         },
-        Endpoint::UploadStart { name } => uploads::start(ctx, &name, &query, req).await,
-        Endpoint::Upload { name, session } => match method {
-            Method::GET => uploads::status(ctx, &name, &session),
-            Method::PATCH => uploads::patch(ctx, &name, &session, req).await,
-            Method::PUT => uploads::finish(ctx, &name, &session, &query, req).await,
-            _ => uploads::cancel(ctx, &name, &session).await,
-        },
+        Endpoint::UploadStart { name } => uploads::start(ctx, &name, &query, user, req).await,
+        Endpoint::Upload { name, session } => {
+            let session = uploads::session(ctx, &name, &session, user)?;
+            match method {
+                Method::GET => uploads::status(ctx, &name, &session),
+                Method::PATCH => uploads::patch(ctx, &name, &session, req).await,
+                Method::PUT => uploads::finish(ctx, &name, &session, &query, req).await,
+                _ => uploads::cancel(ctx, &name, &session).await,
+            }
+        }
     }
 }
 

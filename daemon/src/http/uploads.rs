@@ -2,6 +2,9 @@
 //! (chunked with `Content-Range`, or streamed without), PUT `?digest=` (with or without a
 //! final chunk), GET (status) and DELETE (cancel). Bytes are hashed by the engine as they
 //! arrive; a 201 is sent only once the engine reports the blob durable.
+//!
+//! A session started by an authenticated user belongs to that user ([`session`]); a mount
+//! never links from a repository the caller may not read (`http.accessControl`).
 
 use berth_storage::{
     oci::{ContentRange, Digest, RepoName, UploadId},
@@ -10,6 +13,7 @@ use berth_storage::{
 use hyper::{header, Request, Response, StatusCode};
 
 use super::{
+    access,
     body::{empty, next_chunk, RequestBody},
     error::{upload_range, ApiError},
     header_str, Body, Ctx, Query,
@@ -41,8 +45,19 @@ fn created(name: &RepoName, digest: &Digest) -> Response<Body> {
         .expect("blob headers are valid")
 }
 
-fn parse_session(text: &str) -> Result<UploadId, ApiError> {
-    text.parse().map_err(|_| ApiError::BlobUploadUnknown)
+/// The session named by `text` in `name`, if `user` may use it: a session with an owner
+/// belongs to that user only; anyone else gets BLOB_UPLOAD_UNKNOWN, as for an unknown id.
+pub fn session(
+    ctx: &Ctx,
+    name: &RepoName,
+    text: &str,
+    user: Option<&str>,
+) -> Result<UploadId, ApiError> {
+    let id: UploadId = text.parse().map_err(|_| ApiError::BlobUploadUnknown)?;
+    match ctx.engine.upload_owner(name, &id)? {
+        Some(owner) if Some(owner.as_str()) != user => Err(ApiError::BlobUploadUnknown),
+        _ => Ok(id),
+    }
 }
 
 fn digest_param(query: &Query) -> Result<Digest, ApiError> {
@@ -128,10 +143,14 @@ async fn receive_chunk(
     pump_or_release(ctx, writer, &mut body).await
 }
 
+/// POST: a new session (owned by `user` when authenticated), a monolithic upload or a mount.
+/// A mount links only from a repository `user` may read (`from`, else the target itself);
+/// otherwise it is a fresh upload (202), as when the blob is missing.
 pub async fn start(
     ctx: &Ctx,
     name: &RepoName,
     query: &Query,
+    user: Option<&str>,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     ctx.quotas.check_new_repository(&ctx.engine, name).await?;
@@ -146,17 +165,21 @@ pub async fn start(
             ),
             None => None,
         };
-        if let Some(from) = from.as_ref().filter(|_| ctx.quotas.limits_bytes(name)) {
+        let readable = access::can_read(ctx, user, from.as_ref().unwrap_or(name));
+        if let Some(from) = from
+            .as_ref()
+            .filter(|_| ctx.quotas.limits_bytes(name) && readable)
+        {
             if ctx.engine.stat_blob(name, &digest)?.is_none() {
                 if let Some(size) = ctx.engine.stat_blob(from, &digest)? {
                     ctx.quotas.check_bytes(&ctx.engine, name, size).await?;
                 }
             }
         }
-        if ctx.engine.mount_blob(from.as_ref(), name, &digest).await? {
+        if readable && ctx.engine.mount_blob(from.as_ref(), name, &digest).await? {
             return Ok(created(name, &digest));
         }
-        let id = ctx.engine.start_upload(name).await?;
+        let id = ctx.engine.start_upload_as(name, user).await?;
         return Ok(accepted(name, &id, 0, StatusCode::ACCEPTED));
     }
     if query.get("from").is_some() {
@@ -175,33 +198,31 @@ pub async fn start(
         writer.finish(&digest).await?;
         return Ok(created(name, &digest));
     }
-    let id = ctx.engine.start_upload(name).await?;
+    let id = ctx.engine.start_upload_as(name, user).await?;
     Ok(accepted(name, &id, 0, StatusCode::ACCEPTED))
 }
 
 pub async fn patch(
     ctx: &Ctx,
     name: &RepoName,
-    session: &str,
+    id: &UploadId,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let id = parse_session(session)?;
-    let writer = receive_chunk(ctx, name, &id, req).await?;
+    let writer = receive_chunk(ctx, name, id, req).await?;
     // 202 promises the chunk survives a crash: persist fsyncs it when commits are durable.
     let offset = writer.persist().await?;
-    Ok(accepted(name, &id, offset, StatusCode::ACCEPTED))
+    Ok(accepted(name, id, offset, StatusCode::ACCEPTED))
 }
 
 pub async fn finish(
     ctx: &Ctx,
     name: &RepoName,
-    session: &str,
+    id: &UploadId,
     query: &Query,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
-    let id = parse_session(session)?;
     let digest = digest_param(query)?;
-    let writer = receive_chunk(ctx, name, &id, req).await?;
+    let writer = receive_chunk(ctx, name, id, req).await?;
     if let Err(refused) = check_quota(ctx, name, &digest, writer.offset()).await {
         // The session stays (the client may free space and PUT again, or cancel it).
         writer.abandon().await?;
@@ -225,15 +246,13 @@ async fn check_quota(
     ctx.quotas.check_bytes(&ctx.engine, name, size).await
 }
 
-pub fn status(ctx: &Ctx, name: &RepoName, session: &str) -> Result<Response<Body>, ApiError> {
-    let id = parse_session(session)?;
-    let offset = ctx.engine.upload_status(name, &id)?;
-    Ok(accepted(name, &id, offset, StatusCode::NO_CONTENT))
+pub fn status(ctx: &Ctx, name: &RepoName, id: &UploadId) -> Result<Response<Body>, ApiError> {
+    let offset = ctx.engine.upload_status(name, id)?;
+    Ok(accepted(name, id, offset, StatusCode::NO_CONTENT))
 }
 
-pub async fn cancel(ctx: &Ctx, name: &RepoName, session: &str) -> Result<Response<Body>, ApiError> {
-    let id = parse_session(session)?;
-    ctx.engine.cancel_upload(name, &id).await?;
+pub async fn cancel(ctx: &Ctx, name: &RepoName, id: &UploadId) -> Result<Response<Body>, ApiError> {
+    ctx.engine.cancel_upload(name, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(empty())
