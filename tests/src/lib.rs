@@ -26,7 +26,7 @@ mod peer;
 mod prometheus;
 mod snapshot;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use daemon::{merge_patch, Berth};
@@ -143,4 +143,36 @@ pub fn wait_for(what: &str, read: impl Fn() -> String, done: impl Fn(&str) -> bo
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs `berth serve CONFIG`, which must exit on its own (a refused config) within 30 s; panics
+/// naming `what` if it keeps running. Returns its exit status, stdout and stderr.
+pub fn serve_refused(config: &Path, what: &str) -> (std::process::ExitStatus, String, String) {
+    let mut serve = std::process::Command::new(berth_bin())
+        .arg("serve")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("berth serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            panic!("berth serve started with {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = serve.wait_with_output().expect("output");
+    (
+        status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }

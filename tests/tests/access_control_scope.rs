@@ -4,8 +4,7 @@
 //! `berth verify` and `berth serve`. (access_control.rs: the policies.)
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use berth_tests::access::*;
 use berth_tests::api::{expect_status, parts, patch_chunk, path_of, start_upload, upload_state};
@@ -214,29 +213,7 @@ fn a_config_with_conditions_is_refused_by_verify_and_serve() {
         stderr.contains("CEL conditions are not implemented"),
         "{stderr}"
     );
-    let mut serve = Command::new(berth_tests::berth_bin())
-        .arg("serve")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("berth serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = serve.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = serve.kill();
-            let _ = serve.wait();
-            panic!("berth serve started with CEL conditions");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = serve.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (status, _stdout, stderr) = berth_tests::serve_refused(&config, "CEL conditions");
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains(key), "{stderr}");
     // The same config without the condition serves.

@@ -4,7 +4,7 @@
 //! removed from the file loses access, and a non-bcrypt line stops `verify` and `serve`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_tests::api::{code_of, parts};
@@ -419,35 +419,10 @@ fn a_non_bcrypt_line_stops_verify_and_serve() {
     assert!(stderr.contains("http.auth.htpasswd.path"), "{stderr}");
     assert!(!stderr.contains("HqJZimcKQFAMYayBlzkrA"), "{stderr}");
     // serve refuses before it listens.
-    let mut serve = Command::new(berth_tests::berth_bin())
-        .arg("serve")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("berth serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = serve.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = serve.kill();
-            let _ = serve.wait();
-            panic!("berth serve started with an invalid htpasswd file");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = serve.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (status, stdout, stderr) = berth_tests::serve_refused(&config, "an invalid htpasswd file");
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains(&expected), "{stderr}");
-    assert!(
-        !String::from_utf8_lossy(&output.stdout).contains("listening"),
-        "{stderr}"
-    );
+    assert!(!stdout.contains("listening"), "{stderr}");
     // A missing file is refused the same way.
     std::fs::remove_file(&htpasswd).expect("remove");
     let output = Command::new(berth_tests::berth_bin())

@@ -54,6 +54,24 @@ impl Held {
     }
 }
 
+/// The blob of `held` is stored: served byte-exact from the store with still `upstream_gets`
+/// upstream requests in all; then the daemon stops and fsck is clean.
+fn assert_stored(held: Held, repo: &str, upstream_gets: usize) {
+    let Held {
+        _upstream,
+        proxy,
+        mut berth,
+        layer,
+        path,
+    } = held;
+    let (status, body) = fetch_blob(&http(), &berth.url, repo, &layer);
+    assert_eq!((status, sha256_digest(&body)), (200, layer.clone()));
+    assert_eq!(proxy.count("GET", &path), upstream_gets, "{}", proxy.log());
+    berth.stop();
+    let (clean, report) = berth.fsck();
+    assert!(clean, "{report}");
+}
+
 /// A blob GET on its own thread: it reads `EARLY_BYTES`, says so on `early`, then reads the
 /// rest and returns the whole body (or why it failed).
 fn start_pull(
@@ -83,29 +101,26 @@ fn start_pull(
 
 #[test]
 fn later_clients_stream_from_the_download_in_progress() {
-    let Held {
-        _upstream,
-        proxy,
-        mut berth,
-        layer,
-        path,
-    } = Held::start("library/big");
-    let client = http();
-
+    let held = Held::start("library/big");
     // While upstream holds the second half back, three clients one after the other each get
     // their first megabyte: none waits for the download to end.
     let mut pulls = Vec::new();
     for client_number in 1..=3 {
         let (early, got_early) = mpsc::channel();
-        pulls.push(start_pull(berth.url.clone(), path.clone(), early));
+        pulls.push(start_pull(held.berth.url.clone(), held.path.clone(), early));
         got_early
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
                 panic!("client {client_number} got no byte while the download was under way")
             });
     }
-    assert_eq!(proxy.count("GET", &path), 1, "{}", proxy.log());
-    proxy.release();
+    assert_eq!(
+        held.proxy.count("GET", &held.path),
+        1,
+        "{}",
+        held.proxy.log()
+    );
+    held.proxy.release();
     for (number, pull) in pulls.into_iter().enumerate() {
         let body = pull
             .join()
@@ -113,93 +128,58 @@ fn later_clients_stream_from_the_download_in_progress() {
             .unwrap_or_else(|error| panic!("client {}: {error}", number + 1));
         assert_eq!(
             sha256_digest(&body),
-            layer,
+            held.layer,
             "client {} byte-exact",
             number + 1
         );
     }
-    // Stored: served from the store from now on.
-    let (status, body) = fetch_blob(&client, &berth.url, "library/big", &layer);
-    assert_eq!((status, sha256_digest(&body)), (200, layer.clone()));
-    assert_eq!(proxy.count("GET", &path), 1, "{}", proxy.log());
-    berth.stop();
-    let (clean, report) = berth.fsck();
-    assert!(clean, "{report}");
+    assert_stored(held, "library/big", 1);
 }
 
 #[test]
 fn a_client_that_leaves_does_not_cancel_the_download() {
-    let Held {
-        _upstream,
-        proxy,
-        mut berth,
-        layer,
-        path,
-    } = Held::start("library/left");
-    let client = http();
-
+    let held = Held::start("library/left");
+    let url = format!("{}{}", held.berth.url, held.path);
     // The only client reads a little, then hangs up.
-    let mut response = http()
-        .get(format!("{}{path}", berth.url))
-        .send()
-        .expect("GET blob");
+    let mut response = http().get(&url).send().expect("GET blob");
     let mut first = vec![0u8; EARLY_BYTES];
     response.read_exact(&mut first).expect("first bytes");
     drop(response);
-    proxy.release();
-
+    held.proxy.release();
     // The download goes on without it and is committed: a HEAD (which waits for a download
     // in progress) finds the blob, and no second upstream request was needed.
     wait_until(
         "the blob to be stored",
         Duration::from_secs(30),
-        || matches!(client.head(format!("{}{path}", berth.url)).send(), Ok(head) if head.status() == 200),
+        || matches!(http().head(&url).send(), Ok(head) if head.status() == 200),
     );
-    assert_eq!(proxy.count("GET", &path), 1, "{}", proxy.log());
-    let (status, body) = fetch_blob(&client, &berth.url, "library/left", &layer);
-    assert_eq!((status, sha256_digest(&body)), (200, layer.clone()));
-    assert_eq!(proxy.count("GET", &path), 1, "{}", proxy.log());
-    berth.stop();
-    let (clean, report) = berth.fsck();
-    assert!(clean, "{report}");
+    assert_stored(held, "library/left", 1);
 }
 
 #[test]
 fn a_daemon_killed_mid_download_restarts_clean_and_fetches_again() {
-    let Held {
-        _upstream,
-        proxy,
-        mut berth,
-        layer,
-        path,
-    } = Held::start("library/killed");
-    let client = http();
+    let mut held = Held::start("library/killed");
     let (early, got_early) = mpsc::channel();
-    let pull = start_pull(berth.url.clone(), path.clone(), early);
+    let pull = start_pull(held.berth.url.clone(), held.path.clone(), early);
     got_early
         .recv_timeout(Duration::from_secs(30))
         .expect("first bytes while the download is under way");
 
-    berth.kill();
+    held.berth.kill();
     assert!(
         pull.join().expect("pull thread").is_err(),
         "the client of a killed daemon must not get a complete body"
     );
-    let (clean, report) = berth.fsck();
+    let (clean, report) = held.berth.fsck();
     assert!(clean, "{report}");
-    let uploads = berth.data_dir.join("uploads");
-    berth.restart();
+    let uploads = held.berth.data_dir.join("uploads");
+    held.berth.restart();
     // The half-written staged file is gone after the restart.
     let staged: Vec<_> = std::fs::read_dir(&uploads)
         .expect("uploads dir")
         .map(|entry| entry.expect("dir entry").file_name())
         .collect();
     assert!(staged.is_empty(), "staged files left behind: {staged:?}");
-    proxy.set(&path, Fault::None);
-    let (status, body) = fetch_blob(&client, &berth.url, "library/killed", &layer);
-    assert_eq!((status, sha256_digest(&body)), (200, layer.clone()));
-    assert_eq!(proxy.count("GET", &path), 2, "{}", proxy.log());
-    berth.stop();
-    let (clean, report) = berth.fsck();
-    assert!(clean, "{report}");
+    held.proxy.set(&held.path, Fault::None);
+    assert_stored(held, "library/killed", 2);
 }
