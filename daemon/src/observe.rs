@@ -46,6 +46,8 @@ pub struct RequestInfo {
     pub counted: bool,
     /// The authenticated user (`http.auth`); None when anonymous.
     pub user: Option<String>,
+    /// The client's address (None only in tests that build a request by hand).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Default for RequestInfo {
@@ -55,6 +57,7 @@ impl Default for RequestInfo {
             action: RepoAction::Other,
             counted: true,
             user: None,
+            peer: None,
         }
     }
 }
@@ -104,7 +107,10 @@ impl Observer {
             request_id,
             bytes: Rc::default(),
             status: 0,
-            info: RequestInfo::default(),
+            info: RequestInfo {
+                peer: Some(peer),
+                ..RequestInfo::default()
+            },
         }
     }
 }

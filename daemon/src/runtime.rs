@@ -211,8 +211,7 @@ async fn shard_main(
             let mut scope = observer.begin(req.method(), req.uri(), req.headers(), peer);
             async move {
                 let span = scope.span.clone();
-                let mut req = req.map(|body| RequestBody::new(body, scope.bytes.clone()));
-                req.extensions_mut().insert(http::auth::Peer(peer));
+                let req = req.map(|body| RequestBody::new(body, scope.bytes.clone()));
                 let mut response = http::handle(req, ctx, &mut scope.info)
                     .instrument(span)
                     .await?;

@@ -51,10 +51,6 @@ const MAX_AUTHORIZATION_BYTES: usize = 4096;
 /// bcrypt cost of the hash verified for an unknown user (htpasswd -B's default).
 const UNKNOWN_USER_COST: u32 = 10;
 
-/// The client's address, put into the request's extensions by the shard (runtime.rs).
-#[derive(Clone, Copy, Debug)]
-pub struct Peer(pub SocketAddr);
-
 /// Why a request was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {

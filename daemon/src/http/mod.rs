@@ -75,8 +75,7 @@ pub async fn handle(
     // With access control, a request without credentials is anonymous (the policies decide).
     let anonymous = ctx.access.is_some() && auth::sends_no_credentials(req.headers());
     if let (Some(auth), false, false) = (&ctx.auth, probe, anonymous) {
-        let peer = req.extensions().get::<auth::Peer>().map(|peer| peer.0);
-        match auth.admit(req.headers(), peer, head_only).await {
+        match auth.admit(req.headers(), info.peer, head_only).await {
             Ok(user) => info.user = Some(user),
             Err(refused) => return Ok(refused),
         }
