@@ -224,7 +224,7 @@ struct Timings {
 
 async fn pull(addr: SocketAddr, repo: &str, image: &Image) -> Result<Timings> {
     let mut conn = Conn::new(addr);
-    let cpu_started = own_cpu_time();
+    let cpu_started = procs::own_cpu_time();
     let started = Instant::now();
     conn.fetch(
         Method::GET,
@@ -263,7 +263,9 @@ async fn pull(addr: SocketAddr, repo: &str, image: &Image) -> Result<Timings> {
         }
     }
     let total = started.elapsed().as_secs_f64();
-    let client_cpu = own_cpu_time().saturating_sub(cpu_started).as_secs_f64();
+    let client_cpu = procs::own_cpu_time()
+        .saturating_sub(cpu_started)
+        .as_secs_f64();
     let received: u64 = chunks.iter().map(|c| c.len() as u64).sum();
     if received != image.size {
         bail!("layer GET sent {received} bytes, not {}", image.size);
@@ -391,19 +393,6 @@ fn settle(registries: &[&Registry]) {
         }
         before = now;
     }
-}
-
-/// CPU time (user + system) this process has used.
-fn own_cpu_time() -> Duration {
-    // SAFETY: getrusage writes one rusage into the zeroed value we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let time =
-        |value: libc::timeval| Duration::new(value.tv_sec as u64, value.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 fn measure(

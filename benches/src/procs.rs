@@ -9,7 +9,7 @@
 //! so neither pays for logging the other skips. Readiness is `GET /v2/` answering 200. A
 //! registry is stopped with SIGTERM (SIGKILL after 10 s) and its data directory removed.
 //! Peak RSS per workload comes from /proc (VmHWM, reset through clear_refs before each
-//! workload), server CPU time from /proc/PID/stat.
+//! workload), server CPU time from /proc/PID/stat, the client's own from getrusage(2).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -303,4 +303,17 @@ impl Drop for Registry {
             let _ = self.child.wait();
         }
     }
+}
+
+/// CPU time (user + system) this process has used.
+pub fn own_cpu_time() -> Duration {
+    // SAFETY: getrusage writes one rusage into the zeroed value we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time =
+        |value: libc::timeval| Duration::new(value.tv_sec as u64, value.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }

@@ -12,6 +12,8 @@ mod engine;
 #[cfg(feature = "engine")]
 mod error;
 #[cfg(feature = "engine")]
+mod faults;
+#[cfg(feature = "engine")]
 mod fsck;
 #[cfg(feature = "engine")]
 mod gc;
