@@ -68,14 +68,30 @@ struct RunArgs {
     ci_cd_file: PathBuf,
 }
 
+/// The registries a side-by-side run starts.
 #[derive(clap::Args)]
-struct CompareArgs {
+struct RegistryArgs {
     /// The berth binary (a release build).
     #[arg(long, default_value = "target/release/berth")]
     berth_bin: PathBuf,
-    /// Where the registries' fresh data directories are made (same filesystem for both).
+    /// Where the registries' fresh data directories are made (one filesystem for all).
     #[arg(long, default_value = ".")]
     data_dir: PathBuf,
+}
+
+impl RegistryArgs {
+    /// (berth binary, data parent), both made absolute.
+    fn resolve(&self) -> Result<(PathBuf, PathBuf)> {
+        let berth_bin = std::fs::canonicalize(&self.berth_bin)
+            .with_context(|| format!("berth binary {}", self.berth_bin.display()))?;
+        Ok((berth_bin, std::fs::canonicalize(&self.data_dir)?))
+    }
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    registries: RegistryArgs,
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     #[arg(short = 'c', long, default_value_t = 10)]
@@ -101,12 +117,8 @@ struct CompareArgs {
 
 #[derive(clap::Args)]
 struct MirrorArgs {
-    /// The berth binary (a release build).
-    #[arg(long, default_value = "target/release/berth")]
-    berth_bin: PathBuf,
-    /// Where the registries' fresh data directories are made (same filesystem for all).
-    #[arg(long, default_value = ".")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    registries: RegistryArgs,
     /// Rounds; each starts both mirrors with empty caches.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -131,10 +143,10 @@ fn mirror(args: MirrorArgs) -> Result<()> {
         .iter()
         .map(|size| berth_benches::mirror::parse_size(size))
         .collect::<Result<Vec<u64>>>()?;
+    let (berth_bin, data_parent) = args.registries.resolve()?;
     let options = berth_benches::mirror::MirrorOptions {
-        berth_bin: std::fs::canonicalize(&args.berth_bin)
-            .with_context(|| format!("berth binary {}", args.berth_bin.display()))?,
-        data_parent: std::fs::canonicalize(&args.data_dir)?,
+        berth_bin,
+        data_parent,
         sizes,
         rounds: args.rounds.max(1),
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
@@ -153,10 +165,10 @@ fn compare(args: CompareArgs) -> Result<()> {
     if workloads.is_empty() {
         bail!("no test matches the regex");
     }
+    let (berth_bin, data_parent) = args.registries.resolve()?;
     let options = berth_benches::compare::CompareOptions {
-        berth_bin: std::fs::canonicalize(&args.berth_bin)
-            .with_context(|| format!("berth binary {}", args.berth_bin.display()))?,
-        data_parent: std::fs::canonicalize(&args.data_dir)?,
+        berth_bin,
+        data_parent,
         rounds: args.rounds.max(1),
         concurrency: args.concurrency.max(1),
         requests: args.requests,

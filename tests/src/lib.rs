@@ -176,3 +176,16 @@ pub fn serve_refused(config: &Path, what: &str) -> (std::process::ExitStatus, St
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Runs `berth verify CONFIG`, which must refuse it (exit 2); returns its stderr.
+#[track_caller]
+pub fn verify_refused(config: &Path) -> String {
+    let output = std::process::Command::new(berth_bin())
+        .arg("verify")
+        .arg(config)
+        .output()
+        .expect("berth verify");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    stderr
+}

@@ -201,13 +201,7 @@ fn a_config_with_conditions_is_refused_by_verify_and_serve() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_with_conditions(dir.path());
     let key = "http.accessControl.repositories[\"**\"].policies[0].conditions";
-    let output = Command::new(berth_tests::berth_bin())
-        .arg("verify")
-        .arg(&config)
-        .output()
-        .expect("berth verify");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = berth_tests::verify_refused(&config);
     assert!(stderr.contains(key), "{stderr}");
     assert!(
         stderr.contains("CEL conditions are not implemented"),

@@ -408,13 +408,7 @@ fn a_non_bcrypt_line_stops_verify_and_serve() {
     )
     .expect("write config");
     let expected = format!("{} line 2", htpasswd.display());
-    let output = Command::new(berth_tests::berth_bin())
-        .arg("verify")
-        .arg(&config)
-        .output()
-        .expect("berth verify");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = berth_tests::verify_refused(&config);
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(stderr.contains("http.auth.htpasswd.path"), "{stderr}");
     assert!(!stderr.contains("HqJZimcKQFAMYayBlzkrA"), "{stderr}");
@@ -425,12 +419,6 @@ fn a_non_bcrypt_line_stops_verify_and_serve() {
     assert!(!stdout.contains("listening"), "{stderr}");
     // A missing file is refused the same way.
     std::fs::remove_file(&htpasswd).expect("remove");
-    let output = Command::new(berth_tests::berth_bin())
-        .arg("verify")
-        .arg(&config)
-        .output()
-        .expect("berth verify");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let stderr = berth_tests::verify_refused(&config);
     assert!(stderr.contains(&htpasswd.display().to_string()), "{stderr}");
 }
