@@ -4,8 +4,11 @@
 //! Each rejection asserts the status, the OCI error code of the body and, through
 //! [`assert_no_state_change`], that no manifest, tag or blob appeared, moved or vanished.
 //!
-//! Decisions these tests pin: an invalid tag in the path is 400 MANIFEST_INVALID (zot; there is
-//! no TAG_INVALID code in the spec); a missing config, layer or index child is 400
+//! Decisions these tests pin: an invalid tag in the path of a PUT is 400 MANIFEST_INVALID (zot;
+//! there is no TAG_INVALID code in the spec) and a malformed digest there 400 DIGEST_INVALID or
+//! MANIFEST_INVALID; on GET, HEAD and DELETE a reference that is neither a tag nor a digest names
+//! nothing, so it is 404 MANIFEST_UNKNOWN, or NAME_UNKNOWN without the repository (Distribution,
+//! zot, and the released conformance suite's `.INVALID_MANIFEST_NAME`); a missing config, layer or index child is 400
 //! MANIFEST_BLOB_UNKNOWN naming the digest; a descriptor with a bad size is MANIFEST_INVALID and
 //! one with a bad digest MANIFEST_INVALID or DIGEST_INVALID; Docker schema1 is UNSUPPORTED (400
 //! or 415); more than 46 `?tag=` is 414 and a bad tag among them 400, all-or-nothing.
@@ -347,6 +350,82 @@ fn m14_invalid_tag_in_the_path_is_manifest_invalid() {
     // The boundary: 128 characters is a valid tag.
     let longest = format!("_{}", "x".repeat(127));
     expect_status(fx.put("seed", &longest, OCI_MANIFEST, body), 201);
+}
+
+/// References outside both grammars, tag-like and digest-like (a malformed digest, an
+/// algorithm berth does not support, a character neither grammar has).
+fn invalid_references() -> Vec<String> {
+    let mut references = invalid_tags();
+    references.extend([
+        ".INVALID_MANIFEST_NAME".into(),
+        "..".into(),
+        "%2e%2e".into(),
+        "a:b".into(),
+        "sha256:xyz".into(),
+        format!("sha256:{}", "a".repeat(63)),
+        format!("sha256:{}", "A".repeat(64)),
+        format!("md5:{}", "0".repeat(32)),
+        format!("sha384:{}", "b".repeat(96)),
+        "sha256:".into(),
+        "a@b".into(),
+    ]);
+    references
+}
+
+/// (status, body) of a raw request with no body: an HTTP client would normalise `..` away.
+fn raw_status(fx: &Seeded, method: &str, path: &str) -> (Option<u16>, String) {
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (status, text, _) =
+        raw_exchange(&fx.berth.addr, request.as_bytes(), Duration::from_secs(20));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn m17_lookup_of_an_invalid_reference_is_not_found() {
+    let fx = Seeded::start();
+    assert_no_state_change(&fx.berth, &fx.known(&[]), || {
+        for reference in invalid_references() {
+            for (repo, code) in [("seed", "MANIFEST_UNKNOWN"), ("nowhere", "NAME_UNKNOWN")] {
+                let path = format!("/v2/{repo}/manifests/{reference}");
+                for method in ["GET", "HEAD", "DELETE"] {
+                    let (status, body) = raw_status(&fx, method, &path);
+                    assert_eq!(status, Some(404), "{method} {path:.80}: {body}");
+                    if method != "HEAD" {
+                        assert_eq!(
+                            code_of(body.as_bytes()).as_deref(),
+                            Some(code),
+                            "{method} {path:.80}"
+                        );
+                    }
+                }
+            }
+        }
+        // A PUT asks to create what the grammar forbids: still a bad request (m14 has the tags).
+        for reference in [
+            "sha256:xyz".to_string(),
+            format!("md5:{}", "0".repeat(32)),
+            format!("sha256:{}", "a".repeat(63)),
+        ] {
+            let (status, _, text) =
+                parts(fx.put("seed", &reference, OCI_MANIFEST, fx.image.manifest.clone()));
+            assert_eq!(status, 400, "PUT {reference}");
+            let code = code_of(&text);
+            assert!(
+                matches!(code.as_deref(), Some("MANIFEST_INVALID" | "DIGEST_INVALID")),
+                "PUT {reference}: {code:?}"
+            );
+        }
+    });
+    // The stored manifest is still served by its tag and digest.
+    for reference in ["v1", fx.image.digest.as_str()] {
+        let url = format!("{}/v2/seed/manifests/{reference}", fx.url());
+        let (_, body) = expect_status(get_oci_manifest(&fx.client, url), 200);
+        assert_eq!(body, fx.image.manifest);
+    }
 }
 
 #[test]
