@@ -115,6 +115,7 @@ impl Engine {
         let index = Index::open(&store.index_dir(), read_only)?;
         if !read_only {
             index.backfill_blob_links()?;
+            crate::search::backfill::init(&index)?;
         }
         let usage = Usage::load(&index)?;
         let stats = Arc::new(EngineStats::default());

@@ -7,7 +7,8 @@
 //! content does not match its name or whose name is not a digest; a tag without its
 //! manifest; a manifest whose bytes do not hash to its key, that no longer parses, whose
 //! config/layers are not linked in its repository or whose index children are absent; a
-//! referrer entry or reference record whose manifest is gone.
+//! referrer entry or reference record whose manifest is gone; search records that disagree
+//! with the manifests and tags (search/fsck.rs).
 //! Info (reported, not failures): complete blob files without a record (orphans of an
 //! interrupted commit or an unlink; GC reclaims them) and idle upload sessions.
 use std::collections::HashSet;
@@ -47,8 +48,12 @@ impl FsckReport {
         self.problems.is_empty()
     }
 
-    fn problem(&mut self, line: String) {
+    pub(crate) fn problem(&mut self, line: String) {
         self.problems.push(FsckProblem(line));
+    }
+
+    pub(crate) fn note(&mut self, line: String) {
+        self.info.push(FsckProblem(line));
     }
 }
 
@@ -62,6 +67,7 @@ impl Engine {
         self.fsck_reverse_links(&mut report)?;
         self.fsck_manifests(&mut report)?;
         self.fsck_tags_and_refs(&mut report)?;
+        self.fsck_search(&mut report)?;
         let index = &self.inner.index;
         index.visit(Cf::Uploads, b"", None, |key, _| {
             report.info.push(FsckProblem(format!(

@@ -34,10 +34,20 @@ pub(crate) enum Cf {
     GcQueue,
     /// Last pull time and count per manifest (retention).
     Pulls,
+    /// Search: one record per manifest (search/meta.rs).
+    Images,
+    /// Search: one summary per repository with an image tag (search/refresh.rs).
+    RepoMeta,
+    /// Search: `digest\0repo\0manifest` for every digest a manifest is or contains.
+    Digests,
+    /// userprefs: `user\0kind\0repo` (stars, bookmarks) and `\0stars\0repo` counts.
+    UserPrefs,
+    /// Engine state: the search backfill's progress.
+    Meta,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 12] = [
+    pub(crate) const ALL: [Cf; 17] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -50,6 +60,11 @@ impl Cf {
         Cf::BlobLinks,
         Cf::GcQueue,
         Cf::Pulls,
+        Cf::Images,
+        Cf::RepoMeta,
+        Cf::Digests,
+        Cf::UserPrefs,
+        Cf::Meta,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -66,6 +81,11 @@ impl Cf {
             Cf::BlobLinks => "blob_links",
             Cf::GcQueue => "gc_queue",
             Cf::Pulls => "pulls",
+            Cf::Images => "images",
+            Cf::RepoMeta => "repo_meta",
+            Cf::Digests => "digests",
+            Cf::UserPrefs => "user_prefs",
+            Cf::Meta => "meta",
         }
     }
 }
@@ -357,8 +377,11 @@ pub(crate) fn unlink(batch: &mut Batch, repo: &str, digest: &str) {
 /// pool (rocksdb's WriteBatch is not `Send`).
 #[derive(Default)]
 pub(crate) struct Batch {
-    ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+    ops: Vec<BatchOp>,
 }
+
+/// One op of a batch: family, key, value (`None` deletes).
+pub(crate) type BatchOp = (Cf, Vec<u8>, Option<Vec<u8>>);
 
 impl Batch {
     pub(crate) fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
@@ -371,6 +394,11 @@ impl Batch {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// The ops so far, in order: (family, key, value; `None` deletes).
+    pub(crate) fn ops(&self) -> &[BatchOp] {
+        &self.ops
     }
 
     pub(crate) fn extend(&mut self, other: Batch) {

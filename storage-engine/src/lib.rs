@@ -32,6 +32,8 @@ mod manifests;
 #[cfg(feature = "engine")]
 mod scrub;
 #[cfg(feature = "engine")]
+pub mod search;
+#[cfg(feature = "engine")]
 pub mod stats;
 #[cfg(feature = "engine")]
 mod upload;

@@ -14,6 +14,9 @@ use crate::error::StorageError;
 use crate::index::{self, Cf, ManifestRecord, RefKind, TagRecord};
 use crate::oci::{parse_manifest, Algorithm, Descriptor, Digest, ParsedManifest};
 use crate::oci::{Reference, RepoName, Tag};
+use crate::search::backfill::read_config;
+use crate::search::meta::ImageMeta;
+use crate::search::refresh::refresh;
 
 /// A manifest as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +62,7 @@ struct PutRequest<'a> {
     extra_tags: &'a [Tag],
     immutable: &'a [Tag],
     mirrored: bool,
+    pushed_by: Option<&'a str>,
 }
 
 impl Engine {
@@ -72,13 +76,15 @@ impl Engine {
         bytes: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PutManifestOutcome, StorageError> {
-        self.put_manifest_guarded(repo, reference, content_type, bytes, extra_tags, &[])
+        self.put_manifest_guarded(repo, reference, content_type, bytes, extra_tags, &[], None)
             .await
     }
 
     /// [`Engine::put_manifest`], refusing with `TagImmutable` (and storing nothing) when a tag
     /// of `immutable` already names another manifest. The check and the commit run under the
     /// repository lock, so two racing first pushes of an immutable tag cannot both win.
+    /// `pushed_by` (the authenticated user) is what search reports as `PushedBy`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_manifest_guarded(
         &self,
         repo: &RepoName,
@@ -87,11 +93,13 @@ impl Engine {
         bytes: Bytes,
         extra_tags: &[Tag],
         immutable: &[Tag],
+        pushed_by: Option<&str>,
     ) -> Result<PutManifestOutcome, StorageError> {
         let request = PutRequest {
             extra_tags,
             immutable,
             mirrored: false,
+            pushed_by,
         };
         self.store_manifest(repo, reference, content_type, bytes, request)
             .await
@@ -111,6 +119,7 @@ impl Engine {
             extra_tags: &[],
             immutable: &[],
             mirrored: true,
+            pushed_by: None,
         };
         self.store_manifest(repo, reference, content_type, bytes, request)
             .await
@@ -128,6 +137,7 @@ impl Engine {
             extra_tags,
             immutable,
             mirrored,
+            pushed_by,
         } = request;
         let parsed = parse_manifest(&bytes, content_type)?;
         let digest = match reference {
@@ -144,6 +154,19 @@ impl Engine {
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
         let digest_text = digest.to_string();
+        // Search reads the image config once, here, before the lock (a small file, on the
+        // blocking pool). It is verified content: only its link is checked under the lock.
+        let config = match &parsed.config {
+            Some(config) => {
+                let path = self.blob_path(&config.digest);
+                let size = config.size;
+                tokio::task::spawn_blocking(move || read_config(&path, size))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
         let inner = &self.inner;
         let _guard = inner.lock_repo(repo).await;
         for tag in immutable {
@@ -231,7 +254,20 @@ impl Engine {
                 kind.encode(),
             );
         }
+        let meta = ImageMeta::new(
+            &parsed,
+            bytes.len() as u64,
+            config.as_deref(),
+            now,
+            pushed_by,
+        );
+        batch.put(
+            Cf::Images,
+            index::key(&[repo.as_str(), &digest_text]),
+            meta.encode(),
+        );
         inner.repo_record(repo, &mut batch)?;
+        refresh(&inner.index, repo.as_str(), &mut batch)?;
         inner.write_index(batch).await?;
         inner.usage.touch(repo);
         Ok(PutManifestOutcome { digest, subject })
@@ -298,6 +334,7 @@ impl Engine {
                     return Err(StorageError::ManifestUnknown);
                 }
                 batch.delete(Cf::Tags, index::key(&[repo.as_str(), tag.as_str()]));
+                refresh(&inner.index, repo.as_str(), &mut batch)?;
                 inner.write_index(batch).await?;
                 inner.usage.touch(repo);
                 return Ok(());
@@ -346,6 +383,7 @@ impl Engine {
                 index::key(&[repo.as_str(), &referenced.to_string(), &digest_text]),
             );
         }
+        refresh(&inner.index, repo.as_str(), &mut batch)?;
         inner.write_index(batch).await?;
         inner.usage.touch(repo);
         Ok(())

@@ -10,11 +10,20 @@ use serde_json::Value;
 use super::sections::MAX_WORKERS;
 use super::walk::{describe, join, Ctx, Section};
 use super::{
-    ExtensionSection, ExtensionsConfig, LintConfig, MetricsConfig, ScrubConfig, SyncConfig,
+    ExtensionSection, ExtensionsConfig, LintConfig, MetricsConfig, ScrubConfig, SearchConfig,
+    SyncConfig,
 };
 
 /// Extensions this build implements.
-const IMPLEMENTED: &[&str] = &["metrics", "lint", "scrub", "sync"];
+const IMPLEMENTED: &[&str] = &[
+    "metrics",
+    "lint",
+    "scrub",
+    "sync",
+    "search",
+    "mgmt",
+    "userprefs",
+];
 
 /// Paths the metrics endpoint may not take.
 const RESERVED_PATHS: &[&str] = &["/livez", "/readyz", "/startupz"];
@@ -92,6 +101,37 @@ pub(super) fn lint(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<LintC
     Some(LintConfig {
         enabled: section.enabled,
         mandatory_annotations: keys,
+    })
+}
+
+/// `extensions.search` typed: `enable` and `cve` (kept for CVE scanning, which this build
+/// does not have: its queries answer as zot's do with scanning off).
+pub(super) fn search(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<SearchConfig> {
+    let Some(section) = &extensions.search else {
+        return Some(SearchConfig::default());
+    };
+    let known = Section::read(
+        ctx,
+        "extensions.search",
+        &section.raw,
+        &["enable", "cve"],
+        &[],
+    )?;
+    if let Some(cve) = known.raw("cve") {
+        if !cve.is_object() && !cve.is_null() {
+            ctx.error(
+                &known.path_of("cve"),
+                format!("expected an object, got {}", describe(cve)),
+            );
+            return None;
+        }
+        if section.enabled && cve.is_object() {
+            let message = "CVE scanning is not implemented yet: CVE queries answer \"cve search is disabled\"";
+            ctx.warn(&known.path_of("cve"), message);
+        }
+    }
+    Some(SearchConfig {
+        enabled: section.enabled,
     })
 }
 

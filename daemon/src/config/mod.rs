@@ -66,6 +66,15 @@ pub struct Config {
     pub scrub: ScrubConfig,
     /// `extensions.sync`, typed: `None` when the section is absent or disabled.
     pub sync: Option<SyncConfig>,
+    /// `extensions.search`, typed (userprefs and mgmt follow it).
+    pub search: SearchConfig,
+}
+
+/// `extensions.search`: zot's `enable` (`cve` is accepted; CVE scanning is not in this build).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchConfig {
+    /// Present and not `"enable": false` (zot's rule for search).
+    pub enabled: bool,
 }
 
 /// `extensions.scrub`: zot's `enable` and `interval`, plus berth's pacing keys.

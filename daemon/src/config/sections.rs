@@ -86,6 +86,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
     let lint = extensions::lint(ctx, &extensions);
     let scrub = extensions::scrub(ctx, &extensions);
     let sync = extensions::sync(ctx, &extensions);
+    let search = extensions::search(ctx, &extensions);
     Some(Config {
         dist_spec_version,
         storage: storage?,
@@ -96,6 +97,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
         lint: lint?,
         scrub: scrub?,
         sync: sync?,
+        search: search?,
     })
 }
 

@@ -72,6 +72,8 @@ fn embedded_default() {
     assert!(config.storage.commit);
     assert_eq!(config.log.level, "info");
     assert_eq!(config.log.format, LogFormat::Text);
+    assert!(config.search.enabled, "a newcomer sees search");
+    assert!(config.metrics.enabled, "and metrics");
     let from_file = load(Some(&Path::new(CONFIG_DIR).join("default.json"))).unwrap();
     assert_eq!(from_file.0, config);
 }
@@ -120,6 +122,7 @@ fn defaults_of_a_minimal_config() {
         lint: LintConfig::default(),
         scrub: ScrubConfig::default(),
         sync: None,
+        search: SearchConfig::default(),
     };
     assert_eq!(config, expected);
 }

@@ -142,6 +142,7 @@ pub async fn put(
     name: &RepoName,
     reference: &str,
     query: &Query,
+    user: Option<&str>,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     let reference = parse_reference(reference)?;
@@ -198,6 +199,7 @@ pub async fn put(
             bytes,
             &tags,
             &immutable,
+            user,
         )
         .await?;
     let digest = outcome.digest.to_string();

@@ -151,7 +151,7 @@ async fn dispatch(
         Endpoint::TagsList { name } => listing::tags(ctx, &name, &query),
         Endpoint::Referrers { name, digest } => listing::referrers(ctx, &name, &digest, &query),
         Endpoint::Manifest { name, reference } => match method {
-            Method::PUT => manifests::put(ctx, &name, &reference, &query, req).await,
+            Method::PUT => manifests::put(ctx, &name, &reference, &query, user, req).await,
             Method::DELETE => manifests::delete(ctx, &name, &reference).await,
             _ => {
                 manifests::get(

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 mod pass;
 mod pulls;
+pub(crate) use pulls::decode as decode_pulls;
 mod sweep;
 
 use pulls::Pulls;

@@ -370,6 +370,7 @@ impl Engine {
             }
         }
         if !options.dry_run && !batch.is_empty() {
+            crate::search::refresh::refresh(&inner.index, name, &mut batch)?;
             inner.index.write(batch, inner.commit)?;
             inner.usage.touch_usage(repo);
         }

@@ -43,6 +43,12 @@ pub(crate) fn decode(value: &[u8]) -> Result<(u64, u64), StorageError> {
     }
 }
 
+fn stripe_of(key: &[u8]) -> usize {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % STRIPES as u64) as usize
+}
+
 fn encode(last_ms: u64, count: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);
     out.extend_from_slice(&last_ms.to_be_bytes());
@@ -60,15 +66,30 @@ impl Pulls {
         key.extend_from_slice(algorithm.as_bytes());
         key.push(b':');
         key.extend_from_slice(hex.as_bytes());
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let stripe = (hasher.finish() % STRIPES as u64) as usize;
-        let mut table = self.stripes[stripe]
+        let mut table = self.stripes[stripe_of(&key)]
             .lock()
             .expect("pull table lock is never poisoned");
         let entry = table.entry(key).or_insert((0, 0));
         entry.0 = entry.0.max(now_ms);
         entry.1 += 1;
+    }
+
+    /// Pulls of `key` (`repo\0digest`) recorded since the last flush: (last ms, count).
+    pub(crate) fn pending(&self, key: &[u8]) -> (u64, u64) {
+        let table = self.stripes[stripe_of(key)]
+            .lock()
+            .expect("pull table lock is never poisoned");
+        table.get(key).copied().unwrap_or((0, 0))
+    }
+
+    /// Calls `visit` with every key and (last ms, count) recorded since the last flush.
+    pub(crate) fn visit_pending(&self, mut visit: impl FnMut(&[u8], (u64, u64))) {
+        for stripe in self.stripes.iter() {
+            let table = stripe.lock().expect("pull table lock is never poisoned");
+            for (key, pulls) in table.iter() {
+                visit(key, *pulls);
+            }
+        }
     }
 
     /// Writes the pulls recorded so far into the index (one unsynced batch: pull times are

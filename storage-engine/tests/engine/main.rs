@@ -16,6 +16,7 @@ mod mirror;
 mod model;
 mod power_loss;
 mod scrub;
+mod search;
 
 /// Runs a scenario on the runtime its backend needs.
 pub fn run<F, Fut>(kind: IoBackendKind, scenario: F)

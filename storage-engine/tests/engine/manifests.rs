@@ -372,6 +372,7 @@ async fn immutable_tags_refuse_a_move_and_store_nothing(kind: IoBackendKind) {
                     manifest,
                     &extra,
                     immutable,
+                    None,
                 )
                 .await
         }

@@ -1,0 +1,86 @@
+//! fsck of the search records: they must say exactly what the manifests and tags say.
+//!
+//! Problems: a manifest without its `images` record or a record without its manifest; a
+//! `digests` entry that its image does not contain, or one missing; a repository summary
+//! that differs from the one its tags and images give. A store whose backfill has not
+//! finished is reported as info and not checked.
+use std::collections::HashSet;
+
+use super::meta::ImageMeta;
+use super::refresh::{digest_entries, summarize, Overlay, RepoMeta};
+use crate::engine::Engine;
+use crate::error::StorageError;
+use crate::fsck::FsckReport;
+use crate::index::{self, Batch, Cf};
+
+impl Engine {
+    pub(crate) fn fsck_search(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+        if !self.search_ready()? {
+            report.note("search backfill has not finished: search records not checked".into());
+            return Ok(());
+        }
+        let index = &self.inner.index;
+        let mut expected_entries = HashSet::new();
+        index.visit(Cf::Images, b"", None, |key, value| {
+            let parts = index::split_key(key)?;
+            let ([repo, manifest], Ok(meta)) = (parts.as_slice(), ImageMeta::decode(value)) else {
+                report.problem(format!(
+                    "malformed image record {:?}",
+                    String::from_utf8_lossy(key)
+                ));
+                return Ok(true);
+            };
+            if !index.contains(Cf::Manifests, key)? {
+                report.problem(format!(
+                    "{repo}: image record of missing manifest {manifest}"
+                ));
+            }
+            for (entry, _) in digest_entries(repo, manifest, &meta) {
+                expected_entries.insert(entry);
+            }
+            Ok(true)
+        })?;
+        index.visit(Cf::Manifests, b"", None, |key, _| {
+            if !index.contains(Cf::Images, key)? {
+                let parts = index::split_key(key)?;
+                report.problem(format!("manifest {} has no image record", parts.join(" ")));
+            }
+            Ok(true)
+        })?;
+        index.visit(Cf::Digests, b"", None, |key, _| {
+            if !expected_entries.remove(key) {
+                let parts = index::split_key(key)?;
+                report.problem(format!("digest entry {} matches no image", parts.join(" ")));
+            }
+            Ok(true)
+        })?;
+        for entry in expected_entries {
+            let parts = index::split_key(&entry)?;
+            report.problem(format!("digest entry {} is missing", parts.join(" ")));
+        }
+        let batch = Batch::default();
+        let mut repos = Vec::new();
+        index.visit(Cf::Repos, b"", None, |key, _| {
+            repos.push(String::from_utf8_lossy(key).into_owned());
+            Ok(true)
+        })?;
+        for repo in &repos {
+            let expected = summarize(&Overlay::new(index, &batch, repo))?;
+            let stored = match index.get(Cf::RepoMeta, repo.as_bytes())? {
+                Some(value) => Some(RepoMeta::decode(&value)?),
+                None => None,
+            };
+            if stored != expected {
+                report.problem(format!("{repo}: search summary differs from its images"));
+            }
+        }
+        index.visit(Cf::RepoMeta, b"", None, |key, _| {
+            if !index.contains(Cf::Repos, key)? {
+                let repo = String::from_utf8_lossy(key);
+                report.problem(format!("{repo}: search summary of a missing repository"));
+            }
+            Ok(true)
+        })?;
+        Ok(())
+    }
+}

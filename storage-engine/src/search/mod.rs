@@ -1,0 +1,201 @@
+//! Search data in the index: what zot's search extension (GraphQL), userprefs and the UI read,
+//! kept by the engine so that it is committed with the change it describes.
+//!
+//! Families (DESIGN.md draws them):
+//! - `images`: `repo\0manifest` -> [`ImageMeta`], written in the manifest's own batch;
+//! - `digests`: `digest\0repo\0manifest` -> what the digest is to the manifest (itself, its
+//!   config, a layer, an index child): `ImageListForDigest` and base/derived lookups;
+//! - `repo_meta`: `repo` -> [`RepoMeta`], recomputed in every batch that changes the
+//!   repository's tags or manifests (refresh.rs);
+//! - `user_prefs`: stars and bookmarks per user, and each repository's star count (prefs.rs).
+//!
+//! Rules: every writer of manifests or tags calls [`refresh::refresh`] on its batch before
+//! writing it, under the repository lock. Reads take no lock. A store written before these
+//! families existed is filled by [`Engine::search_backfill`] (backfill.rs), resumable,
+//! while the daemon serves.
+pub(crate) mod backfill;
+mod fsck;
+pub mod meta;
+mod prefs;
+pub(crate) mod refresh;
+
+use crate::engine::Engine;
+use crate::error::StorageError;
+use crate::index::{self, Cf, TagRecord};
+use crate::oci::{Digest, RepoName};
+
+pub use backfill::BackfillProgress;
+pub use meta::{BlobMeta, ChildMeta, ConfigMeta, HistoryMeta, ImageMeta, Platform};
+pub use prefs::Pref;
+pub use refresh::{
+    image_updated_ns, is_signature_tag, signed_by_tag, vendor_of, NewestImage, RepoMeta,
+};
+
+/// What a digest is to a manifest that contains it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestRole {
+    /// The manifest itself.
+    Manifest,
+    Config,
+    Layer,
+    /// A child manifest of an index.
+    Child,
+}
+
+/// One manifest containing a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Containing {
+    pub repo: RepoName,
+    pub manifest: Digest,
+    pub role: DigestRole,
+}
+
+/// A tag as search lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagEntry {
+    pub tag: String,
+    pub digest: Digest,
+    /// When the tag was last moved.
+    pub tagged_ms: u64,
+}
+
+/// Manifest GETs of an image: how many, and the last one's time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PullStats {
+    pub count: u64,
+    pub last_ms: Option<u64>,
+}
+
+fn repo_of(text: &str) -> Result<RepoName, StorageError> {
+    text.parse()
+        .map_err(|_| StorageError::Corrupt(format!("bad repository name in a key: {text:?}")))
+}
+
+fn digest_of(text: &str) -> Result<Digest, StorageError> {
+    text.parse()
+        .map_err(|_| StorageError::Corrupt(format!("bad digest in a key: {text:?}")))
+}
+
+impl Engine {
+    /// The search record of manifest `digest` in `repo`.
+    pub fn image_meta(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ImageMeta>, StorageError> {
+        let key = index::key(&[repo.as_str(), &digest.to_string()]);
+        match self.inner.index.get(Cf::Images, &key)? {
+            Some(value) => Ok(Some(ImageMeta::decode(&value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The summary of `repo` (none when it has no image tag).
+    pub fn repo_meta(&self, repo: &RepoName) -> Result<Option<RepoMeta>, StorageError> {
+        match self
+            .inner
+            .index
+            .get(Cf::RepoMeta, repo.as_str().as_bytes())?
+        {
+            Some(value) => Ok(Some(RepoMeta::decode(&value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `visit` with every repository that has an image tag, in name order, until it
+    /// returns false.
+    pub fn visit_repo_metas(
+        &self,
+        mut visit: impl FnMut(RepoName, RepoMeta) -> bool,
+    ) -> Result<(), StorageError> {
+        self.inner
+            .index
+            .visit(Cf::RepoMeta, b"", None, |key, value| {
+                let name = repo_of(&String::from_utf8_lossy(key))?;
+                Ok(visit(name, RepoMeta::decode(value)?))
+            })
+    }
+
+    /// Every tag of `repo` (signature tags included), in tag order.
+    pub fn tag_entries(&self, repo: &RepoName) -> Result<Vec<TagEntry>, StorageError> {
+        let prefix = index::prefix(&[repo.as_str()]);
+        let mut tags = Vec::new();
+        self.inner
+            .index
+            .visit(Cf::Tags, &prefix, None, |key, value| {
+                let record = TagRecord::decode(value)?;
+                tags.push(TagEntry {
+                    tag: String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+                    digest: record.digest,
+                    tagged_ms: record.pushed_ms,
+                });
+                Ok(true)
+            })?;
+        Ok(tags)
+    }
+
+    /// Every manifest, in every repository, that is or contains `digest`.
+    pub fn containing(&self, digest: &Digest) -> Result<Vec<Containing>, StorageError> {
+        let prefix = index::prefix(&[&digest.to_string()]);
+        let mut found = Vec::new();
+        self.inner
+            .index
+            .visit(Cf::Digests, &prefix, None, |key, value| {
+                let parts = index::split_key(key)?;
+                let [_, repo, manifest] = parts[..] else {
+                    return Err(StorageError::Corrupt("bad digests key".into()));
+                };
+                let role = match value {
+                    [refresh::SELF] => DigestRole::Manifest,
+                    [refresh::CONFIG] => DigestRole::Config,
+                    [refresh::LAYER] => DigestRole::Layer,
+                    [refresh::CHILD] => DigestRole::Child,
+                    _ => return Err(StorageError::Corrupt("bad digests value".into())),
+                };
+                found.push(Containing {
+                    repo: repo_of(repo)?,
+                    manifest: digest_of(manifest)?,
+                    role,
+                });
+                Ok(true)
+            })?;
+        Ok(found)
+    }
+
+    /// Manifest GETs of `digest` in `repo`, the recorded ones and those not yet flushed.
+    pub fn pull_stats(&self, repo: &RepoName, digest: &Digest) -> Result<PullStats, StorageError> {
+        let key = index::key(&[repo.as_str(), &digest.to_string()]);
+        let (stored_last, stored_count) = match self.inner.index.get(Cf::Pulls, &key)? {
+            Some(value) => crate::gc::decode_pulls(&value)?,
+            None => (0, 0),
+        };
+        let (pending_last, pending_count) = self.inner.gc.pulls.pending(&key);
+        let last = stored_last.max(pending_last);
+        Ok(PullStats {
+            count: stored_count + pending_count,
+            last_ms: (last > 0).then_some(last),
+        })
+    }
+
+    /// Manifest GETs per repository, over every repository (one scan of the pull records).
+    pub fn downloads_by_repo(
+        &self,
+    ) -> Result<std::collections::HashMap<String, u64>, StorageError> {
+        let mut counts: std::collections::HashMap<String, u64> = Default::default();
+        let mut add = |key: &[u8], count: u64| {
+            if let Some(nul) = key.iter().position(|&byte| byte == 0) {
+                let repo = String::from_utf8_lossy(&key[..nul]);
+                *counts.entry(repo.into_owned()).or_default() += count;
+            }
+        };
+        self.inner.index.visit(Cf::Pulls, b"", None, |key, value| {
+            add(key, crate::gc::decode_pulls(value)?.1);
+            Ok(true)
+        })?;
+        self.inner
+            .gc
+            .pulls
+            .visit_pending(|key, (_, count)| add(key, count));
+        Ok(counts)
+    }
+}

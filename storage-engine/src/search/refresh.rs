@@ -1,0 +1,294 @@
+//! Keeping search's records in step with the index: [`refresh`] is called with every batch
+//! that changes a repository's manifests or tags (manifest PUT and delete, tag delete, a GC
+//! pass, the backfill) and adds to that same batch what follows from it, so search can never
+//! disagree with what the registry serves.
+//!
+//! Rules: what follows is computed from the repository as it will be once the batch is
+//! applied: the stored tags and images overlaid with the batch's own puts and deletes (the
+//! caller holds the repository lock, so nothing else changes them meanwhile). It adds:
+//! - for each `images` record the batch puts, its `digests` entries;
+//! - for each `manifests` record the batch deletes, the deletion of its `images` record and
+//!   `digests` entries;
+//! - the repository's summary (`repo_meta`), recomputed whole; deleted when no image tag is
+//!   left.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::meta::{ImageMeta, Platform};
+use crate::error::StorageError;
+use crate::index::{self, Batch, Cf, Index, TagRecord};
+
+const VERSION: u8 = 1;
+
+/// What a `digests` entry's digest is to its manifest.
+pub(crate) const SELF: u8 = b's';
+pub(crate) const CONFIG: u8 = b'c';
+pub(crate) const LAYER: u8 = b'l';
+pub(crate) const CHILD: u8 = b'm';
+
+/// A repository's summary, for listings over every repository (`RepoListWithNewestImage`,
+/// `GlobalSearch`) that must not read every image.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepoMeta {
+    /// Image tags (signature tags are not images).
+    pub tags: u64,
+    /// The most recently updated image (by its `updated_ns`, then its tag time).
+    pub newest: Option<NewestImage>,
+    /// Bytes of every distinct blob and manifest the tagged images hold.
+    pub size: u64,
+    /// Platforms of the tagged images, from their configs (an index contributes its
+    /// children's); a platform with neither OS nor architecture is left out.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub platforms: BTreeSet<Platform>,
+    /// Vendors of the tagged images ([`vendor_of`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub vendors: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewestImage {
+    pub tag: String,
+    pub digest: String,
+    /// When the image was built (config `created`, else its last history entry; an index:
+    /// its newest child).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_ns: Option<i64>,
+    pub tagged_ms: u64,
+}
+
+impl RepoMeta {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        serde_json::to_writer(&mut out, self).expect("repo meta serializes");
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<RepoMeta, StorageError> {
+        match bytes.split_first() {
+            Some((&VERSION, rest)) => serde_json::from_slice(rest)
+                .map_err(|error| StorageError::Corrupt(format!("bad repo meta: {error}"))),
+            _ => Err(StorageError::Corrupt("bad repo meta version".into())),
+        }
+    }
+}
+
+/// A cosign signature stored by tag (`sha256-<hex>.sig`): the signature of that manifest,
+/// not an image of the repository (as zot keeps it).
+pub fn is_signature_tag(tag: &str) -> bool {
+    signed_by_tag(tag).is_some()
+}
+
+/// The digest a cosign signature tag signs (`sha256-<hex>.sig` -> `sha256:<hex>`).
+pub fn signed_by_tag(tag: &str) -> Option<String> {
+    let hex = tag.strip_prefix("sha256-")?.strip_suffix(".sig")?;
+    let valid = hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    valid.then(|| format!("sha256:{hex}"))
+}
+
+/// When an image was built (zot's rule for a repository's newest image): its config's
+/// `created`, else its last history entry's.
+pub fn image_updated_ns(meta: &ImageMeta) -> Option<i64> {
+    let config = meta.config.as_ref()?;
+    config
+        .created_ns
+        .or_else(|| config.history.last().and_then(|h| h.created_ns))
+}
+
+/// A repository's vendor from one image: the manifest's annotations only (OCI key, then
+/// label-schema key), as zot lists `RepoSummary.Vendors`.
+pub fn vendor_of(meta: &ImageMeta) -> Option<&str> {
+    ["org.opencontainers.image.vendor", "org.label-schema.vendor"]
+        .iter()
+        .find_map(|key| meta.annotations.get(*key).filter(|v| !v.is_empty()))
+        .map(String::as_str)
+}
+
+/// The repository's stored state overlaid with a batch not yet written.
+pub(crate) struct Overlay<'a> {
+    index: &'a Index,
+    batch: &'a Batch,
+    repo: &'a str,
+}
+
+impl<'a> Overlay<'a> {
+    pub(crate) fn new(index: &'a Index, batch: &'a Batch, repo: &'a str) -> Overlay<'a> {
+        Overlay { index, batch, repo }
+    }
+
+    /// The last op of the batch on `cf`/`key`: Some(Some(value)) put, Some(None) delete.
+    fn pending(&self, cf: Cf, key: &[u8]) -> Option<Option<&'a [u8]>> {
+        self.batch
+            .ops()
+            .iter()
+            .rev()
+            .find(|(op_cf, op_key, _)| *op_cf == cf && op_key == key)
+            .map(|(_, _, value)| value.as_deref())
+    }
+
+    pub(crate) fn image(&self, digest: &str) -> Result<Option<ImageMeta>, StorageError> {
+        let key = index::key(&[self.repo, digest]);
+        match self.pending(Cf::Images, &key) {
+            Some(Some(value)) => Ok(Some(ImageMeta::decode(value)?)),
+            Some(None) => Ok(None),
+            None => match self.index.get(Cf::Images, &key)? {
+                Some(value) => Ok(Some(ImageMeta::decode(&value)?)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Every tag of the repository: tag -> record.
+    pub(crate) fn tags(&self) -> Result<BTreeMap<String, TagRecord>, StorageError> {
+        let prefix = index::prefix(&[self.repo]);
+        let mut tags = BTreeMap::new();
+        self.index.visit(Cf::Tags, &prefix, None, |key, value| {
+            let tag = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            tags.insert(tag, TagRecord::decode(value)?);
+            Ok(true)
+        })?;
+        for (cf, key, value) in self.batch.ops() {
+            if *cf != Cf::Tags || !key.starts_with(&prefix) {
+                continue;
+            }
+            let tag = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            match value {
+                Some(value) => tags.insert(tag, TagRecord::decode(value)?),
+                None => tags.remove(&tag),
+            };
+        }
+        Ok(tags)
+    }
+
+    /// True when the batch removes the repository itself.
+    fn deletes_repo(&self) -> bool {
+        matches!(self.pending(Cf::Repos, self.repo.as_bytes()), Some(None))
+    }
+}
+
+/// The `digests` entries of one image record: (key, kind).
+pub(crate) fn digest_entries(repo: &str, manifest: &str, meta: &ImageMeta) -> Vec<(Vec<u8>, u8)> {
+    let mut entries = vec![(index::key(&[manifest, repo, manifest]), SELF)];
+    if let Some(config) = &meta.config {
+        entries.push((index::key(&[&config.blob.digest, repo, manifest]), CONFIG));
+    }
+    for layer in &meta.layers {
+        entries.push((index::key(&[&layer.digest, repo, manifest]), LAYER));
+    }
+    for child in &meta.children {
+        entries.push((index::key(&[&child.digest, repo, manifest]), CHILD));
+    }
+    entries
+}
+
+/// Adds what follows from `batch` for `repo` to it (see the module's rules).
+pub(crate) fn refresh(index: &Index, repo: &str, batch: &mut Batch) -> Result<(), StorageError> {
+    let prefix = index::prefix(&[repo]);
+    let mut follow = Batch::default();
+    for (cf, key, value) in batch.ops() {
+        if !key.starts_with(&prefix) {
+            continue;
+        }
+        let manifest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        match (cf, value) {
+            (Cf::Images, Some(value)) => {
+                let meta = ImageMeta::decode(value)?;
+                for (key, kind) in digest_entries(repo, &manifest, &meta) {
+                    follow.put(Cf::Digests, key, vec![kind]);
+                }
+            }
+            (Cf::Manifests, None) => {
+                if let Some(stored) = index.get(Cf::Images, key)? {
+                    let meta = ImageMeta::decode(&stored)?;
+                    for (key, _) in digest_entries(repo, &manifest, &meta) {
+                        follow.delete(Cf::Digests, key);
+                    }
+                }
+                follow.delete(Cf::Images, key.clone());
+            }
+            _ => {}
+        }
+    }
+    batch.extend(follow);
+    let overlay = Overlay::new(index, batch, repo);
+    let summary = match overlay.deletes_repo() {
+        true => None,
+        false => summarize(&overlay)?,
+    };
+    match summary {
+        Some(summary) => batch.put(Cf::RepoMeta, repo.as_bytes().to_vec(), summary.encode()),
+        None => batch.delete(Cf::RepoMeta, repo.as_bytes().to_vec()),
+    }
+    Ok(())
+}
+
+/// The summary of the repository `overlay` shows; `None` when it has no image tag.
+pub(crate) fn summarize(overlay: &Overlay<'_>) -> Result<Option<RepoMeta>, StorageError> {
+    let mut summary = RepoMeta::default();
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    let mut images: HashMap<String, Option<ImageMeta>> = HashMap::new();
+    let mut load = |digest: &str| -> Result<Option<ImageMeta>, StorageError> {
+        if let Some(meta) = images.get(digest) {
+            return Ok(meta.clone());
+        }
+        let meta = overlay.image(digest)?;
+        images.insert(digest.to_owned(), meta.clone());
+        Ok(meta)
+    };
+    for (tag, record) in overlay.tags()? {
+        if is_signature_tag(&tag) {
+            continue;
+        }
+        let digest = record.digest.to_string();
+        let Some(meta) = load(&digest)? else {
+            continue;
+        };
+        summary.tags += 1;
+        let mut parts = vec![(digest.clone(), meta.clone())];
+        for child in &meta.children {
+            if let Some(child_meta) = load(&child.digest)? {
+                parts.push((child.digest.clone(), child_meta));
+            }
+        }
+        let mut updated = None;
+        for (part_digest, part) in &parts {
+            sizes.insert(part_digest.clone(), part.manifest_size);
+            if let Some(config) = &part.config {
+                sizes.insert(config.blob.digest.clone(), config.blob.size);
+                if let Some(platform) = &config.platform {
+                    if !platform.os.is_empty() || !platform.arch.is_empty() {
+                        summary.platforms.insert(platform.clone());
+                    }
+                }
+            }
+            for layer in &part.layers {
+                sizes.insert(layer.digest.clone(), layer.size);
+            }
+            // An index's own annotations give no vendor and no time (zot).
+            if part.index {
+                continue;
+            }
+            if let Some(vendor) = vendor_of(part) {
+                summary.vendors.insert(vendor.to_owned());
+            }
+            updated = updated.max(image_updated_ns(part));
+        }
+        let candidate = NewestImage {
+            tag,
+            digest,
+            updated_ns: updated,
+            tagged_ms: record.pushed_ms,
+        };
+        let newer = summary.newest.as_ref().is_none_or(|newest| {
+            (candidate.updated_ns, candidate.tagged_ms) > (newest.updated_ns, newest.tagged_ms)
+        });
+        if newer {
+            summary.newest = Some(candidate);
+        }
+    }
+    summary.size = sizes.values().sum();
+    Ok((summary.tags > 0).then_some(summary))
+}

@@ -1,0 +1,281 @@
+//! Search records: written with the manifest, moved with every tag change, removed with the
+//! manifest, and always what fsck recomputes from tags and images.
+use berth_storage::oci::Reference;
+use berth_storage::search::{DigestRole, Platform, Pref};
+use berth_storage::{Engine, IoBackendKind};
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::{assert_clean, index_manifest, open, push_blob, repo, sha256, tag};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn config(created: &str, arch: &str, vendor: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "created": created,
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Labels": {"org.opencontainers.image.vendor": vendor}},
+        "history": [{"created": created, "created_by": "/bin/sh -c make", "author": "ci"}],
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }))
+    .expect("json")
+}
+
+fn manifest(config: &[u8], layers: &[&[u8]], annotations: serde_json::Value) -> Bytes {
+    let descriptor = |media_type: &str, bytes: &[u8]| json!({"mediaType": media_type, "digest": sha256(bytes).to_string(), "size": bytes.len()});
+    Bytes::from(
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": layers.iter().map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l)).collect::<Vec<_>>(),
+            "annotations": annotations,
+        }))
+        .expect("json"),
+    )
+}
+
+/// Push by the manifest's own digest (no tag).
+const BY_DIGEST: &str = "";
+
+async fn push(
+    engine: &Engine,
+    name: &str,
+    reference: &str,
+    config: &[u8],
+    layers: &[&[u8]],
+) -> (berth_storage::oci::Digest, u64) {
+    let repository = repo(name);
+    push_blob(engine, &repository, config).await;
+    for layer in layers {
+        push_blob(engine, &repository, layer).await;
+    }
+    let annotations =
+        json!({"org.opencontainers.image.description": "d", "org.label-schema.vendor": "Acme"});
+    let bytes = manifest(config, layers, annotations);
+    let size = bytes.len() as u64;
+    let reference = match reference {
+        BY_DIGEST => Reference::Digest(sha256(&bytes)),
+        tag_name => Reference::Tag(tag(tag_name)),
+    };
+    let outcome = engine
+        .put_manifest_guarded(
+            &repository,
+            &reference,
+            Some(OCI_MANIFEST),
+            bytes,
+            &[],
+            &[],
+            Some("alice"),
+        )
+        .await
+        .expect("put");
+    (outcome.digest, size)
+}
+
+async fn records_follow_pushes_tags_and_deletes(kind: IoBackendKind) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), kind);
+    assert!(
+        engine.search_ready().expect("ready"),
+        "a new store needs no backfill"
+    );
+    let name = repo("app");
+    let base: &[u8] = b"shared base layer";
+    let old_config = config("2024-01-01T00:00:00Z", "amd64", "Acme");
+    let new_config = config("2024-06-01T00:00:00Z", "arm64", "Acme");
+    let (old, old_size) = push(&engine, "app", "v1", &old_config, &[base, b"old top"]).await;
+    let (new, _) = push(&engine, "app", "v2", &new_config, &[base, b"new top"]).await;
+
+    let meta = engine
+        .image_meta(&name, &old)
+        .expect("read")
+        .expect("present");
+    assert_eq!(meta.pushed_by.as_deref(), Some("alice"));
+    assert_eq!(meta.manifest_size, old_size);
+    let config_meta = meta.config.as_ref().expect("config");
+    assert!(config_meta.read);
+    assert_eq!(
+        config_meta.platform,
+        Some(Platform {
+            os: "linux".into(),
+            arch: "amd64".into(),
+            variant: String::new()
+        })
+    );
+    assert_eq!(config_meta.history[0].created_by, "/bin/sh -c make");
+    assert_eq!(
+        meta.annotations["org.opencontainers.image.description"],
+        "d"
+    );
+
+    let summary = engine.repo_meta(&name).expect("read").expect("summary");
+    assert_eq!(summary.tags, 2);
+    let newest = summary.newest.as_ref().expect("newest");
+    assert_eq!(
+        (newest.tag.as_str(), &newest.digest),
+        ("v2", &new.to_string())
+    );
+    assert_eq!(summary.platforms.len(), 2);
+    assert_eq!(
+        summary.vendors.iter().collect::<Vec<_>>(),
+        vec!["Acme"],
+        "from annotations only"
+    );
+    let blobs =
+        old_config.len() + new_config.len() + base.len() + b"old top".len() + b"new top".len();
+    let manifests = old_size as usize
+        + engine
+            .image_meta(&name, &new)
+            .unwrap()
+            .unwrap()
+            .manifest_size as usize;
+    assert_eq!(
+        summary.size,
+        (blobs + manifests) as u64,
+        "each blob counted once"
+    );
+
+    let holders = engine.containing(&sha256(base)).expect("containing");
+    assert_eq!(holders.len(), 2);
+    assert!(holders
+        .iter()
+        .all(|h| h.role == DigestRole::Layer && h.repo == name));
+    let itself = engine.containing(&old).expect("containing");
+    assert_eq!(itself.len(), 1);
+    assert_eq!(itself[0].role, DigestRole::Manifest);
+    assert_clean(&engine);
+
+    // A cosign signature tag is not an image of the repository.
+    let signature_tag = format!("sha256-{}.sig", new.hex());
+    let sig_config = config("2024-07-01T00:00:00Z", "amd64", "Sig");
+    push(
+        &engine,
+        "app",
+        &signature_tag,
+        &sig_config,
+        &[b"signature payload"],
+    )
+    .await;
+    let summary = engine.repo_meta(&name).expect("read").expect("summary");
+    assert_eq!(summary.tags, 2, "the signature tag is no image");
+    assert_eq!(summary.newest.as_ref().unwrap().tag, "v2");
+    assert_clean(&engine);
+
+    // Moving tags away moves the newest image; the last image tag gone, no summary.
+    engine
+        .delete_manifest(&name, &Reference::Tag(tag("v2")))
+        .await
+        .expect("untag");
+    let summary = engine.repo_meta(&name).expect("read").expect("summary");
+    assert_eq!(summary.newest.as_ref().unwrap().tag, "v1");
+    assert_eq!(summary.tags, 1);
+    assert_clean(&engine);
+    engine
+        .delete_manifest(&name, &Reference::Digest(old.clone()))
+        .await
+        .expect("delete");
+    assert!(engine.image_meta(&name, &old).expect("read").is_none());
+    assert!(
+        engine.repo_meta(&name).expect("read").is_none(),
+        "no image tag left"
+    );
+    assert_eq!(
+        engine.containing(&sha256(base)).expect("containing").len(),
+        1,
+        "v2's manifest still holds it"
+    );
+    assert!(engine.containing(&old).expect("containing").is_empty());
+    assert_clean(&engine);
+}
+
+async fn an_index_summarises_its_children(kind: IoBackendKind) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), kind);
+    let name = repo("multi");
+    let amd = config("2024-01-01T00:00:00Z", "amd64", "A");
+    let arm = config("2024-03-01T00:00:00Z", "arm64", "B");
+    let (amd_digest, amd_size) = push(&engine, "multi", BY_DIGEST, &amd, &[b"amd layer"]).await;
+    let (arm_digest, arm_size) = push(&engine, "multi", BY_DIGEST, &arm, &[b"arm layer"]).await;
+    assert!(
+        engine.repo_meta(&name).expect("read").is_none(),
+        "untagged images are no summary"
+    );
+    let index = index_manifest(&[(&amd_digest, amd_size), (&arm_digest, arm_size)]);
+    let index_digest = engine
+        .put_manifest(
+            &name,
+            &Reference::Tag(tag("latest")),
+            Some(OCI_INDEX),
+            index,
+            &[],
+        )
+        .await
+        .expect("put index")
+        .digest;
+    let summary = engine.repo_meta(&name).expect("read").expect("summary");
+    let newest = summary.newest.expect("newest");
+    assert_eq!(newest.digest, index_digest.to_string());
+    assert_eq!(
+        newest.updated_ns,
+        Some(1_709_251_200_000_000_000),
+        "the newest child's time"
+    );
+    let arches: Vec<_> = summary.platforms.iter().map(|p| p.arch.as_str()).collect();
+    assert_eq!(arches, vec!["amd64", "arm64"]);
+    let children = engine.containing(&amd_digest).expect("containing");
+    assert!(children
+        .iter()
+        .any(|c| c.role == DigestRole::Child && c.manifest == index_digest));
+    assert_clean(&engine);
+}
+
+async fn stars_and_bookmarks_are_per_user_and_counted(kind: IoBackendKind) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), kind);
+    let name = repo("starred/app");
+    assert!(engine
+        .toggle_pref("alice", &name, Pref::Star)
+        .await
+        .expect("toggle"));
+    assert!(engine
+        .toggle_pref("bob", &name, Pref::Star)
+        .await
+        .expect("toggle"));
+    assert!(engine
+        .toggle_pref("bob", &name, Pref::Bookmark)
+        .await
+        .expect("toggle"));
+    assert_eq!(engine.star_count(&name).expect("count"), 2);
+    assert!(!engine
+        .toggle_pref("alice", &name, Pref::Star)
+        .await
+        .expect("toggle"));
+    assert_eq!(engine.star_count(&name).expect("count"), 1);
+    assert!(engine
+        .prefs_of("alice", Pref::Star)
+        .expect("prefs")
+        .is_empty());
+    assert_eq!(
+        engine.prefs_of("bob", Pref::Star).expect("prefs"),
+        vec![name.clone()]
+    );
+    assert_eq!(
+        engine.prefs_of("bob", Pref::Bookmark).expect("prefs"),
+        vec![name.clone()]
+    );
+    // A user whose name extends another's sees only their own.
+    assert!(engine.prefs_of("bo", Pref::Star).expect("prefs").is_empty());
+    assert!(engine.has_pref("bob", &name, Pref::Bookmark).expect("has"));
+    drop(engine);
+    let engine = open(dir.path(), kind);
+    assert_eq!(engine.star_count(&name).expect("count"), 1, "durable");
+}
+
+crate::backend_tests!(
+    records_follow_pushes_tags_and_deletes,
+    an_index_summarises_its_children,
+    stars_and_bookmarks_are_per_user_and_counted,
+);
