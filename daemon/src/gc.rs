@@ -16,7 +16,7 @@ use std::time::Instant;
 use berth_storage::{Engine, GcKind, GcOptions, GcReport};
 
 use crate::config::StorageConfig;
-use crate::periodic;
+use crate::runtime::periodic;
 use crate::serve::open_offline;
 
 /// The pass options `storage` describes.

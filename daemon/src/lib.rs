@@ -3,15 +3,10 @@
 
 pub mod cli;
 pub mod config;
-pub mod conn_watch;
 pub mod gc;
 pub mod http;
 pub mod lint;
-pub mod live;
-pub mod logging;
 pub mod metrics;
-pub mod observe;
-pub mod periodic;
 pub mod quota;
 pub mod retention;
 pub mod runtime;

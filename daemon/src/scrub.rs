@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use berth_storage::{Engine, ScrubOptions, ScrubReport};
 
-use crate::live::Live;
-use crate::periodic;
+use crate::runtime::live::Live;
+use crate::runtime::periodic;
 use crate::serve::open_offline;
 
 /// Hashing threads for a pass: every core.

@@ -13,11 +13,14 @@ use tokio::sync::watch;
 use crate::{
     config::{self, Config},
     gc,
-    live::{Live, Settings},
-    logging::{self, Logging},
     metrics::Metrics,
     quota::Quotas,
-    runtime, scrub,
+    runtime::{
+        self,
+        live::{Live, Settings},
+        logging::{self, Logging},
+    },
+    scrub,
     tag_policy::ImmutableTags,
 };
 

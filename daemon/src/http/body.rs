@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 
 use super::error::ApiError;
-use crate::observe::ByteCounts;
+use crate::runtime::observe::ByteCounts;
 
 /// A response body that may be `!Send`: it lives and dies on the shard that produced it.
 pub struct Body(Pin<Box<dyn http_body::Body<Data = Bytes, Error = io::Error>>>);

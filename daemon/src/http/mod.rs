@@ -18,10 +18,10 @@ use std::{convert::Infallible, rc::Rc, sync::Arc, time::Duration};
 use berth_storage::Engine;
 use hyper::{header, Method, Request, Response};
 
-use crate::live::Live;
 use crate::metrics::{Metrics, RepoAction};
-use crate::observe::RequestInfo;
 use crate::quota::Quotas;
+use crate::runtime::live::Live;
+use crate::runtime::observe::RequestInfo;
 use crate::tag_policy::ImmutableTags;
 use body::{Body, RequestBody};
 use error::ApiError;

@@ -10,6 +10,16 @@
 //!
 //! Every request is observed (observe.rs): a log span with its id, byte counts, and on its
 //! end the metrics, access and audit lines.
+//!
+//! Also here, what the shards run on: the connection watch (idle and header limits), the
+//! reloadable settings and lifecycle flags (live.rs), logging, and the loop of the periodic
+//! maintenance threads.
+
+pub mod conn_watch;
+pub mod live;
+pub mod logging;
+pub mod observe;
+pub mod periodic;
 
 use std::{
     io,
@@ -30,14 +40,14 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::{
-    conn_watch::{ConnWatch, WatchedStream},
     http::{self, body::RequestBody, Ctx},
-    live::Live,
     metrics::Metrics,
-    observe::{Observer, REQUEST_ID_HEADER},
     quota::Quotas,
     tag_policy::ImmutableTags,
 };
+use conn_watch::{ConnWatch, WatchedStream};
+use live::Live;
+use observe::{Observer, REQUEST_ID_HEADER};
 
 /// Submission queue entries per shard ring. Small rings stay far below the 8 MiB memlock
 /// limit of the machines we run on; a shard rarely has more than a few hundred ops in flight.
