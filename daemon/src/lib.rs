@@ -3,14 +3,11 @@
 
 pub mod cli;
 pub mod config;
-pub mod gc;
 pub mod http;
 pub mod lint;
 pub mod metrics;
-pub mod quota;
-pub mod retention;
+pub mod policy;
 pub mod runtime;
 pub mod scrub;
 pub mod serve;
 pub mod sync;
-pub mod tag_policy;

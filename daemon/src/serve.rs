@@ -12,16 +12,14 @@ use tokio::sync::watch;
 
 use crate::{
     config::{self, Config},
-    gc,
     metrics::Metrics,
-    quota::Quotas,
+    policy::{gc, quota::Quotas, tag_policy::ImmutableTags},
     runtime::{
         self,
         live::{Live, Settings},
         logging::{self, Logging},
     },
     scrub,
-    tag_policy::ImmutableTags,
 };
 
 pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {

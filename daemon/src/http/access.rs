@@ -26,7 +26,7 @@ use hyper::{Method, Response};
 
 use super::{body::Body, error::ApiError, router::Endpoint, Ctx, Query};
 use crate::config::{AccessConfig, Action, MetricsAccessConfig, PolicyConfig};
-use crate::tag_policy::compile_glob;
+use crate::policy::tag_policy::compile_glob;
 
 /// The compiled `http.accessControl`.
 pub struct AccessControl {

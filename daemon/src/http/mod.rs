@@ -19,10 +19,10 @@ use berth_storage::Engine;
 use hyper::{header, Method, Request, Response};
 
 use crate::metrics::{Metrics, RepoAction};
-use crate::quota::Quotas;
+use crate::policy::quota::Quotas;
+use crate::policy::tag_policy::ImmutableTags;
 use crate::runtime::live::Live;
 use crate::runtime::observe::RequestInfo;
-use crate::tag_policy::ImmutableTags;
 use body::{Body, RequestBody};
 use error::ApiError;
 use router::{Endpoint, RouteError};

@@ -42,8 +42,7 @@ use tracing::Instrument;
 use crate::{
     http::{self, body::RequestBody, Ctx},
     metrics::Metrics,
-    quota::Quotas,
-    tag_policy::ImmutableTags,
+    policy::{quota::Quotas, tag_policy::ImmutableTags},
 };
 use conn_watch::{ConnWatch, WatchedStream};
 use live::Live;

@@ -20,7 +20,7 @@ use globset::GlobMatcher;
 
 use crate::config::QuotaConfig;
 use crate::http::error::ApiError;
-use crate::tag_policy::compile_glob;
+use crate::policy::tag_policy::compile_glob;
 
 /// One namespace's limits.
 #[derive(Clone, Debug)]

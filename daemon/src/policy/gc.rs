@@ -25,7 +25,7 @@ pub fn options(storage: &StorageConfig) -> anyhow::Result<GcOptions> {
     if let Some(retention) = &storage.retention {
         options.manifest_delay = retention.delay;
         options.retention_dry_run = retention.dry_run;
-        let policies = crate::retention::RetentionPolicies::new(retention)
+        let policies = crate::policy::retention::RetentionPolicies::new(retention)
             .map_err(|error| anyhow::anyhow!("storage.retention: {error}"))?;
         options.retention = Some(Arc::new(policies));
     }
