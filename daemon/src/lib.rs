@@ -1,9 +1,10 @@
 //! berth, the daemon: configuration, the thread-per-core runtime, the HTTP layer with the OCI
 //! Distribution API, and the command line. `serve` is the composition root.
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod http;
 pub mod lint;
 pub mod metrics;
 pub mod policy;

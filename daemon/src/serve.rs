@@ -110,14 +110,14 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     };
     let auth = match &config.http.auth {
         Some(auth) => Some(Arc::new(
-            crate::http::auth::Authenticator::new(auth, config.http.realm.as_deref())
+            crate::auth::htpasswd::Authenticator::new(auth, config.http.realm.as_deref())
                 .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?,
         )),
         None => None,
     };
     let access = match &config.http.access {
         Some(access) => Some(Arc::new(
-            crate::http::access::AccessControl::new(access)
+            crate::auth::access::AccessControl::new(access)
                 .map_err(|error| anyhow::anyhow!("http.accessControl: {error}"))?,
         )),
         None => None,

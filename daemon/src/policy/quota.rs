@@ -18,8 +18,8 @@ use berth_storage::oci::RepoName;
 use berth_storage::Engine;
 use globset::GlobMatcher;
 
+use crate::api::error::ApiError;
 use crate::config::QuotaConfig;
-use crate::http::error::ApiError;
 use crate::policy::tag_policy::compile_glob;
 
 /// One namespace's limits.

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::{
-    http::{self, body::RequestBody, Ctx},
+    api::{self, body::RequestBody, Ctx},
     metrics::Metrics,
     policy::{quota::Quotas, tag_policy::ImmutableTags},
 };
@@ -66,8 +66,8 @@ pub struct Shared {
     pub immutable_tags: Arc<ImmutableTags>,
     pub quotas: Arc<Quotas>,
     pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
-    pub auth: Option<Arc<crate::http::auth::Authenticator>>,
-    pub access: Option<Arc<crate::http::access::AccessControl>>,
+    pub auth: Option<Arc<crate::auth::htpasswd::Authenticator>>,
+    pub access: Option<Arc<crate::auth::access::AccessControl>>,
 }
 
 pub struct ShardSettings {
@@ -221,7 +221,7 @@ async fn shard_main(
             async move {
                 let span = scope.span.clone();
                 let req = req.map(|body| RequestBody::new(body, scope.bytes.clone()));
-                let mut response = http::handle(req, ctx, &mut scope.info)
+                let mut response = api::handle(req, ctx, &mut scope.info)
                     .instrument(span)
                     .await?;
                 scope.status = response.status().as_u16();

@@ -24,7 +24,7 @@ use berth_storage::oci::{RepoName, Tag};
 use globset::GlobMatcher;
 use hyper::{Method, Response};
 
-use super::{body::Body, error::ApiError, router::Endpoint, Ctx, Query};
+use crate::api::{body::Body, error::ApiError, router::Endpoint, Ctx, Query};
 use crate::config::{AccessConfig, Action, MetricsAccessConfig, PolicyConfig};
 use crate::policy::tag_policy::compile_glob;
 

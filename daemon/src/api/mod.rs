@@ -1,9 +1,8 @@
-//! The HTTP layer: one entry point per request ([`handle`]), the router, the OCI handlers and
-//! the error model. Handlers take typed values and call the storage engine; they never touch
-//! the filesystem except to stream a committed blob file.
+//! The OCI Distribution API: one entry point per request ([`handle`]), the router, the OCI
+//! handlers, the health probes and the error model. Handlers take typed values and call the
+//! storage engine; they never touch the filesystem except to stream a committed blob file.
+//! Authentication and access control are asked here, before any handler runs (auth/).
 
-pub mod access;
-pub mod auth;
 mod blobs;
 pub mod body;
 pub mod error;
@@ -18,6 +17,7 @@ use std::{convert::Infallible, rc::Rc, sync::Arc, time::Duration};
 use berth_storage::Engine;
 use hyper::{header, Method, Request, Response};
 
+use crate::auth::{access, htpasswd};
 use crate::metrics::{Metrics, RepoAction};
 use crate::policy::quota::Quotas;
 use crate::policy::tag_policy::ImmutableTags;
@@ -53,8 +53,8 @@ pub struct Ctx {
     pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
     /// `http.auth.htpasswd`: every request but the health probes needs Basic credentials
     /// (with `access`, a request without credentials is anonymous instead).
-    pub auth: Option<Arc<auth::Authenticator>>,
-    /// `http.accessControl`: who may do what (http/access.rs); `None` = everyone admitted
+    pub auth: Option<Arc<htpasswd::Authenticator>>,
+    /// `http.accessControl`: who may do what (auth/access.rs); `None` = everyone admitted
     /// may do everything.
     pub access: Option<Arc<access::AccessControl>>,
 }
@@ -73,7 +73,7 @@ pub async fn handle(
         Some(ops::Ops::Livez | ops::Ops::Readyz | ops::Ops::Startupz)
     );
     // With access control, a request without credentials is anonymous (the policies decide).
-    let anonymous = ctx.access.is_some() && auth::sends_no_credentials(req.headers());
+    let anonymous = ctx.access.is_some() && htpasswd::sends_no_credentials(req.headers());
     if let (Some(auth), false, false) = (&ctx.auth, probe, anonymous) {
         match auth.admit(req.headers(), info.peer, head_only).await {
             Ok(user) => info.user = Some(user),

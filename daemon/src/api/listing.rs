@@ -7,7 +7,9 @@ use bytes::Bytes;
 use hyper::{header, Response, StatusCode};
 use serde_json::json;
 
-use super::{access, body::full, error::ApiError, router, Body, Ctx, Query, PAGE_MAX_ENTRIES};
+use crate::auth::access;
+
+use super::{body::full, error::ApiError, router, Body, Ctx, Query, PAGE_MAX_ENTRIES};
 
 fn json_response(
     status: StatusCode,
