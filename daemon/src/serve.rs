@@ -12,14 +12,13 @@ use tokio::sync::watch;
 
 use crate::{
     config::{self, Config},
-    metrics::Metrics,
+    ext::{metrics::Metrics, scrub},
     policy::{gc, quota::Quotas, tag_policy::ImmutableTags},
     runtime::{
         self,
         live::{Live, Settings},
         logging::{self, Logging},
     },
-    scrub,
 };
 
 pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {
@@ -103,7 +102,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     };
     let on_demand = match (&config.sync, &sync_runtime) {
         (Some(sync), Some(runtime)) => {
-            crate::sync::registry::build(sync, engine.clone(), runtime.handle().clone())
+            crate::ext::sync::registry::build(sync, engine.clone(), runtime.handle().clone())
                 .map_err(|error| anyhow::anyhow!("extensions.sync: {error}"))?
         }
         _ => None,
@@ -152,7 +151,9 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     )?;
     let engine = shared.engine.clone();
     let periodic_sync = match &shared.sync {
-        Some(sync) => crate::sync::periodic::spawn(sync.clone(), uring, maintenance_stop.clone())?,
+        Some(sync) => {
+            crate::ext::sync::periodic::spawn(sync.clone(), uring, maintenance_stop.clone())?
+        }
         None => None,
     };
     let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;

@@ -6,7 +6,7 @@
 use berth_storage::oci::{Algorithm, Digest, Reference, RepoName, Tag};
 use hyper::{header, Request, Response, StatusCode};
 
-use crate::lint;
+use crate::ext::lint;
 
 use super::{
     body::{drain, empty, full, read_limited, RequestBody},

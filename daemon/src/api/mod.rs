@@ -18,7 +18,7 @@ use berth_storage::Engine;
 use hyper::{header, Method, Request, Response};
 
 use crate::auth::{access, htpasswd};
-use crate::metrics::{Metrics, RepoAction};
+use crate::ext::metrics::{Metrics, RepoAction};
 use crate::policy::quota::Quotas;
 use crate::policy::tag_policy::ImmutableTags;
 use crate::runtime::live::Live;
@@ -50,7 +50,7 @@ pub struct Ctx {
     /// `storage.quotas`.
     pub quotas: Arc<Quotas>,
     /// On-demand sync (`extensions.sync` with an `onDemand` registry).
-    pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
+    pub sync: Option<Arc<crate::ext::sync::ondemand::OnDemand>>,
     /// `http.auth.htpasswd`: every request but the health probes needs Basic credentials
     /// (with `access`, a request without credentials is anonymous instead).
     pub auth: Option<Arc<htpasswd::Authenticator>>,

@@ -10,7 +10,7 @@ use hyper::{header, Method, Response, StatusCode};
 
 use super::body::{full, Body};
 use super::Ctx;
-use crate::metrics::{self, expose};
+use crate::ext::metrics::{self, expose};
 
 /// An operator endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

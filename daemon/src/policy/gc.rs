@@ -210,5 +210,5 @@ pub fn table(report: &GcReport) -> String {
             action.bytes.to_string(),
         ]);
     }
-    crate::scrub::format_table(&rows)
+    crate::ext::scrub::format_table(&rows)
 }

@@ -41,7 +41,7 @@ use tracing::Instrument;
 
 use crate::{
     api::{self, body::RequestBody, Ctx},
-    metrics::Metrics,
+    ext::metrics::Metrics,
     policy::{quota::Quotas, tag_policy::ImmutableTags},
 };
 use conn_watch::{ConnWatch, WatchedStream};
@@ -65,7 +65,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub immutable_tags: Arc<ImmutableTags>,
     pub quotas: Arc<Quotas>,
-    pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
+    pub sync: Option<Arc<crate::ext::sync::ondemand::OnDemand>>,
     pub auth: Option<Arc<crate::auth::htpasswd::Authenticator>>,
     pub access: Option<Arc<crate::auth::access::AccessControl>>,
 }

@@ -19,7 +19,7 @@ use berth_storage::Engine;
 use bytes::Bytes;
 use hyper::{header::HeaderValue, HeaderMap, Method, Uri};
 
-use crate::metrics::{Finished, Metrics, RepoAction};
+use crate::ext::metrics::{Finished, Metrics, RepoAction};
 use crate::runtime::logging::{ACCESS_TARGET, AUDIT_TARGET};
 
 /// Longest client-supplied request id accepted.
