@@ -1,5 +1,7 @@
-//! berth, the daemon: configuration, the thread-per-core runtime, the HTTP layer with the OCI
-//! Distribution API, and the command line. `serve` is the composition root.
+//! berth, the daemon: configuration (config/), the thread-per-core runtime (runtime/), the OCI
+//! Distribution API (api/), authentication and access control (auth/), the storage policies
+//! (policy/), the extensions behind one trait (ext/), and the command line. `serve` is the
+//! composition root: it alone knows the list of extensions.
 
 pub mod api;
 pub mod auth;

@@ -127,6 +127,21 @@ pub fn empty() -> Body {
     full(Bytes::new())
 }
 
+/// A complete JSON response (the listings, discover, the extensions' reports).
+pub fn json_response(
+    status: hyper::StatusCode,
+    content_type: &str,
+    value: serde_json::Value,
+) -> hyper::Response<Body> {
+    let bytes = Bytes::from(value.to_string());
+    hyper::Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .header(hyper::header::CONTENT_LENGTH, bytes.len())
+        .body(full(bytes))
+        .expect("static headers are valid")
+}
+
 /// A body from a stream of frames (an error ends it, aborting the response).
 pub fn stream_body(
     frames: impl futures_util::Stream<Item = io::Result<Frame<Bytes>>> + 'static,

@@ -68,6 +68,7 @@ pub struct Shared {
     pub sync: Option<Arc<crate::ext::sync::ondemand::OnDemand>>,
     pub auth: Option<Arc<crate::auth::htpasswd::Authenticator>>,
     pub access: Option<Arc<crate::auth::access::AccessControl>>,
+    pub extensions: Arc<crate::ext::Registry>,
 }
 
 pub struct ShardSettings {
@@ -173,6 +174,7 @@ async fn shard_main(
         sync: shared.sync.clone(),
         auth: shared.auth.clone(),
         access: shared.access.clone(),
+        extensions: shared.extensions.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),

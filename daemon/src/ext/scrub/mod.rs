@@ -1,109 +1,106 @@
-//! Scrub, as operators run it: `berth scrub CONFIG` (offline) prints zot's table of images
-//! (REPOSITORY / TAG / STATUS / AFFECTED BLOB / ERROR) with a progress bar on a terminal, and
-//! exits 1 when anything is affected; the daemon runs passes periodically
-//! (`extensions.scrub`) on its own thread. The pass itself is the engine's (parallel across
-//! all cores, largest blobs first).
-use std::io::IsTerminal;
-use std::path::Path;
-use std::process::ExitCode;
+//! The scrub extension (`extensions.scrub`): the daemon verifies every blob and manifest
+//! periodically on its own thread (the pass itself is the engine's: parallel across all
+//! cores, largest blobs first), logs each image (`component=scrub`), and answers the last
+//! pass's report at `/v2/_zot/ext/scrub` (admins only with access control; listed in
+//! discover's `_zot` entry while scrub is enabled). `berth scrub CONFIG` runs one pass
+//! offline (offline.rs).
+//!
+//! Rules: the settings are re-read every tick, so SIGHUP applies; setting the stop flag ends
+//! the thread, cancelling a running pass. The report is read on the blocking pool, never on
+//! the shard.
+mod offline;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use berth_storage::{Engine, ScrubOptions, ScrubReport};
+use hyper::{Request, StatusCode};
+use serde_json::json;
 
+pub(crate) use offline::format_table;
+pub use offline::{run_offline, table, workers};
+
+use super::{Entry, Extension, Listed, Need, Reply, Route, Worker, READ};
+use crate::api::{
+    body::{json_response, RequestBody},
+    error::ApiError,
+    Ctx,
+};
 use crate::runtime::live::Live;
 use crate::runtime::periodic;
-use crate::serve::open_offline;
 
-/// Hashing threads for a pass: every core.
-pub fn workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The last pass's report (berth, under zot's extension prefix).
+pub const REPORT_PATH: &str = "/v2/_zot/ext/scrub";
+
+const ROUTES: &[Route] = &[Route {
+    path: REPORT_PATH,
+    methods: READ,
+    need: Need::Admin,
+}];
+
+/// The scrub extension of a running daemon.
+pub struct ScrubExt {
+    engine: Arc<Engine>,
+    live: Arc<Live>,
 }
 
-/// `berth scrub CONFIG`.
-pub fn run_offline(path: &Path) -> anyhow::Result<ExitCode> {
-    let (_, engine) = open_offline(path)?;
-    let options = ScrubOptions::new(workers(), None);
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "scrub {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("a valid template"),
-        );
-        bar
-    });
-    let progress = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
+impl ScrubExt {
+    pub fn new(engine: Arc<Engine>, live: Arc<Live>) -> ScrubExt {
+        ScrubExt { engine, live }
+    }
+}
+
+impl Extension for ScrubExt {
+    fn name(&self) -> &'static str {
+        "scrub"
+    }
+
+    fn routes(&self) -> &[Route] {
+        ROUTES
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _req: Request<RequestBody>,
+        _ctx: &'a Ctx,
+        _user: Option<&'a str>,
+    ) -> Reply<'a> {
+        Box::pin(report(self.engine.clone()))
+    }
+
+    fn start(&self, stop: &Arc<AtomicBool>) -> std::io::Result<Vec<Worker>> {
+        let thread = spawn_periodic(self.engine.clone(), self.live.clone(), stop.clone())?;
+        Ok(vec![Worker::thread(thread)])
+    }
+
+    fn discover(&self, _ctx: &Ctx) -> Vec<Listed> {
+        match self.live.settings().scrub.enabled {
+            true => vec![Listed {
+                entry: Entry::Zot,
+                endpoint: REPORT_PATH,
+                offers: "the scrub report",
+            }],
+            false => Vec::new(),
         }
+    }
+}
+
+/// `GET /v2/_zot/ext/scrub`: the last scrub pass's report (daemon or `berth scrub`), as
+/// `{"lastPass": REPORT}`, `{"lastPass": null}` before the first pass.
+async fn report(engine: Arc<Engine>) -> Result<hyper::Response<crate::api::body::Body>, ApiError> {
+    let report = tokio::task::spawn_blocking(move || engine.last_scrub_report())
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))??;
+    let last = match report {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|error| ApiError::Internal(format!("stored scrub report: {error}")))?,
+        None => serde_json::Value::Null,
     };
-    let report = engine.scrub(&options, &progress)?;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    print!("{}", table(&report));
-    println!(
-        "scrubbed {} blobs ({} bytes) and {} manifests in {:.1}s: {} damaged",
-        report.blobs_checked,
-        report.bytes_checked,
-        report.manifests_checked,
-        report.elapsed.as_secs_f64(),
-        report.damaged.len()
-    );
-    for (digest, damage) in &report.damaged {
-        println!("damaged {digest}: {damage}");
-    }
-    let affected = report.images.iter().any(|image| image.affected.is_some());
-    Ok(match affected || !report.damaged.is_empty() {
-        true => ExitCode::from(1),
-        false => ExitCode::SUCCESS,
-    })
-}
-
-/// zot's scrub table: one row per tagged image.
-pub fn table(report: &ScrubReport) -> String {
-    let mut rows = vec![[
-        "REPOSITORY".to_owned(),
-        "TAG".to_owned(),
-        "STATUS".to_owned(),
-        "AFFECTED BLOB".to_owned(),
-        "ERROR".to_owned(),
-    ]];
-    for image in &report.images {
-        let (status, blob, error) = match &image.affected {
-            None => ("ok", String::new(), String::new()),
-            Some((digest, damage)) => ("affected", digest.to_string(), damage.to_string()),
-        };
-        rows.push([
-            image.repo.to_string(),
-            image.tag.to_string(),
-            status.to_owned(),
-            blob,
-            error,
-        ]);
-    }
-    format_table(&rows)
-}
-
-/// Rows as left-aligned columns two spaces apart (the first row is the header).
-pub(crate) fn format_table<const N: usize>(rows: &[[String; N]]) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    Ok(json_response(
+        StatusCode::OK,
+        "application/json",
+        json!({ "lastPass": last }),
+    ))
 }
 
 /// Runs scrub passes while the daemon runs (`extensions.scrub`, re-read every tick, so SIGHUP
