@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use berth::metrics::{scrape, Finished, Metrics, RepoAction};
+use berth::ext::metrics::{scrape, Finished, Metrics, RepoAction};
 mod common;
 
 use berth_storage::oci::{Algorithm, Digest, Reference, RepoName};

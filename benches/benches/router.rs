@@ -1,4 +1,4 @@
-//! Request routing: `berth::http::router::route(&Method, &str)` for the paths a registry
+//! Request routing: `berth::api::router::route(&Method, &str)` for the paths a registry
 //! client sends, including nested repository names (matched from the end of the path), a
 //! 404 and an invalid name. Compare each figure with the cost of a whole HTTP request
 //! through the daemon, about 10-50 µs: routing (which validates the repository name) should
@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 
-use berth::http::router::{route, Endpoint, RouteError};
+use berth::api::router::{route, Endpoint, RouteError};
 use criterion::{criterion_group, criterion_main, Criterion};
 use hyper::Method;
 

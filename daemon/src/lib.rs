@@ -1,21 +1,13 @@
-//! berth, the daemon: configuration, the thread-per-core runtime, the HTTP layer with the OCI
-//! Distribution API, and the command line. `serve` is the composition root.
+//! berth, the daemon: configuration (config/), the thread-per-core runtime (runtime/), the OCI
+//! Distribution API (api/), authentication and access control (auth/), the storage policies
+//! (policy/), the extensions behind one trait (ext/), and the command line. `serve` is the
+//! composition root: it alone knows the list of extensions.
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod conn_watch;
-pub mod gc;
-pub mod http;
-pub mod lint;
-pub mod live;
-pub mod logging;
-pub mod metrics;
-pub mod observe;
-pub mod periodic;
-pub mod quota;
-pub mod retention;
+pub mod ext;
+pub mod policy;
 pub mod runtime;
-pub mod scrub;
 pub mod serve;
-pub mod sync;
-pub mod tag_policy;

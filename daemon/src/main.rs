@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use berth::{cli, gc, scrub, serve};
+use berth::{cli, ext::scrub, policy::gc, serve};
 
 fn main() -> ExitCode {
     let result = match cli::parse_args() {

@@ -1,5 +1,6 @@
 //! `berth serve` and `berth fsck`: the composition root. It loads the config, opens the
-//! storage engine, binds the listeners, starts the shards and then handles signals:
+//! storage engine, builds THE list of extensions ([`extensions`]) and the policies, binds the
+//! listeners, starts the extensions' workers, GC and the shards, and then handles signals:
 //! SIGHUP reloads the reloadable settings (log level, extension settings), SIGTERM/SIGINT
 //! drain: `/readyz` turns 503, berth keeps serving for `http.shutdownDelay`, then stops
 //! accepting and lets in-flight requests finish for at most `http.drainTimeout`.
@@ -12,13 +13,19 @@ use tokio::sync::watch;
 
 use crate::{
     config::{self, Config},
-    gc,
-    live::{Live, Settings},
-    logging::{self, Logging},
-    metrics::Metrics,
-    quota::Quotas,
-    runtime, scrub,
-    tag_policy::ImmutableTags,
+    ext::{
+        lint::LintExt,
+        metrics::{Metrics, MetricsExt},
+        scrub::ScrubExt,
+        sync::SyncExt,
+        Registry,
+    },
+    policy::{gc, quota::Quotas, tag_policy::ImmutableTags},
+    runtime::{
+        self,
+        live::{Live, Settings},
+        logging::{self, Logging},
+    },
 };
 
 pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {
@@ -86,43 +93,26 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     });
     let live = Arc::new(Live::new(Settings::from_config(&config)));
     // Sync's own runtime: every upstream request runs there (the shards are tokio-uring).
-    // Its threads hash and write every byte that comes from upstream (about half a core-second
-    // per GB), one blob per thread at a time: half as many threads as shards, which serve the
-    // same bytes to the clients.
-    let sync_runtime = match &config.sync {
-        Some(sync) if sync.enabled => Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads((workers / 2).max(1))
-                .thread_name("sync")
-                .enable_all()
-                .build()
-                .context("starting the sync runtime")?,
-        ),
-        _ => None,
-    };
-    let on_demand = match (&config.sync, &sync_runtime) {
-        (Some(sync), Some(runtime)) => {
-            crate::sync::registry::build(sync, engine.clone(), runtime.handle().clone())
-                .map_err(|error| anyhow::anyhow!("extensions.sync: {error}"))?
-        }
-        _ => None,
-    };
+    let sync = SyncExt::new(config.sync.as_ref(), &engine, workers, uring)?;
+    let on_demand = sync.on_demand();
+    let extensions = Arc::new(extensions(&engine, &live, sync));
     let auth = match &config.http.auth {
         Some(auth) => Some(Arc::new(
-            crate::http::auth::Authenticator::new(auth, config.http.realm.as_deref())
+            crate::auth::htpasswd::Authenticator::new(auth, config.http.realm.as_deref())
                 .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?,
         )),
         None => None,
     };
     let access = match &config.http.access {
         Some(access) => Some(Arc::new(
-            crate::http::access::AccessControl::new(access)
+            crate::auth::access::AccessControl::new(access)
                 .map_err(|error| anyhow::anyhow!("http.accessControl: {error}"))?,
         )),
         None => None,
     };
     let shared = Arc::new(runtime::Shared {
         sync: on_demand,
+        extensions: extensions.clone(),
         auth,
         access,
         engine,
@@ -139,21 +129,13 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let maintenance_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let scrubber = scrub::spawn_periodic(
-        shared.engine.clone(),
-        live.clone(),
-        maintenance_stop.clone(),
-    )?;
+    let extension_workers = extensions.start(&maintenance_stop)?;
     let collector = gc::spawn_periodic(
         shared.engine.clone(),
         &config.storage,
         maintenance_stop.clone(),
     )?;
     let engine = shared.engine.clone();
-    let periodic_sync = match &shared.sync {
-        Some(sync) => crate::sync::periodic::spawn(sync.clone(), uring, maintenance_stop.clone())?,
-        None => None,
-    };
     let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;
     live.mark_started();
     tracing::info!(%bound, workers, uring, "berth started");
@@ -172,23 +154,31 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     for shard in shards {
         let _ = shard.join();
     }
-    let _ = scrubber.join();
     if let Some(collector) = collector {
         let _ = collector.join();
     }
-    // Upstream I/O stops first: a periodic copy in the middle of a blob then fails (nothing
-    // is committed from a short download) and its thread sees `stop`.
-    if let Some(runtime) = sync_runtime {
-        runtime.shutdown_background();
-    }
-    if let Some(periodic_sync) = periodic_sync {
-        let _ = periodic_sync.join();
+    // Each extension's way to end: sync stops upstream I/O first, so that a periodic copy in
+    // the middle of a blob fails (nothing is committed from a short download) and its thread
+    // sees `stop`.
+    for worker in extension_workers {
+        worker.join();
     }
     if let Err(error) = engine.flush_pulls() {
         tracing::warn!(%error, "pull times since the last GC pass were not saved");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// THE list of extensions. Adding one: its folder under ext/, its config section, and one line
+/// here. Sync is built first because the API's handlers use its pull-through (`Ctx::sync`).
+fn extensions(engine: &Arc<Engine>, live: &Arc<Live>, sync: SyncExt) -> Registry {
+    Registry::new(vec![
+        Arc::new(ScrubExt::new(engine.clone(), live.clone())),
+        Arc::new(sync),
+        Arc::new(LintExt),
+        Arc::new(MetricsExt),
+    ])
 }
 
 /// The signals berth handles, installed before it says where it listens: a supervisor that

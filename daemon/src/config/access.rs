@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::walk::{describe, join, Ctx, Section};
-use crate::tag_policy::compile_glob;
+use crate::policy::tag_policy::compile_glob;
 
 /// What a policy may grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,7 +8,7 @@
 //! - The htpasswd file is read when the config loads, so `berth verify` and `berth serve`
 //!   refuse a missing file or a line that is not `user:bcrypt-hash` (`$2a$`, `$2b$`, `$2y$`:
 //!   zot accepts bcrypt only), naming the file and the line. The running daemon re-reads the
-//!   file itself when it changes (http/auth.rs); the config keeps only the path.
+//!   file itself when it changes (auth/htpasswd.rs); the config keeps only the path.
 //! - No password or hash ever appears in an error message.
 
 use std::collections::HashMap;

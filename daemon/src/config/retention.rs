@@ -1,5 +1,5 @@
 //! `storage.gcTimeWindow` and `storage.retention` (zot's keys): their plain-data types and
-//! their parsing. `crate::retention` compiles a [`RetentionConfig`] into the engine's
+//! their parsing. `crate::policy::retention` compiles a [`RetentionConfig`] into the engine's
 //! `Retention` hook.
 //!
 //! Rules:
@@ -128,7 +128,7 @@ pub(crate) fn compile_tag_pattern(pattern: &str) -> Result<regex::Regex, String>
 
 /// Checks one repository glob the way retention matches it.
 pub(crate) fn check_repository_glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
-    crate::tag_policy::compile_glob(pattern)
+    crate::policy::tag_policy::compile_glob(pattern)
         .map_err(|error| format!("bad repository glob {pattern:?}: {error}"))
 }
 

@@ -210,7 +210,7 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
     let gc_interval = section.positive_duration(ctx, "gcInterval");
     let immutable_tags = section.strings(ctx, "immutableTags");
     if let Some(patterns) = &immutable_tags {
-        if let Err(error) = crate::tag_policy::ImmutableTags::new(patterns) {
+        if let Err(error) = crate::policy::tag_policy::ImmutableTags::new(patterns) {
             ctx.error(&section.path_of("immutableTags"), error);
         }
     }
@@ -271,7 +271,7 @@ fn quotas(ctx: &mut Ctx, storage: &Section<'_>) -> Option<Vec<QuotaConfig>> {
     let mut ok = true;
     for (pattern, limits) in map {
         let entry_path = join(&path, pattern);
-        if let Err(error) = crate::quota::Quotas::glob(pattern) {
+        if let Err(error) = crate::policy::quota::Quotas::glob(pattern) {
             ctx.error(&entry_path, error);
             ok = false;
             continue;

@@ -1,5 +1,5 @@
 //! `extensions.sync` (zot's keys): the typed mirroring settings and their checks.
-//! `crate::sync` runs them; `crate::sync::content` compiles the `content` rules.
+//! `crate::ext::sync` runs them; `crate::ext::sync::content` compiles the `content` rules.
 //!
 //! Rules:
 //! - zot's key names and defaults, except `manifestCheckInterval` (berth 5m, zot 0 = ask
@@ -12,7 +12,7 @@
 //!   `retryDelay` (a fixed delay) and may not be below it. `syncTimeout` `0` means the default
 //!   (3h), as in zot; `pollInterval` `0` means no periodic sync.
 //! - Content globs, destinations and tag regexes are checked with the functions
-//!   `crate::sync::content` compiles them with, so a loaded config always compiles.
+//!   `crate::ext::sync::content` compiles them with, so a loaded config always compiles.
 //! - zot keys berth does not implement are accepted with one warning each; `onlySigned: true`
 //!   warns that images are mirrored signed or not.
 
@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::walk::{describe, list, Ctx, Ignored, Section};
 use super::{compile_tag_pattern, ExtensionsConfig};
-use crate::sync::content::{compile_prefix, is_literal_prefix, normalize_destination};
+use crate::ext::sync::content::{compile_prefix, is_literal_prefix, normalize_destination};
 
 /// `syncTimeout` when absent or `0` (zot's default).
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(3 * 3600);

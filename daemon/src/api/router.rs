@@ -1,4 +1,5 @@
-//! The router: (method, path) -> a typed [`Endpoint`]. Names are validated here, before any
+//! The router of the OCI API: (method, path) -> a typed [`Endpoint`]. Extensions' paths are
+//! not here: the API asks the extension list (ext/mod.rs) first. Names are validated here, before any
 //! handler or storage call sees them; the rest of a path segment (digest, reference, session
 //! id) is handed over as text and parsed by the handler so that each gets its own OCI error.
 //!
@@ -14,43 +15,19 @@ pub enum Endpoint {
     Base,
     Catalog,
     Discover,
-    /// The last scrub pass's report (berth, under zot's extension prefix).
-    Scrub,
-    /// Each sync registry's state (berth's own extension prefix).
-    SyncStatus,
-    TagsList {
-        name: RepoName,
-    },
-    Manifest {
-        name: RepoName,
-        reference: String,
-    },
-    Blob {
-        name: RepoName,
-        digest: String,
-    },
-    UploadStart {
-        name: RepoName,
-    },
-    Upload {
-        name: RepoName,
-        session: String,
-    },
-    Referrers {
-        name: RepoName,
-        digest: String,
-    },
+    TagsList { name: RepoName },
+    Manifest { name: RepoName, reference: String },
+    Blob { name: RepoName, digest: String },
+    UploadStart { name: RepoName },
+    Upload { name: RepoName, session: String },
+    Referrers { name: RepoName, digest: String },
 }
 
 impl Endpoint {
     /// The repository the endpoint names, if any.
     pub fn repo(&self) -> Option<&RepoName> {
         match self {
-            Endpoint::Base
-            | Endpoint::Catalog
-            | Endpoint::Discover
-            | Endpoint::Scrub
-            | Endpoint::SyncStatus => None,
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Discover => None,
             Endpoint::TagsList { name }
             | Endpoint::Manifest { name, .. }
             | Endpoint::Blob { name, .. }
@@ -60,12 +37,6 @@ impl Endpoint {
         }
     }
 }
-
-/// The scrub report's path.
-pub const SCRUB_PATH: &str = "/v2/_zot/ext/scrub";
-
-/// The sync status path (berth's extension namespace).
-pub const SYNC_PATH: &str = "/v2/_berth/ext/sync";
 
 /// Why no endpoint matched.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,12 +64,7 @@ fn allowed(endpoint: &Endpoint, method: &Method) -> bool {
     let m = method;
     let read = m == Method::GET || m == Method::HEAD;
     match endpoint {
-        Endpoint::Base
-        | Endpoint::Catalog
-        | Endpoint::Discover
-        | Endpoint::Scrub
-        | Endpoint::SyncStatus
-        | Endpoint::TagsList { .. } => read,
+        Endpoint::Base | Endpoint::Catalog | Endpoint::Discover | Endpoint::TagsList { .. } => read,
         Endpoint::Referrers { .. } => m == Method::GET,
         Endpoint::Manifest { .. } => read || m == Method::PUT || m == Method::DELETE,
         Endpoint::Blob { .. } => read || m == Method::DELETE,
@@ -114,8 +80,6 @@ fn match_path(path: &str) -> Result<Endpoint, RouteError> {
         "/v2" | "/v2/" => return Ok(Endpoint::Base),
         "/v2/_catalog" => return Ok(Endpoint::Catalog),
         "/v2/_oci/ext/discover" => return Ok(Endpoint::Discover),
-        SCRUB_PATH => return Ok(Endpoint::Scrub),
-        SYNC_PATH => return Ok(Endpoint::SyncStatus),
         _ => path.strip_prefix("/v2/").ok_or(RouteError::NotFound)?,
     };
     if let Some(name) = rest.strip_suffix("/tags/list") {
@@ -181,8 +145,9 @@ mod tests {
             ("/v2", Ok(Endpoint::Base)),
             ("/v2/_catalog", Ok(Endpoint::Catalog)),
             ("/v2/_oci/ext/discover", Ok(Endpoint::Discover)),
-            ("/v2/_zot/ext/scrub", Ok(Endpoint::Scrub)),
-            ("/v2/_berth/ext/sync", Ok(Endpoint::SyncStatus)),
+            // Extensions' paths are the extension list's (ext/mod.rs), asked first.
+            ("/v2/_zot/ext/scrub", Err(RouteError::NotFound)),
+            ("/v2/_berth/ext/sync", Err(RouteError::NotFound)),
             (
                 "/v2/a/b/tags/list",
                 Ok(Endpoint::TagsList { name: name("a/b") }),

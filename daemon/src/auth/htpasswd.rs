@@ -18,7 +18,7 @@
 //! - An unknown user costs a bcrypt verification too, so timing does not tell which user
 //!   names exist.
 //! - With `http.accessControl`, a request without credentials ([`sends_no_credentials`]) is
-//!   anonymous and goes on to the policies (http/access.rs); without it, it gets the 401.
+//!   anonymous and goes on to the policies (auth/access.rs); without it, it gets the 401.
 //! - The Authorization header and passwords never reach a log; a failed login is logged at
 //!   info with the user name and remote address only.
 
@@ -36,7 +36,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use super::body::{full, Body};
+use crate::api::body::{full, Body};
 use crate::config::{AuthConfig, Htpasswd};
 
 /// zot's realm when `http.realm` is not set.
@@ -382,5 +382,5 @@ fn random_salt() -> Result<[u8; 32], String> {
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
+#[path = "htpasswd_tests.rs"]
 mod tests;

@@ -18,9 +18,9 @@ use berth_storage::oci::RepoName;
 use berth_storage::Engine;
 use globset::GlobMatcher;
 
+use crate::api::error::ApiError;
 use crate::config::QuotaConfig;
-use crate::http::error::ApiError;
-use crate::tag_policy::compile_glob;
+use crate::policy::tag_policy::compile_glob;
 
 /// One namespace's limits.
 #[derive(Clone, Debug)]

@@ -1,4 +1,4 @@
-//! Tests of the access decision (http/access.rs): zot's evaluation order.
+//! Tests of the access decision (auth/access.rs): zot's evaluation order.
 
 use std::collections::BTreeMap;
 

@@ -12,7 +12,10 @@
 //!   repository `N/A`, so that requests for made-up names cannot grow the label set.
 //! - Repository storage figures come from the engine's usage tracker, which recomputes only
 //!   repositories changed since the last scrape: a scrape never walks the disk.
+//! - The scrape endpoint (endpoint.rs) is an operator endpoint at `extensions.metrics.path`,
+//!   outside `/v2/`, reloadable by SIGHUP.
 
+mod endpoint;
 pub mod expose;
 mod process;
 mod scrape;
@@ -26,6 +29,7 @@ use berth_storage::oci::RepoName;
 use berth_storage::stats::{Histogram, HistogramSnapshot};
 use hyper::Method;
 
+pub use endpoint::MetricsExt;
 pub use scrape::scrape;
 
 /// zot's buckets for `zot_http_method_latency_seconds`.

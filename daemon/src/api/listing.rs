@@ -1,27 +1,14 @@
-//! Read-only listings: `/v2/`, extension discovery, the catalog, tag lists and referrers.
+//! Read-only listings: `/v2/`, extension discovery (what the extension list says), the
+//! catalog, tag lists and referrers.
 //! Page sizes come from the client but are clamped: no allocation is sized by a query value.
 //! With `http.accessControl` the catalog lists only the repositories the caller may read.
 
 use berth_storage::oci::{media_types, Digest, RepoName};
-use bytes::Bytes;
 use hyper::{header, Response, StatusCode};
 use serde_json::json;
 
-use super::{access, body::full, error::ApiError, router, Body, Ctx, Query, PAGE_MAX_ENTRIES};
-
-fn json_response(
-    status: StatusCode,
-    content_type: &str,
-    value: serde_json::Value,
-) -> Response<Body> {
-    let bytes = Bytes::from(value.to_string());
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CONTENT_LENGTH, bytes.len())
-        .body(full(bytes))
-        .expect("static headers are valid")
-}
+use super::{body::json_response, error::ApiError, Body, Ctx, Query, PAGE_MAX_ENTRIES};
+use crate::auth::access;
 
 pub fn base() -> Response<Body> {
     let mut response = json_response(StatusCode::OK, "application/json", json!({}));
@@ -32,62 +19,14 @@ pub fn base() -> Response<Body> {
     response
 }
 
-/// zot lists its `_zot` extension here once it has one; an empty list is `[]`, never null.
-/// The extension list: zot's single `_zot` entry with the endpoints berth serves (the scrub
-/// report when scrub is enabled), or `[]`.
-pub fn discover(scrub: bool, sync: bool) -> Response<Body> {
-    let mut extensions = Vec::new();
-    if scrub {
-        extensions.push(json!({
-            "name": "_zot",
-            "url": "https://github.com/project-zot/zot/blob/main/pkg/extensions/_zot.md",
-            "description": "zot registry extensions (berth: the scrub report)",
-            "endpoints": [router::SCRUB_PATH],
-        }));
-    }
-    if sync {
-        extensions.push(json!({
-            "name": "_berth",
-            "url": "https://github.com/berth-registry/berth/blob/main/README.md#mirroring",
-            "description": "berth extensions: the state of each sync registry",
-            "endpoints": [router::SYNC_PATH],
-        }));
-    }
+/// The extension list: zot's `_zot` entry and berth's `_berth` entry with the endpoints the
+/// extensions list now (ext/mod.rs), or `[]`, never null.
+pub fn discover(ctx: &Ctx) -> Response<Body> {
     json_response(
         StatusCode::OK,
         "application/json",
-        json!({ "extensions": extensions }),
+        json!({ "extensions": ctx.extensions.discover(ctx) }),
     )
-}
-
-/// `GET /v2/_berth/ext/sync`: each sync registry's configuration, traffic and last outcome
-/// (404 NOT_FOUND when sync is off, like any unknown route).
-pub fn sync_status(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let sync = ctx.sync.as_ref().ok_or(ApiError::NotFound)?;
-    Ok(json_response(
-        StatusCode::OK,
-        "application/json",
-        sync.status(),
-    ))
-}
-
-/// `GET /v2/_zot/ext/scrub`: the last scrub pass's report (daemon or `berth scrub`), as
-/// `{"lastPass": REPORT}`, `{"lastPass": null}` before the first pass.
-pub async fn scrub_report(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let engine = ctx.engine.clone();
-    let report = tokio::task::spawn_blocking(move || engine.last_scrub_report())
-        .await
-        .map_err(|error| ApiError::Internal(error.to_string()))??;
-    let last = match report {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|error| ApiError::Internal(format!("stored scrub report: {error}")))?,
-        None => serde_json::Value::Null,
-    };
-    Ok(json_response(
-        StatusCode::OK,
-        "application/json",
-        json!({ "lastPass": last }),
-    ))
 }
 
 /// `n` as a page size: absent means the maximum page; negative or not a number is refused;

@@ -1,18 +1,12 @@
-//! Scrub, as operators run it: `berth scrub CONFIG` (offline) prints zot's table of images
-//! (REPOSITORY / TAG / STATUS / AFFECTED BLOB / ERROR) with a progress bar on a terminal, and
-//! exits 1 when anything is affected; the daemon runs passes periodically
-//! (`extensions.scrub`) on its own thread. The pass itself is the engine's (parallel across
-//! all cores, largest blobs first).
+//! `berth scrub CONFIG`, offline: zot's table of images (REPOSITORY / TAG / STATUS /
+//! AFFECTED BLOB / ERROR) with a progress bar on a terminal; exits 1 when anything is
+//! affected. The store must not be open by a running daemon.
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
-use berth_storage::{Engine, ScrubOptions, ScrubReport};
+use berth_storage::{ScrubOptions, ScrubReport};
 
-use crate::live::Live;
-use crate::periodic;
 use crate::serve::open_offline;
 
 /// Hashing threads for a pass: every core.
@@ -104,64 +98,4 @@ pub(crate) fn format_table<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Runs scrub passes while the daemon runs (`extensions.scrub`, re-read every tick, so SIGHUP
-/// applies): the first pass one interval after start (or after scrub is enabled), then one
-/// per interval. Each pass logs every image (`component=scrub`, ok or affected) and feeds the
-/// `berth_scrub_*` metrics. Setting `stop` ends the thread, cancelling a running pass.
-pub fn spawn_periodic(
-    engine: Arc<Engine>,
-    live: Arc<Live>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let settings = live.clone();
-    let cancel = stop.clone();
-    let interval = move || {
-        let settings = settings.settings();
-        settings.scrub.enabled.then_some(settings.scrub.interval)
-    };
-    let pass = move || {
-        let settings = live.settings().scrub.clone();
-        let rate = (settings.max_bytes_per_second > 0).then_some(settings.max_bytes_per_second);
-        let mut options = ScrubOptions::new(settings.workers.unwrap_or_else(workers), rate);
-        options.cancel = cancel.clone();
-        match engine.scrub(&options, &|_, _| {}) {
-            Ok(report) => log_report(&report),
-            Err(error) => tracing::error!(component = "scrub", %error, "scrub pass failed"),
-        }
-    };
-    periodic::spawn("scrub", stop, interval, pass)
-}
-
-fn log_report(report: &ScrubReport) {
-    for image in &report.images {
-        match &image.affected {
-            None => tracing::info!(
-                component = "scrub",
-                repository = %image.repo,
-                tag = %image.tag,
-                status = "ok",
-                "blobs/manifest ok"
-            ),
-            Some((digest, damage)) => tracing::error!(
-                component = "scrub",
-                repository = %image.repo,
-                tag = %image.tag,
-                status = "affected",
-                affected_blob = %digest,
-                error = %damage,
-                "blobs/manifest affected"
-            ),
-        }
-    }
-    tracing::info!(
-        component = "scrub",
-        blobs = report.blobs_checked,
-        bytes = report.bytes_checked,
-        manifests = report.manifests_checked,
-        damaged = report.damaged.len(),
-        seconds = report.elapsed.as_secs_f64(),
-        "scrub pass finished"
-    );
 }

@@ -5,7 +5,7 @@ use berth_storage::oci::{ByteRange, Digest, RepoName};
 use hyper::body::Frame;
 use hyper::{header, HeaderMap, Response, StatusCode};
 
-use crate::sync::ondemand::{BlobSource, BlobStream};
+use crate::ext::sync::ondemand::{BlobSource, BlobStream};
 
 use super::{
     body::{empty, file_body, stream_body},

@@ -30,7 +30,7 @@ use globset::GlobMatcher;
 use regex::Regex;
 
 use crate::config::{compile_tag_pattern, ContentConfig};
-use crate::tag_policy::compile_glob;
+use crate::policy::tag_policy::compile_glob;
 
 /// Characters that make a prefix component a glob pattern rather than a literal
 /// (doublestar's `SplitPattern` stops at the same ones).

@@ -1,4 +1,4 @@
-//! Tests of http/auth.rs: header parsing, the check and its cache, the reload, the 401.
+//! Tests of auth/htpasswd.rs: header parsing, the check and its cache, the reload, the 401.
 
 use std::path::Path;
 use std::time::Duration;

@@ -10,9 +10,9 @@ use berth_storage::{Engine, UsageSnapshot};
 
 use super::expose::{Exposition, Kind};
 use super::{process, Metrics, METHODS};
-use crate::sync::ondemand::OnDemand;
-use crate::sync::registry::Registry;
-use crate::sync::upstream_stats::UpstreamStats;
+use crate::ext::sync::ondemand::OnDemand;
+use crate::ext::sync::registry::Registry;
+use crate::ext::sync::upstream_stats::UpstreamStats;
 
 /// zot's `binaryType` lists the extensions built in; berth lists those it implements.
 const BINARY_TYPE: &str = "-lint-metrics-scrub-sync";

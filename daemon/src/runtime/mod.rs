@@ -10,6 +10,16 @@
 //!
 //! Every request is observed (observe.rs): a log span with its id, byte counts, and on its
 //! end the metrics, access and audit lines.
+//!
+//! Also here, what the shards run on: the connection watch (idle and header limits), the
+//! reloadable settings and lifecycle flags (live.rs), logging, and the loop of the periodic
+//! maintenance threads.
+
+pub mod conn_watch;
+pub mod live;
+pub mod logging;
+pub mod observe;
+pub mod periodic;
 
 use std::{
     io,
@@ -30,14 +40,13 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::{
-    conn_watch::{ConnWatch, WatchedStream},
-    http::{self, body::RequestBody, Ctx},
-    live::Live,
-    metrics::Metrics,
-    observe::{Observer, REQUEST_ID_HEADER},
-    quota::Quotas,
-    tag_policy::ImmutableTags,
+    api::{self, body::RequestBody, Ctx},
+    ext::metrics::Metrics,
+    policy::{quota::Quotas, tag_policy::ImmutableTags},
 };
+use conn_watch::{ConnWatch, WatchedStream};
+use live::Live;
+use observe::{Observer, REQUEST_ID_HEADER};
 
 /// Submission queue entries per shard ring. Small rings stay far below the 8 MiB memlock
 /// limit of the machines we run on; a shard rarely has more than a few hundred ops in flight.
@@ -56,9 +65,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub immutable_tags: Arc<ImmutableTags>,
     pub quotas: Arc<Quotas>,
-    pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
-    pub auth: Option<Arc<crate::http::auth::Authenticator>>,
-    pub access: Option<Arc<crate::http::access::AccessControl>>,
+    pub sync: Option<Arc<crate::ext::sync::ondemand::OnDemand>>,
+    pub auth: Option<Arc<crate::auth::htpasswd::Authenticator>>,
+    pub access: Option<Arc<crate::auth::access::AccessControl>>,
+    pub extensions: Arc<crate::ext::Registry>,
 }
 
 pub struct ShardSettings {
@@ -164,6 +174,7 @@ async fn shard_main(
         sync: shared.sync.clone(),
         auth: shared.auth.clone(),
         access: shared.access.clone(),
+        extensions: shared.extensions.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),
@@ -212,7 +223,7 @@ async fn shard_main(
             async move {
                 let span = scope.span.clone();
                 let req = req.map(|body| RequestBody::new(body, scope.bytes.clone()));
-                let mut response = http::handle(req, ctx, &mut scope.info)
+                let mut response = api::handle(req, ctx, &mut scope.info)
                     .instrument(span)
                     .await?;
                 scope.status = response.status().as_u16();

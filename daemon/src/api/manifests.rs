@@ -1,12 +1,12 @@
 //! Manifest GET/HEAD/PUT/DELETE by tag or digest. The body of a PUT is read up to
 //! [`MANIFEST_MAX_BYTES`] and handed byte-exact to the engine, which validates, checks the
 //! referenced blobs and commits manifest, tags and referrer entry in one batch. The lint
-//! extension, when enabled, checks an image's mandatory annotations first (lint.rs).
+//! extension, when enabled, checks an image's mandatory annotations first (ext/lint).
 
 use berth_storage::oci::{Algorithm, Digest, Reference, RepoName, Tag};
 use hyper::{header, Request, Response, StatusCode};
 
-use crate::lint;
+use crate::ext::lint;
 
 use super::{
     body::{drain, empty, full, read_limited, RequestBody},

@@ -1,9 +1,13 @@
-//! The HTTP layer: one entry point per request ([`handle`]), the router, the OCI handlers and
-//! the error model. Handlers take typed values and call the storage engine; they never touch
-//! the filesystem except to stream a committed blob file.
+//! The OCI Distribution API: one entry point per request ([`handle`]), the router, the OCI
+//! handlers, the health probes and the error model. Handlers take typed values and call the
+//! storage engine; they never touch the filesystem except to stream a committed blob file.
+//! Authentication and access control are asked here, before any handler runs (auth/).
+//!
+//! Extensions' paths are not named here: [`handle`] asks the extension list (`Ctx::extensions`,
+//! ext/mod.rs) for an operator endpoint after the probes, and [`dispatch`] asks it for a
+//! `/v2/` route before the OCI router; an extension's route gets the same 405 and access
+//! check as an OCI route.
 
-pub mod access;
-pub mod auth;
 mod blobs;
 pub mod body;
 pub mod error;
@@ -18,11 +22,13 @@ use std::{convert::Infallible, rc::Rc, sync::Arc, time::Duration};
 use berth_storage::Engine;
 use hyper::{header, Method, Request, Response};
 
-use crate::live::Live;
-use crate::metrics::{Metrics, RepoAction};
-use crate::observe::RequestInfo;
-use crate::quota::Quotas;
-use crate::tag_policy::ImmutableTags;
+use crate::auth::{access, htpasswd};
+use crate::ext::metrics::{Metrics, RepoAction};
+use crate::ext::Registry;
+use crate::policy::quota::Quotas;
+use crate::policy::tag_policy::ImmutableTags;
+use crate::runtime::live::Live;
+use crate::runtime::observe::RequestInfo;
 use body::{Body, RequestBody};
 use error::ApiError;
 use router::{Endpoint, RouteError};
@@ -50,13 +56,15 @@ pub struct Ctx {
     /// `storage.quotas`.
     pub quotas: Arc<Quotas>,
     /// On-demand sync (`extensions.sync` with an `onDemand` registry).
-    pub sync: Option<Arc<crate::sync::ondemand::OnDemand>>,
+    pub sync: Option<Arc<crate::ext::sync::ondemand::OnDemand>>,
     /// `http.auth.htpasswd`: every request but the health probes needs Basic credentials
     /// (with `access`, a request without credentials is anonymous instead).
-    pub auth: Option<Arc<auth::Authenticator>>,
-    /// `http.accessControl`: who may do what (http/access.rs); `None` = everyone admitted
+    pub auth: Option<Arc<htpasswd::Authenticator>>,
+    /// `http.accessControl`: who may do what (auth/access.rs); `None` = everyone admitted
     /// may do everything.
     pub access: Option<Arc<access::AccessControl>>,
+    /// The extensions (serve.rs builds the list).
+    pub extensions: Arc<Registry>,
 }
 
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every
@@ -67,45 +75,58 @@ pub async fn handle(
     info: &mut RequestInfo,
 ) -> Result<Response<Body>, Infallible> {
     let head_only = req.method() == Method::HEAD;
-    let ops = ops::route(req.method(), req.uri().path(), &ctx);
-    let probe = matches!(
-        ops,
-        Some(ops::Ops::Livez | ops::Ops::Readyz | ops::Ops::Startupz)
-    );
+    let probe = ops::route(req.method(), req.uri().path());
+    let operator = match probe {
+        Some(_) => None,
+        None => ctx
+            .extensions
+            .operator(&ctx, req.method(), req.uri().path()),
+    };
     // With access control, a request without credentials is anonymous (the policies decide).
-    let anonymous = ctx.access.is_some() && auth::sends_no_credentials(req.headers());
-    if let (Some(auth), false, false) = (&ctx.auth, probe, anonymous) {
+    let anonymous = ctx.access.is_some() && htpasswd::sends_no_credentials(req.headers());
+    if let (Some(auth), false, false) = (&ctx.auth, probe.is_some(), anonymous) {
         match auth.admit(req.headers(), info.peer, head_only).await {
             Ok(user) => info.user = Some(user),
             Err(refused) => return Ok(refused),
         }
     }
     let user = info.user.clone();
-    if let Some(ops) = ops {
-        info.counted = ops != ops::Ops::Metrics;
-        let scrape_refused = ops == ops::Ops::Metrics
-            && ctx
-                .access
-                .as_ref()
-                .is_some_and(|access| !access.can_scrape(user.as_deref()));
-        if scrape_refused {
-            return Ok(access::refuse_scrape(&ctx, user.as_deref(), head_only));
+    let response = if let Some(probe) = probe {
+        ops::serve(probe, &ctx)
+    } else if let Some((extension, need)) = operator {
+        info.counted = false;
+        if let Some(refused) = access::permit(&ctx, user.as_deref(), &need, head_only) {
+            return Ok(refused);
         }
-        let response = ops::serve(ops, &ctx).await;
-        return Ok(match head_only {
-            true => response.map(|_| body::empty()),
-            false => response,
-        });
-    }
+        match extension.handle(req, &ctx, user.as_deref()).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(head_only),
+        }
+    } else {
+        return Ok(api(req, &ctx, info, user.as_deref(), head_only).await);
+    };
+    Ok(match head_only {
+        true => response.map(|_| body::empty()),
+        false => response,
+    })
+}
+
+/// A request to `/v2/` (or to no known path): its response, errors included.
+async fn api(
+    req: Request<RequestBody>,
+    ctx: &Ctx,
+    info: &mut RequestInfo,
+    user: Option<&str>,
+    head_only: bool,
+) -> Response<Body> {
     let method = req.method().clone();
-    let response = match dispatch(req, &ctx, info, user.as_deref(), head_only).await {
+    match dispatch(req, ctx, info, user, head_only).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(%method, code = error.oci_code(), %error, "request refused");
             error.into_response(head_only)
         }
-    };
-    Ok(response)
+    }
 }
 
 async fn dispatch(
@@ -115,15 +136,19 @@ async fn dispatch(
     user: Option<&str>,
     head_only: bool,
 ) -> Result<Response<Body>, ApiError> {
+    if let Some((extension, route)) = ctx.extensions.route(req.uri().path()) {
+        if !route.methods.contains(req.method()) {
+            return Err(method_not_allowed(req.method()));
+        }
+        if let Some(refused) = access::permit(ctx, user, &route.need, head_only) {
+            return Ok(refused);
+        }
+        return extension.handle(req, ctx, user).await;
+    }
     let endpoint = match router::route(req.method(), req.uri().path()) {
         Ok(endpoint) => endpoint,
         Err(RouteError::NameInvalid(name)) => return Err(ApiError::NameInvalid(name)),
-        Err(RouteError::MethodNotAllowed) => {
-            return Err(ApiError::Unsupported(format!(
-                "method {} not allowed",
-                req.method()
-            )))
-        }
+        Err(RouteError::MethodNotAllowed) => return Err(method_not_allowed(req.method())),
         Err(RouteError::NotFound) => return Err(ApiError::NotFound),
     };
     let query = Query::parse(req.uri().query());
@@ -141,12 +166,7 @@ async fn dispatch(
     }
     match endpoint {
         Endpoint::Base => Ok(listing::base()),
-        Endpoint::Discover => Ok(listing::discover(
-            ctx.live.settings().scrub.enabled,
-            ctx.sync.is_some(),
-        )),
-        Endpoint::SyncStatus => listing::sync_status(ctx),
-        Endpoint::Scrub => listing::scrub_report(ctx).await,
+        Endpoint::Discover => Ok(listing::discover(ctx)),
         Endpoint::Catalog => listing::catalog(ctx, &query, user),
         Endpoint::TagsList { name } => listing::tags(ctx, &name, &query),
         Endpoint::Referrers { name, digest } => listing::referrers(ctx, &name, &digest, &query),
@@ -179,6 +199,10 @@ async fn dispatch(
             }
         }
     }
+}
+
+fn method_not_allowed(method: &Method) -> ApiError {
+    ApiError::Unsupported(format!("method {method} not allowed"))
 }
 
 /// Decoded query parameters, in order (a key may repeat: `?tag=a&tag=b`).

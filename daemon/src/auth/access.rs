@@ -13,8 +13,9 @@
 //!   send credentials), 403 DENIED otherwise; a refused user gets 403 DENIED.
 //! - `/v2/` itself: an anonymous request gets the 401 challenge when htpasswd is on (a Docker
 //!   client only sends credentials after one); anyone admitted gets 200.
-//! - berth's extension endpoints (scrub report, sync status) are for admins only: a user or
-//!   group of `adminPolicy` with at least one action.
+//! - An extension's route says what it needs ([`Need`]); berth's extension endpoints (scrub
+//!   report, sync status) are for admins only: a user or group of `adminPolicy` with at least
+//!   one action. The metrics path follows `accessControl.metrics`.
 //! - The check between a tag's existence and the manifest commit is not atomic: two pushes of
 //!   the same new tag by a create-only user may both pass as create.
 
@@ -24,9 +25,9 @@ use berth_storage::oci::{RepoName, Tag};
 use globset::GlobMatcher;
 use hyper::{Method, Response};
 
-use super::{body::Body, error::ApiError, router::Endpoint, Ctx, Query};
+use crate::api::{body::Body, error::ApiError, router::Endpoint, Ctx, Query};
 use crate::config::{AccessConfig, Action, MetricsAccessConfig, PolicyConfig};
-use crate::tag_policy::compile_glob;
+use crate::policy::tag_policy::compile_glob;
 
 /// The compiled `http.accessControl`.
 pub struct AccessControl {
@@ -132,16 +133,21 @@ impl PolicyGroup {
     }
 }
 
-/// What a routed request needs.
-enum Need {
+/// What a request needs from `http.accessControl`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Need {
     Nothing,
     /// `/v2/`: anonymous gets the challenge when htpasswd is on.
     Base,
+    /// A user or group of `adminPolicy` with at least one action.
     Admin,
+    /// The metrics path: `accessControl.metrics` ([`AccessControl::can_scrape`]).
+    Scrape,
     Action(Action, RepoName),
 }
 
-/// Checks the request against `http.accessControl`; `Some(response)` is the refusal to send.
+/// Checks an OCI request against `http.accessControl`; `Some(response)` is the refusal to
+/// send.
 pub fn check(
     ctx: &Ctx,
     user: Option<&str>,
@@ -150,44 +156,46 @@ pub fn check(
     query: &Query,
     head_only: bool,
 ) -> Result<Option<Response<Body>>, ApiError> {
-    let Some(access) = &ctx.access else {
+    // Without access control there is nothing to ask (nor a tag to look up).
+    if ctx.access.is_none() {
         return Ok(None);
-    };
-    let allowed = match need(ctx, endpoint, method, query)? {
+    }
+    let need = need(ctx, endpoint, method, query)?;
+    Ok(permit(ctx, user, &need, head_only))
+}
+
+/// Checks `need` against `http.accessControl`; `Some(response)` is the refusal to send.
+pub fn permit(
+    ctx: &Ctx,
+    user: Option<&str>,
+    need: &Need,
+    head_only: bool,
+) -> Option<Response<Body>> {
+    let access = ctx.access.as_ref()?;
+    let allowed = match need {
         Need::Nothing => true,
         Need::Base => user.is_some() || ctx.auth.is_none(),
         Need::Admin => access.is_admin(user) && !access.admin.actions.is_empty(),
-        Need::Action(action, repo) => access.can(user, action, repo.as_str()),
+        Need::Scrape => access.can_scrape(user),
+        Need::Action(action, repo) => access.can(user, *action, repo.as_str()),
     };
-    if allowed {
-        return Ok(None);
-    }
-    Ok(Some(refusal(ctx, user, head_only, endpoint)))
+    (!allowed).then(|| refusal(ctx, user, head_only, need))
 }
 
 /// The answer to a refused request: the 401 challenge for anonymous when htpasswd is on,
-/// else 403 DENIED.
-pub fn refusal(
-    ctx: &Ctx,
-    user: Option<&str>,
-    head_only: bool,
-    endpoint: &Endpoint,
-) -> Response<Body> {
+/// else 403 DENIED naming the repository (or "this endpoint").
+fn refusal(ctx: &Ctx, user: Option<&str>, head_only: bool, need: &Need) -> Response<Body> {
     match (&ctx.auth, user) {
         (Some(auth), None) => auth.unauthorized(head_only),
         _ => {
-            let what = endpoint
-                .repo()
-                .map_or_else(|| "this endpoint".to_owned(), |repo| repo.to_string());
+            let what = match need {
+                Need::Action(_, repo) => repo.to_string(),
+                _ => "this endpoint".to_owned(),
+            };
             tracing::info!(user = user.unwrap_or(""), %what, "access denied");
             ApiError::Forbidden(format!("access to {what} is denied")).into_response(head_only)
         }
     }
-}
-
-/// The 403 or 401 of a refused scrape.
-pub fn refuse_scrape(ctx: &Ctx, user: Option<&str>, head_only: bool) -> Response<Body> {
-    refusal(ctx, user, head_only, &Endpoint::Base)
 }
 
 fn need(ctx: &Ctx, endpoint: &Endpoint, method: &Method, query: &Query) -> Result<Need, ApiError> {
@@ -199,7 +207,6 @@ fn need(ctx: &Ctx, endpoint: &Endpoint, method: &Method, query: &Query) -> Resul
     Ok(match endpoint {
         Endpoint::Base => Need::Base,
         Endpoint::Catalog | Endpoint::Discover => Need::Nothing,
-        Endpoint::Scrub | Endpoint::SyncStatus => Need::Admin,
         Endpoint::Manifest { name, reference } if *method == Method::PUT => {
             let mut tags = query.all("tag").chain(std::iter::once(reference.as_str()));
             let mut exists = false;

@@ -19,8 +19,8 @@ use berth_storage::Engine;
 use bytes::Bytes;
 use hyper::{header::HeaderValue, HeaderMap, Method, Uri};
 
-use crate::logging::{ACCESS_TARGET, AUDIT_TARGET};
-use crate::metrics::{Finished, Metrics, RepoAction};
+use crate::ext::metrics::{Finished, Metrics, RepoAction};
+use crate::runtime::logging::{ACCESS_TARGET, AUDIT_TARGET};
 
 /// Longest client-supplied request id accepted.
 const REQUEST_ID_MAX: usize = 64;

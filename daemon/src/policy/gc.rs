@@ -16,7 +16,7 @@ use std::time::Instant;
 use berth_storage::{Engine, GcKind, GcOptions, GcReport};
 
 use crate::config::StorageConfig;
-use crate::periodic;
+use crate::runtime::periodic;
 use crate::serve::open_offline;
 
 /// The pass options `storage` describes.
@@ -25,7 +25,7 @@ pub fn options(storage: &StorageConfig) -> anyhow::Result<GcOptions> {
     if let Some(retention) = &storage.retention {
         options.manifest_delay = retention.delay;
         options.retention_dry_run = retention.dry_run;
-        let policies = crate::retention::RetentionPolicies::new(retention)
+        let policies = crate::policy::retention::RetentionPolicies::new(retention)
             .map_err(|error| anyhow::anyhow!("storage.retention: {error}"))?;
         options.retention = Some(Arc::new(policies));
     }
@@ -210,5 +210,5 @@ pub fn table(report: &GcReport) -> String {
             action.bytes.to_string(),
         ]);
     }
-    crate::scrub::format_table(&rows)
+    crate::ext::scrub::format_table(&rows)
 }

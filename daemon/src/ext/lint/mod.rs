@@ -11,6 +11,8 @@
 //!   tools that cannot add a registry's house annotations.
 //! - Anything it cannot read (bad JSON, a config the repository does not link, a config over
 //!   [`CONFIG_MAX_BYTES`]) is left to the engine, which refuses it with its own error.
+//! - It has no routes and no workers: it is a hook the manifest PUT calls
+//!   ([`missing_annotations`]), with the reloadable settings of that request.
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -19,6 +21,15 @@ use berth_storage::Engine;
 use serde_json::Value;
 
 use crate::config::LintConfig;
+
+/// The lint extension in the list: its name only (the manifest PUT calls the hook).
+pub struct LintExt;
+
+impl super::Extension for LintExt {
+    fn name(&self) -> &'static str {
+        "lint"
+    }
+}
 
 /// Largest config blob lint reads to find labels (image configs are kilobytes).
 pub const CONFIG_MAX_BYTES: u64 = 4 * 1024 * 1024;

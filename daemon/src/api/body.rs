@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 
 use super::error::ApiError;
-use crate::observe::ByteCounts;
+use crate::runtime::observe::ByteCounts;
 
 /// A response body that may be `!Send`: it lives and dies on the shard that produced it.
 pub struct Body(Pin<Box<dyn http_body::Body<Data = Bytes, Error = io::Error>>>);
@@ -125,6 +125,21 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 pub fn empty() -> Body {
     full(Bytes::new())
+}
+
+/// A complete JSON response (the listings, discover, the extensions' reports).
+pub fn json_response(
+    status: hyper::StatusCode,
+    content_type: &str,
+    value: serde_json::Value,
+) -> hyper::Response<Body> {
+    let bytes = Bytes::from(value.to_string());
+    hyper::Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .header(hyper::header::CONTENT_LENGTH, bytes.len())
+        .body(full(bytes))
+        .expect("static headers are valid")
 }
 
 /// A body from a stream of frames (an error ends it, aborting the response).
