@@ -16,8 +16,11 @@ use crate::{
     ext::{
         lint::LintExt,
         metrics::{Metrics, MetricsExt},
+        mgmt::MgmtExt,
         scrub::ScrubExt,
+        search::SearchExt,
         sync::SyncExt,
+        userprefs::UserprefsExt,
         Registry,
     },
     policy::{gc, quota::Quotas, tag_policy::ImmutableTags},
@@ -95,7 +98,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     // Sync's own runtime: every upstream request runs there (the shards are tokio-uring).
     let sync = SyncExt::new(config.sync.as_ref(), &engine, workers, uring)?;
     let on_demand = sync.on_demand();
-    let extensions = Arc::new(extensions(&engine, &live, sync));
+    let extensions = Arc::new(extensions(&config, &engine, &live, sync)?);
     let auth = match &config.http.auth {
         Some(auth) => Some(Arc::new(
             crate::auth::htpasswd::Authenticator::new(auth, config.http.realm.as_deref())
@@ -172,13 +175,24 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
 
 /// THE list of extensions. Adding one: its folder under ext/, its config section, and one line
 /// here. Sync is built first because the API's handlers use its pull-through (`Ctx::sync`).
-fn extensions(engine: &Arc<Engine>, live: &Arc<Live>, sync: SyncExt) -> Registry {
-    Registry::new(vec![
+fn extensions(
+    config: &Config,
+    engine: &Arc<Engine>,
+    live: &Arc<Live>,
+    sync: SyncExt,
+) -> anyhow::Result<Registry> {
+    let search = config.search.enabled;
+    let search_ext = SearchExt::new(engine.clone(), search)
+        .map_err(|error| anyhow::anyhow!("extensions.search: {error}"))?;
+    Ok(Registry::new(vec![
+        Arc::new(search_ext),
+        Arc::new(UserprefsExt { enabled: search }),
+        Arc::new(MgmtExt::new(config)),
         Arc::new(ScrubExt::new(engine.clone(), live.clone())),
         Arc::new(sync),
         Arc::new(LintExt),
         Arc::new(MetricsExt),
-    ])
+    ]))
 }
 
 /// The signals berth handles, installed before it says where it listens: a supervisor that

@@ -16,8 +16,11 @@
 
 pub mod lint;
 pub mod metrics;
+pub mod mgmt;
 pub mod scrub;
+pub mod search;
 pub mod sync;
+pub mod userprefs;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +36,9 @@ use crate::api::{
     Ctx,
 };
 pub use crate::auth::access::Need;
+
+/// What zot calls the binary type (`zot_info`, mgmt): the extensions built in.
+pub const BINARY_TYPE: &str = "-lint-metrics-mgmt-scrub-search-sync-userprefs";
 
 /// The answer an extension's `handle` gives, on the shard that received the request.
 pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + 'a>>;

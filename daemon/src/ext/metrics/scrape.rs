@@ -14,9 +14,6 @@ use crate::ext::sync::ondemand::OnDemand;
 use crate::ext::sync::registry::Registry;
 use crate::ext::sync::upstream_stats::UpstreamStats;
 
-/// zot's `binaryType` lists the extensions built in; berth lists those it implements.
-const BINARY_TYPE: &str = "-lint-metrics-scrub-sync";
-
 /// Writes the whole exposition. `usage` comes from [`Engine::usage`] (blocking; the caller
 /// runs it on a blocking pool). `namespace` prefixes zot's families (`zot` or `berth`).
 pub fn scrape(
@@ -94,7 +91,7 @@ pub fn scrape(
     };
     let labels = [
         ("commit", env!("BERTH_GIT_COMMIT")),
-        (label("binaryType", "binary_type"), BINARY_TYPE),
+        (label("binaryType", "binary_type"), crate::ext::BINARY_TYPE),
         (
             label("goVersion", "rustc_version"),
             env!("BERTH_RUSTC_VERSION"),

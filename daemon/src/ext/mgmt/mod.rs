@@ -1,0 +1,111 @@
+//! The mgmt extension: `GET /v2/_zot/ext/mgmt`, the stripped config zot's UI reads to draw
+//! its login page. Enabled with search, as zot's.
+//!
+//! Rules: only enabled authentication methods appear, in zot's shapes: `htpasswd: {}` (the
+//! path blanked), `bearer: {realm, service}`, `openid: {providers: {NAME: {name}}}`,
+//! `apikey: true`; `http: {}` without authentication. berth has htpasswd only today.
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+
+/// The route, as zot's.
+pub const PATH: &str = "/v2/_zot/ext/mgmt";
+
+/// The document for `config`.
+pub fn document(config: &Config) -> Value {
+    let mut http = Map::new();
+    if config.http.auth.is_some() {
+        http.insert("auth".into(), json!({"htpasswd": {}}));
+    }
+    json!({
+        "distSpecVersion": config.dist_spec_version,
+        "commit": env!("BERTH_GIT_COMMIT"),
+        "releaseTag": concat!("v", env!("CARGO_PKG_VERSION")),
+        "binaryType": crate::ext::BINARY_TYPE,
+        "http": http,
+    })
+}
+
+/// The mgmt extension in the list (present while search is enabled): the document is built
+/// once, from the config the daemon started with (authentication changes need a restart).
+pub struct MgmtExt {
+    document: Option<Value>,
+}
+
+impl MgmtExt {
+    pub fn new(config: &Config) -> MgmtExt {
+        MgmtExt {
+            document: config.search.enabled.then(|| document(config)),
+        }
+    }
+}
+
+const ROUTES: &[crate::ext::Route] = &[crate::ext::Route {
+    path: PATH,
+    methods: crate::ext::READ,
+    need: crate::ext::Need::Nothing,
+}];
+
+impl crate::ext::Extension for MgmtExt {
+    fn name(&self) -> &'static str {
+        "mgmt"
+    }
+
+    fn routes(&self) -> &[crate::ext::Route] {
+        ROUTES
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _req: hyper::Request<crate::api::body::RequestBody>,
+        _ctx: &'a crate::api::Ctx,
+        _user: Option<&'a str>,
+    ) -> crate::ext::Reply<'a> {
+        Box::pin(async move {
+            let document = self
+                .document
+                .clone()
+                .ok_or(crate::api::error::ApiError::NotFound)?;
+            // zot writes it without a Content-Type (Go then sniffs text/plain); JSON is what it is.
+            Ok(crate::api::body::json_response(
+                hyper::StatusCode::OK,
+                "application/json",
+                document,
+            ))
+        })
+    }
+
+    fn discover(&self, _ctx: &crate::api::Ctx) -> Vec<crate::ext::Listed> {
+        match self.document.is_some() {
+            true => vec![crate::ext::Listed {
+                entry: crate::ext::Entry::Zot,
+                endpoint: PATH,
+                offers: "mgmt",
+            }],
+            false => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_methods_appear_only_when_on() {
+        let (mut config, _) = crate::config::load(None).expect("default config");
+        let open = document(&config);
+        assert_eq!(open["http"], json!({}));
+        assert_eq!(open["distSpecVersion"], json!("1.1.1"));
+        config.http.auth = Some(crate::config::AuthConfig {
+            htpasswd_path: "/secret/htpasswd".into(),
+            fail_delay: std::time::Duration::ZERO,
+        });
+        let closed = document(&config);
+        assert_eq!(closed["http"], json!({"auth": {"htpasswd": {}}}));
+        assert!(
+            !closed.to_string().contains("/secret"),
+            "the path is never shown"
+        );
+    }
+}

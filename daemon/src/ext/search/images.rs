@@ -1,0 +1,395 @@
+//! `ImageSummary`, `ManifestSummary`, `Referrer` and `SignatureSummary` documents, computed
+//! from the search records as zot's converters compute them (convert/metadb.go).
+//!
+//! Rules worth knowing (zot's, kept): sizes are strings except `Referrer.Size`; an image's
+//! size is its manifest, config and every layer (duplicates twice), an index's the sum over
+//! its manifests of each one's distinct blobs, without the index itself; text fields come
+//! from the manifest's annotations, then the label-schema key, then the config's labels (""
+//! when none); `LastUpdated` from the `created` annotation, else the config's `created`,
+//! else its last history entry; a never-pulled image's `LastPullTimestamp` is the epoch and
+//! an index's is null; `IsDeletable` only where the caller asks for it (ExpandedRepoInfo);
+//! `Vulnerabilities` is the zero summary on images and null on manifests while CVE scanning
+//! is off. Docker v2s2 manifests are listed like OCI ones (zot skips them).
+use std::collections::HashSet;
+
+use berth_storage::oci::{Digest, RepoName};
+use berth_storage::search::{signed_by_tag, ImageMeta};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::view::{internal, Listed, View};
+
+/// Signature artifact types and the tool zot names for each.
+const SIGNATURE_TYPES: &[(&str, &str)] = &[
+    ("application/vnd.dev.cosign.artifact.sig.v1+json", "cosign"),
+    ("application/vnd.dev.sigstore.bundle.v0.3+json", "cosign"),
+    ("application/vnd.cncf.notary.signature", "notation"),
+];
+
+/// An RFC 3339 time as gqlgen writes it (nanoseconds without trailing zeros).
+pub fn format_time(time: OffsetDateTime) -> Value {
+    time.format(&Rfc3339).map_or(Value::Null, Value::String)
+}
+
+pub fn time_ns(ns: i64) -> Value {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).map_or(Value::Null, format_time)
+}
+
+pub fn time_ms(ms: u64) -> Value {
+    time_ns((ms as i64).saturating_mul(1_000_000))
+}
+
+/// The annotation chain for one field: manifest annotation (OCI key, then label-schema key),
+/// then config label (same order).
+fn annotation<'a>(meta: &'a ImageMeta, keys: &[&str]) -> Option<&'a str> {
+    let labels = meta.config.as_ref().map(|config| &config.labels);
+    let sources = [Some(&meta.annotations), labels];
+    sources
+        .into_iter()
+        .flatten()
+        .flat_map(|map| keys.iter().filter_map(move |key| map.get(*key)))
+        .find(|value| !value.is_empty())
+        .map(String::as_str)
+}
+
+const DESCRIPTION: &[&str] = &[
+    "org.opencontainers.image.description",
+    "org.label-schema.description",
+];
+const TITLE: &[&str] = &["org.opencontainers.image.title", "org.label-schema.name"];
+const DOCUMENTATION: &[&str] = &[
+    "org.opencontainers.image.documentation",
+    "org.label-schema.usage",
+];
+const SOURCE: &[&str] = &[
+    "org.opencontainers.image.source",
+    "org.label-schema.vcs-url",
+];
+const LICENSES: &[&str] = &[
+    "org.opencontainers.image.licenses",
+    "org.label-schema.license",
+];
+const VENDOR: &[&str] = &["org.opencontainers.image.vendor", "org.label-schema.vendor"];
+const CREATED: &[&str] = &[
+    "org.opencontainers.image.created",
+    "org.label-schema.build-date",
+];
+const LABELS: &[&str] = &["org.label-schema.labels"];
+const AUTHORS: &[&str] = &["org.opencontainers.image.authors"];
+
+/// When a single image was last updated: the `created` annotation, else the config's
+/// `created`, else its last history entry's.
+pub fn manifest_updated(meta: &ImageMeta) -> Option<OffsetDateTime> {
+    if let Some(created) = annotation(meta, CREATED) {
+        if let Ok(time) = OffsetDateTime::parse(created, &Rfc3339) {
+            return Some(time);
+        }
+    }
+    let config = meta.config.as_ref()?;
+    let ns = config
+        .created_ns
+        .or_else(|| config.history.last().and_then(|h| h.created_ns))?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).ok()
+}
+
+/// `LastUpdated` of a listed image (an index: its annotation, else its first manifest's
+/// annotation, else its newest manifest).
+pub fn listed_updated(listed: &Listed) -> Option<OffsetDateTime> {
+    if !listed.meta.index {
+        return manifest_updated(&listed.meta);
+    }
+    let parse = |meta: &ImageMeta| {
+        annotation(meta, CREATED).and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+    };
+    parse(&listed.meta)
+        .or_else(|| listed.manifests.first().and_then(|(_, meta)| parse(meta)))
+        .or_else(|| {
+            listed
+                .manifests
+                .iter()
+                .filter_map(|(_, m)| manifest_updated(m))
+                .max()
+        })
+}
+
+fn manifest_size(meta: &ImageMeta) -> u64 {
+    meta.image_size()
+}
+
+/// An index's size: each manifest's distinct blobs, summed over manifests.
+fn index_size(manifests: &[(Digest, ImageMeta)]) -> u64 {
+    manifests
+        .iter()
+        .map(|(digest, meta)| {
+            let mut seen = HashSet::new();
+            let mut size = 0;
+            let blobs = std::iter::once((digest.to_string(), meta.manifest_size))
+                .chain(
+                    meta.config
+                        .iter()
+                        .map(|c| (c.blob.digest.clone(), c.blob.size)),
+                )
+                .chain(meta.layers.iter().map(|l| (l.digest.clone(), l.size)));
+            for (blob, blob_size) in blobs {
+                if seen.insert(blob) {
+                    size += blob_size;
+                }
+            }
+            size
+        })
+        .sum()
+}
+
+pub fn listed_size(listed: &Listed) -> u64 {
+    match listed.meta.index {
+        false => manifest_size(&listed.meta),
+        true => index_size(&listed.manifests),
+    }
+}
+
+fn platform(meta: &ImageMeta) -> Value {
+    let platform = meta
+        .config
+        .as_ref()
+        .and_then(|c| c.platform.clone())
+        .unwrap_or_default();
+    let arch = match platform.variant.is_empty() {
+        true => platform.arch,
+        false => format!("{}/{}", platform.arch, platform.variant),
+    };
+    json!({"Os": platform.os, "Arch": arch})
+}
+
+/// (os, arch or arch/variant) of a manifest, for filters.
+pub fn platform_of(meta: &ImageMeta) -> (String, String) {
+    let value = platform(meta);
+    let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
+    (text("Os"), text("Arch"))
+}
+
+fn artifact_type(meta: &ImageMeta) -> Value {
+    meta.artifact_type
+        .clone()
+        .or_else(|| meta.config.as_ref().map(|c| c.blob.media_type.clone()))
+        .map_or(Value::Null, Value::String)
+}
+
+fn history(meta: &ImageMeta) -> Value {
+    let layer = |index: usize| {
+        meta.layers.get(index).map_or(
+            Value::Null,
+            |layer| json!({"Size": layer.size.to_string(), "Digest": layer.digest}),
+        )
+    };
+    let entries = meta
+        .config
+        .as_ref()
+        .map(|c| c.history.as_slice())
+        .unwrap_or_default();
+    if entries.is_empty() {
+        let empty = json!({"Created": null, "CreatedBy": null, "Author": null, "Comment": null, "EmptyLayer": null});
+        return (0..meta.layers.len())
+            .map(|index| json!({"Layer": layer(index), "HistoryDescription": empty}))
+            .collect();
+    }
+    let mut next = 0;
+    entries
+        .iter()
+        .map(|entry| {
+            let this = match entry.empty_layer {
+                true => Value::Null,
+                false => {
+                    next += 1;
+                    layer(next - 1)
+                }
+            };
+            json!({
+                "Layer": this,
+                "HistoryDescription": {
+                    "Created": entry.created_ns.map_or(Value::Null, time_ns),
+                    "CreatedBy": entry.created_by,
+                    "Author": entry.author,
+                    "Comment": entry.comment,
+                    "EmptyLayer": entry.empty_layer,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The signatures of `digest` in `repo`: cosign signature tags and signature referrers.
+pub fn signatures(view: &View, repo: &RepoName, digest: &Digest) -> Result<Vec<Value>, String> {
+    let signed = digest.to_string();
+    let mut found = Vec::new();
+    for entry in view.tags(repo)?.iter() {
+        if signed_by_tag(&entry.tag).as_deref() == Some(signed.as_str()) {
+            found.push(json!({"Tool": "cosign", "IsTrusted": false, "Author": ""}));
+        }
+    }
+    for referrer in view.engine.referrers(repo, digest, &[]).map_err(internal)? {
+        let artifact_type = referrer.artifact_type.as_deref().unwrap_or_default();
+        if let Some((_, tool)) = SIGNATURE_TYPES
+            .iter()
+            .find(|(kind, _)| *kind == artifact_type)
+        {
+            found.push(json!({"Tool": tool, "IsTrusted": false, "Author": ""}));
+        }
+    }
+    Ok(found)
+}
+
+/// `Referrer` documents of `digest` in `repo`, optionally only these artifact types (`""`
+/// admits every type).
+pub fn referrers(
+    view: &View,
+    repo: &RepoName,
+    digest: &Digest,
+    types: &[String],
+) -> Result<Vec<Value>, String> {
+    let admits = |artifact_type: &str| {
+        types.is_empty() || types.iter().any(|t| t.is_empty() || t == artifact_type)
+    };
+    let descriptors = view.engine.referrers(repo, digest, &[]).map_err(internal)?;
+    Ok(descriptors
+        .into_iter()
+        .filter(|d| admits(d.artifact_type.as_deref().unwrap_or_default()))
+        .map(|d| {
+            let annotations: Vec<Value> = d
+                .annotations
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, value)| json!({"Key": key, "Value": value}))
+                .collect();
+            json!({
+                "MediaType": d.media_type,
+                "ArtifactType": d.artifact_type,
+                "Size": d.size,
+                "Digest": d.digest.to_string(),
+                "Annotations": annotations,
+            })
+        })
+        .collect())
+}
+
+pub fn zero_vulnerabilities() -> Value {
+    json!({"MaxSeverity": "", "Count": 0, "UnknownCount": 0, "LowCount": 0,
+        "MediumCount": 0, "HighCount": 0, "CriticalCount": 0})
+}
+
+fn manifest_summary(
+    view: &View,
+    repo: &RepoName,
+    digest: &Digest,
+    meta: &ImageMeta,
+) -> Result<Value, String> {
+    let signatures = signatures(view, repo, digest)?;
+    let pulls = view.engine.pull_stats(repo, digest).map_err(internal)?;
+    Ok(json!({
+        "Digest": digest.to_string(),
+        "ConfigDigest": meta.config.as_ref().map(|c| c.blob.digest.clone()),
+        "LastUpdated": manifest_updated(meta).map_or(Value::Null, format_time),
+        "Size": manifest_size(meta).to_string(),
+        "IsSigned": !signatures.is_empty(),
+        "SignatureInfo": signatures,
+        "Platform": platform(meta),
+        "DownloadCount": pulls.count,
+        "Layers": meta.layers.iter().map(|l| json!({"Size": l.size.to_string(), "Digest": l.digest})).collect::<Vec<_>>(),
+        "History": history(meta),
+        "Vulnerabilities": null,
+        "Referrers": referrers(view, repo, digest, &[])?,
+        "ArtifactType": artifact_type(meta),
+    }))
+}
+
+/// Options of one `ImageSummary`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SummaryOptions {
+    /// Set `IsDeletable` (ExpandedRepoInfo only, as zot).
+    pub deletable: bool,
+}
+
+/// The `ImageSummary` of a listed image.
+pub fn image_summary(
+    view: &View,
+    listed: &Listed,
+    options: SummaryOptions,
+) -> Result<Value, String> {
+    let repo = &listed.repo;
+    let meta = &listed.meta;
+    // Text fields of an index: its own annotations, else its first manifest's.
+    let text = |keys: &[&str]| -> String {
+        let own = match meta.index {
+            true => keys
+                .iter()
+                .find_map(|key| meta.annotations.get(*key).filter(|v| !v.is_empty()))
+                .map(String::as_str),
+            false => annotation(meta, keys),
+        };
+        own.or_else(|| match meta.index {
+            true => listed
+                .manifests
+                .first()
+                .and_then(|(_, m)| annotation(m, keys)),
+            false => None,
+        })
+        .unwrap_or_default()
+        .to_owned()
+    };
+    let authors = match (text(AUTHORS), meta.index) {
+        (authors, _) if !authors.is_empty() => authors,
+        (_, false) => meta
+            .config
+            .as_ref()
+            .and_then(|c| c.author.clone())
+            .unwrap_or_default(),
+        (_, true) => String::new(),
+    };
+    let signatures = signatures(view, repo, &listed.digest)?;
+    let pulls = view
+        .engine
+        .pull_stats(repo, &listed.digest)
+        .map_err(internal)?;
+    let mut manifests = Vec::with_capacity(listed.manifests.len());
+    for (digest, manifest) in &listed.manifests {
+        manifests.push(manifest_summary(view, repo, digest, manifest)?);
+    }
+    let last_pull = match meta.index {
+        true => Value::Null,
+        false => time_ms(pulls.last_ms.unwrap_or(0)),
+    };
+    let media_type = match meta.index {
+        true => "application/vnd.oci.image.index.v1+json".to_owned(),
+        false => meta.media_type.clone(),
+    };
+    let mut summary = json!({
+        "RepoName": repo.as_str(),
+        "Tag": listed.tag,
+        "Digest": listed.digest.to_string(),
+        "MediaType": media_type,
+        "Manifests": manifests,
+        "Size": listed_size(listed).to_string(),
+        "DownloadCount": pulls.count,
+        "LastPullTimestamp": last_pull,
+        "PushTimestamp": time_ms(meta.pushed_ms),
+        "TaggedTimestamp": time_ms(if listed.tagged_ms > 0 { listed.tagged_ms } else { meta.pushed_ms }),
+        "LastUpdated": listed_updated(listed).map_or(Value::Null, format_time),
+        "Description": text(DESCRIPTION),
+        "IsSigned": !signatures.is_empty(),
+        "SignatureInfo": signatures,
+        "Licenses": text(LICENSES),
+        "Labels": text(LABELS),
+        "Title": text(TITLE),
+        "Source": text(SOURCE),
+        "Documentation": text(DOCUMENTATION),
+        "Vendor": text(VENDOR),
+        "Authors": authors,
+        "Vulnerabilities": zero_vulnerabilities(),
+        "Referrers": referrers(view, repo, &listed.digest, &[])?,
+        "IsDeletable": null,
+    });
+    if options.deletable {
+        summary["IsDeletable"] = Value::Bool(view.can_delete(repo.as_str()));
+    }
+    Ok(summary)
+}

@@ -1,0 +1,17 @@
+//! The limits on a search request, each named (STYLE: a limit on everything a client
+//! controls). zot (gqlgen) caps the body at 1 MiB, the document at 2,000 tokens and the
+//! complexity at 500; berth caps the same things with async-graphql's own measures.
+
+/// Largest request body read (a POST's JSON, or a GET's ignored body).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest GraphQL document (bytes), by GET or POST. zui's and zli's largest queries are
+/// under 4 KiB.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+/// Deepest selection nesting. zui's deepest query (image details with history) nests 6.
+pub const MAX_DEPTH: usize = 12;
+/// Largest complexity (fields selected, counted through lists once), as zot's 500.
+pub const MAX_COMPLEXITY: usize = 500;
+/// Longest `GlobalSearch` query and filter string (zot's 256).
+pub const MAX_SEARCH_TEXT: usize = 256;
+/// Searches running at once on the search pool; more wait (never on a shard thread).
+pub const MAX_CONCURRENT: usize = 64;

@@ -1,0 +1,173 @@
+//! Offset paging and sorting as zot's page finders do it: sort everything, then cut.
+//!
+//! Rules (zot's `Page()`): `limit 0` with `offset 0` (or no page) is everything; an offset at
+//! or past the end is an empty page with the full `TotalCount`; `limit 0` with a positive
+//! offset is an empty page; negative values are errors. `TotalCount` counts what the filters
+//! left. Ties keep input order (a stable sort), which berth makes deterministic: repositories
+//! by name, images by repository then tag.
+use std::cmp::Ordering;
+
+use async_graphql::dynamic::ObjectAccessor;
+use serde_json::{json, Value};
+
+/// zot's `SortCriteria`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sort {
+    Relevance,
+    UpdateTime,
+    AlphabeticAsc,
+    AlphabeticDsc,
+    Severity,
+    Stars,
+    Downloads,
+}
+
+impl Sort {
+    fn parse(name: &str) -> Option<Sort> {
+        Some(match name {
+            "RELEVANCE" => Sort::Relevance,
+            "UPDATE_TIME" => Sort::UpdateTime,
+            "ALPHABETIC_ASC" => Sort::AlphabeticAsc,
+            "ALPHABETIC_DSC" => Sort::AlphabeticDsc,
+            "SEVERITY" => Sort::Severity,
+            "STARS" => Sort::Stars,
+            "DOWNLOADS" => Sort::Downloads,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Sort::Relevance => "RELEVANCE",
+            Sort::UpdateTime => "UPDATE_TIME",
+            Sort::AlphabeticAsc => "ALPHABETIC_ASC",
+            Sort::AlphabeticDsc => "ALPHABETIC_DSC",
+            Sort::Severity => "SEVERITY",
+            Sort::Stars => "STARS",
+            Sort::Downloads => "DOWNLOADS",
+        }
+    }
+
+    /// zot supports neither for repositories nor images (its message says "repos" for both).
+    pub fn check(self) -> Result<Sort, String> {
+        match self {
+            Sort::Stars | Sort::Severity => Err(format!(
+                "sorting repos by '{}' is not supported the pagination sort criteria is not supported",
+                self.name()
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
+/// `requestedPage`, read but not yet checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+    pub sort: Option<Sort>,
+}
+
+impl Page {
+    /// The `requestedPage` argument (absent or null: everything, the query's default sort).
+    pub fn from_args(args: &ObjectAccessor<'_>) -> Page {
+        let Some(page) = args
+            .get("requestedPage")
+            .and_then(|value| value.object().ok())
+        else {
+            return Page::default();
+        };
+        let int = |name: &str| page.get(name).and_then(|v| v.i64().ok()).unwrap_or(0);
+        Page {
+            limit: int("limit"),
+            offset: int("offset"),
+            sort: page
+                .get("sortBy")
+                .and_then(|v| v.enum_name().ok().and_then(Sort::parse)),
+        }
+    }
+
+    /// The sort to use and the checked bounds (zot's pagination errors).
+    pub fn checked(self, default: Sort) -> Result<(Sort, usize, usize), String> {
+        if self.limit < 0 {
+            return Err("pagination limit has negative value".into());
+        }
+        if self.offset < 0 {
+            return Err("pagination offset has negative value".into());
+        }
+        let sort = self.sort.unwrap_or(default).check()?;
+        Ok((sort, self.limit as usize, self.offset as usize))
+    }
+}
+
+/// Sorts `items` (stably) and cuts the page; returns the page and zot's `PageInfo`.
+pub fn cut<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    offset: usize,
+    compare: impl FnMut(&T, &T) -> Ordering,
+) -> (Vec<T>, Value) {
+    let total = items.len();
+    items.sort_by(compare);
+    let start = offset.min(total);
+    let end = offset.saturating_add(limit).min(total);
+    let page: Vec<T> = match (start, end) {
+        (0, 0) => items,
+        (start, end) => items.drain(start..end.max(start)).collect(),
+    };
+    let info = json!({"TotalCount": total, "ItemCount": page.len()});
+    (page, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(items: &[u32], limit: usize, offset: usize) -> (Vec<u32>, Value) {
+        cut(items.to_vec(), limit, offset, |a, b| a.cmp(b))
+    }
+
+    #[test]
+    fn paging_follows_zot() {
+        let items = [3, 1, 2];
+        assert_eq!(page(&items, 0, 0).0, vec![1, 2, 3], "limit 0: everything");
+        assert_eq!(page(&items, 2, 0).0, vec![1, 2]);
+        assert_eq!(page(&items, 2, 2).0, vec![3]);
+        let (empty, info) = page(&items, 2, 5);
+        assert!(empty.is_empty());
+        assert_eq!(info, json!({"TotalCount": 3, "ItemCount": 0}));
+        assert!(
+            page(&items, 0, 1).0.is_empty(),
+            "limit 0 with an offset: empty"
+        );
+        assert_eq!(page(&[], 0, 0).1, json!({"TotalCount": 0, "ItemCount": 0}));
+    }
+
+    #[test]
+    fn bad_pages_are_zot_errors() {
+        let bad = Page {
+            limit: -1,
+            ..Page::default()
+        };
+        assert_eq!(
+            bad.checked(Sort::Relevance).unwrap_err(),
+            "pagination limit has negative value"
+        );
+        let bad = Page {
+            offset: -1,
+            ..Page::default()
+        };
+        assert_eq!(
+            bad.checked(Sort::Relevance).unwrap_err(),
+            "pagination offset has negative value"
+        );
+        let stars = Page {
+            sort: Some(Sort::Stars),
+            ..Page::default()
+        };
+        assert!(stars
+            .checked(Sort::Relevance)
+            .unwrap_err()
+            .starts_with("sorting repos by 'STARS'"));
+    }
+}

@@ -1,0 +1,305 @@
+//! Repository queries: `RepoListWithNewestImage`, `GlobalSearch`'s repository form,
+//! `StarredRepos`, `BookmarkedRepos`, and the `RepoSummary` document.
+//!
+//! Rules: the candidates and their sort keys come from each repository's summary record
+//! (one read per repository, no image read); documents are built for the page only.
+//! `DownloadCount` is the sum over the repository's tags of their images' pulls (a digest
+//! with two tags counts twice, as zot's), computed for every candidate only when the sort
+//! needs it.
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use berth_storage::oci::RepoName;
+use berth_storage::search::{Pref, RepoMeta};
+use serde_json::{json, Value};
+
+use super::filter::Filter;
+use super::images::{image_summary, signatures, time_ns, SummaryOptions};
+use super::page::{cut, Page, Sort};
+use super::view::{internal, View};
+
+/// zot's `RankRepoName`: lower is better, `None` excludes the repository.
+pub fn rank(query: &str, repo: &str) -> Option<u64> {
+    let query = query.trim_matches('/');
+    let wanted: Vec<&str> = query.split('/').collect();
+    let parts: Vec<&str> = repo.split('/').collect();
+    if wanted.len() > parts.len() {
+        return None;
+    }
+    if query == repo {
+        return Some(0);
+    }
+    let last = parts[parts.len() - 1];
+    let position = |haystack: &str, needle: &str| haystack.find(needle).map(|i| i as u64 + 1);
+    if wanted.len() == 1 {
+        if let Some(i) = position(last, query) {
+            return Some(i);
+        }
+        if let Some(i) = position(parts[0], query) {
+            return Some(i * 10);
+        }
+    }
+    let prefix_matches = wanted[..wanted.len() - 1]
+        .iter()
+        .zip(&parts)
+        .all(|(w, p)| w == p);
+    if prefix_matches {
+        if let Some(i) = position(last, wanted[wanted.len() - 1]) {
+            return Some(i);
+        }
+    }
+    if repo.starts_with(query) {
+        return Some(10);
+    }
+    position(repo, query).map(|i| i * 100)
+}
+
+/// One candidate repository.
+pub struct RepoHit {
+    pub name: RepoName,
+    /// `None` for a repository without an image tag (starred or bookmarked lists keep them).
+    pub meta: Option<RepoMeta>,
+    pub rank: u64,
+    pub downloads: u64,
+}
+
+/// Pulls over the repository's tags (signature tags excluded).
+fn downloads(view: &View, repo: &RepoName) -> Result<u64, String> {
+    let mut total = 0;
+    for entry in view.tags(repo)?.iter() {
+        if berth_storage::search::is_signature_tag(&entry.tag) {
+            continue;
+        }
+        total += view
+            .engine
+            .pull_stats(repo, &entry.digest)
+            .map_err(internal)?
+            .count;
+    }
+    Ok(total)
+}
+
+fn newest_signed(view: &View, hit: &RepoHit) -> Result<bool, String> {
+    let Some(newest) = hit.meta.as_ref().and_then(|m| m.newest.as_ref()) else {
+        return Ok(false);
+    };
+    let Ok(digest) = newest.digest.parse() else {
+        return Ok(false);
+    };
+    Ok(!signatures(view, &hit.name, &digest)?.is_empty())
+}
+
+/// Applies the repository filter (platforms of the summary, signed newest image, the caller's
+/// stars and bookmarks).
+fn admitted(view: &View, filter: &Filter, hit: &RepoHit, prefs: &Prefs) -> Result<bool, String> {
+    let platforms: Vec<(String, String)> = hit
+        .meta
+        .iter()
+        .flat_map(|m| m.platforms.iter())
+        .map(|p| {
+            let arch = match p.variant.is_empty() {
+                true => p.arch.clone(),
+                false => format!("{}/{}", p.arch, p.variant),
+            };
+            (p.os.clone(), arch)
+        })
+        .collect();
+    if !filter.admits_platforms(platforms.iter().map(|(o, a)| (o.as_str(), a.as_str()))) {
+        return Ok(false);
+    }
+    if filter
+        .starred
+        .is_some_and(|want| want != prefs.starred.contains(hit.name.as_str()))
+    {
+        return Ok(false);
+    }
+    if filter
+        .bookmarked
+        .is_some_and(|want| want != prefs.bookmarked.contains(hit.name.as_str()))
+    {
+        return Ok(false);
+    }
+    if filter.signed == Some(true) && !newest_signed(view, hit)? {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The caller's stars and bookmarks.
+pub struct Prefs {
+    pub starred: HashSet<String>,
+    pub bookmarked: HashSet<String>,
+}
+
+impl Prefs {
+    pub fn of(view: &View) -> Result<Prefs, String> {
+        let read = |pref| -> Result<HashSet<String>, String> {
+            match &view.user {
+                Some(user) => Ok(view
+                    .engine
+                    .prefs_of(user, pref)
+                    .map_err(internal)?
+                    .into_iter()
+                    .map(|r| r.to_string())
+                    .collect()),
+                None => Ok(HashSet::new()),
+            }
+        };
+        Ok(Prefs {
+            starred: read(Pref::Star)?,
+            bookmarked: read(Pref::Bookmark)?,
+        })
+    }
+}
+
+fn updated(hit: &RepoHit) -> Option<i64> {
+    hit.meta
+        .as_ref()
+        .and_then(|m| m.newest.as_ref())
+        .and_then(|n| n.updated_ns)
+}
+
+fn compare(sort: Sort) -> impl FnMut(&RepoHit, &RepoHit) -> Ordering {
+    move |a, b| {
+        let by_name = a.name.as_str().cmp(b.name.as_str());
+        match sort {
+            Sort::AlphabeticDsc => by_name.reverse(),
+            Sort::Relevance => a.rank.cmp(&b.rank).then(by_name),
+            Sort::UpdateTime => updated(b).cmp(&updated(a)).then(by_name),
+            Sort::Downloads => b.downloads.cmp(&a.downloads).then(by_name),
+            _ => by_name,
+        }
+    }
+}
+
+/// The `RepoSummary` of one repository.
+pub fn repo_summary(view: &View, hit: &RepoHit, prefs: &Prefs) -> Result<Value, String> {
+    let name = hit.name.as_str();
+    let meta = hit.meta.clone().unwrap_or_default();
+    let newest = match &meta.newest {
+        Some(newest) => {
+            let entry = view
+                .tags(&hit.name)?
+                .iter()
+                .find(|e| e.tag == newest.tag)
+                .cloned();
+            match entry
+                .map(|entry| view.listed(&hit.name, &entry))
+                .transpose()?
+                .flatten()
+            {
+                Some(listed) => image_summary(view, &listed, SummaryOptions::default())?,
+                None => Value::Null,
+            }
+        }
+        None => Value::Null,
+    };
+    let platforms: Vec<Value> = meta
+        .platforms
+        .iter()
+        .map(|p| {
+            let arch = match p.variant.is_empty() {
+                true => p.arch.clone(),
+                false => format!("{}/{}", p.arch, p.variant),
+            };
+            json!({"Os": p.os, "Arch": arch})
+        })
+        .collect();
+    Ok(json!({
+        "Name": name,
+        "LastUpdated": updated(hit).map_or(Value::Null, time_ns),
+        "Size": meta.size.to_string(),
+        "Platforms": platforms,
+        "Vendors": meta.vendors,
+        "NewestImage": newest,
+        "DownloadCount": downloads(view, &hit.name)?,
+        "StarCount": view.engine.star_count(&hit.name).map_err(internal)?,
+        "IsBookmarked": prefs.bookmarked.contains(name),
+        "IsStarred": prefs.starred.contains(name),
+        "Rank": hit.rank,
+    }))
+}
+
+/// Filters, sorts and pages `hits`; returns zot's `PaginatedReposResult` parts.
+pub fn page_of(
+    view: &View,
+    mut hits: Vec<RepoHit>,
+    filter: &Filter,
+    page: Page,
+    default: Sort,
+) -> Result<(Vec<Value>, Value), String> {
+    let (sort, limit, offset) = page.checked(default)?;
+    let prefs = Prefs::of(view)?;
+    let mut kept = Vec::with_capacity(hits.len());
+    for hit in hits.drain(..) {
+        if admitted(view, filter, &hit, &prefs)? {
+            kept.push(hit);
+        }
+    }
+    if sort == Sort::Downloads {
+        for hit in &mut kept {
+            hit.downloads = downloads(view, &hit.name)?;
+        }
+    }
+    let (page, info) = cut(kept, limit, offset, compare(sort));
+    let mut results = Vec::with_capacity(page.len());
+    for hit in &page {
+        results.push(repo_summary(view, hit, &prefs)?);
+    }
+    Ok((results, info))
+}
+
+/// Every readable repository with an image tag, ranked against `query` (`""` ranks 1).
+pub fn search(view: &View, query: &str) -> Result<Vec<RepoHit>, String> {
+    Ok(view
+        .readable()?
+        .into_iter()
+        .filter_map(|(name, meta)| {
+            let rank = rank(query, name.as_str())?;
+            Some(RepoHit {
+                name,
+                meta: Some(meta),
+                rank,
+                downloads: 0,
+            })
+        })
+        .collect())
+}
+
+/// The readable repositories of the caller's stars or bookmarks (with or without images).
+pub fn preferred(view: &View, pref: Pref) -> Result<Vec<RepoHit>, String> {
+    let Some(user) = &view.user else {
+        return Ok(Vec::new());
+    };
+    let mut hits = Vec::new();
+    for name in view.engine.prefs_of(user, pref).map_err(internal)? {
+        if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
+            continue;
+        }
+        let meta = view.engine.repo_meta(&name).map_err(internal)?;
+        hits.push(RepoHit {
+            name,
+            meta,
+            rank: 0,
+            downloads: 0,
+        });
+    }
+    Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank;
+
+    #[test]
+    fn ranks_follow_zot() {
+        assert_eq!(rank("bar", "foo/bar"), Some(1));
+        assert_eq!(rank("bar", "bar"), Some(0));
+        assert_eq!(rank("bar", "bar/baz"), Some(10));
+        assert_eq!(rank("bar", "x/bar/y"), Some(300));
+        assert_eq!(rank("foo/ba", "foo/bar"), Some(1));
+        assert_eq!(rank("", "anything"), Some(1));
+        assert_eq!(rank("a/b/c", "a/b"), None);
+        assert_eq!(rank("zzz", "foo/bar"), None);
+    }
+}

@@ -1,0 +1,462 @@
+//! The `Query` fields: each reads its arguments, asks the view, and answers with a document
+//! shaped like its type. Errors are zot's texts (they reach the client as `errors[].message`
+//! with `data: null`).
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use async_graphql::dynamic::{ObjectAccessor, ResolverContext};
+use async_graphql::Value as GqlValue;
+use berth_storage::oci::{Digest, RepoName};
+use berth_storage::search::{DigestRole, Pref};
+use serde_json::{json, Value};
+
+use super::filter::Filter;
+use super::images::{image_summary, listed_updated, platform_of, referrers, SummaryOptions};
+use super::limits::MAX_SEARCH_TEXT;
+use super::page::{cut, Page, Sort};
+use super::repos;
+use super::view::{internal, Listed, View};
+
+const CVE_DISABLED: &str = "cve search is disabled";
+const REPO_NOT_FOUND: &str = "repo metadata not found for given repo name";
+
+/// Answers the `Query` field `name`.
+pub fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<GqlValue> {
+    let view = ctx.data::<Arc<View>>()?;
+    let args = &ctx.args;
+    let answer = match name {
+        "CVEListForImage"
+        | "CVEDiffListForImages"
+        | "ImageListForCVE"
+        | "ImageListWithCVEFixed" => Err(CVE_DISABLED.to_owned()),
+        "ImageListForDigest" => image_list_for_digest(view, args),
+        "RepoListWithNewestImage" => repo_list(view, args),
+        "ImageList" => image_list(view, args),
+        "ExpandedRepoInfo" => expanded_repo_info(view, args),
+        "GlobalSearch" => global_search(view, args),
+        "DerivedImageList" => related(view, args, Relation::Derived),
+        "BaseImageList" => related(view, args, Relation::Base),
+        "Image" => image(view, args),
+        "Referrers" => referrers_query(view, args),
+        "StarredRepos" => preferred(view, args, Pref::Star),
+        "BookmarkedRepos" => preferred(view, args, Pref::Bookmark),
+        other => Err(format!("{other} is not served")),
+    };
+    let answer = answer.and_then(|value| GqlValue::from_json(value).map_err(|e| e.to_string()));
+    answer.map_err(|message| {
+        view.failed
+            .lock()
+            .expect("failed list lock is never poisoned")
+            .push(name.to_owned());
+        async_graphql::Error::new(message)
+    })
+}
+
+fn string_arg<'a>(args: &'a ObjectAccessor<'_>, name: &str) -> &'a str {
+    args.get(name)
+        .and_then(|v| v.string().ok())
+        .unwrap_or_default()
+}
+
+fn images_page(
+    view: &View,
+    images: Vec<Listed>,
+    page: Page,
+    default: Sort,
+) -> Result<Value, String> {
+    let (sort, limit, offset) = page.checked(default)?;
+    let mut keyed: Vec<(Listed, u64)> = images.into_iter().map(|l| (l, 0)).collect();
+    if sort == Sort::Downloads {
+        for (listed, downloads) in &mut keyed {
+            *downloads = view
+                .engine
+                .pull_stats(&listed.repo, &listed.digest)
+                .map_err(internal)?
+                .count;
+        }
+    }
+    let by_name = |a: &Listed, b: &Listed| {
+        a.repo
+            .as_str()
+            .cmp(b.repo.as_str())
+            .then_with(|| a.tag.cmp(&b.tag))
+    };
+    let compare = move |(a, da): &(Listed, u64), (b, db): &(Listed, u64)| -> Ordering {
+        match sort {
+            Sort::AlphabeticDsc => by_name(a, b).reverse(),
+            Sort::UpdateTime => listed_updated(b)
+                .cmp(&listed_updated(a))
+                .then_with(|| by_name(a, b)),
+            Sort::Downloads => db.cmp(da).then_with(|| by_name(a, b)),
+            _ => by_name(a, b),
+        }
+    };
+    let (page, info) = cut(keyed, limit, offset, compare);
+    let mut results = Vec::with_capacity(page.len());
+    for (listed, _) in &page {
+        results.push(image_summary(view, listed, SummaryOptions::default())?);
+    }
+    Ok(json!({"Page": info, "Results": results}))
+}
+
+/// Keeps the images the filter admits; an index keeps only its matching manifests.
+fn filtered(view: &View, images: Vec<Listed>, filter: &Filter) -> Result<Vec<Listed>, String> {
+    let mut kept = Vec::with_capacity(images.len());
+    for mut listed in images {
+        if listed.meta.index && !listed.manifests.is_empty() {
+            listed.manifests.retain(|(_, meta)| {
+                let (os, arch) = platform_of(meta);
+                filter.admits_platform((&os, &arch))
+            });
+            if listed.manifests.is_empty() {
+                continue;
+            }
+        } else {
+            let platforms: Vec<(String, String)> = listed
+                .manifests
+                .iter()
+                .map(|(_, m)| platform_of(m))
+                .collect();
+            if !filter.admits_platforms(platforms.iter().map(|(o, a)| (o.as_str(), a.as_str()))) {
+                continue;
+            }
+        }
+        if filter.signed == Some(true)
+            && super::images::signatures(view, &listed.repo, &listed.digest)?.is_empty()
+        {
+            continue;
+        }
+        kept.push(listed);
+    }
+    Ok(kept)
+}
+
+fn image_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    let repo = string_arg(args, "repo");
+    let page = Page::from_args(args);
+    let images = match repo {
+        "" => view.all_images(|_| true)?,
+        name => match name.parse::<RepoName>() {
+            Ok(name) if view.can_read(name.as_str()) => view.images_of(&name)?,
+            _ => Vec::new(),
+        },
+    };
+    images_page(view, images, page, Sort::Relevance)
+}
+
+fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    let Ok(repo) = string_arg(args, "repo").parse::<RepoName>() else {
+        return Err(REPO_NOT_FOUND.into());
+    };
+    if !view.can_read(repo.as_str()) {
+        // As zot: nothing for a potential attacker, and no error either.
+        return Ok(json!({"Images": null, "Summary": null}));
+    }
+    if !view.engine.repo_exists(&repo).map_err(internal)? {
+        return Err(REPO_NOT_FOUND.into());
+    }
+    let mut images = view.images_of(&repo)?;
+    images.sort_by(|a, b| {
+        listed_updated(b)
+            .cmp(&listed_updated(a))
+            .then_with(|| a.tag.cmp(&b.tag))
+    });
+    let options = SummaryOptions { deletable: true };
+    let mut documents = Vec::with_capacity(images.len());
+    for listed in &images {
+        documents.push(image_summary(view, listed, options)?);
+    }
+    let prefs = repos::Prefs::of(view)?;
+    let hit = repos::RepoHit {
+        meta: view.engine.repo_meta(&repo).map_err(internal)?,
+        name: repo,
+        rank: 0,
+        downloads: 0,
+    };
+    Ok(json!({"Images": documents, "Summary": repos::repo_summary(view, &hit, &prefs)?}))
+}
+
+fn repo_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    let hits = repos::search(view, "")?;
+    let (results, info) = repos::page_of(
+        view,
+        hits,
+        &Filter::default(),
+        Page::from_args(args),
+        Sort::UpdateTime,
+    )?;
+    Ok(json!({"Page": info, "Results": results}))
+}
+
+fn preferred(view: &View, args: &ObjectAccessor<'_>, pref: Pref) -> Result<Value, String> {
+    let hits = repos::preferred(view, pref)?;
+    let (results, info) = repos::page_of(
+        view,
+        hits,
+        &Filter::default(),
+        Page::from_args(args),
+        Sort::UpdateTime,
+    )?;
+    Ok(json!({"Page": info, "Results": results}))
+}
+
+/// Tagged images whose manifest (or an index child, config or layer) is, or for a partial
+/// digest contains, `id` (zot: an exact match on the tagged digest, a substring elsewhere).
+fn images_with_digest(view: &View, id: &str) -> Result<Vec<Listed>, String> {
+    let mut images = Vec::new();
+    if let Ok(digest) = id.parse::<Digest>() {
+        // A whole digest: the store-wide digest records say where it is.
+        let mut holders: std::collections::BTreeMap<String, std::collections::HashSet<String>> =
+            Default::default();
+        for found in view.engine.containing(&digest).map_err(internal)? {
+            if !view.can_read(found.repo.as_str()) {
+                continue;
+            }
+            let manifests = holders.entry(found.repo.to_string()).or_default();
+            match found.role {
+                DigestRole::Child => {}
+                _ => {
+                    manifests.insert(found.manifest.to_string());
+                }
+            }
+        }
+        for (repo, manifests) in holders {
+            let repo: RepoName = repo.parse().map_err(|_| "internal error".to_owned())?;
+            for mut listed in view.images_of(&repo)? {
+                if manifests.contains(&listed.digest.to_string()) && !listed.meta.index {
+                    images.push(listed);
+                    continue;
+                }
+                if listed.meta.index {
+                    if listed.digest == digest {
+                        images.push(listed);
+                        continue;
+                    }
+                    listed
+                        .manifests
+                        .retain(|(d, _)| manifests.contains(&d.to_string()));
+                    if !listed.manifests.is_empty() {
+                        images.push(listed);
+                    }
+                }
+            }
+        }
+        return Ok(images);
+    }
+    // Anything else (a partial digest, ""): zot's substring match over every image.
+    for mut listed in view.all_images(|_| true)? {
+        if listed.meta.index && listed.digest.to_string() == id {
+            images.push(listed);
+            continue;
+        }
+        listed.manifests.retain(|(digest, meta)| {
+            digest.to_string().contains(id)
+                || meta
+                    .config
+                    .as_ref()
+                    .is_some_and(|c| c.blob.digest.contains(id))
+                || meta.layers.iter().any(|l| l.digest.contains(id))
+        });
+        if !listed.manifests.is_empty() {
+            images.push(listed);
+        }
+    }
+    Ok(images)
+}
+
+fn image_list_for_digest(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    let images = images_with_digest(view, string_arg(args, "id"))?;
+    images_page(view, images, Page::from_args(args), Sort::Relevance)
+}
+
+fn check_global_search(query: &str, page: Page) -> Result<(), String> {
+    if query.len() > MAX_SEARCH_TEXT {
+        return Err(format!(
+            "max string size limit exceeded for query parameter. max={MAX_SEARCH_TEXT} current={} request parameter has invalid value",
+            query.len()
+        ));
+    }
+    if page.limit < 0 {
+        return Err(
+            "requested page limit parameter can't be negative request parameter has invalid value"
+                .into(),
+        );
+    }
+    if page.offset < 0 {
+        return Err(
+            "requested page offset parameter can't be negative request parameter has invalid value"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    let raw = string_arg(args, "query");
+    let page = Page::from_args(args);
+    check_global_search(raw, page)?;
+    let filter = Filter::from_args(args)?;
+    let query = raw.trim().trim_matches('/').to_lowercase();
+    let images = if query.starts_with("sha256:") {
+        images_with_digest(view, &query)?
+    } else if !query.contains(':') && !query.contains('@') {
+        let hits = repos::search(view, &query)?;
+        let (results, info) = repos::page_of(view, hits, &filter, page, Sort::Relevance)?;
+        return Ok(json!({"Page": info, "Images": [], "Repos": results, "Layers": []}));
+    } else {
+        match query.split_once(':') {
+            Some((repo, tag)) if !repo.is_empty() => {
+                let parts: Vec<&str> = query.split(':').collect();
+                if parts.len() != 2 {
+                    return Err("failed to parse search text, invalid format invalid image reference format, use [repo:tag] or [repo@digest]".into());
+                }
+                let (repo, tag) = (repo.trim(), tag.trim());
+                match repo.parse::<RepoName>() {
+                    Ok(name) if view.can_read(name.as_str()) => view
+                        .images_of(&name)?
+                        .into_iter()
+                        .filter(|l| l.tag.starts_with(tag))
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            }
+            Some(("", tag)) if !tag.is_empty() => view
+                .all_images(|_| true)?
+                .into_iter()
+                .filter(|l| l.tag.to_lowercase().contains(tag))
+                .collect(),
+            _ => return Err("invalid search query".into()),
+        }
+    };
+    let images = filtered(view, images, &filter)?;
+    let result = images_page(view, images, page, Sort::Relevance)?;
+    Ok(json!({"Page": result["Page"], "Images": result["Results"], "Repos": null, "Layers": []}))
+}
+
+/// `repo:tag` of the `image` argument (zot: the first `:`; no `@digest` form).
+fn image_reference(image: &str) -> Result<(&str, &str), String> {
+    match image.split_once(':') {
+        Some((repo, tag)) if !tag.is_empty() => Ok((repo, tag)),
+        _ => Err("no reference provided".into()),
+    }
+}
+
+fn image(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    let (repo, tag) = image_reference(string_arg(args, "image"))?;
+    let name = repo
+        .parse::<RepoName>()
+        .map_err(|_| REPO_NOT_FOUND.to_owned())?;
+    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
+        return Err(REPO_NOT_FOUND.into());
+    }
+    let entry = view.tags(&name)?.iter().find(|e| e.tag == tag).cloned();
+    let listed = match entry {
+        Some(entry) => view.listed(&name, &entry)?,
+        None => None,
+    };
+    let listed = listed.ok_or_else(|| format!("can't find image: {repo}:{tag}"))?;
+    image_summary(view, &listed, SummaryOptions::default())
+}
+
+fn referrers_query(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    let text = string_arg(args, "digest");
+    let digest: Digest = text
+        .parse()
+        .map_err(|error| format!("bad digest string from request '{text}' {error}"))?;
+    let name = string_arg(args, "repo")
+        .parse::<RepoName>()
+        .map_err(|_| REPO_NOT_FOUND.to_owned())?;
+    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
+        return Err(REPO_NOT_FOUND.into());
+    }
+    let types: Vec<String> = match args.get("type").map(|v| v.list()) {
+        Some(Ok(list)) => list
+            .iter()
+            .filter_map(|v| v.string().ok().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Value::Array(referrers(view, &name, &digest, &types)?))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// Images built on the given one: they hold all of its layers.
+    Derived,
+    /// Images the given one is built on: all of their layers are in it.
+    Base,
+}
+
+fn related(view: &View, args: &ObjectAccessor<'_>, relation: Relation) -> Result<Value, String> {
+    let (repo, tag) = image_reference(string_arg(args, "image"))?;
+    let name = repo
+        .parse::<RepoName>()
+        .map_err(|_| "repository not found".to_owned())?;
+    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
+        return Err("repository not found".into());
+    }
+    let entry = view.tags(&name)?.iter().find(|e| e.tag == tag).cloned();
+    let mut searched = match entry {
+        Some(entry) => view.listed(&name, &entry)?,
+        None => None,
+    }
+    .ok_or_else(|| format!("can't find image: {repo}:{tag}"))?;
+    if let Some(text) = args.get("digest").and_then(|v| v.string().ok()) {
+        let digest: Digest = text
+            .parse()
+            .map_err(|_| format!("image meta not found for digest {text}"))?;
+        let meta = view
+            .image(&name, &digest)?
+            .ok_or_else(|| format!("image meta not found for digest {text}"))?;
+        searched.manifests = vec![(digest, meta)];
+    }
+    let excluded: std::collections::HashSet<String> = searched
+        .manifests
+        .iter()
+        .map(|(d, _)| d.to_string())
+        .collect();
+    let layer_sets: Vec<std::collections::HashSet<&str>> = searched
+        .manifests
+        .iter()
+        .map(|(_, m)| m.layers.iter().map(|l| l.digest.as_str()).collect())
+        .filter(|set: &std::collections::HashSet<&str>| !set.is_empty())
+        .collect();
+    // Candidates hold at least one of the searched layers: the digest records name them.
+    let mut candidates: std::collections::BTreeSet<String> = Default::default();
+    for set in &layer_sets {
+        for layer in set {
+            let Ok(digest) = layer.parse::<Digest>() else {
+                continue;
+            };
+            for found in view.engine.containing(&digest).map_err(internal)? {
+                if found.role == DigestRole::Layer && view.can_read(found.repo.as_str()) {
+                    candidates.insert(found.repo.to_string());
+                }
+            }
+        }
+    }
+    let qualifies = |meta: &berth_storage::search::ImageMeta| {
+        let layers: std::collections::HashSet<&str> =
+            meta.layers.iter().map(|l| l.digest.as_str()).collect();
+        if layers.is_empty() {
+            return false;
+        }
+        layer_sets.iter().any(|searched| match relation {
+            Relation::Derived => searched.iter().all(|l| layers.contains(l)),
+            Relation::Base => layers.iter().all(|l| searched.contains(l)),
+        })
+    };
+    let mut images = Vec::new();
+    for repo in candidates {
+        let repo: RepoName = repo.parse().map_err(|_| "internal error".to_owned())?;
+        for mut listed in view.images_of(&repo)? {
+            listed.manifests.retain(|(digest, meta)| {
+                !excluded.contains(&digest.to_string()) && qualifies(meta)
+            });
+            if !listed.manifests.is_empty() && !excluded.contains(&listed.digest.to_string()) {
+                images.push(listed);
+            }
+        }
+    }
+    images_page(view, images, Page::from_args(args), Sort::UpdateTime)
+}

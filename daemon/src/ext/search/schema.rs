@@ -1,0 +1,117 @@
+//! The GraphQL schema, built from `schema.graphql` (zot's types, fields, arguments and
+//! nullability, in zot's order) as an async-graphql dynamic schema.
+//!
+//! Rules: the text is the contract; nothing here names a type or a field. Every `Query`
+//! field resolves through [`super::resolve::query`], which answers with a JSON document
+//! shaped like the field's type (PascalCase keys, as zot's); every other object field reads
+//! its own key from its parent's document (a missing key is `null`). `Time` is a string
+//! scalar (RFC 3339, as gqlgen writes it).
+use async_graphql::dynamic::{
+    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, Scalar, Schema,
+    SchemaError, TypeRef,
+};
+use async_graphql::parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
+use async_graphql::Value;
+
+use super::limits;
+use super::resolve;
+
+/// zot's schema, field for field.
+pub const SDL: &str = include_str!("schema.graphql");
+
+fn type_ref(ty: &Type) -> TypeRef {
+    let base = match &ty.base {
+        BaseType::Named(name) => TypeRef::Named(name.to_string().into()),
+        BaseType::List(inner) => TypeRef::List(Box::new(type_ref(inner))),
+    };
+    match ty.nullable {
+        true => base,
+        false => TypeRef::NonNull(Box::new(base)),
+    }
+}
+
+/// The field `name` of the parent's JSON document.
+fn member(parent: &FieldValue<'_>, name: &str) -> Option<Value> {
+    match parent.as_value() {
+        Some(Value::Object(map)) => map.get(name).filter(|v| **v != Value::Null).cloned(),
+        _ => None,
+    }
+}
+
+/// Builds the schema; fails only if `schema.graphql` is broken (a unit test builds it).
+pub fn build() -> Result<Schema, SchemaError> {
+    let document = async_graphql::parser::parse_schema(SDL)
+        .map_err(|error| SchemaError(format!("schema.graphql: {error}")))?;
+    let mut builder = Schema::build("Query", None, None)
+        .limit_depth(limits::MAX_DEPTH)
+        .limit_complexity(limits::MAX_COMPLEXITY)
+        .limit_recursive_depth(limits::MAX_DEPTH * 2);
+    for definition in document.definitions {
+        let TypeSystemDefinition::Type(definition) = definition else {
+            continue;
+        };
+        let definition = definition.node;
+        let type_name = definition.name.node.to_string();
+        builder = match definition.kind {
+            TypeKind::Scalar => builder.register(
+                Scalar::new(type_name).validator(|value| matches!(value, Value::String(_))),
+            ),
+            TypeKind::Enum(kind) => builder.register(
+                Enum::new(type_name).items(
+                    kind.values
+                        .iter()
+                        .map(|value| value.node.value.node.to_string()),
+                ),
+            ),
+            TypeKind::InputObject(kind) => {
+                let mut object = InputObject::new(type_name);
+                for field in kind.fields {
+                    object = object.field(InputValue::new(
+                        field.node.name.node.to_string(),
+                        type_ref(&field.node.ty.node),
+                    ));
+                }
+                builder.register(object)
+            }
+            TypeKind::Object(kind) => {
+                let query = type_name == "Query";
+                let mut object = Object::new(type_name);
+                for field in kind.fields {
+                    let field = field.node;
+                    let name = field.name.node.to_string();
+                    let ty = type_ref(&field.ty.node);
+                    let mut built = match query {
+                        true => Field::new(name.clone(), ty, move |ctx| {
+                            let answer = resolve::query(&name, &ctx);
+                            FieldFuture::Value(match answer {
+                                Ok(value) => Some(FieldValue::value(value)),
+                                Err(error) => {
+                                    return FieldFuture::Future(Box::pin(async move { Err(error) }))
+                                }
+                            })
+                        }),
+                        false => Field::new(name.clone(), ty, move |ctx| {
+                            FieldFuture::Value(
+                                member(ctx.parent_value, &name).map(FieldValue::value),
+                            )
+                        }),
+                    };
+                    for argument in field.arguments {
+                        built = built.argument(InputValue::new(
+                            argument.node.name.node.to_string(),
+                            type_ref(&argument.node.ty.node),
+                        ));
+                    }
+                    object = object.field(built);
+                }
+                builder.register(object)
+            }
+            TypeKind::Interface(_) | TypeKind::Union(_) => {
+                return Err(SchemaError(format!(
+                    "schema.graphql: {type_name}: interfaces and unions are not used by zot"
+                )))
+            }
+        };
+    }
+    builder.finish()
+}
