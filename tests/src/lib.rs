@@ -24,6 +24,7 @@ mod image;
 mod metrics;
 mod peer;
 mod prometheus;
+pub mod search;
 mod snapshot;
 
 use std::path::{Path, PathBuf};

@@ -46,6 +46,18 @@ pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError
 /// GET and HEAD: the methods of a read-only route.
 pub const READ: &[Method] = &[Method::GET, Method::HEAD];
 
+/// zot's answer to `OPTIONS` on its extension routes (a browser's preflight): 200, no body,
+/// the methods and headers the route accepts.
+pub fn preflight(methods: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(hyper::StatusCode::OK)
+        .header("Access-Control-Allow-Methods", methods)
+        .header("Access-Control-Allow-Headers", "Authorization,content-type")
+        .header(hyper::header::CONTENT_LENGTH, 0)
+        .body(crate::api::body::empty())
+        .expect("static headers are valid")
+}
+
 /// One exact path an extension answers.
 #[derive(Debug)]
 pub struct Route {

@@ -42,7 +42,11 @@ impl MgmtExt {
 
 const ROUTES: &[crate::ext::Route] = &[crate::ext::Route {
     path: PATH,
-    methods: crate::ext::READ,
+    methods: &[
+        hyper::Method::GET,
+        hyper::Method::HEAD,
+        hyper::Method::OPTIONS,
+    ],
     need: crate::ext::Need::Nothing,
 }];
 

@@ -95,7 +95,11 @@ pub struct SearchExt {
 
 const ROUTES: &[crate::ext::Route] = &[crate::ext::Route {
     path: PATH,
-    methods: &[hyper::Method::GET, hyper::Method::POST],
+    methods: &[
+        hyper::Method::GET,
+        hyper::Method::POST,
+        hyper::Method::OPTIONS,
+    ],
     need: crate::ext::Need::Nothing,
 }];
 
@@ -140,6 +144,7 @@ impl crate::ext::Extension for SearchExt {
                 return Err(crate::api::error::ApiError::NotFound);
             }
             let decoded = match *req.method() {
+                hyper::Method::OPTIONS => return Ok(crate::ext::preflight("GET,POST,OPTIONS")),
                 hyper::Method::GET => transport::from_get(req.uri().query()),
                 _ => {
                     let content_type = req

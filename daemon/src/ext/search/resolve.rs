@@ -360,9 +360,12 @@ fn image(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
 
 fn referrers_query(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
     let text = string_arg(args, "digest");
-    let digest: Digest = text
-        .parse()
-        .map_err(|error| format!("bad digest string from request '{text}' {error}"))?;
+    let digest: Digest = text.parse().map_err(|_| {
+        format!(
+            "bad digest string from request '{text}' {}",
+            digest_problem(text)
+        )
+    })?;
     let name = string_arg(args, "repo")
         .parse::<RepoName>()
         .map_err(|_| REPO_NOT_FOUND.to_owned())?;
@@ -377,6 +380,27 @@ fn referrers_query(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, Stri
         _ => Vec::new(),
     };
     Ok(Value::Array(referrers(view, &name, &digest, &types)?))
+}
+
+/// What go-digest's `Validate` says of a digest that does not parse (zot quotes it).
+fn digest_problem(text: &str) -> &'static str {
+    const FORMAT: &str = "invalid checksum digest format";
+    let Some((algorithm, encoded)) = text
+        .split_once(':')
+        .filter(|(a, e)| !a.is_empty() && !e.is_empty())
+    else {
+        return FORMAT;
+    };
+    let hex_length = match algorithm {
+        "sha256" | "blake3" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return "unsupported digest algorithm",
+    };
+    if encoded.len() != hex_length {
+        return "invalid checksum digest length";
+    }
+    FORMAT
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -459,4 +483,24 @@ fn related(view: &View, args: &ObjectAccessor<'_>, relation: Relation) -> Result
         }
     }
     images_page(view, images, Page::from_args(args), Sort::UpdateTime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digest_problem;
+
+    #[test]
+    fn bad_digests_are_described_as_go_digest_does() {
+        assert_eq!(
+            digest_problem("not-a-digest"),
+            "invalid checksum digest format"
+        );
+        assert_eq!(
+            digest_problem("sha256:abc"),
+            "invalid checksum digest length"
+        );
+        assert_eq!(digest_problem("md5:abc"), "unsupported digest algorithm");
+        let upper = format!("sha256:{}", "A".repeat(64));
+        assert_eq!(digest_problem(&upper), "invalid checksum digest format");
+    }
 }

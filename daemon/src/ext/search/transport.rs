@@ -143,7 +143,9 @@ pub fn answer(response: async_graphql::Response, failed: &[String]) -> Answer {
             if !path.is_empty() {
                 object.insert("path".into(), Value::Array(path));
             }
-            if !error.locations.is_empty() {
+            // gqlgen's presenter gives a resolver error its path and no locations.
+            let resolver_error = object.contains_key("path");
+            if !error.locations.is_empty() && !resolver_error {
                 let locations: Vec<Value> = error
                     .locations
                     .iter()

@@ -66,7 +66,7 @@ pub struct UserprefsExt {
 
 const ROUTES: &[crate::ext::Route] = &[crate::ext::Route {
     path: PATH,
-    methods: &[hyper::Method::PUT],
+    methods: &[hyper::Method::PUT, hyper::Method::OPTIONS],
     need: crate::ext::Need::Nothing,
 }];
 
@@ -88,6 +88,9 @@ impl crate::ext::Extension for UserprefsExt {
         Box::pin(async move {
             if !self.enabled {
                 return Err(crate::api::error::ApiError::NotFound);
+            }
+            if req.method() == hyper::Method::OPTIONS {
+                return Ok(crate::ext::preflight("PUT,OPTIONS"));
             }
             let query: Vec<(String, String)> =
                 form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
