@@ -166,6 +166,10 @@ impl VerifiedImport {
         inner
             .link_blob(repo, &self.expected, self.size, None, &digest_guard)
             .await?;
+        drop(digest_guard);
+        inner
+            .config_arrived(repo, &self.expected, self.size)
+            .await?;
         Ok(self.size)
     }
 }

@@ -244,6 +244,19 @@ impl ImageMeta {
         }
     }
 
+    /// True when the config's facts are still to be read (a mirrored manifest stored before
+    /// its config blob arrived).
+    pub fn config_unread(&self) -> bool {
+        self.config.as_ref().is_some_and(|config| !config.read)
+    }
+
+    /// Reads the config's facts from its bytes (a config that arrived after the manifest).
+    pub(crate) fn read_config(&mut self, bytes: &[u8]) {
+        if let Some(config) = self.config.take() {
+            self.config = Some(ConfigMeta::read(config.blob, Some(bytes)));
+        }
+    }
+
     /// Every digest this manifest contains (config, layers, index children), for the
     /// store-wide digest lookup (`ImageListForDigest`).
     pub fn contained_digests(&self) -> impl Iterator<Item = &str> {

@@ -76,6 +76,59 @@ fn digest_of(text: &str) -> Result<Digest, StorageError> {
         .map_err(|_| StorageError::Corrupt(format!("bad digest in a key: {text:?}")))
 }
 
+impl crate::engine::Inner {
+    /// A blob just linked into `repo` by sync may be the config of mirrored manifests stored
+    /// before it arrived: their records get the config's facts now, in one batch under the
+    /// repository lock. Configs are small; anything larger than the limit is skipped.
+    pub(crate) async fn config_arrived(
+        self: &std::sync::Arc<Self>,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        if size > meta::CONFIG_MAX_BYTES {
+            return Ok(());
+        }
+        let prefix = index::prefix(&[&digest.to_string(), repo.as_str()]);
+        let mut manifests = Vec::new();
+        self.index.visit(Cf::Digests, &prefix, None, |key, value| {
+            if value == [refresh::CONFIG] {
+                manifests.push(key[prefix.len()..].to_vec());
+            }
+            Ok(true)
+        })?;
+        if manifests.is_empty() {
+            return Ok(());
+        }
+        let path = self.store.blob_path(digest);
+        let bytes = tokio::task::spawn_blocking(move || backfill::read_config(&path, size))
+            .await
+            .ok()
+            .flatten();
+        let Some(bytes) = bytes else {
+            return Ok(());
+        };
+        let _guard = self.lock_repo(repo).await;
+        let mut batch = index::Batch::default();
+        for manifest in manifests {
+            let key = index::key(&[repo.as_str(), &String::from_utf8_lossy(&manifest)]);
+            let Some(value) = self.index.get(Cf::Images, &key)? else {
+                continue;
+            };
+            let mut meta = ImageMeta::decode(&value)?;
+            if meta.config_unread() {
+                meta.read_config(&bytes);
+                batch.put(Cf::Images, key, meta.encode());
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        refresh::refresh(&self.index, repo.as_str(), &mut batch)?;
+        self.write_index(batch).await
+    }
+}
+
 impl Engine {
     /// The search record of manifest `digest` in `repo`.
     pub fn image_meta(

@@ -279,3 +279,50 @@ crate::backend_tests!(
     an_index_summarises_its_children,
     stars_and_bookmarks_are_per_user_and_counted,
 );
+
+/// A mirrored manifest stored before its config blob (on-demand sync) gets the config's facts
+/// when the blob is imported.
+#[test]
+fn a_config_imported_after_its_mirrored_manifest_fills_the_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), IoBackendKind::Threads);
+    let name = repo("mirror/app");
+    let config_bytes = config("2024-05-05T00:00:00Z", "arm64", "Up");
+    let bytes = manifest(&config_bytes, &[b"upstream layer"], json!({}));
+    let digest = sha256(&bytes);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        engine
+            .put_manifest_mirrored(&name, &Reference::Tag(tag("v1")), Some(OCI_MANIFEST), bytes)
+            .await
+            .expect("mirrored");
+        let before = engine
+            .image_meta(&name, &digest)
+            .expect("read")
+            .expect("record");
+        assert!(before.config_unread(), "no config yet");
+        let mut import = engine.begin_import(&sha256(&config_bytes)).expect("import");
+        import.write(&config_bytes).expect("write");
+        import
+            .verify()
+            .expect("verify")
+            .commit(&name)
+            .await
+            .expect("commit");
+        let after = engine
+            .image_meta(&name, &digest)
+            .expect("read")
+            .expect("record");
+        assert!(!after.config_unread());
+        let platform = after.config.unwrap().platform.unwrap();
+        assert_eq!(platform.arch, "arm64");
+        let summary = engine.repo_meta(&name).expect("read").expect("summary");
+        assert_eq!(
+            summary.newest.unwrap().updated_ns,
+            Some(1_714_867_200_000_000_000)
+        );
+    });
+}
