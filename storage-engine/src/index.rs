@@ -410,6 +410,8 @@ use tempfile_dir::ScratchDir;
 
 pub(crate) struct Index {
     pub(crate) db: DB,
+    /// Every repository's search summary, kept equal to `repo_meta` by [`Index::write`].
+    pub(crate) summaries: crate::search::summaries::Summaries,
     /// The scratch directory of a secondary instance, removed after `db` is closed.
     _secondary_dir: Option<ScratchDir>,
 }
@@ -466,11 +468,15 @@ impl Index {
             })
         };
         if !read_only {
-            let db = DB::open_cf_descriptors(&options, path, families())?;
-            return Ok(Index {
-                db,
+            let mut index = Index {
+                db: DB::open_cf_descriptors(&options, path, families())?,
+                summaries: Default::default(),
                 _secondary_dir: None,
-            });
+            };
+            index.summaries = crate::search::summaries::Summaries::load(|visit| {
+                index.visit(Cf::RepoMeta, b"", None, visit)
+            })?;
+            return Ok(index);
         }
         if !path.join("CURRENT").exists() {
             return Err(StorageError::Index(format!(
@@ -486,6 +492,7 @@ impl Index {
                 Ok(db) => {
                     return Ok(Index {
                         db,
+                        summaries: Default::default(),
                         _secondary_dir: Some(scratch),
                     })
                 }
@@ -592,15 +599,17 @@ impl Index {
     /// the blocking pool. Concurrent synced writers are grouped by RocksDB into one fsync.
     pub(crate) fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
         let mut write_batch = rocksdb::WriteBatch::default();
-        for (cf, key, value) in batch.ops {
+        for (cf, key, value) in &batch.ops {
             match value {
-                Some(value) => write_batch.put_cf(self.handle(cf), key, value),
-                None => write_batch.delete_cf(self.handle(cf), key),
+                Some(value) => write_batch.put_cf(self.handle(*cf), key, value),
+                None => write_batch.delete_cf(self.handle(*cf), key),
             }
         }
         let mut options = WriteOptions::default();
         options.set_sync(sync);
-        Ok(self.db.write_opt(write_batch, &options)?)
+        self.db.write_opt(write_batch, &options)?;
+        self.summaries.apply(&batch.ops);
+        Ok(())
     }
 }
 

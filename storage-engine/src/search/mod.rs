@@ -18,6 +18,7 @@ mod fsck;
 pub mod meta;
 mod prefs;
 pub(crate) mod refresh;
+pub(crate) mod summaries;
 
 use crate::engine::Engine;
 use crate::error::StorageError;
@@ -156,17 +157,18 @@ impl Engine {
     }
 
     /// Calls `visit` with every repository that has an image tag, in name order, until it
-    /// returns false.
+    /// returns false (from the in-memory copy of the summaries: no index read).
     pub fn visit_repo_metas(
         &self,
-        mut visit: impl FnMut(RepoName, RepoMeta) -> bool,
+        mut visit: impl FnMut(RepoName, std::sync::Arc<RepoMeta>) -> bool,
     ) -> Result<(), StorageError> {
-        self.inner
-            .index
-            .visit(Cf::RepoMeta, b"", None, |key, value| {
-                let name = repo_of(&String::from_utf8_lossy(key))?;
-                Ok(visit(name, RepoMeta::decode(value)?))
-            })
+        for (key, meta) in self.inner.index.summaries.snapshot() {
+            let name = repo_of(&String::from_utf8_lossy(&key))?;
+            if !visit(name, meta) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Every tag of `repo` (signature tags included), in tag order.

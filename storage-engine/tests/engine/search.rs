@@ -6,7 +6,36 @@ use berth_storage::{Engine, IoBackendKind};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::{assert_clean, index_manifest, open, push_blob, repo, sha256, tag};
+use crate::{index_manifest, open, push_blob, repo, sha256, tag};
+
+/// fsck is clean, and the in-memory summaries (what listings read) equal the index's.
+fn assert_clean(engine: &Engine) {
+    crate::assert_clean(engine);
+    let mut listed = Vec::new();
+    engine
+        .visit_repo_metas(|name, meta| {
+            listed.push((name, (*meta).clone()));
+            true
+        })
+        .expect("visit");
+    for (name, meta) in &listed {
+        assert_eq!(
+            engine.repo_meta(name).expect("read").as_ref(),
+            Some(meta),
+            "{name}"
+        );
+    }
+    let mut stored = Vec::new();
+    for name in engine.catalog(None, 10_000).expect("catalog") {
+        if let Some(meta) = engine.repo_meta(&name).expect("read") {
+            stored.push((name, meta));
+        }
+    }
+    assert_eq!(
+        listed, stored,
+        "summaries in memory = summaries in the index"
+    );
+}
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -189,6 +218,8 @@ async fn records_follow_pushes_tags_and_deletes(kind: IoBackendKind) {
     );
     assert!(engine.containing(&old).expect("containing").is_empty());
     assert_clean(&engine);
+    drop(engine);
+    assert_clean(&open(dir.path(), kind));
 }
 
 async fn an_index_summarises_its_children(kind: IoBackendKind) {

@@ -8,6 +8,7 @@
 //! needs it.
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use berth_storage::oci::RepoName;
 use berth_storage::search::{Pref, RepoMeta};
@@ -58,7 +59,7 @@ pub fn rank(query: &str, repo: &str) -> Option<u64> {
 pub struct RepoHit {
     pub name: RepoName,
     /// `None` for a repository without an image tag (starred or bookmarked lists keep them).
-    pub meta: Option<RepoMeta>,
+    pub meta: Option<Arc<RepoMeta>>,
     pub rank: u64,
     pub downloads: u64,
 }
@@ -176,6 +177,7 @@ fn compare(sort: Sort) -> impl FnMut(&RepoHit, &RepoHit) -> Ordering {
 pub fn repo_summary(view: &View, hit: &RepoHit, prefs: &Prefs) -> Result<Value, String> {
     let name = hit.name.as_str();
     let meta = hit.meta.clone().unwrap_or_default();
+    let meta: &RepoMeta = &meta;
     let newest = match &meta.newest {
         Some(newest) => {
             let entry = view
@@ -276,7 +278,11 @@ pub fn preferred(view: &View, pref: Pref) -> Result<Vec<RepoHit>, String> {
         if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
             continue;
         }
-        let meta = view.engine.repo_meta(&name).map_err(internal)?;
+        let meta = view
+            .engine
+            .repo_meta(&name)
+            .map_err(internal)?
+            .map(Arc::new);
         hits.push(RepoHit {
             name,
             meta,

@@ -168,7 +168,11 @@ fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, S
     }
     let prefs = repos::Prefs::of(view)?;
     let hit = repos::RepoHit {
-        meta: view.engine.repo_meta(&repo).map_err(internal)?,
+        meta: view
+            .engine
+            .repo_meta(&repo)
+            .map_err(internal)?
+            .map(Arc::new),
         name: repo,
         rank: 0,
         downloads: 0,

@@ -114,7 +114,9 @@ impl View {
     }
 
     /// The repositories the caller may read that have an image tag, in name order.
-    pub fn readable(&self) -> Result<Vec<(RepoName, berth_storage::search::RepoMeta)>, String> {
+    pub fn readable(
+        &self,
+    ) -> Result<Vec<(RepoName, Arc<berth_storage::search::RepoMeta>)>, String> {
         let mut repos = Vec::new();
         self.engine
             .visit_repo_metas(|name, meta| {
