@@ -180,28 +180,23 @@ fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, S
     Ok(json!({"Images": documents, "Summary": repos::repo_summary(view, &hit, &prefs)?}))
 }
 
-fn repo_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
-    let hits = repos::search(view, "")?;
-    let (results, info) = repos::page_of(
-        view,
-        hits,
-        &Filter::default(),
-        Page::from_args(args),
-        Sort::UpdateTime,
-    )?;
+/// A `PaginatedReposResult` of `hits`, unfiltered, newest first by default.
+fn repos_result(
+    view: &View,
+    args: &ObjectAccessor<'_>,
+    hits: Vec<repos::RepoHit>,
+) -> Result<Value, String> {
+    let page = Page::from_args(args);
+    let (results, info) = repos::page_of(view, hits, &Filter::default(), page, Sort::UpdateTime)?;
     Ok(json!({"Page": info, "Results": results}))
 }
 
+fn repo_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    repos_result(view, args, repos::search(view, "")?)
+}
+
 fn preferred(view: &View, args: &ObjectAccessor<'_>, pref: Pref) -> Result<Value, String> {
-    let hits = repos::preferred(view, pref)?;
-    let (results, info) = repos::page_of(
-        view,
-        hits,
-        &Filter::default(),
-        Page::from_args(args),
-        Sort::UpdateTime,
-    )?;
-    Ok(json!({"Page": info, "Results": results}))
+    repos_result(view, args, repos::preferred(view, pref)?)
 }
 
 /// Tagged images whose manifest (or an index child, config or layer) is, or for a partial
