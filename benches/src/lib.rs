@@ -1,9 +1,11 @@
 //! berth's benchmarks: `berth-bench`, a zb-style load generator for any OCI registry
 //! (client.rs, data.rs, workloads.rs, stats.rs, report.rs), the side-by-side comparison with
 //! CNCF Distribution (compare.rs, procs.rs), the pull-through mirror comparison with
-//! Distribution's proxy mode (mirror.rs) and the machine limits it reports beside the
+//! Distribution's proxy mode (mirror.rs), the search benchmark over a generated catalogue
+//! (catalogue.rs, search.rs) and the machine limits it reports beside the
 //! figures (limits.rs). The criterion micro-benchmarks are in `benches/`.
 
+pub mod catalogue;
 pub mod client;
 pub mod compare;
 pub mod data;
@@ -11,5 +13,6 @@ pub mod limits;
 pub mod mirror;
 pub mod procs;
 pub mod report;
+pub mod search;
 pub mod stats;
 pub mod workloads;

@@ -32,8 +32,120 @@ enum Command {
     /// Starts an upstream Distribution, berth as its on-demand mirror and Distribution in
     /// proxy mode, and times cold and warm pulls through both against direct pulls.
     Mirror(MirrorArgs),
+    /// Fills a fresh berth store with a search-sized catalogue (10k repositories, 100k
+    /// images by default) through the storage engine, for `search`.
+    Generate(GenerateArgs),
+    /// Starts berth with search on over a generated store and times zot's GraphQL queries.
+    Search(SearchArgs),
     /// Lists the workloads.
     List,
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Repositories (`team-TT/app-NNNN`).
+    #[arg(long, default_value_t = 10_000)]
+    repos: usize,
+    /// Tagged images over all repositories (a multi-platform index counts as one).
+    #[arg(long, default_value_t = 100_000)]
+    images: usize,
+    /// The new store's directory (must not exist); the layout and a berth config are
+    /// written next to it.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Child manifests of each multi-platform index (every 5th repository's `latest`).
+    #[arg(long, default_value_t = 3)]
+    platforms: usize,
+    /// Shared base layers (each image is one of them plus its own top layer).
+    #[arg(long, default_value_t = 50)]
+    bases: usize,
+    /// Durable commits (fsync). Off by default: the store is a fixture.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    commit: bool,
+    /// Writer threads (default: 4 per core; the Threads backend waits on its blocking pool).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// The berth binary (a release build).
+    #[arg(long, default_value = "target/release/berth")]
+    berth_bin: PathBuf,
+    /// A store made by `berth-bench generate`.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Concurrent keep-alive connections.
+    #[arg(short = 'c', long, default_value_t = 10)]
+    concurrency: usize,
+    /// Requests per workload.
+    #[arg(short = 'n', long, default_value_t = 2000)]
+    requests: usize,
+    /// Runs only the workloads whose name matches this regex.
+    #[arg(short = 't', long = "test-regex")]
+    test_regex: Option<Regex>,
+    /// Also writes the figures as JSON here.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+    /// Also times `Push Monolith 1MB` (-n pushes, -c connections) against berth with search
+    /// off and on, alternately, on fresh empty stores under this directory.
+    #[arg(long)]
+    push_compare: Option<PathBuf>,
+    /// Rounds of the push comparison.
+    #[arg(long, default_value_t = 3)]
+    push_rounds: usize,
+    /// Pushes per run of the push comparison (all into one repository).
+    #[arg(long, default_value_t = 1000)]
+    push_requests: usize,
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let options = berth_benches::catalogue::GenerateOptions {
+        data_dir: args.data_dir,
+        layout: berth_benches::catalogue::Layout {
+            repos: args.repos,
+            images: args.images,
+            platforms: args.platforms,
+            bases: args.bases,
+            base_layers: Vec::new(),
+        },
+        commit: args.commit,
+        threads: args.threads.unwrap_or(4 * cores),
+    };
+    let generated = berth_benches::catalogue::generate(&options)?;
+    println!(
+        "generated {} repositories, {} tagged images ({} bases besides) in {:.1} s; store {:.1} MiB; berth config {}",
+        generated.repos,
+        generated.images,
+        args.bases,
+        generated.seconds,
+        generated.disk_bytes as f64 / (1024.0 * 1024.0),
+        generated.config.display()
+    );
+    Ok(())
+}
+
+fn search(args: SearchArgs) -> Result<()> {
+    let berth_bin = std::fs::canonicalize(&args.berth_bin)
+        .with_context(|| format!("berth binary {}", args.berth_bin.display()))?;
+    let options = berth_benches::search::SearchOptions {
+        berth_bin,
+        data_dir: std::fs::canonicalize(&args.data_dir)
+            .with_context(|| format!("store {}", args.data_dir.display()))?,
+        concurrency: args.concurrency.max(1),
+        requests: args.requests.max(1),
+        test_regex: args.test_regex,
+        push_compare: args.push_compare.map(std::fs::canonicalize).transpose()?,
+        push_rounds: args.push_rounds.max(1),
+        push_requests: args.push_requests.max(1),
+    };
+    let report = berth_benches::search::run(&options)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    print!("{}", report.table());
+    Ok(())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -232,6 +344,8 @@ fn main() -> Result<()> {
         Command::Run(args) => run(args),
         Command::Compare(args) => compare(args),
         Command::Mirror(args) => mirror(args),
+        Command::Generate(args) => generate(args),
+        Command::Search(args) => search(args),
         Command::List => {
             for workload in workloads::all() {
                 println!("{}", workload.name);

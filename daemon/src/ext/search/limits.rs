@@ -13,5 +13,7 @@ pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 500;
 /// Longest `GlobalSearch` query and filter string (zot's 256).
 pub const MAX_SEARCH_TEXT: usize = 256;
-/// Searches running at once on the search pool; more wait (never on a shard thread).
-pub const MAX_CONCURRENT: usize = 64;
+/// Searches running at once on the blocking pool; more wait (never on a shard thread). A
+/// search is CPU work: more at once than cores only adds memory (each thread its malloc
+/// arena: 64 at once held 700 MiB after the 100k-image digest workloads).
+pub const MAX_CONCURRENT: usize = 4;
