@@ -291,26 +291,13 @@ impl Berth {
 
     /// SIGTERM, then SIGKILL after 20 s.
     fn stop(mut self) {
-        // SAFETY: kill has no memory preconditions; the pid is our own child's.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::procs::stop_child(&mut self.child, Duration::from_secs(20));
     }
 }
 
 impl Drop for Berth {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        crate::procs::kill_child(&mut self.child);
     }
 }
 

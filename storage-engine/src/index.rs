@@ -420,34 +420,8 @@ pub(crate) struct Index {
 /// reading its MANIFEST and opening the file (compaction), which fails that one attempt.
 const SECONDARY_OPEN_ATTEMPTS: u32 = 10;
 
-pub(crate) mod tempfile_dir {
-    use std::path::{Path, PathBuf};
-
-    /// A private directory for a RocksDB secondary instance's own files (its info log).
-    pub(crate) struct ScratchDir(PathBuf);
-
-    impl ScratchDir {
-        pub(crate) fn create() -> std::io::Result<ScratchDir> {
-            let path = std::env::temp_dir().join(format!(
-                "berth-index-secondary-{}-{}",
-                std::process::id(),
-                uuid::Uuid::new_v4().simple()
-            ));
-            std::fs::create_dir_all(&path)?;
-            Ok(ScratchDir(path))
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for ScratchDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+#[path = "index_scratch.rs"]
+pub(crate) mod tempfile_dir;
 
 impl Index {
     /// Opens (creating if needed) for reading and writing, or read-only. Read-only opens a
