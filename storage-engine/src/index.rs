@@ -44,10 +44,12 @@ pub(crate) enum Cf {
     UserPrefs,
     /// Engine state: the search backfill's progress.
     Meta,
+    /// Search: what each repository's tagged images hold, counted (search/counts.rs).
+    RepoRefs,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 17] = [
+    pub(crate) const ALL: [Cf; 18] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -65,6 +67,7 @@ impl Cf {
         Cf::Digests,
         Cf::UserPrefs,
         Cf::Meta,
+        Cf::RepoRefs,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -86,6 +89,7 @@ impl Cf {
             Cf::Digests => "digests",
             Cf::UserPrefs => "user_prefs",
             Cf::Meta => "meta",
+            Cf::RepoRefs => "repo_refs",
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::oci::{parse_manifest, Algorithm, Descriptor, Digest, ParsedManifest};
 use crate::oci::{Reference, RepoName, Tag};
 use crate::search::backfill::read_config;
 use crate::search::meta::ImageMeta;
-use crate::search::refresh::refresh;
+use crate::search::refresh::{refresh, Mode};
 
 /// A manifest as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -267,7 +267,7 @@ impl Engine {
             meta.encode(),
         );
         inner.repo_record(repo, &mut batch)?;
-        refresh(&inner.index, repo.as_str(), &mut batch)?;
+        refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental)?;
         inner.write_index(batch).await?;
         inner.usage.touch(repo);
         Ok(PutManifestOutcome { digest, subject })
@@ -334,7 +334,7 @@ impl Engine {
                     return Err(StorageError::ManifestUnknown);
                 }
                 batch.delete(Cf::Tags, index::key(&[repo.as_str(), tag.as_str()]));
-                refresh(&inner.index, repo.as_str(), &mut batch)?;
+                refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental)?;
                 inner.write_index(batch).await?;
                 inner.usage.touch(repo);
                 return Ok(());
@@ -383,7 +383,7 @@ impl Engine {
                 index::key(&[repo.as_str(), &referenced.to_string(), &digest_text]),
             );
         }
-        refresh(&inner.index, repo.as_str(), &mut batch)?;
+        refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental)?;
         inner.write_index(batch).await?;
         inner.usage.touch(repo);
         Ok(())

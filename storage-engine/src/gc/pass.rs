@@ -370,7 +370,12 @@ impl Engine {
             }
         }
         if !options.dry_run && !batch.is_empty() {
-            crate::search::refresh::refresh(&inner.index, name, &mut batch)?;
+            crate::search::refresh::refresh(
+                &inner.index,
+                name,
+                &mut batch,
+                crate::search::refresh::Mode::Incremental,
+            )?;
             inner.index.write(batch, inner.commit)?;
             inner.usage.touch_usage(repo);
         }

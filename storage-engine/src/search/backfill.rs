@@ -137,7 +137,7 @@ impl Engine {
                 added += 1;
                 Ok(true)
             })?;
-        refresh::refresh(&inner.index, name, &mut batch)?;
+        refresh::refresh(&inner.index, name, &mut batch, refresh::Mode::Full)?;
         let mut marker = b"after:".to_vec();
         marker.extend_from_slice(name.as_bytes());
         batch.put(Cf::Meta, MARKER.to_vec(), marker);

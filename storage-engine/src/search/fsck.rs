@@ -1,13 +1,14 @@
 //! fsck of the search records: they must say exactly what the manifests and tags say.
 //!
 //! Problems: a manifest without its `images` record or a record without its manifest; a
-//! `digests` entry that its image does not contain, or one missing; a repository summary
-//! that differs from the one its tags and images give. A store whose backfill has not
+//! `digests` entry that its image does not contain, or one missing; a repository summary or
+//! its counts (`repo_refs`) that differ from what its tags and images give. A store whose backfill has not
 //! finished is reported as info and not checked.
 use std::collections::HashSet;
 
+use super::counts;
 use super::meta::ImageMeta;
-use super::refresh::{digest_entries, summarize, Overlay, RepoMeta};
+use super::refresh::{digest_entries, summarize_with, Overlay, RepoMeta};
 use crate::engine::Engine;
 use crate::error::StorageError;
 use crate::fsck::FsckReport;
@@ -65,7 +66,10 @@ impl Engine {
             Ok(true)
         })?;
         for repo in &repos {
-            let expected = summarize(&Overlay::new(index, &batch, repo))?;
+            let (expected, contributions) = summarize_with(&Overlay::new(index, &batch, repo))?;
+            if counts::stored(index, repo)? != counts::count_all(repo, &contributions) {
+                report.problem(format!("{repo}: search counts differ from its images"));
+            }
             let stored = match index.get(Cf::RepoMeta, repo.as_bytes())? {
                 Some(value) => Some(RepoMeta::decode(&value)?),
                 None => None,

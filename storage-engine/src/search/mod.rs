@@ -14,6 +14,7 @@
 //! families existed is filled by [`Engine::search_backfill`] (backfill.rs), resumable,
 //! while the daemon serves.
 pub(crate) mod backfill;
+mod counts;
 mod fsck;
 pub mod meta;
 mod prefs;
@@ -125,7 +126,7 @@ impl crate::engine::Inner {
         if batch.is_empty() {
             return Ok(());
         }
-        refresh::refresh(&self.index, repo.as_str(), &mut batch)?;
+        refresh::refresh(&self.index, repo.as_str(), &mut batch, refresh::Mode::Full)?;
         self.write_index(batch).await
     }
 }

@@ -13,6 +13,8 @@
 //!   left.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::counts;
+
 use serde::{Deserialize, Serialize};
 
 use super::meta::{ImageMeta, Platform};
@@ -184,10 +186,26 @@ pub(crate) fn digest_entries(repo: &str, manifest: &str, meta: &ImageMeta) -> Ve
     entries
 }
 
+/// How a refresh brings the summary up to date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// From the batch's own tag changes (counts.rs), unless the batch changes an image that a
+    /// tag already holds.
+    Incremental,
+    /// Recompute the summary and every count (the backfill, a config that arrived later).
+    Full,
+}
+
 /// Adds what follows from `batch` for `repo` to it (see the module's rules).
-pub(crate) fn refresh(index: &Index, repo: &str, batch: &mut Batch) -> Result<(), StorageError> {
+pub(crate) fn refresh(
+    index: &Index,
+    repo: &str,
+    batch: &mut Batch,
+    mode: Mode,
+) -> Result<(), StorageError> {
     let prefix = index::prefix(&[repo]);
     let mut follow = Batch::default();
+    let mut full = mode == Mode::Full;
     for (cf, key, value) in batch.ops() {
         if !key.starts_with(&prefix) {
             continue;
@@ -198,6 +216,12 @@ pub(crate) fn refresh(index: &Index, repo: &str, batch: &mut Batch) -> Result<()
                 let meta = ImageMeta::decode(value)?;
                 for (key, kind) in digest_entries(repo, &manifest, &meta) {
                     follow.put(Cf::Digests, key, vec![kind]);
+                }
+                // A new child stored after the index that lists it changes a tagged image.
+                if !full && !index.contains(Cf::Images, key)? {
+                    let parents = index::prefix(&[&manifest, repo]);
+                    full |= index
+                        .any_with_prefix(Cf::Digests, &parents, |_, value| Ok(value == [CHILD]))?;
                 }
             }
             (Cf::Manifests, None) => {
@@ -214,9 +238,16 @@ pub(crate) fn refresh(index: &Index, repo: &str, batch: &mut Batch) -> Result<()
     }
     batch.extend(follow);
     let overlay = Overlay::new(index, batch, repo);
-    let summary = match overlay.deletes_repo() {
-        true => None,
-        false => summarize(&overlay)?,
+    if overlay.deletes_repo() {
+        for (key, _) in counts::stored(index, repo)? {
+            batch.delete(Cf::RepoRefs, key);
+        }
+        batch.delete(Cf::RepoMeta, repo.as_bytes().to_vec());
+        return Ok(());
+    }
+    let summary = match full {
+        true => recompute(index, repo, batch)?,
+        false => update(index, repo, batch)?,
     };
     match summary {
         Some(summary) => batch.put(Cf::RepoMeta, repo.as_bytes().to_vec(), summary.encode()),
@@ -225,8 +256,133 @@ pub(crate) fn refresh(index: &Index, repo: &str, batch: &mut Batch) -> Result<()
     Ok(())
 }
 
-/// The summary of the repository `overlay` shows; `None` when it has no image tag.
-pub(crate) fn summarize(overlay: &Overlay<'_>) -> Result<Option<RepoMeta>, StorageError> {
+/// The whole summary and every count, from every tag (the counts replace the stored ones).
+fn recompute(
+    index: &Index,
+    repo: &str,
+    batch: &mut Batch,
+) -> Result<Option<RepoMeta>, StorageError> {
+    let (summary, contributions) = summarize_with(&Overlay::new(index, batch, repo))?;
+    for (key, _) in counts::stored(index, repo)? {
+        batch.delete(Cf::RepoRefs, key);
+    }
+    for (key, value) in counts::count_all(repo, &contributions) {
+        batch.put(Cf::RepoRefs, key, value);
+    }
+    Ok(summary)
+}
+
+/// The stored summary moved by the batch's tag changes.
+fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMeta>, StorageError> {
+    let prefix = index::prefix(&[repo]);
+    let mut changes: BTreeMap<String, Option<TagRecord>> = BTreeMap::new();
+    for (cf, key, value) in batch.ops() {
+        if *cf == Cf::Tags && key.starts_with(&prefix) {
+            let tag = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            changes.insert(tag, value.as_deref().map(TagRecord::decode).transpose()?);
+        }
+    }
+    let mut summary = match index.get(Cf::RepoMeta, repo.as_bytes())? {
+        Some(value) => RepoMeta::decode(&value)?,
+        None => RepoMeta::default(),
+    };
+    // Before: what the store holds; after: the store overlaid with the batch.
+    let mut before = |digest: &str| -> Result<Option<ImageMeta>, StorageError> {
+        match index.get(Cf::Images, &index::key(&[repo, digest]))? {
+            Some(value) => Ok(Some(ImageMeta::decode(&value)?)),
+            None => Ok(None),
+        }
+    };
+    let overlay = Overlay::new(index, batch, repo);
+    let mut after = |digest: &str| overlay.image(digest);
+    let mut deltas = counts::Deltas::default();
+    let mut lost_newest = false;
+    let mut candidates: Vec<NewestImage> = Vec::new();
+    for (tag, new) in changes {
+        if is_signature_tag(&tag) {
+            continue;
+        }
+        let old = index
+            .get(Cf::Tags, &index::key(&[repo, &tag]))?
+            .map(|v| TagRecord::decode(&v))
+            .transpose()?;
+        let is_newest = summary.newest.as_ref().is_some_and(|n| n.tag == tag);
+        if let (Some(old), Some(new)) = (&old, &new) {
+            if old.digest == new.digest {
+                // The same image re-tagged: only its tag time moves, which may make it newest.
+                match summary.newest.as_mut().filter(|_| is_newest) {
+                    Some(newest) => newest.tagged_ms = new.pushed_ms,
+                    None => {
+                        let digest = new.digest.to_string();
+                        if let Some(same) = counts::contribution(&mut after, &digest)? {
+                            candidates.push(NewestImage {
+                                tag: tag.clone(),
+                                digest,
+                                updated_ns: same.updated,
+                                tagged_ms: new.pushed_ms,
+                            });
+                        }
+                    }
+                }
+                continue;
+            }
+        }
+        if let Some(old) = &old {
+            if let Some(gone) = counts::contribution(&mut before, &old.digest.to_string())? {
+                deltas.add(repo, &gone, -1);
+                summary.tags -= 1;
+                lost_newest |= is_newest;
+            }
+        }
+        if let Some(new) = &new {
+            let digest = new.digest.to_string();
+            if let Some(added) = counts::contribution(&mut after, &digest)? {
+                deltas.add(repo, &added, 1);
+                summary.tags += 1;
+                candidates.push(NewestImage {
+                    tag: tag.clone(),
+                    digest,
+                    updated_ns: added.updated,
+                    tagged_ms: new.pushed_ms,
+                });
+            }
+        }
+    }
+    let (size_change, sets_changed) = deltas.apply(index, repo, batch)?;
+    summary.size = u64::try_from(summary.size as i64 + size_change)
+        .map_err(|_| StorageError::Corrupt(format!("{repo}: search summary size below zero")))?;
+    if sets_changed {
+        let (platforms, vendors) = counts::sets(index, repo, batch)?;
+        summary.platforms = platforms;
+        summary.vendors = vendors;
+    }
+    let previous = summary.newest.take();
+    let best = candidates
+        .into_iter()
+        .reduce(|a, b| if counts::newer(&b, &a) { b } else { a });
+    summary.newest = match (previous, best) {
+        // The newest image's tag moved or went away: a newer candidate still wins over every
+        // other tag (each was older than the previous newest); otherwise only a walk knows.
+        (Some(previous), best) if lost_newest => match best {
+            Some(best) if counts::newer(&best, &previous) => Some(best),
+            _ => summarize_with(&Overlay::new(index, batch, repo))?
+                .0
+                .and_then(|summary| summary.newest),
+        },
+        (Some(previous), Some(best)) => Some(match counts::newer(&best, &previous) {
+            true => best,
+            false => previous,
+        }),
+        (previous, best) => best.or(previous),
+    };
+    Ok((summary.tags > 0).then_some(summary))
+}
+
+/// The summary of the repository `overlay` shows (`None` when it has no image tag) and the
+/// contribution of every tagged image.
+pub(crate) fn summarize_with(
+    overlay: &Overlay<'_>,
+) -> Result<(Option<RepoMeta>, Vec<counts::Contribution>), StorageError> {
     let mut summary = RepoMeta::default();
     let mut sizes: HashMap<String, u64> = HashMap::new();
     let mut images: HashMap<String, Option<ImageMeta>> = HashMap::new();
@@ -238,57 +394,34 @@ pub(crate) fn summarize(overlay: &Overlay<'_>) -> Result<Option<RepoMeta>, Stora
         images.insert(digest.to_owned(), meta.clone());
         Ok(meta)
     };
+    let mut contributions = Vec::new();
     for (tag, record) in overlay.tags()? {
         if is_signature_tag(&tag) {
             continue;
         }
         let digest = record.digest.to_string();
-        let Some(meta) = load(&digest)? else {
+        let Some(found) = counts::contribution(&mut load, &digest)? else {
             continue;
         };
         summary.tags += 1;
-        let mut parts = vec![(digest.clone(), meta.clone())];
-        for child in &meta.children {
-            if let Some(child_meta) = load(&child.digest)? {
-                parts.push((child.digest.clone(), child_meta));
-            }
-        }
-        let mut updated = None;
-        for (part_digest, part) in &parts {
-            sizes.insert(part_digest.clone(), part.manifest_size);
-            if let Some(config) = &part.config {
-                sizes.insert(config.blob.digest.clone(), config.blob.size);
-                if let Some(platform) = &config.platform {
-                    if !platform.os.is_empty() || !platform.arch.is_empty() {
-                        summary.platforms.insert(platform.clone());
-                    }
-                }
-            }
-            for layer in &part.layers {
-                sizes.insert(layer.digest.clone(), layer.size);
-            }
-            // An index's own annotations give no vendor and no time (zot).
-            if part.index {
-                continue;
-            }
-            if let Some(vendor) = vendor_of(part) {
-                summary.vendors.insert(vendor.to_owned());
-            }
-            updated = updated.max(image_updated_ns(part));
-        }
+        sizes.extend(found.digests.iter().map(|(d, s)| (d.clone(), *s)));
+        summary.platforms.extend(found.platforms.iter().cloned());
+        summary.vendors.extend(found.vendors.iter().cloned());
         let candidate = NewestImage {
             tag,
             digest,
-            updated_ns: updated,
+            updated_ns: found.updated,
             tagged_ms: record.pushed_ms,
         };
-        let newer = summary.newest.as_ref().is_none_or(|newest| {
-            (candidate.updated_ns, candidate.tagged_ms) > (newest.updated_ns, newest.tagged_ms)
-        });
-        if newer {
+        if summary
+            .newest
+            .as_ref()
+            .is_none_or(|newest| counts::newer(&candidate, newest))
+        {
             summary.newest = Some(candidate);
         }
+        contributions.push(found);
     }
     summary.size = sizes.values().sum();
-    Ok((summary.tags > 0).then_some(summary))
+    Ok(((summary.tags > 0).then_some(summary), contributions))
 }
