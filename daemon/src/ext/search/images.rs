@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 
 use berth_storage::oci::{Digest, RepoName};
-use berth_storage::search::{signed_by_tag, ImageMeta};
+use berth_storage::search::{signed_by_tag, ImageMeta, Platform};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -148,24 +148,30 @@ pub fn listed_size(listed: &Listed) -> u64 {
     }
 }
 
-fn platform(meta: &ImageMeta) -> Value {
-    let platform = meta
-        .config
-        .as_ref()
-        .and_then(|c| c.platform.clone())
-        .unwrap_or_default();
+/// (os, arch or arch/variant) of a platform, as zot shows and filters it.
+pub fn os_arch(platform: &Platform) -> (String, String) {
     let arch = match platform.variant.is_empty() {
-        true => platform.arch,
+        true => platform.arch.clone(),
         false => format!("{}/{}", platform.arch, platform.variant),
     };
-    json!({"Os": platform.os, "Arch": arch})
+    (platform.os.clone(), arch)
 }
 
-/// (os, arch or arch/variant) of a manifest, for filters.
+/// zot's `Platform` document.
+pub fn platform_document(platform: &Platform) -> Value {
+    let (os, arch) = os_arch(platform);
+    json!({"Os": os, "Arch": arch})
+}
+
+/// (os, arch or arch/variant) of a manifest, from its config (empty when unknown).
 pub fn platform_of(meta: &ImageMeta) -> (String, String) {
-    let value = platform(meta);
-    let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
-    (text("Os"), text("Arch"))
+    let platform = meta.config.as_ref().and_then(|c| c.platform.clone());
+    os_arch(&platform.unwrap_or_default())
+}
+
+fn platform(meta: &ImageMeta) -> Value {
+    let (os, arch) = platform_of(meta);
+    json!({"Os": os, "Arch": arch})
 }
 
 fn artifact_type(meta: &ImageMeta) -> Value {

@@ -15,7 +15,9 @@ use berth_storage::search::{Pref, RepoMeta};
 use serde_json::{json, Value};
 
 use super::filter::Filter;
-use super::images::{image_summary, signatures, time_ns, SummaryOptions};
+use super::images::{
+    image_summary, os_arch, platform_document, signatures, time_ns, SummaryOptions,
+};
 use super::page::{cut, Page, Sort};
 use super::view::{internal, View};
 
@@ -97,13 +99,7 @@ fn admitted(view: &View, filter: &Filter, hit: &RepoHit, prefs: &Prefs) -> Resul
         .meta
         .iter()
         .flat_map(|m| m.platforms.iter())
-        .map(|p| {
-            let arch = match p.variant.is_empty() {
-                true => p.arch.clone(),
-                false => format!("{}/{}", p.arch, p.variant),
-            };
-            (p.os.clone(), arch)
-        })
+        .map(os_arch)
         .collect();
     if !filter.admits_platforms(platforms.iter().map(|(o, a)| (o.as_str(), a.as_str()))) {
         return Ok(false);
@@ -196,17 +192,7 @@ pub fn repo_summary(view: &View, hit: &RepoHit, prefs: &Prefs) -> Result<Value, 
         }
         None => Value::Null,
     };
-    let platforms: Vec<Value> = meta
-        .platforms
-        .iter()
-        .map(|p| {
-            let arch = match p.variant.is_empty() {
-                true => p.arch.clone(),
-                false => format!("{}/{}", p.arch, p.variant),
-            };
-            json!({"Os": p.os, "Arch": arch})
-        })
-        .collect();
+    let platforms: Vec<Value> = meta.platforms.iter().map(platform_document).collect();
     Ok(json!({
         "Name": name,
         "LastUpdated": updated(hit).map_or(Value::Null, time_ns),
