@@ -46,10 +46,13 @@ pub(crate) enum Cf {
     Meta,
     /// Search: what each repository's tagged images hold, counted (search/counts.rs).
     RepoRefs,
+    /// Search: `digest\0repo\0tag\0manifest` for every digest a tagged image holds
+    /// (search/tagged.rs).
+    Tagged,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 18] = [
+    pub(crate) const ALL: [Cf; 19] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -68,6 +71,7 @@ impl Cf {
         Cf::UserPrefs,
         Cf::Meta,
         Cf::RepoRefs,
+        Cf::Tagged,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -90,6 +94,7 @@ impl Cf {
             Cf::UserPrefs => "user_prefs",
             Cf::Meta => "meta",
             Cf::RepoRefs => "repo_refs",
+            Cf::Tagged => "tagged",
         }
     }
 }

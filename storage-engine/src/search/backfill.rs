@@ -1,5 +1,5 @@
 //! Search data for a store written before search existed: at open, a store without the
-//! `search.backfill` marker that already holds repositories is marked pending; the daemon
+//! `search.backfill.2` marker that already holds repositories is marked pending; the daemon
 //! then calls [`Engine::search_backfill`] on a thread of its own and serves meanwhile.
 //!
 //! Rules: one repository per batch, under the repository lock, written together with the
@@ -16,7 +16,9 @@ use crate::error::StorageError;
 use crate::index::{self, Batch, Cf, Index, ManifestRecord};
 use crate::oci::{parse_manifest, RepoName};
 
-const MARKER: &[u8] = b"search.backfill";
+/// The marker's name carries the version of the search records: a store filled by an
+/// earlier version (without the `tagged` family: `search.backfill`) is filled again.
+const MARKER: &[u8] = b"search.backfill.2";
 const DONE: &[u8] = b"done";
 
 /// How far a backfill has come.
@@ -99,6 +101,7 @@ impl Engine {
         }
         let mut batch = Batch::default();
         batch.put(Cf::Meta, MARKER.to_vec(), DONE.to_vec());
+        batch.delete(Cf::Meta, b"search.backfill".to_vec());
         index.write(batch, self.inner.commit)?;
         Ok(true)
     }

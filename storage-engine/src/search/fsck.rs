@@ -1,8 +1,9 @@
 //! fsck of the search records: they must say exactly what the manifests and tags say.
 //!
 //! Problems: a manifest without its `images` record or a record without its manifest; a
-//! `digests` entry that its image does not contain, or one missing; a repository summary or
-//! its counts (`repo_refs`) that differ from what its tags and images give. A store whose backfill has not
+//! `digests` entry that its image does not contain, or one missing; a `tagged` entry that its
+//! tag and images do not give, or one missing; a repository summary or its counts
+//! (`repo_refs`) that differ from what its tags and images give. A store whose backfill has not
 //! finished is reported as info and not checked.
 use std::collections::HashSet;
 
@@ -65,6 +66,25 @@ impl Engine {
             repos.push(String::from_utf8_lossy(key).into_owned());
             Ok(true)
         })?;
+        let mut tagged = std::collections::HashMap::new();
+        for repo in &repos {
+            tagged.extend(super::tagged::expected(index, repo)?);
+        }
+        index.visit(Cf::Tagged, b"", None, |key, value| {
+            let parts = || index::split_key(key).map(|parts| parts.join(" "));
+            match tagged.remove(key) {
+                None => report.problem(format!("tagged entry {} matches no tag", parts()?)),
+                Some(expected) if expected != value => {
+                    report.problem(format!("tagged entry {} differs from its image", parts()?))
+                }
+                Some(_) => {}
+            }
+            Ok(true)
+        })?;
+        for key in tagged.keys() {
+            let parts = index::split_key(key)?;
+            report.problem(format!("tagged entry {} is missing", parts.join(" ")));
+        }
         for repo in &repos {
             let (expected, contributions) = summarize_with(&Overlay::new(index, &batch, repo))?;
             if counts::stored(index, repo)? != counts::count_all(repo, &contributions) {

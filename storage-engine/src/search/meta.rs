@@ -17,6 +17,12 @@ use crate::oci::{ManifestKind, ParsedManifest};
 /// Largest image config read for search (configs are kilobytes; zot's lint uses 4 MiB too).
 pub const CONFIG_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Where an image says when it was built (manifest annotation or config label).
+pub const CREATED_KEYS: &[&str] = &[
+    "org.opencontainers.image.created",
+    "org.label-schema.build-date",
+];
+
 /// Value format version, the first byte of every `images` value.
 const VERSION: u8 = 1;
 
@@ -265,6 +271,34 @@ impl ImageMeta {
             .map(|config| config.blob.digest.as_str())
             .chain(self.layers.iter().map(|layer| layer.digest.as_str()))
             .chain(self.children.iter().map(|child| child.digest.as_str()))
+    }
+
+    /// zot's annotation chain for one field: the manifest's annotations, then the config's
+    /// labels, each in `keys` order; the first value that is not empty.
+    pub fn annotation(&self, keys: &[&str]) -> Option<&str> {
+        let labels = self.config.as_ref().map(|config| &config.labels);
+        [Some(&self.annotations), labels]
+            .into_iter()
+            .flatten()
+            .flat_map(|map| keys.iter().filter_map(move |key| map.get(*key)))
+            .find(|value| !value.is_empty())
+            .map(String::as_str)
+    }
+
+    /// The `created` annotation (or label), when it is an RFC 3339 time.
+    pub fn created_annotation_ns(&self) -> Option<i64> {
+        self.annotation(CREATED_KEYS).and_then(parse_time)
+    }
+
+    /// When a single image was last updated (zot's `LastUpdated`): the `created`
+    /// annotation, else the config's `created`, else its last history entry's.
+    pub fn updated_ns(&self) -> Option<i64> {
+        self.created_annotation_ns().or_else(|| {
+            let config = self.config.as_ref()?;
+            config
+                .created_ns
+                .or_else(|| config.history.last().and_then(|h| h.created_ns))
+        })
     }
 
     /// Bytes of an image: manifest, config and layers (an index adds its children itself).

@@ -7,7 +7,9 @@
 //!   config, a layer, an index child): `ImageListForDigest` and base/derived lookups;
 //! - `repo_meta`: `repo` -> [`RepoMeta`], recomputed in every batch that changes the
 //!   repository's tags or manifests (refresh.rs);
-//! - `user_prefs`: stars and bookmarks per user, and each repository's star count (prefs.rs).
+//! - `user_prefs`: stars and bookmarks per user, and each repository's star count (prefs.rs);
+//! - `tagged`: `digest\0repo\0tag\0manifest` for every digest a tagged image holds, so the
+//!   digest queries need one prefix scan (tagged.rs).
 //!
 //! Rules: every writer of manifests or tags calls [`refresh::refresh`] on its batch before
 //! writing it, under the repository lock. Reads take no lock. A store written before these
@@ -20,6 +22,7 @@ pub mod meta;
 mod prefs;
 pub(crate) mod refresh;
 pub(crate) mod summaries;
+mod tagged;
 
 use crate::engine::Engine;
 use crate::error::StorageError;
@@ -32,6 +35,7 @@ pub use prefs::Pref;
 pub use refresh::{
     image_updated_ns, is_signature_tag, signed_by_tag, vendor_of, NewestImage, RepoMeta,
 };
+pub use tagged::{Tagged, TaggedFacts};
 
 /// What a digest is to a manifest that contains it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -239,12 +239,14 @@ pub(crate) fn refresh(
     batch.extend(follow);
     let overlay = Overlay::new(index, batch, repo);
     if overlay.deletes_repo() {
+        super::tagged::follow(index, repo, batch, true, true)?;
         for (key, _) in counts::stored(index, repo)? {
             batch.delete(Cf::RepoRefs, key);
         }
         batch.delete(Cf::RepoMeta, repo.as_bytes().to_vec());
         return Ok(());
     }
+    super::tagged::follow(index, repo, batch, full, false)?;
     let summary = match full {
         true => recompute(index, repo, batch)?,
         false => update(index, repo, batch)?,

@@ -260,6 +260,88 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
     assert!(children
         .iter()
         .any(|c| c.role == DigestRole::Child && c.manifest == index_digest));
+    // The tagged family: a child's layer names the index's tag with that child only; the
+    // index's own digest names the whole image.
+    let tagged = |digest: &berth_storage::oci::Digest| {
+        let mut found = Vec::new();
+        engine
+            .visit_tagged(digest, |t| {
+                found.push((
+                    t.repo.to_owned(),
+                    t.tag.to_owned(),
+                    t.manifest.to_owned(),
+                    t.role,
+                    t.facts.whole,
+                ));
+                true
+            })
+            .expect("visit");
+        found
+    };
+    let amd_layer = sha256(b"amd layer");
+    assert_eq!(
+        tagged(&amd_layer),
+        vec![(
+            "multi".into(),
+            "latest".into(),
+            amd_digest.to_string(),
+            DigestRole::Layer,
+            false
+        )]
+    );
+    assert_eq!(
+        tagged(&index_digest),
+        vec![(
+            "multi".into(),
+            "latest".into(),
+            index_digest.to_string(),
+            DigestRole::Manifest,
+            true
+        )]
+    );
+    // A second tag on the arm image alone is a whole image of its own.
+    let arm_bytes = engine
+        .get_manifest(&name, &Reference::Digest(arm_digest.clone()))
+        .expect("get")
+        .expect("stored")
+        .bytes;
+    engine
+        .put_manifest(
+            &name,
+            &Reference::Tag(tag("arm")),
+            Some(OCI_MANIFEST),
+            arm_bytes,
+            &[],
+        )
+        .await
+        .expect("tag arm");
+    let arm_config = sha256(&arm);
+    assert_eq!(
+        tagged(&arm_config),
+        vec![
+            (
+                "multi".into(),
+                "arm".into(),
+                arm_digest.to_string(),
+                DigestRole::Config,
+                true
+            ),
+            (
+                "multi".into(),
+                "latest".into(),
+                arm_digest.to_string(),
+                DigestRole::Config,
+                false
+            ),
+        ]
+    );
+    engine
+        .delete_manifest(&name, &Reference::Tag(tag("latest")))
+        .await
+        .expect("untag");
+    assert!(tagged(&index_digest).is_empty(), "untagged: gone");
+    assert_eq!(tagged(&amd_layer), vec![]);
+    assert_eq!(tagged(&arm_config).len(), 1);
     assert_clean(&engine);
 }
 
@@ -359,7 +441,8 @@ fn a_config_imported_after_its_mirrored_manifest_fills_the_record() {
 }
 
 /// The summary kept from each batch's tag changes always equals a full recomputation (fsck
-/// compares both, and the counts): random pushes, tag moves, re-tags, untags and deletes,
+/// compares both, the counts and the `tagged` entries): random pushes of images and indexes,
+/// tag moves, re-tags, untags and deletes,
 /// with equal build times so that the tie-breaks are exercised too.
 #[test]
 fn incremental_summaries_equal_full_recomputation() {
@@ -379,15 +462,17 @@ fn incremental_summaries_equal_full_recomputation() {
     };
     runtime.block_on(async {
         let mut pushed = Vec::new();
-        for round in 0..80 {
+        let mut sizes = Vec::new();
+        let mut indexes = 0;
+        for round in 0..120 {
             let tag_name = format!("t{}", next(6));
-            match next(5) {
+            match next(6) {
                 0 | 1 => {
                     let created = format!("2024-0{}-01T00:00:00Z", 1 + next(3));
                     let arch = ["amd64", "arm64"][next(2) as usize];
                     let config_bytes = config(&created, arch, "V");
                     let top = format!("top {}", next(8)).into_bytes();
-                    let (digest, _) = push(
+                    let (digest, _size) = push(
                         &engine,
                         "churn/app",
                         &tag_name,
@@ -395,7 +480,30 @@ fn incremental_summaries_equal_full_recomputation() {
                         &[b"base", &top],
                     )
                     .await;
-                    pushed.push(digest);
+                    pushed.push(digest.clone());
+                    sizes.push((digest, _size));
+                }
+                4 if !sizes.is_empty() => {
+                    // An index of one or two stored images (children may repeat).
+                    let a = sizes[next(sizes.len() as u64) as usize].clone();
+                    let b = sizes[next(sizes.len() as u64) as usize].clone();
+                    let children = match next(2) {
+                        0 => vec![(&a.0, a.1)],
+                        _ => vec![(&a.0, a.1), (&b.0, b.1)],
+                    };
+                    let outcome = engine
+                        .put_manifest(
+                            &name,
+                            &Reference::Tag(tag(&tag_name)),
+                            Some(OCI_INDEX),
+                            index_manifest(&children),
+                            &[],
+                        )
+                        .await;
+                    if let Ok(outcome) = outcome {
+                        pushed.push(outcome.digest);
+                        indexes += 1;
+                    }
                 }
                 2 if !pushed.is_empty() => {
                     // Re-tag an image already stored (a move, or the same digest again).
@@ -408,7 +516,7 @@ fn incremental_summaries_equal_full_recomputation() {
                             .put_manifest(
                                 &name,
                                 &Reference::Tag(tag(&tag_name)),
-                                Some(OCI_MANIFEST),
+                                Some(&stored.media_type),
                                 stored.bytes,
                                 &[],
                             )
@@ -432,6 +540,7 @@ fn incremental_summaries_equal_full_recomputation() {
             let report = engine.fsck().expect("fsck");
             assert!(report.is_clean(), "round {round}: {:?}", report.problems);
         }
+        assert!(indexes >= 5, "the churn tags indexes too ({indexes})");
     });
     assert_clean(&engine);
 }

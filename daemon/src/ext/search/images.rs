@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 
 use berth_storage::oci::{Digest, RepoName};
+use berth_storage::search::meta::CREATED_KEYS;
 use berth_storage::search::{signed_by_tag, ImageMeta, Platform};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -40,19 +41,6 @@ pub fn time_ms(ms: u64) -> Value {
     time_ns((ms as i64).saturating_mul(1_000_000))
 }
 
-/// The annotation chain for one field: manifest annotation (OCI key, then label-schema key),
-/// then config label (same order).
-fn annotation<'a>(meta: &'a ImageMeta, keys: &[&str]) -> Option<&'a str> {
-    let labels = meta.config.as_ref().map(|config| &config.labels);
-    let sources = [Some(&meta.annotations), labels];
-    sources
-        .into_iter()
-        .flatten()
-        .flat_map(|map| keys.iter().filter_map(move |key| map.get(*key)))
-        .find(|value| !value.is_empty())
-        .map(String::as_str)
-}
-
 const DESCRIPTION: &[&str] = &[
     "org.opencontainers.image.description",
     "org.label-schema.description",
@@ -71,26 +59,23 @@ const LICENSES: &[&str] = &[
     "org.label-schema.license",
 ];
 const VENDOR: &[&str] = &["org.opencontainers.image.vendor", "org.label-schema.vendor"];
-const CREATED: &[&str] = &[
-    "org.opencontainers.image.created",
-    "org.label-schema.build-date",
-];
 const LABELS: &[&str] = &["org.label-schema.labels"];
 const AUTHORS: &[&str] = &["org.opencontainers.image.authors"];
 
-/// When a single image was last updated: the `created` annotation, else the config's
-/// `created`, else its last history entry's.
-pub fn manifest_updated(meta: &ImageMeta) -> Option<OffsetDateTime> {
-    if let Some(created) = annotation(meta, CREATED) {
-        if let Ok(time) = OffsetDateTime::parse(created, &Rfc3339) {
-            return Some(time);
-        }
-    }
-    let config = meta.config.as_ref()?;
-    let ns = config
-        .created_ns
-        .or_else(|| config.history.last().and_then(|h| h.created_ns))?;
+/// A `created` annotation as zot shows it (the time with its own offset).
+fn created_annotation(meta: &ImageMeta) -> Option<OffsetDateTime> {
+    meta.annotation(CREATED_KEYS)
+        .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+}
+
+fn from_ns(ns: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns)).ok()
+}
+
+/// `LastUpdated` of a single image: the instant of [`ImageMeta::updated_ns`], with the
+/// annotation's own offset when it comes from the annotation.
+pub fn manifest_updated(meta: &ImageMeta) -> Option<OffsetDateTime> {
+    created_annotation(meta).or_else(|| meta.updated_ns().and_then(from_ns))
 }
 
 /// `LastUpdated` of a listed image (an index: its annotation, else its first manifest's
@@ -99,11 +84,13 @@ pub fn listed_updated(listed: &Listed) -> Option<OffsetDateTime> {
     if !listed.meta.index {
         return manifest_updated(&listed.meta);
     }
-    let parse = |meta: &ImageMeta| {
-        annotation(meta, CREATED).and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
-    };
-    parse(&listed.meta)
-        .or_else(|| listed.manifests.first().and_then(|(_, meta)| parse(meta)))
+    created_annotation(&listed.meta)
+        .or_else(|| {
+            listed
+                .manifests
+                .first()
+                .and_then(|(_, meta)| created_annotation(meta))
+        })
         .or_else(|| {
             listed
                 .manifests
@@ -330,13 +317,13 @@ pub fn image_summary(
                 .iter()
                 .find_map(|key| meta.annotations.get(*key).filter(|v| !v.is_empty()))
                 .map(String::as_str),
-            false => annotation(meta, keys),
+            false => meta.annotation(keys),
         };
         own.or_else(|| match meta.index {
             true => listed
                 .manifests
                 .first()
-                .and_then(|(_, m)| annotation(m, keys)),
+                .and_then(|(_, m)| m.annotation(keys)),
             false => None,
         })
         .unwrap_or_default()

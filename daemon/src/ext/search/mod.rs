@@ -8,6 +8,7 @@
 //! Rules: a request is decoded and checked on the shard, then executed on the blocking pool
 //! (at most [`limits::MAX_CONCURRENT`] at once): a query over 100k images never holds a
 //! shard's other connections. Everything the caller may not read is invisible (view.rs).
+mod digests;
 mod filter;
 mod images;
 pub mod limits;

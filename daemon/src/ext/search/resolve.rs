@@ -7,9 +7,10 @@ use std::sync::Arc;
 use async_graphql::dynamic::{ObjectAccessor, ResolverContext};
 use async_graphql::Value as GqlValue;
 use berth_storage::oci::{Digest, RepoName};
-use berth_storage::search::{DigestRole, Pref};
+use berth_storage::search::Pref;
 use serde_json::{json, Value};
 
+use super::digests::{self, Relation};
 use super::filter::Filter;
 use super::images::{image_summary, listed_updated, platform_of, referrers, SummaryOptions};
 use super::limits::MAX_SEARCH_TEXT;
@@ -29,13 +30,13 @@ pub fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<Gql
         | "CVEDiffListForImages"
         | "ImageListForCVE"
         | "ImageListWithCVEFixed" => Err(CVE_DISABLED.to_owned()),
-        "ImageListForDigest" => image_list_for_digest(view, args),
+        "ImageListForDigest" => digests::image_list_for_digest(view, args),
         "RepoListWithNewestImage" => repo_list(view, args),
         "ImageList" => image_list(view, args),
         "ExpandedRepoInfo" => expanded_repo_info(view, args),
         "GlobalSearch" => global_search(view, args),
-        "DerivedImageList" => related(view, args, Relation::Derived),
-        "BaseImageList" => related(view, args, Relation::Base),
+        "DerivedImageList" => digests::related(view, args, Relation::Derived),
+        "BaseImageList" => digests::related(view, args, Relation::Base),
         "Image" => image(view, args),
         "Referrers" => referrers_query(view, args),
         "StarredRepos" => preferred(view, args, Pref::Star),
@@ -52,13 +53,13 @@ pub fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<Gql
     })
 }
 
-fn string_arg<'a>(args: &'a ObjectAccessor<'_>, name: &str) -> &'a str {
+pub(super) fn string_arg<'a>(args: &'a ObjectAccessor<'_>, name: &str) -> &'a str {
     args.get(name)
         .and_then(|v| v.string().ok())
         .unwrap_or_default()
 }
 
-fn images_page(
+pub(super) fn images_page(
     view: &View,
     images: Vec<Listed>,
     page: Page,
@@ -199,75 +200,6 @@ fn preferred(view: &View, args: &ObjectAccessor<'_>, pref: Pref) -> Result<Value
     repos_result(view, args, repos::preferred(view, pref)?)
 }
 
-/// Tagged images whose manifest (or an index child, config or layer) is, or for a partial
-/// digest contains, `id` (zot: an exact match on the tagged digest, a substring elsewhere).
-fn images_with_digest(view: &View, id: &str) -> Result<Vec<Listed>, String> {
-    let mut images = Vec::new();
-    if let Ok(digest) = id.parse::<Digest>() {
-        // A whole digest: the store-wide digest records say where it is.
-        let mut holders: std::collections::BTreeMap<String, std::collections::HashSet<String>> =
-            Default::default();
-        for found in view.engine.containing(&digest).map_err(internal)? {
-            if !view.can_read(found.repo.as_str()) {
-                continue;
-            }
-            let manifests = holders.entry(found.repo.to_string()).or_default();
-            match found.role {
-                DigestRole::Child => {}
-                _ => {
-                    manifests.insert(found.manifest.to_string());
-                }
-            }
-        }
-        for (repo, manifests) in holders {
-            let repo: RepoName = repo.parse().map_err(|_| "internal error".to_owned())?;
-            for mut listed in view.images_of(&repo)? {
-                if manifests.contains(&listed.digest.to_string()) && !listed.meta.index {
-                    images.push(listed);
-                    continue;
-                }
-                if listed.meta.index {
-                    if listed.digest == digest {
-                        images.push(listed);
-                        continue;
-                    }
-                    listed
-                        .manifests
-                        .retain(|(d, _)| manifests.contains(&d.to_string()));
-                    if !listed.manifests.is_empty() {
-                        images.push(listed);
-                    }
-                }
-            }
-        }
-        return Ok(images);
-    }
-    // Anything else (a partial digest, ""): zot's substring match over every image.
-    for mut listed in view.all_images(|_| true)? {
-        if listed.meta.index && listed.digest.to_string() == id {
-            images.push(listed);
-            continue;
-        }
-        listed.manifests.retain(|(digest, meta)| {
-            digest.to_string().contains(id)
-                || meta
-                    .config
-                    .as_ref()
-                    .is_some_and(|c| c.blob.digest.contains(id))
-                || meta.layers.iter().any(|l| l.digest.contains(id))
-        });
-        if !listed.manifests.is_empty() {
-            images.push(listed);
-        }
-    }
-    Ok(images)
-}
-
-fn image_list_for_digest(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
-    let images = images_with_digest(view, string_arg(args, "id"))?;
-    images_page(view, images, Page::from_args(args), Sort::Relevance)
-}
-
 fn check_global_search(query: &str, page: Page) -> Result<(), String> {
     if query.len() > MAX_SEARCH_TEXT {
         return Err(format!(
@@ -297,7 +229,17 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
     let filter = Filter::from_args(args)?;
     let query = raw.trim().trim_matches('/').to_lowercase();
     let images = if query.starts_with("sha256:") {
-        images_with_digest(view, &query)?
+        match query.parse::<Digest>() {
+            Ok(digest) if filter == Filter::default() => {
+                let hits = digests::digest_hits(view, &digest)?;
+                let result = digests::hits_page(view, hits, page, Sort::Relevance)?;
+                return Ok(
+                    json!({"Page": result["Page"], "Images": result["Results"], "Repos": null, "Layers": []}),
+                );
+            }
+            Ok(digest) => digests::listed_all(view, &digests::digest_hits(view, &digest)?)?,
+            Err(_) => digests::images_containing(view, &query)?,
+        }
     } else if !query.contains(':') && !query.contains('@') {
         let hits = repos::search(view, &query)?;
         let (results, info) = repos::page_of(view, hits, &filter, page, Sort::Relevance)?;
@@ -333,7 +275,7 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
 }
 
 /// `repo:tag` of the `image` argument (zot: the first `:`; no `@digest` form).
-fn image_reference(image: &str) -> Result<(&str, &str), String> {
+pub(super) fn image_reference(image: &str) -> Result<(&str, &str), String> {
     match image.split_once(':') {
         Some((repo, tag)) if !tag.is_empty() => Ok((repo, tag)),
         _ => Err("no reference provided".into()),
@@ -400,88 +342,6 @@ fn digest_problem(text: &str) -> &'static str {
         return "invalid checksum digest length";
     }
     FORMAT
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Relation {
-    /// Images built on the given one: they hold all of its layers.
-    Derived,
-    /// Images the given one is built on: all of their layers are in it.
-    Base,
-}
-
-fn related(view: &View, args: &ObjectAccessor<'_>, relation: Relation) -> Result<Value, String> {
-    let (repo, tag) = image_reference(string_arg(args, "image"))?;
-    let name = repo
-        .parse::<RepoName>()
-        .map_err(|_| "repository not found".to_owned())?;
-    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
-        return Err("repository not found".into());
-    }
-    let entry = view.tags(&name)?.iter().find(|e| e.tag == tag).cloned();
-    let mut searched = match entry {
-        Some(entry) => view.listed(&name, &entry)?,
-        None => None,
-    }
-    .ok_or_else(|| format!("can't find image: {repo}:{tag}"))?;
-    if let Some(text) = args.get("digest").and_then(|v| v.string().ok()) {
-        let digest: Digest = text
-            .parse()
-            .map_err(|_| format!("image meta not found for digest {text}"))?;
-        let meta = view
-            .image(&name, &digest)?
-            .ok_or_else(|| format!("image meta not found for digest {text}"))?;
-        searched.manifests = vec![(digest, meta)];
-    }
-    let excluded: std::collections::HashSet<String> = searched
-        .manifests
-        .iter()
-        .map(|(d, _)| d.to_string())
-        .collect();
-    let layer_sets: Vec<std::collections::HashSet<&str>> = searched
-        .manifests
-        .iter()
-        .map(|(_, m)| m.layers.iter().map(|l| l.digest.as_str()).collect())
-        .filter(|set: &std::collections::HashSet<&str>| !set.is_empty())
-        .collect();
-    // Candidates hold at least one of the searched layers: the digest records name them.
-    let mut candidates: std::collections::BTreeSet<String> = Default::default();
-    for set in &layer_sets {
-        for layer in set {
-            let Ok(digest) = layer.parse::<Digest>() else {
-                continue;
-            };
-            for found in view.engine.containing(&digest).map_err(internal)? {
-                if found.role == DigestRole::Layer && view.can_read(found.repo.as_str()) {
-                    candidates.insert(found.repo.to_string());
-                }
-            }
-        }
-    }
-    let qualifies = |meta: &berth_storage::search::ImageMeta| {
-        let layers: std::collections::HashSet<&str> =
-            meta.layers.iter().map(|l| l.digest.as_str()).collect();
-        if layers.is_empty() {
-            return false;
-        }
-        layer_sets.iter().any(|searched| match relation {
-            Relation::Derived => searched.iter().all(|l| layers.contains(l)),
-            Relation::Base => layers.iter().all(|l| searched.contains(l)),
-        })
-    };
-    let mut images = Vec::new();
-    for repo in candidates {
-        let repo: RepoName = repo.parse().map_err(|_| "internal error".to_owned())?;
-        for mut listed in view.images_of(&repo)? {
-            listed.manifests.retain(|(digest, meta)| {
-                !excluded.contains(&digest.to_string()) && qualifies(meta)
-            });
-            if !listed.manifests.is_empty() && !excluded.contains(&listed.digest.to_string()) {
-                images.push(listed);
-            }
-        }
-    }
-    images_page(view, images, Page::from_args(args), Sort::UpdateTime)
 }
 
 #[cfg(test)]
