@@ -8,7 +8,7 @@
 //! reads every candidate's pull count, so it reads every candidate's images too. A partial
 //! digest (zot's substring match) has no key to scan and reads every image.
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use async_graphql::dynamic::ObjectAccessor;
 use berth_storage::oci::{Digest, RepoName};
@@ -217,15 +217,20 @@ pub enum Relation {
     Base,
 }
 
-/// The tagged manifests related to one searched manifest with `layers`: (repo, tag,
-/// manifest) -> facts.
+/// One tagged manifest holding a layer: (repository, tag, manifest) and its facts.
+type Holder = ((String, String, String), TaggedFacts);
+
+/// The tagged manifests related to one searched manifest with `layers`.
 fn related_to(
     view: &View,
     layers: &BTreeSet<String>,
     relation: Relation,
-    found: &mut HashMap<(String, String, String), TaggedFacts>,
+    found: &mut Vec<Holder>,
 ) -> Result<(), String> {
-    let mut held: HashMap<(String, String, String), (usize, TaggedFacts)> = HashMap::new();
+    // Each layer's holders come in (repository, tag, manifest) order: one sorted run per
+    // layer, merged by a stable sort; a manifest holds as many of the layers as it has
+    // entries in the merge.
+    let mut held: Vec<Holder> = Vec::new();
     for layer in layers {
         let Ok(digest) = layer.parse::<Digest>() else {
             continue;
@@ -233,28 +238,29 @@ fn related_to(
         let mut collector = Collector::new(view);
         view.engine
             .visit_tagged(&digest, |entry| {
-                // Only the manifests that hold it as a layer.
                 if entry.role == DigestRole::Layer && collector.can_read(entry.repo) {
-                    let key = (
-                        entry.repo.to_owned(),
-                        entry.tag.to_owned(),
-                        entry.manifest.to_owned(),
-                    );
-                    held.entry(key).or_insert((0, entry.facts)).0 += 1;
+                    let at = (entry.repo.into(), entry.tag.into(), entry.manifest.into());
+                    held.push((at, entry.facts));
                 }
                 true
             })
             .map_err(internal)?;
     }
-    for (key, (count, facts)) in held {
+    if layers.len() > 1 {
+        held.sort_by(|(a, _), (b, _)| a.cmp(b));
+    }
+    let mut rest = held.as_slice();
+    while let Some(((at, facts), _)) = rest.split_first() {
+        let count = rest.iter().take_while(|(other, _)| other == at).count();
         let qualifies = facts.layers > 0
             && match relation {
                 Relation::Derived => count == layers.len(),
                 Relation::Base => count == facts.layers as usize,
             };
         if qualifies {
-            found.insert(key, facts);
+            found.push((at.clone(), *facts));
         }
+        rest = &rest[count..];
     }
     Ok(())
 }
@@ -291,18 +297,17 @@ pub fn related(
         .iter()
         .map(|(d, _)| d.to_string())
         .collect();
-    let mut found = HashMap::new();
+    let mut found = Vec::new();
     for (_, meta) in &searched.manifests {
         let layers: BTreeSet<String> = meta.layers.iter().map(|l| l.digest.clone()).collect();
         if !layers.is_empty() {
             related_to(view, &layers, relation, &mut found)?;
         }
     }
-    let mut found: Vec<_> = found
-        .into_iter()
-        .filter(|((_, _, manifest), _)| !excluded.contains(manifest))
-        .collect();
-    found.sort_by(|(a, _), (b, _)| a.cmp(b));
+    found.retain(|((_, _, manifest), _)| !excluded.contains(manifest));
+    if searched.manifests.len() > 1 {
+        found.sort_by(|(a, _), (b, _)| a.cmp(b));
+    }
     let mut collector = Collector::new(view);
     for ((repo, tag, manifest), facts) in &found {
         collector.add(&Tagged {
