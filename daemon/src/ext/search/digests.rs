@@ -15,7 +15,7 @@ use berth_storage::oci::{Digest, RepoName};
 use berth_storage::search::{DigestRole, Tagged, TaggedFacts};
 use serde_json::{json, Value};
 
-use super::images::{image_summary, SummaryOptions};
+use super::images::{image_summary, object, SummaryOptions};
 use super::page::{cut, Page, Sort};
 use super::resolve::{image_reference, images_page, string_arg};
 use super::view::{internal, Listed, View};
@@ -173,7 +173,7 @@ pub fn hits_page(
         }
     }
     info["ItemCount"] = json!(results.len());
-    Ok(json!({"Page": info, "Results": results}))
+    Ok(object([("Page", info), ("Results", results.into())]))
 }
 
 /// Tagged images whose manifest (or an index child, config or layer) contains `id` as a

@@ -28,6 +28,17 @@ const SIGNATURE_TYPES: &[(&str, &str)] = &[
     ("application/vnd.cncf.notary.signature", "notation"),
 ];
 
+/// A JSON object of owned values, moved in (`json!` copies each `Value` it is given by
+/// serializing it, which for a list of image summaries is a deep copy).
+pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    )
+}
+
 /// An RFC 3339 time as gqlgen writes it (nanoseconds without trailing zeros).
 pub fn format_time(time: OffsetDateTime) -> Value {
     time.format(&Rfc3339).map_or(Value::Null, Value::String)
@@ -278,21 +289,32 @@ fn manifest_summary(
 ) -> Result<Value, String> {
     let signatures = signatures(view, repo, digest)?;
     let pulls = view.engine.pull_stats(repo, digest).map_err(internal)?;
-    Ok(json!({
-        "Digest": digest.to_string(),
-        "ConfigDigest": meta.config.as_ref().map(|c| c.blob.digest.clone()),
-        "LastUpdated": manifest_updated(meta).map_or(Value::Null, format_time),
-        "Size": manifest_size(meta).to_string(),
-        "IsSigned": !signatures.is_empty(),
-        "SignatureInfo": signatures,
-        "Platform": platform(meta),
-        "DownloadCount": pulls.count,
-        "Layers": meta.layers.iter().map(|l| json!({"Size": l.size.to_string(), "Digest": l.digest})).collect::<Vec<_>>(),
-        "History": history(meta),
-        "Vulnerabilities": null,
-        "Referrers": referrers(view, repo, digest, &[])?,
-        "ArtifactType": artifact_type(meta),
-    }))
+    let layers = meta
+        .layers
+        .iter()
+        .map(|l| json!({"Size": l.size.to_string(), "Digest": l.digest}))
+        .collect::<Vec<_>>();
+    Ok(object([
+        ("Digest", digest.to_string().into()),
+        (
+            "ConfigDigest",
+            meta.config.as_ref().map(|c| c.blob.digest.clone()).into(),
+        ),
+        (
+            "LastUpdated",
+            manifest_updated(meta).map_or(Value::Null, format_time),
+        ),
+        ("Size", manifest_size(meta).to_string().into()),
+        ("IsSigned", (!signatures.is_empty()).into()),
+        ("SignatureInfo", signatures.into()),
+        ("Platform", platform(meta)),
+        ("DownloadCount", pulls.count.into()),
+        ("Layers", layers.into()),
+        ("History", history(meta)),
+        ("Vulnerabilities", Value::Null),
+        ("Referrers", referrers(view, repo, digest, &[])?.into()),
+        ("ArtifactType", artifact_type(meta)),
+    ]))
 }
 
 /// Options of one `ImageSummary`.
@@ -355,32 +377,42 @@ pub fn image_summary(
         true => "application/vnd.oci.image.index.v1+json".to_owned(),
         false => meta.media_type.clone(),
     };
-    let mut summary = json!({
-        "RepoName": repo.as_str(),
-        "Tag": listed.tag,
-        "Digest": listed.digest.to_string(),
-        "MediaType": media_type,
-        "Manifests": manifests,
-        "Size": listed_size(listed).to_string(),
-        "DownloadCount": pulls.count,
-        "LastPullTimestamp": last_pull,
-        "PushTimestamp": time_ms(meta.pushed_ms),
-        "TaggedTimestamp": time_ms(if listed.tagged_ms > 0 { listed.tagged_ms } else { meta.pushed_ms }),
-        "LastUpdated": listed_updated(listed).map_or(Value::Null, format_time),
-        "Description": text(DESCRIPTION),
-        "IsSigned": !signatures.is_empty(),
-        "SignatureInfo": signatures,
-        "Licenses": text(LICENSES),
-        "Labels": text(LABELS),
-        "Title": text(TITLE),
-        "Source": text(SOURCE),
-        "Documentation": text(DOCUMENTATION),
-        "Vendor": text(VENDOR),
-        "Authors": authors,
-        "Vulnerabilities": zero_vulnerabilities(),
-        "Referrers": referrers(view, repo, &listed.digest, &[])?,
-        "IsDeletable": null,
-    });
+    let tagged_ms = match listed.tagged_ms {
+        0 => meta.pushed_ms,
+        tagged => tagged,
+    };
+    let mut summary = object([
+        ("RepoName", repo.as_str().into()),
+        ("Tag", listed.tag.clone().into()),
+        ("Digest", listed.digest.to_string().into()),
+        ("MediaType", media_type.into()),
+        ("Manifests", manifests.into()),
+        ("Size", listed_size(listed).to_string().into()),
+        ("DownloadCount", pulls.count.into()),
+        ("LastPullTimestamp", last_pull),
+        ("PushTimestamp", time_ms(meta.pushed_ms)),
+        ("TaggedTimestamp", time_ms(tagged_ms)),
+        (
+            "LastUpdated",
+            listed_updated(listed).map_or(Value::Null, format_time),
+        ),
+        ("Description", text(DESCRIPTION).into()),
+        ("IsSigned", (!signatures.is_empty()).into()),
+        ("SignatureInfo", signatures.into()),
+        ("Licenses", text(LICENSES).into()),
+        ("Labels", text(LABELS).into()),
+        ("Title", text(TITLE).into()),
+        ("Source", text(SOURCE).into()),
+        ("Documentation", text(DOCUMENTATION).into()),
+        ("Vendor", text(VENDOR).into()),
+        ("Authors", authors.into()),
+        ("Vulnerabilities", zero_vulnerabilities()),
+        (
+            "Referrers",
+            referrers(view, repo, &listed.digest, &[])?.into(),
+        ),
+        ("IsDeletable", Value::Null),
+    ]);
     if options.deletable {
         summary["IsDeletable"] = Value::Bool(view.can_delete(repo.as_str()));
     }

@@ -17,3 +17,6 @@ pub const MAX_SEARCH_TEXT: usize = 256;
 /// search is CPU work: more at once than cores only adds memory (each thread its malloc
 /// arena: 64 at once held 700 MiB after the 100k-image digest workloads).
 pub const MAX_CONCURRENT: usize = 4;
+/// Parsed documents kept for reuse, by their text (zui and zli send the same few dozen
+/// queries; parsing one costs as much as answering a small one). A full cache is emptied.
+pub const MAX_CACHED_DOCUMENTS: usize = 256;

@@ -2,12 +2,13 @@
 //! answered from the engine's search records (storage-engine/src/search).
 //!
 //! Owns: the schema (schema.graphql, zot's, built by schema.rs), the transport
-//! (transport.rs), the resolvers (resolve.rs over view.rs, images.rs, repos.rs, filter.rs,
-//! page.rs) and the limits (limits.rs).
+//! (transport.rs), the resolvers (resolve.rs and digests.rs over view.rs, images.rs,
+//! repos.rs, filter.rs, page.rs) and the limits (limits.rs).
 //!
 //! Rules: a request is decoded and checked on the shard, then executed on the blocking pool
 //! (at most [`limits::MAX_CONCURRENT`] at once): a query over 100k images never holds a
 //! shard's other connections. Everything the caller may not read is invisible (view.rs).
+//! A document is parsed once and kept by its text ([`limits::MAX_CACHED_DOCUMENTS`]).
 mod digests;
 mod filter;
 mod images;
@@ -19,8 +20,10 @@ pub mod schema;
 pub mod transport;
 mod view;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use async_graphql::parser::types::ExecutableDocument;
 use berth_storage::Engine;
 use tokio::sync::Semaphore;
 
@@ -30,10 +33,33 @@ pub use view::Permits;
 /// The route, as zot's.
 pub const PATH: &str = "/v2/_zot/ext/search";
 
-/// The built schema and the bound on concurrent searches.
+/// The built schema, the bound on concurrent searches and the parsed documents.
 pub struct Search {
     schema: async_graphql::dynamic::Schema,
     running: Arc<Semaphore>,
+    documents: Arc<Documents>,
+}
+
+/// Parsed documents by their text (at most [`limits::MAX_CACHED_DOCUMENTS`]).
+#[derive(Default)]
+struct Documents(Mutex<HashMap<String, ExecutableDocument>>);
+
+impl Documents {
+    /// The document `text` parses to; `None` when it does not parse (async-graphql then
+    /// parses it again and reports the error as it always does).
+    fn parsed(&self, text: &str) -> Option<ExecutableDocument> {
+        let lock = || self.0.lock().expect("documents lock is never poisoned");
+        if let Some(document) = lock().get(text) {
+            return Some(document.clone());
+        }
+        let document = async_graphql::parser::parse_query(text).ok()?;
+        let mut cache = lock();
+        if cache.len() >= limits::MAX_CACHED_DOCUMENTS {
+            cache.clear();
+        }
+        cache.insert(text.to_owned(), document.clone());
+        Some(document)
+    }
 }
 
 impl Search {
@@ -41,6 +67,7 @@ impl Search {
         Ok(Search {
             schema: schema::build().map_err(|error| error.0)?,
             running: Arc::new(Semaphore::new(limits::MAX_CONCURRENT)),
+            documents: Arc::default(),
         })
     }
 
@@ -67,9 +94,15 @@ impl Search {
             graphql = graphql.operation_name(name);
         }
         let schema = self.schema.clone();
+        let documents = self.documents.clone();
         let handle = tokio::runtime::Handle::current();
-        let executed =
-            tokio::task::spawn_blocking(move || handle.block_on(schema.execute(graphql))).await;
+        let executed = tokio::task::spawn_blocking(move || {
+            if let Some(document) = documents.parsed(&graphql.query) {
+                graphql.set_parsed_query(document);
+            }
+            handle.block_on(schema.execute(graphql))
+        })
+        .await;
         match executed {
             Ok(response) => {
                 let failed = view

@@ -5,14 +5,15 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{ObjectAccessor, ResolverContext};
-use async_graphql::Value as GqlValue;
 use berth_storage::oci::{Digest, RepoName};
 use berth_storage::search::Pref;
 use serde_json::{json, Value};
 
 use super::digests::{self, Relation};
 use super::filter::Filter;
-use super::images::{image_summary, listed_updated, platform_of, referrers, SummaryOptions};
+use super::images::{
+    image_summary, listed_updated, object, platform_of, referrers, SummaryOptions,
+};
 use super::limits::MAX_SEARCH_TEXT;
 use super::page::{cut, Page, Sort};
 use super::repos;
@@ -22,7 +23,7 @@ const CVE_DISABLED: &str = "cve search is disabled";
 const REPO_NOT_FOUND: &str = "repo metadata not found for given repo name";
 
 /// Answers the `Query` field `name`.
-pub fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<GqlValue> {
+pub fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
     let view = ctx.data::<Arc<View>>()?;
     let args = &ctx.args;
     let answer = match name {
@@ -43,7 +44,6 @@ pub fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<Gql
         "BookmarkedRepos" => preferred(view, args, Pref::Bookmark),
         other => Err(format!("{other} is not served")),
     };
-    let answer = answer.and_then(|value| GqlValue::from_json(value).map_err(|e| e.to_string()));
     answer.map_err(|message| {
         view.failed
             .lock()
@@ -97,7 +97,7 @@ pub(super) fn images_page(
     for (listed, _) in &page {
         results.push(image_summary(view, listed, SummaryOptions::default())?);
     }
-    Ok(json!({"Page": info, "Results": results}))
+    Ok(object([("Page", info), ("Results", results.into())]))
 }
 
 /// Keeps the images the filter admits; an index keeps only its matching manifests.
@@ -178,7 +178,10 @@ fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, S
         rank: 0,
         downloads: 0,
     };
-    Ok(json!({"Images": documents, "Summary": repos::repo_summary(view, &hit, &prefs)?}))
+    Ok(object([
+        ("Images", documents.into()),
+        ("Summary", repos::repo_summary(view, &hit, &prefs)?),
+    ]))
 }
 
 /// A `PaginatedReposResult` of `hits`, unfiltered, newest first by default.
@@ -189,7 +192,7 @@ fn repos_result(
 ) -> Result<Value, String> {
     let page = Page::from_args(args);
     let (results, info) = repos::page_of(view, hits, &Filter::default(), page, Sort::UpdateTime)?;
-    Ok(json!({"Page": info, "Results": results}))
+    Ok(object([("Page", info), ("Results", results.into())]))
 }
 
 fn repo_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
@@ -222,6 +225,16 @@ fn check_global_search(query: &str, page: Page) -> Result<(), String> {
     Ok(())
 }
 
+/// A `GlobalSearchResult` of images from a `PaginatedImagesResult`.
+fn images_found(mut result: Value) -> Value {
+    object([
+        ("Page", result["Page"].take()),
+        ("Images", result["Results"].take()),
+        ("Repos", Value::Null),
+        ("Layers", json!([])),
+    ])
+}
+
 fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
     let raw = string_arg(args, "query");
     let page = Page::from_args(args);
@@ -233,9 +246,7 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
             Ok(digest) if filter == Filter::default() => {
                 let hits = digests::digest_hits(view, &digest)?;
                 let result = digests::hits_page(view, hits, page, Sort::Relevance)?;
-                return Ok(
-                    json!({"Page": result["Page"], "Images": result["Results"], "Repos": null, "Layers": []}),
-                );
+                return Ok(images_found(result));
             }
             Ok(digest) => digests::listed_all(view, &digests::digest_hits(view, &digest)?)?,
             Err(_) => digests::images_containing(view, &query)?,
@@ -243,7 +254,12 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
     } else if !query.contains(':') && !query.contains('@') {
         let hits = repos::search(view, &query)?;
         let (results, info) = repos::page_of(view, hits, &filter, page, Sort::Relevance)?;
-        return Ok(json!({"Page": info, "Images": [], "Repos": results, "Layers": []}));
+        return Ok(object([
+            ("Page", info),
+            ("Images", json!([])),
+            ("Repos", results.into()),
+            ("Layers", json!([])),
+        ]));
     } else {
         match query.split_once(':') {
             Some((repo, tag)) if !repo.is_empty() => {
@@ -271,7 +287,7 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
     };
     let images = filtered(view, images, &filter)?;
     let result = images_page(view, images, page, Sort::Relevance)?;
-    Ok(json!({"Page": result["Page"], "Images": result["Results"], "Repos": null, "Layers": []}))
+    Ok(images_found(result))
 }
 
 /// `repo:tag` of the `image` argument (zot: the first `:`; no `@digest` form).

@@ -4,7 +4,8 @@
 //! Rules: the text is the contract; nothing here names a type or a field. Every `Query`
 //! field resolves through [`super::resolve::query`], which answers with a JSON document
 //! shaped like the field's type (PascalCase keys, as zot's); every other object field reads
-//! its own key from its parent's document (a missing key is `null`). `Time` is a string
+//! its own key from its parent's document (a missing key is `null`), borrowing it: objects
+//! are lent to their fields, and only leaves are converted to GraphQL values. `Time` is a string
 //! scalar (RFC 3339, as gqlgen writes it).
 use async_graphql::dynamic::{
     Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, Scalar, Schema,
@@ -12,6 +13,7 @@ use async_graphql::dynamic::{
 };
 use async_graphql::parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
 use async_graphql::Value;
+use serde_json::Value as Json;
 
 use super::limits;
 use super::resolve;
@@ -30,11 +32,56 @@ fn type_ref(ty: &Type) -> TypeRef {
     }
 }
 
-/// The field `name` of the parent's JSON document.
-fn member(parent: &FieldValue<'_>, name: &str) -> Option<Value> {
-    match parent.as_value() {
-        Some(Value::Object(map)) => map.get(name).filter(|v| **v != Value::Null).cloned(),
-        _ => None,
+/// A leaf of a document (a scalar, an enum, or a list of them) as GraphQL's value.
+fn leaf(value: &Json) -> Option<FieldValue<'static>> {
+    match value {
+        Json::Null => None,
+        other => Value::from_json(other.clone()).ok().map(FieldValue::value),
+    }
+}
+
+/// An object-typed part of a document, lent to its own fields' resolvers (a list item by
+/// item): no copy of the document is made at any level.
+fn lent(value: &Json) -> Option<FieldValue<'_>> {
+    match value {
+        Json::Null => None,
+        Json::Array(items) => Some(FieldValue::list(
+            items
+                .iter()
+                .map(|item| lent(item).unwrap_or(FieldValue::NULL)),
+        )),
+        object => Some(FieldValue::borrowed_any(object)),
+    }
+}
+
+/// A `Query` field's whole answer, owned by the field.
+fn owned(value: Json) -> Option<FieldValue<'static>> {
+    match value {
+        Json::Null => None,
+        Json::Array(items) => Some(FieldValue::list(
+            items
+                .into_iter()
+                .map(|item| owned(item).unwrap_or(FieldValue::NULL)),
+        )),
+        Json::Object(_) => Some(FieldValue::owned_any(value)),
+        other => leaf(&other),
+    }
+}
+
+/// The field `name` of the parent's JSON document (a missing key or `null`: none).
+fn member<'a>(parent: &'a FieldValue<'a>, name: &str, object: bool) -> Option<FieldValue<'a>> {
+    let value = parent.downcast_ref::<Json>()?.get(name)?;
+    match object {
+        true => lent(value),
+        false => leaf(value),
+    }
+}
+
+/// The named type at the bottom of a field's type.
+fn base_name(ty: &Type) -> String {
+    match &ty.base {
+        BaseType::Named(name) => name.to_string(),
+        BaseType::List(inner) => base_name(inner),
     }
 }
 
@@ -42,6 +89,16 @@ fn member(parent: &FieldValue<'_>, name: &str) -> Option<Value> {
 pub fn build() -> Result<Schema, SchemaError> {
     let document = async_graphql::parser::parse_schema(SDL)
         .map_err(|error| SchemaError(format!("schema.graphql: {error}")))?;
+    let objects: std::collections::HashSet<String> = document
+        .definitions
+        .iter()
+        .filter_map(|definition| match definition {
+            TypeSystemDefinition::Type(ty) if matches!(ty.node.kind, TypeKind::Object(_)) => {
+                Some(ty.node.name.node.to_string())
+            }
+            _ => None,
+        })
+        .collect();
     let mut builder = Schema::build("Query", None, None)
         .limit_depth(limits::MAX_DEPTH)
         .limit_complexity(limits::MAX_COMPLEXITY)
@@ -80,20 +137,19 @@ pub fn build() -> Result<Schema, SchemaError> {
                     let field = field.node;
                     let name = field.name.node.to_string();
                     let ty = type_ref(&field.ty.node);
+                    let lends = objects.contains(&base_name(&field.ty.node));
                     let mut built = match query {
                         true => Field::new(name.clone(), ty, move |ctx| {
                             let answer = resolve::query(&name, &ctx);
                             FieldFuture::Value(match answer {
-                                Ok(value) => Some(FieldValue::value(value)),
+                                Ok(value) => owned(value),
                                 Err(error) => {
                                     return FieldFuture::Future(Box::pin(async move { Err(error) }))
                                 }
                             })
                         }),
                         false => Field::new(name.clone(), ty, move |ctx| {
-                            FieldFuture::Value(
-                                member(ctx.parent_value, &name).map(FieldValue::value),
-                            )
+                            FieldFuture::Value(member(ctx.parent_value, &name, lends))
                         }),
                     };
                     for argument in field.arguments {
