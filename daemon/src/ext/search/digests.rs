@@ -22,53 +22,66 @@ use super::view::{internal, Listed, View};
 
 /// A tagged image holding a digest, before any of its records is read.
 pub struct Hit {
-    pub repo: String,
-    pub tag: String,
-    /// Listed with every manifest its tag names (else only `manifests`).
-    pub whole: bool,
-    /// The manifests that matched, with their facts.
-    pub manifests: Vec<(String, TaggedFacts)>,
+    /// `repo\0tag`: one allocation, ordered as (repository, tag) are.
+    at: String,
+    /// The whole image's facts, when it is listed whole.
+    whole: Option<TaggedFacts>,
+    /// Otherwise the children of its index that matched, with their facts.
+    parts: Vec<(String, TaggedFacts)>,
 }
 
 impl Hit {
+    fn repo(&self) -> &str {
+        self.at.split_once('\0').map_or(&self.at, |(repo, _)| repo)
+    }
+
+    fn tag(&self) -> &str {
+        self.at.split_once('\0').map_or("", |(_, tag)| tag)
+    }
+
     fn updated_ns(&self) -> Option<i64> {
-        let facts: Vec<TaggedFacts> = self.manifests.iter().map(|(_, f)| *f).collect();
-        TaggedFacts::listed_updated_ns(&facts)
+        match self.whole {
+            Some(facts) => TaggedFacts::listed_updated_ns(&[facts]),
+            None => {
+                let facts: Vec<TaggedFacts> = self.parts.iter().map(|(_, f)| *f).collect();
+                TaggedFacts::listed_updated_ns(&facts)
+            }
+        }
     }
 
     fn by_name(&self, other: &Hit) -> Ordering {
-        self.repo
-            .cmp(&other.repo)
-            .then_with(|| self.tag.cmp(&other.tag))
+        self.at.cmp(&other.at)
     }
 
     fn add(&mut self, manifest: &str, facts: TaggedFacts) {
         if facts.whole {
-            // The whole image: its own facts decide its update time.
-            self.whole = true;
-            self.manifests.retain(|(_, f)| !f.whole);
-            self.manifests.insert(0, (manifest.to_owned(), facts));
-        } else if !self.manifests.iter().any(|(m, _)| m == manifest) {
-            self.manifests.push((manifest.to_owned(), facts));
+            self.whole = Some(facts);
+            self.parts.clear();
+        } else if self.whole.is_none() && !self.parts.iter().any(|(m, _)| m == manifest) {
+            self.parts.push((manifest.to_owned(), facts));
         }
     }
 
     /// The image with its records (`None` when its tag moved or went away meanwhile).
     fn listed(&self, view: &View) -> Result<Option<Listed>, String> {
-        let repo: RepoName = self.repo.parse().map_err(|_| "internal error".to_owned())?;
+        let repo: RepoName = self
+            .repo()
+            .parse()
+            .map_err(|_| "internal error".to_owned())?;
         let tags = view.tags(&repo)?;
-        let Some(entry) = tags.iter().find(|entry| entry.tag == self.tag) else {
+        let Some(entry) = tags.iter().find(|entry| entry.tag == self.tag()) else {
             return Ok(None);
         };
         let Some(mut listed) = view.listed(&repo, entry)? else {
             return Ok(None);
         };
-        if !self.whole {
-            listed
-                .manifests
-                .retain(|(digest, _)| self.manifests.iter().any(|(m, _)| *m == digest.to_string()));
+        if self.whole.is_some() {
+            return Ok(Some(listed));
         }
-        Ok((!listed.manifests.is_empty() || self.whole).then_some(listed))
+        listed
+            .manifests
+            .retain(|(digest, _)| self.parts.iter().any(|(m, _)| *m == digest.to_string()));
+        Ok((!listed.manifests.is_empty()).then_some(listed))
     }
 }
 
@@ -107,13 +120,16 @@ impl<'a> Collector<'a> {
         let same = self
             .hits
             .last()
-            .is_some_and(|hit| hit.repo == entry.repo && hit.tag == entry.tag);
+            .is_some_and(|hit| hit.repo() == entry.repo && hit.tag() == entry.tag);
         if !same {
+            let mut at = String::with_capacity(entry.repo.len() + 1 + entry.tag.len());
+            at.push_str(entry.repo);
+            at.push('\0');
+            at.push_str(entry.tag);
             self.hits.push(Hit {
-                repo: entry.repo.to_owned(),
-                tag: entry.tag.to_owned(),
-                whole: false,
-                manifests: Vec::new(),
+                at,
+                whole: None,
+                parts: Vec::new(),
             });
         }
         let hit = self.hits.last_mut().expect("just pushed");
@@ -297,18 +313,48 @@ pub fn related(
         .iter()
         .map(|(d, _)| d.to_string())
         .collect();
-    let mut found = Vec::new();
-    for (_, meta) in &searched.manifests {
-        let layers: BTreeSet<String> = meta.layers.iter().map(|l| l.digest.clone()).collect();
-        if !layers.is_empty() {
-            related_to(view, &layers, relation, &mut found)?;
+    let layer_sets: Vec<BTreeSet<String>> = searched
+        .manifests
+        .iter()
+        .map(|(_, meta)| meta.layers.iter().map(|l| l.digest.clone()).collect())
+        .filter(|layers: &BTreeSet<String>| !layers.is_empty())
+        .collect();
+    let mut collector = Collector::new(view);
+    if let [layers] = layer_sets.as_slice() {
+        if let (1, Some(layer)) = (layers.len(), layers.first()) {
+            // One layer (a base image's usual shape): its holders, in order, are the answer.
+            let digest: Digest = layer.parse().map_err(|_| "internal error".to_owned())?;
+            view.engine
+                .visit_tagged(&digest, |entry| {
+                    let qualifies = match relation {
+                        Relation::Derived => entry.facts.layers > 0,
+                        Relation::Base => entry.facts.layers == 1,
+                    };
+                    if entry.role == DigestRole::Layer
+                        && qualifies
+                        && !excluded.contains(entry.manifest)
+                    {
+                        collector.add(&entry);
+                    }
+                    true
+                })
+                .map_err(internal)?;
+            return hits_page(
+                view,
+                collector.hits,
+                Page::from_args(args),
+                Sort::UpdateTime,
+            );
         }
     }
+    let mut found = Vec::new();
+    for layers in &layer_sets {
+        related_to(view, layers, relation, &mut found)?;
+    }
     found.retain(|((_, _, manifest), _)| !excluded.contains(manifest));
-    if searched.manifests.len() > 1 {
+    if layer_sets.len() > 1 {
         found.sort_by(|(a, _), (b, _)| a.cmp(b));
     }
-    let mut collector = Collector::new(view);
     for ((repo, tag, manifest), facts) in &found {
         collector.add(&Tagged {
             repo,
