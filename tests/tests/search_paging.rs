@@ -311,3 +311,80 @@ fn image_list_of_one_repository_and_of_all() {
         );
     }
 }
+
+/// The digest queries page while their candidates stream in (hits.rs): under every sort, the
+/// pages tile the whole list, the edges are zot's, UPDATE_TIME is newest first and
+/// ALPHABETIC_DSC is ALPHABETIC_ASC reversed. Layer B is held by five tagged images (one of
+/// them an index through a child); base/os:1 has one layer and base/os:2 two, so both ways
+/// of finding derived images are paged.
+#[test]
+fn digest_lists_page_like_their_whole_list() {
+    let berth = Berth::start_with(search_config());
+    let client = http();
+    let url = &berth.url;
+    let catalog = seed_catalog(&client, url);
+    // A pull makes DOWNLOADS differ from name order.
+    assert_eq!(fetch_manifest(&client, url, "derived/two", "v1").0, 200);
+    let b = format!("id:\"{}\"", catalog.b.digest());
+    let list = |field: &str, args: &str, page: &str| {
+        let query = format!(
+            "{{{field}({args}, requestedPage:{{{page}}}){{Page{{TotalCount ItemCount}} \
+             Results{{RepoName Tag LastUpdated}}}}}}"
+        );
+        gql(&client, url, &query)[field].clone()
+    };
+    let cases = [
+        ("ImageListForDigest", b.as_str(), 5),
+        ("DerivedImageList", "image:\"base/os:1\"", 4),
+        ("DerivedImageList", "image:\"base/os:2\"", 2),
+    ];
+    for (field, args, total) in cases {
+        let mut ascending = Vec::new();
+        for sort in [
+            "RELEVANCE",
+            "ALPHABETIC_ASC",
+            "ALPHABETIC_DSC",
+            "UPDATE_TIME",
+            "DOWNLOADS",
+        ] {
+            let whole = list(field, args, &format!("limit:0 offset:0 sortBy:{sort}"));
+            let all = refs(&whole["Results"]);
+            assert_eq!(all.len(), total, "{field} {args} {sort}");
+            assert_eq!(
+                whole["Page"],
+                json!({"TotalCount": total, "ItemCount": total})
+            );
+            let mut tiled = Vec::new();
+            for offset in (0..total).step_by(2) {
+                let page = list(
+                    field,
+                    args,
+                    &format!("limit:2 offset:{offset} sortBy:{sort}"),
+                );
+                assert_eq!(page["Page"]["TotalCount"], total, "{field} {sort} {offset}");
+                tiled.extend(refs(&page["Results"]));
+            }
+            assert_eq!(tiled, all, "{field} {args} {sort}: pages tile the list");
+            for page in ["limit:0 offset:2", "limit:3 offset:9"] {
+                let empty = list(field, args, &format!("{page} sortBy:{sort}"));
+                assert_eq!(empty["Results"], json!([]), "{field} {sort} {page}");
+                assert_eq!(empty["Page"], json!({"TotalCount": total, "ItemCount": 0}));
+            }
+            match sort {
+                "ALPHABETIC_ASC" => ascending = all.clone(),
+                "ALPHABETIC_DSC" => {
+                    let mut reversed = ascending.clone();
+                    reversed.reverse();
+                    assert_eq!(all, reversed, "{field} {args}");
+                }
+                "UPDATE_TIME" => {
+                    let times = strings(&whole["Results"], "LastUpdated");
+                    let mut newest_first = times.clone();
+                    newest_first.sort_by(|a, b| b.cmp(a));
+                    assert_eq!(times, newest_first, "{field} {args}: newest first");
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! A document is parsed once and kept by its text ([`limits::MAX_CACHED_DOCUMENTS`]).
 mod digests;
 mod filter;
+mod hits;
 mod images;
 pub mod limits;
 mod page;

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::digests::{self, Relation};
 use super::filter::Filter;
+use super::hits::{self, Pager};
 use super::images::{
     image_summary, listed_updated, object, platform_of, referrers, SummaryOptions,
 };
@@ -244,11 +245,15 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
     let images = if query.starts_with("sha256:") {
         match query.parse::<Digest>() {
             Ok(digest) if filter == Filter::default() => {
-                let hits = digests::digest_hits(view, &digest)?;
-                let result = digests::hits_page(view, hits, page, Sort::Relevance)?;
-                return Ok(images_found(result));
+                let mut pager = Pager::new(view, page, Sort::Relevance)?;
+                digests::scan(view, &digest, &mut pager)?;
+                return Ok(images_found(pager.finish()?));
             }
-            Ok(digest) => digests::listed_all(view, &digests::digest_hits(view, &digest)?)?,
+            Ok(digest) => {
+                let mut pager = Pager::everything(view);
+                digests::scan(view, &digest, &mut pager)?;
+                hits::listed_all(view, &pager.into_hits())?
+            }
             Err(_) => digests::images_containing(view, &query)?,
         }
     } else if !query.contains(':') && !query.contains('@') {
