@@ -7,7 +7,7 @@
 //! directly; an index is listed with only the children that matched. Sorting by downloads
 //! reads every candidate's pull count, so it reads every candidate's images too. A partial
 //! digest (zot's substring match) has no key to scan and reads every image.
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use async_graphql::dynamic::ObjectAccessor;
 use berth_storage::oci::{Digest, RepoName};
@@ -150,7 +150,8 @@ pub fn related(
             .ok_or_else(|| format!("image meta not found for digest {text}"))?;
         searched.manifests = vec![(digest, meta)];
     }
-    let excluded: HashSet<String> = searched
+    // The searched manifests themselves (a handful: a list beats hashing every entry).
+    let excluded: Vec<String> = searched
         .manifests
         .iter()
         .map(|(d, _)| d.to_string())
@@ -174,7 +175,7 @@ pub fn related(
                     };
                     if entry.role == DigestRole::Layer
                         && qualifies
-                        && !excluded.contains(entry.manifest)
+                        && !excluded.iter().any(|own| own == entry.manifest)
                     {
                         pager.add(&entry);
                     }
