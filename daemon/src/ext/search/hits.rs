@@ -202,14 +202,15 @@ impl<'a> Pager<'a> {
     }
 
     pub fn can_read(&mut self, repo: &str) -> bool {
-        match &mut self.readable {
-            Some((last, answer)) if last == repo => *answer,
-            cache => {
-                let answer = self.view.can_read(repo);
-                *cache = Some((repo.to_owned(), answer));
-                answer
-            }
+        let (last, answer) = self
+            .readable
+            .get_or_insert_with(|| (String::new(), false));
+        if last.is_empty() || last != repo {
+            last.clear();
+            last.push_str(repo);
+            *answer = self.view.can_read(repo);
         }
+        *answer
     }
 
     /// One entry, in (repository, tag, manifest) order.
