@@ -35,6 +35,7 @@ pub use prefs::Pref;
 pub use refresh::{
     image_updated_ns, is_signature_tag, signed_by_tag, vendor_of, NewestImage, RepoMeta,
 };
+pub use summaries::RepoListing;
 pub use tagged::{Tagged, TaggedFacts};
 
 /// What a digest is to a manifest that contains it.
@@ -161,15 +162,20 @@ impl Engine {
         }
     }
 
+    /// Every repository that has an image tag with its summary, in name order (the in-memory
+    /// copy of the summaries, shared with other readers: no index read, no copy).
+    pub fn repo_listing(&self) -> Result<RepoListing, StorageError> {
+        self.inner.index.summaries.listing()
+    }
+
     /// Calls `visit` with every repository that has an image tag, in name order, until it
     /// returns false (from the in-memory copy of the summaries: no index read).
     pub fn visit_repo_metas(
         &self,
         mut visit: impl FnMut(RepoName, std::sync::Arc<RepoMeta>) -> bool,
     ) -> Result<(), StorageError> {
-        for (key, meta) in self.inner.index.summaries.snapshot() {
-            let name = repo_of(&String::from_utf8_lossy(&key))?;
-            if !visit(name, meta) {
+        for (name, meta) in self.repo_listing()?.iter() {
+            if !visit(name.clone(), meta.clone()) {
                 break;
             }
         }

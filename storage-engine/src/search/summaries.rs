@@ -6,16 +6,99 @@
 //! only by `Index::write`, after RocksDB applied the batch, from the batch's own `repo_meta`
 //! ops; every writer of a repository's summary holds that repository's lock, so two changes
 //! of one summary never cross. A multi-node backend will have to invalidate it (issue 20).
+//!
+//! Readers share one [`RepoListing`] (names parsed, in name order) until the next change:
+//! a query pays one reference count, not a copy of every name; the first reader after a
+//! change rebuilds it (one pass over the map). The lock is never held while a caller's code
+//! runs.
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use super::refresh::RepoMeta;
 use crate::error::StorageError;
 use crate::index::{BatchOp, Cf};
+use crate::oci::RepoName;
+
+/// Every entry of a listing, shared.
+type Entries = Arc<[(RepoName, Arc<RepoMeta>)]>;
+
+#[derive(Default)]
+struct State {
+    map: BTreeMap<Vec<u8>, Arc<RepoMeta>>,
+    /// Built from `map` by the first reader after a change; `None` until then.
+    listing: Option<Entries>,
+}
 
 #[derive(Default)]
 pub(crate) struct Summaries {
-    map: RwLock<BTreeMap<Vec<u8>, Arc<RepoMeta>>>,
+    state: RwLock<State>,
+}
+
+/// Every repository with an image tag and its summary, in name order, as of one moment.
+///
+/// Rules: cloning it or narrowing it with [`RepoListing::retain`] copies no entry; the
+/// entries are shared with every other reader of the same moment.
+#[derive(Clone)]
+pub struct RepoListing {
+    entries: Entries,
+    /// The positions [`RepoListing::retain`] kept, ascending (`None`: every entry).
+    kept: Option<Vec<u32>>,
+}
+
+impl RepoListing {
+    /// Keeps the repositories whose name `keep` admits (asked once per repository).
+    /// Allocates only once a repository is refused.
+    pub fn retain(mut self, mut keep: impl FnMut(&RepoName) -> bool) -> RepoListing {
+        let mut kept: Option<Vec<u32>> = None;
+        for (k, position) in self.positions().enumerate() {
+            let keeps = keep(&self.entries[position].0);
+            match &mut kept {
+                Some(kept) if keeps => kept.push(position as u32),
+                Some(_) => {}
+                None if keeps => {}
+                // The first refusal: everything before it was kept.
+                None => kept = Some(self.positions().take(k).map(|p| p as u32).collect()),
+            }
+        }
+        if kept.is_some() {
+            self.kept = kept;
+        }
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.kept.as_ref().map_or(self.entries.len(), Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        let kept = self.kept.as_deref();
+        (0..self.len()).map(move |k| kept.map_or(k, |kept| kept[k] as usize))
+    }
+
+    /// The repositories and their summaries, in name order, borrowed.
+    pub fn iter(&self) -> impl Iterator<Item = (&RepoName, &Arc<RepoMeta>)> + '_ {
+        self.positions().map(|position| {
+            let (name, meta) = &self.entries[position];
+            (name, meta)
+        })
+    }
+}
+
+impl IntoIterator for RepoListing {
+    type Item = (RepoName, Arc<RepoMeta>);
+    type IntoIter = std::vec::IntoIter<(RepoName, Arc<RepoMeta>)>;
+
+    /// The repositories and their summaries, in name order, copied.
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+            .map(|(name, meta)| (name.clone(), meta.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
 }
 
 impl Summaries {
@@ -31,7 +114,7 @@ impl Summaries {
             Ok(true)
         })?;
         Ok(Summaries {
-            map: RwLock::new(map),
+            state: RwLock::new(State { map, listing: None }),
         })
     }
 
@@ -45,18 +128,105 @@ impl Summaries {
         if ops.peek().is_none() {
             return;
         }
-        let mut map = self.map.write().expect("summaries lock is never poisoned");
+        let mut state = self
+            .state
+            .write()
+            .expect("summaries lock is never poisoned");
+        state.listing = None;
         for (_, key, value) in ops {
             match value.as_deref().map(RepoMeta::decode) {
-                Some(Ok(meta)) => map.insert(key.clone(), Arc::new(meta)),
-                Some(Err(_)) | None => map.remove(key),
+                Some(Ok(meta)) => state.map.insert(key.clone(), Arc::new(meta)),
+                Some(Err(_)) | None => state.map.remove(key),
             };
         }
     }
 
-    /// A snapshot: every (repository, summary), in name order.
-    pub(crate) fn snapshot(&self) -> Vec<(Vec<u8>, Arc<RepoMeta>)> {
-        let map = self.map.read().expect("summaries lock is never poisoned");
-        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    /// Every (repository, summary), in name order; a key that is not a repository name is
+    /// corruption (and is reported to every reader until it is gone).
+    pub(crate) fn listing(&self) -> Result<RepoListing, StorageError> {
+        let shared = |entries: &Entries| RepoListing {
+            entries: entries.clone(),
+            kept: None,
+        };
+        let state = self.state.read().expect("summaries lock is never poisoned");
+        if let Some(entries) = &state.listing {
+            return Ok(shared(entries));
+        }
+        drop(state);
+        let mut state = self
+            .state
+            .write()
+            .expect("summaries lock is never poisoned");
+        if let Some(entries) = &state.listing {
+            return Ok(shared(entries));
+        }
+        let mut entries = Vec::with_capacity(state.map.len());
+        for (key, meta) in &state.map {
+            entries.push((super::repo_of(&String::from_utf8_lossy(key))?, meta.clone()));
+        }
+        let entries: Entries = entries.into();
+        state.listing = Some(entries.clone());
+        Ok(shared(&entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summaries(names: &[&str]) -> Summaries {
+        let value = RepoMeta::default().encode();
+        Summaries::load(|visit| {
+            for name in names {
+                visit(name.as_bytes(), &value)?;
+            }
+            Ok(())
+        })
+        .expect("load")
+    }
+
+    fn names(listing: &RepoListing) -> Vec<&str> {
+        listing.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_listing_is_shared_until_a_change_and_narrowed_without_copies() {
+        let summaries = summaries(&["a", "b/c", "d"]);
+        let first = summaries.listing().expect("listing");
+        assert!(Arc::ptr_eq(
+            &first.entries,
+            &summaries.listing().expect("again").entries
+        ));
+        assert_eq!(names(&first), ["a", "b/c", "d"]);
+        let narrowed = first.clone().retain(|name| name.as_str() != "b/c");
+        assert_eq!(names(&narrowed), ["a", "d"]);
+        assert_eq!(
+            names(&narrowed.clone().retain(|n| n.as_str() != "a")),
+            ["d"]
+        );
+        assert!(
+            first.clone().retain(|_| true).kept.is_none(),
+            "kept all: no positions"
+        );
+        assert!(first.clone().retain(|_| false).is_empty());
+        let owned: Vec<String> = narrowed.into_iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(owned, ["a", "d"]);
+
+        let value = RepoMeta::default().encode();
+        summaries.apply(&[(Cf::RepoMeta, b"b/a".to_vec(), Some(value))]);
+        summaries.apply(&[(Cf::RepoMeta, b"d".to_vec(), None)]);
+        let after = summaries.listing().expect("listing");
+        assert_eq!(names(&after), ["a", "b/a", "b/c"]);
+        assert_eq!(
+            names(&first),
+            ["a", "b/c", "d"],
+            "a reader keeps its moment"
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_no_name_is_corruption() {
+        let summaries = summaries(&["a", "Not A Name"]);
+        assert!(matches!(summaries.listing(), Err(StorageError::Corrupt(_))));
     }
 }

@@ -239,19 +239,19 @@ pub fn page_of(
 
 /// Every readable repository with an image tag, ranked against `query` (`""` ranks 1).
 pub fn search(view: &View, query: &str) -> Result<Vec<RepoHit>, String> {
-    Ok(view
-        .readable()?
-        .into_iter()
-        .filter_map(|(name, meta)| {
-            let rank = rank(query, name.as_str())?;
-            Some(RepoHit {
-                name,
-                meta: Some(meta),
+    let readable = view.readable()?;
+    let mut hits = Vec::new();
+    for (name, meta) in readable.iter() {
+        if let Some(rank) = rank(query, name.as_str()) {
+            hits.push(RepoHit {
+                name: name.clone(),
+                meta: Some(meta.clone()),
                 rank,
                 downloads: 0,
-            })
-        })
-        .collect())
+            });
+        }
+    }
+    Ok(hits)
 }
 
 /// The readable repositories of the caller's stars or bookmarks (with or without images).

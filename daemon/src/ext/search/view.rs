@@ -113,20 +113,14 @@ impl View {
         }))
     }
 
-    /// The repositories the caller may read that have an image tag, in name order.
-    pub fn readable(
-        &self,
-    ) -> Result<Vec<(RepoName, Arc<berth_storage::search::RepoMeta>)>, String> {
-        let mut repos = Vec::new();
-        self.engine
-            .visit_repo_metas(|name, meta| {
-                if self.can_read(name.as_str()) {
-                    repos.push((name, meta));
-                }
-                true
-            })
-            .map_err(internal)?;
-        Ok(repos)
+    /// The repositories the caller may read that have an image tag, in name order (the
+    /// engine's shared listing, narrowed: no entry is copied).
+    pub fn readable(&self) -> Result<berth_storage::search::RepoListing, String> {
+        Ok(self
+            .engine
+            .repo_listing()
+            .map_err(internal)?
+            .retain(|name| self.can_read(name.as_str())))
     }
 
     /// Every tagged image of `repo`.
