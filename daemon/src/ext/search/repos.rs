@@ -18,7 +18,7 @@ use super::filter::Filter;
 use super::images::{
     image_summary, os_arch, platform_document, signatures, time_ns, SummaryOptions,
 };
-use super::page::{cut, Page, Sort};
+use super::page::{pick, select, Page, Sort};
 use super::view::{internal, View};
 
 /// zot's `RankRepoName`: lower is better, `None` excludes the repository.
@@ -92,17 +92,30 @@ fn newest_signed(view: &View, hit: &RepoHit) -> Result<bool, String> {
     Ok(!signatures(view, &hit.name, &digest)?.is_empty())
 }
 
+/// Whether [`admitted`] admits every repository (no platform, signature, star or bookmark
+/// condition): then the filter is not run at all.
+fn admits_all(filter: &Filter) -> bool {
+    filter.os.is_none()
+        && filter.arch.is_none()
+        && filter.signed != Some(true)
+        && filter.starred.is_none()
+        && filter.bookmarked.is_none()
+}
+
 /// Applies the repository filter (platforms of the summary, signed newest image, the caller's
 /// stars and bookmarks).
 fn admitted(view: &View, filter: &Filter, hit: &RepoHit, prefs: &Prefs) -> Result<bool, String> {
-    let platforms: Vec<(String, String)> = hit
-        .meta
-        .iter()
-        .flat_map(|m| m.platforms.iter())
-        .map(os_arch)
-        .collect();
-    if !filter.admits_platforms(platforms.iter().map(|(o, a)| (o.as_str(), a.as_str()))) {
-        return Ok(false);
+    // Without an OS or architecture wanted, every platform list passes (filter.rs).
+    if filter.os.is_some() || filter.arch.is_some() {
+        let platforms: Vec<(String, String)> = hit
+            .meta
+            .iter()
+            .flat_map(|m| m.platforms.iter())
+            .map(os_arch)
+            .collect();
+        if !filter.admits_platforms(platforms.iter().map(|(o, a)| (o.as_str(), a.as_str()))) {
+            return Ok(false);
+        }
     }
     if filter
         .starred
@@ -156,16 +169,35 @@ fn updated(hit: &RepoHit) -> Option<i64> {
         .and_then(|n| n.updated_ns)
 }
 
-fn compare(sort: Sort) -> impl FnMut(&RepoHit, &RepoHit) -> Ordering {
-    move |a, b| {
-        let by_name = a.name.as_str().cmp(b.name.as_str());
-        match sort {
-            Sort::AlphabeticDsc => by_name.reverse(),
-            Sort::Relevance => a.rank.cmp(&b.rank).then(by_name),
-            Sort::UpdateTime => updated(b).cmp(&updated(a)).then(by_name),
-            Sort::Downloads => b.downloads.cmp(&a.downloads).then(by_name),
-            _ => by_name,
+/// A hit's sort key, computed once per hit: the criterion as one number (ascending), then
+/// the name (descending for `ALPHABETIC_DSC`). Equal keys keep input order ([`select`]).
+struct Key<'a> {
+    primary: i128,
+    name: &'a str,
+}
+
+impl<'a> Key<'a> {
+    fn of(sort: Sort, hit: &'a RepoHit) -> Key<'a> {
+        let primary = match sort {
+            Sort::Relevance => i128::from(hit.rank),
+            // Newest first; a repository without an update time after every dated one.
+            Sort::UpdateTime => updated(hit).map_or(i128::MAX, |ns| -i128::from(ns)),
+            Sort::Downloads => -i128::from(hit.downloads),
+            _ => 0,
+        };
+        Key {
+            primary,
+            name: hit.name.as_str(),
         }
+    }
+}
+
+fn compare(sort: Sort) -> impl FnMut(&Key, &Key) -> Ordering {
+    move |a, b| {
+        a.primary.cmp(&b.primary).then_with(|| match sort {
+            Sort::AlphabeticDsc => b.name.cmp(a.name),
+            _ => a.name.cmp(b.name),
+        })
     }
 }
 
@@ -218,18 +250,24 @@ pub fn page_of(
 ) -> Result<(Vec<Value>, Value), String> {
     let (sort, limit, offset) = page.checked(default)?;
     let prefs = Prefs::of(view)?;
-    let mut kept = Vec::with_capacity(hits.len());
-    for hit in hits.drain(..) {
-        if admitted(view, filter, &hit, &prefs)? {
-            kept.push(hit);
+    if !admits_all(filter) {
+        let mut kept = Vec::with_capacity(hits.len());
+        for hit in hits.drain(..) {
+            if admitted(view, filter, &hit, &prefs)? {
+                kept.push(hit);
+            }
         }
+        hits = kept;
     }
     if sort == Sort::Downloads {
-        for hit in &mut kept {
+        for hit in &mut hits {
             hit.downloads = downloads(view, &hit.name)?;
         }
     }
-    let (page, info) = cut(kept, limit, offset, compare(sort));
+    let keys: Vec<Key> = hits.iter().map(|hit| Key::of(sort, hit)).collect();
+    let (positions, info) = select(&keys, limit, offset, compare(sort));
+    drop(keys);
+    let page = pick(hits, &positions);
     let mut results = Vec::with_capacity(page.len());
     for hit in &page {
         results.push(repo_summary(view, hit, &prefs)?);
