@@ -22,32 +22,41 @@ use super::page::{pick, select, Page, Sort};
 use super::view::{internal, View};
 
 /// zot's `RankRepoName`: lower is better, `None` excludes the repository.
+///
+/// Rules: allocates nothing (it runs once per readable repository); a query without `/`
+/// that is not inside the name is refused before any other test.
 pub fn rank(query: &str, repo: &str) -> Option<u64> {
     let query = query.trim_matches('/');
-    let wanted: Vec<&str> = query.split('/').collect();
-    let parts: Vec<&str> = repo.split('/').collect();
-    if wanted.len() > parts.len() {
+    let wanted = query.split('/').count();
+    if wanted == 1 && !occurs(repo.as_bytes(), query.as_bytes()) {
+        // Every test below looks for `query` inside a part of `repo`, or for `repo` in it.
+        return None;
+    }
+    if wanted > repo.split('/').count() {
         return None;
     }
     if query == repo {
         return Some(0);
     }
-    let last = parts[parts.len() - 1];
+    let last = repo.rsplit('/').next().unwrap_or(repo);
     let position = |haystack: &str, needle: &str| haystack.find(needle).map(|i| i as u64 + 1);
-    if wanted.len() == 1 {
+    if wanted == 1 {
         if let Some(i) = position(last, query) {
             return Some(i);
         }
-        if let Some(i) = position(parts[0], query) {
+        let first = repo.split('/').next().unwrap_or(repo);
+        if let Some(i) = position(first, query) {
             return Some(i * 10);
         }
     }
-    let prefix_matches = wanted[..wanted.len() - 1]
-        .iter()
-        .zip(&parts)
+    let prefix_matches = query
+        .split('/')
+        .take(wanted - 1)
+        .zip(repo.split('/'))
         .all(|(w, p)| w == p);
     if prefix_matches {
-        if let Some(i) = position(last, wanted[wanted.len() - 1]) {
+        let wanted_last = query.rsplit('/').next().unwrap_or(query);
+        if let Some(i) = position(last, wanted_last) {
             return Some(i);
         }
     }
@@ -55,6 +64,23 @@ pub fn rank(query: &str, repo: &str) -> Option<u64> {
         return Some(10);
     }
     position(repo, query).map(|i| i * 100)
+}
+
+/// Whether `needle` occurs in `haystack` (as `str::contains`). Names are short and one query
+/// meets every name: a scan for the needle's first and last bytes, compared in full only
+/// where both match, costs less than building a two-way searcher per name.
+fn occurs(haystack: &[u8], needle: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (needle.first(), needle.last()) else {
+        return true;
+    };
+    let Some(starts) = haystack.len().checked_sub(needle.len()) else {
+        return false;
+    };
+    (0..=starts).any(|start| {
+        haystack[start] == first
+            && haystack[start + needle.len() - 1] == last
+            && &haystack[start..start + needle.len()] == needle
+    })
 }
 
 /// One candidate repository.
@@ -278,7 +304,11 @@ pub fn page_of(
 /// Every readable repository with an image tag, ranked against `query` (`""` ranks 1).
 pub fn search(view: &View, query: &str) -> Result<Vec<RepoHit>, String> {
     let readable = view.readable()?;
-    let mut hits = Vec::new();
+    // An empty query ranks every repository.
+    let mut hits = match query.trim_matches('/').is_empty() {
+        true => Vec::with_capacity(readable.len()),
+        false => Vec::new(),
+    };
     for (name, meta) in readable.iter() {
         if let Some(rank) = rank(query, name.as_str()) {
             hits.push(RepoHit {
@@ -319,7 +349,7 @@ pub fn preferred(view: &View, pref: Pref) -> Result<Vec<RepoHit>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::rank;
+    use super::{occurs, rank};
 
     #[test]
     fn ranks_follow_zot() {
@@ -331,5 +361,38 @@ mod tests {
         assert_eq!(rank("", "anything"), Some(1));
         assert_eq!(rank("a/b/c", "a/b"), None);
         assert_eq!(rank("zzz", "foo/bar"), None);
+        assert_eq!(
+            rank("a/b/c", "a/b/x/yc"),
+            Some(2),
+            "prefix, then the last part"
+        );
+        assert_eq!(rank("o/b", "foo/bar"), Some(300));
+        assert_eq!(rank("x/ba", "foo/bar"), None);
+        assert_eq!(rank("foo", "foo/bar"), Some(10), "the first part");
+        assert_eq!(rank("/bar/", "foo/bar"), Some(1));
+    }
+
+    #[test]
+    fn occurs_is_contains() {
+        let names = ["team-05/app-0123", "a", "", "aa", "abcabd", "x/app-01"];
+        let needles = [
+            "app-01",
+            "",
+            "a",
+            "aa",
+            "abd",
+            "bca",
+            "team-05/app-01234",
+            "01",
+        ];
+        for name in names {
+            for needle in needles {
+                assert_eq!(
+                    occurs(name.as_bytes(), needle.as_bytes()),
+                    name.contains(needle),
+                    "{name:?} {needle:?}"
+                );
+            }
+        }
     }
 }
