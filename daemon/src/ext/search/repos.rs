@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use berth_storage::oci::RepoName;
 use berth_storage::search::{Pref, RepoMeta};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::filter::Filter;
 use super::images::{
@@ -251,19 +251,29 @@ pub fn repo_summary(view: &View, hit: &RepoHit, prefs: &Prefs) -> Result<Value, 
         None => Value::Null,
     };
     let platforms: Vec<Value> = meta.platforms.iter().map(platform_document).collect();
-    Ok(json!({
-        "Name": name,
-        "LastUpdated": updated(hit).map_or(Value::Null, time_ns),
-        "Size": meta.size.to_string(),
-        "Platforms": platforms,
-        "Vendors": meta.vendors,
-        "NewestImage": newest,
-        "DownloadCount": downloads(view, &hit.name)?,
-        "StarCount": view.engine.star_count(&hit.name).map_err(internal)?,
-        "IsBookmarked": prefs.bookmarked.contains(name),
-        "IsStarred": prefs.starred.contains(name),
-        "Rank": hit.rank,
-    }))
+    let vendors: Vec<Value> = meta
+        .vendors
+        .iter()
+        .map(|v| Value::from(v.as_str()))
+        .collect();
+    // Built field by field: `json!` would copy the `NewestImage` document it is given.
+    let mut summary = serde_json::Map::with_capacity(11);
+    let mut field = |key: &str, value: Value| summary.insert(key.to_owned(), value);
+    field("Name", name.into());
+    field("LastUpdated", updated(hit).map_or(Value::Null, time_ns));
+    field("Size", meta.size.to_string().into());
+    field("Platforms", platforms.into());
+    field("Vendors", vendors.into());
+    field("NewestImage", newest);
+    field("DownloadCount", downloads(view, &hit.name)?.into());
+    field(
+        "StarCount",
+        view.engine.star_count(&hit.name).map_err(internal)?.into(),
+    );
+    field("IsBookmarked", prefs.bookmarked.contains(name).into());
+    field("IsStarred", prefs.starred.contains(name).into());
+    field("Rank", hit.rank.into());
+    Ok(Value::Object(summary))
 }
 
 /// Filters, sorts and pages `hits`; returns zot's `PaginatedReposResult` parts.
