@@ -27,6 +27,10 @@ use super::view::{internal, View};
 /// that is not inside the name is refused before any other test.
 pub fn rank(query: &str, repo: &str) -> Option<u64> {
     let query = query.trim_matches('/');
+    if query.is_empty() && !repo.is_empty() {
+        // Found at the start of the last part (RepoListWithNewestImage ranks every name so).
+        return Some(1);
+    }
     let wanted = query.split('/').count();
     if wanted == 1 && !occurs(repo.as_bytes(), query.as_bytes()) {
         // Every test below looks for `query` inside a part of `repo`, or for `repo` in it.
@@ -369,6 +373,7 @@ mod tests {
         assert_eq!(rank("bar", "x/bar/y"), Some(300));
         assert_eq!(rank("foo/ba", "foo/bar"), Some(1));
         assert_eq!(rank("", "anything"), Some(1));
+        assert_eq!(rank("/", "a/b"), Some(1));
         assert_eq!(rank("a/b/c", "a/b"), None);
         assert_eq!(rank("zzz", "foo/bar"), None);
         assert_eq!(
