@@ -202,9 +202,7 @@ impl<'a> Pager<'a> {
     }
 
     pub fn can_read(&mut self, repo: &str) -> bool {
-        let (last, answer) = self
-            .readable
-            .get_or_insert_with(|| (String::new(), false));
+        let (last, answer) = self.readable.get_or_insert_with(|| (String::new(), false));
         if last.is_empty() || last != repo {
             last.clear();
             last.push_str(repo);
