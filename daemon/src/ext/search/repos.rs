@@ -8,10 +8,9 @@
 //! needs it.
 use std::cmp::Ordering;
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use berth_storage::oci::RepoName;
-use berth_storage::search::{Pref, RepoMeta};
+use berth_storage::search::{Pref, RepoListing, RepoMeta};
 use serde_json::Value;
 
 use super::filter::Filter;
@@ -87,11 +86,13 @@ fn occurs(haystack: &[u8], needle: &[u8]) -> bool {
     })
 }
 
-/// One candidate repository.
-pub struct RepoHit {
-    pub name: RepoName,
+/// One candidate repository, borrowed from the listing (or list) it was found in: ranking
+/// 10,000 repositories copies none of them.
+#[derive(Clone, Copy)]
+pub struct RepoHit<'a> {
+    pub name: &'a RepoName,
     /// `None` for a repository without an image tag (starred or bookmarked lists keep them).
-    pub meta: Option<Arc<RepoMeta>>,
+    pub meta: Option<&'a RepoMeta>,
     pub rank: u64,
     pub downloads: u64,
 }
@@ -112,14 +113,14 @@ fn downloads(view: &View, repo: &RepoName) -> Result<u64, String> {
     Ok(total)
 }
 
-fn newest_signed(view: &View, hit: &RepoHit) -> Result<bool, String> {
-    let Some(newest) = hit.meta.as_ref().and_then(|m| m.newest.as_ref()) else {
+fn newest_signed(view: &View, hit: &RepoHit<'_>) -> Result<bool, String> {
+    let Some(newest) = hit.meta.and_then(|m| m.newest.as_ref()) else {
         return Ok(false);
     };
     let Ok(digest) = newest.digest.parse() else {
         return Ok(false);
     };
-    Ok(!signatures(view, &hit.name, &digest)?.is_empty())
+    Ok(!signatures(view, hit.name, &digest)?.is_empty())
 }
 
 /// Whether [`admitted`] admits every repository (no platform, signature, star or bookmark
@@ -134,7 +135,12 @@ fn admits_all(filter: &Filter) -> bool {
 
 /// Applies the repository filter (platforms of the summary, signed newest image, the caller's
 /// stars and bookmarks).
-fn admitted(view: &View, filter: &Filter, hit: &RepoHit, prefs: &Prefs) -> Result<bool, String> {
+fn admitted(
+    view: &View,
+    filter: &Filter,
+    hit: &RepoHit<'_>,
+    prefs: &Prefs,
+) -> Result<bool, String> {
     // Without an OS or architecture wanted, every platform list passes (filter.rs).
     if filter.os.is_some() || filter.arch.is_some() {
         let platforms: Vec<(String, String)> = hit
@@ -192,9 +198,8 @@ impl Prefs {
     }
 }
 
-fn updated(hit: &RepoHit) -> Option<i64> {
+fn updated(hit: &RepoHit<'_>) -> Option<i64> {
     hit.meta
-        .as_ref()
         .and_then(|m| m.newest.as_ref())
         .and_then(|n| n.updated_ns)
 }
@@ -207,7 +212,7 @@ struct Key<'a> {
 }
 
 impl<'a> Key<'a> {
-    fn of(sort: Sort, hit: &'a RepoHit) -> Key<'a> {
+    fn of(sort: Sort, hit: &RepoHit<'a>) -> Key<'a> {
         let primary = match sort {
             Sort::Relevance => i128::from(hit.rank),
             // Newest first; a repository without an update time after every dated one.
@@ -232,19 +237,19 @@ fn compare(sort: Sort) -> impl FnMut(&Key, &Key) -> Ordering {
 }
 
 /// The `RepoSummary` of one repository.
-pub fn repo_summary(view: &View, hit: &RepoHit, prefs: &Prefs) -> Result<Value, String> {
+pub fn repo_summary(view: &View, hit: &RepoHit<'_>, prefs: &Prefs) -> Result<Value, String> {
     let name = hit.name.as_str();
-    let meta = hit.meta.clone().unwrap_or_default();
-    let meta: &RepoMeta = &meta;
+    let none = RepoMeta::default();
+    let meta: &RepoMeta = hit.meta.unwrap_or(&none);
     let newest = match &meta.newest {
         Some(newest) => {
             let entry = view
-                .tags(&hit.name)?
+                .tags(hit.name)?
                 .iter()
                 .find(|e| e.tag == newest.tag)
                 .cloned();
             match entry
-                .map(|entry| view.listed(&hit.name, &entry))
+                .map(|entry| view.listed(hit.name, &entry))
                 .transpose()?
                 .flatten()
             {
@@ -269,10 +274,10 @@ pub fn repo_summary(view: &View, hit: &RepoHit, prefs: &Prefs) -> Result<Value, 
     field("Platforms", platforms.into());
     field("Vendors", vendors.into());
     field("NewestImage", newest);
-    field("DownloadCount", downloads(view, &hit.name)?.into());
+    field("DownloadCount", downloads(view, hit.name)?.into());
     field(
         "StarCount",
-        view.engine.star_count(&hit.name).map_err(internal)?.into(),
+        view.engine.star_count(hit.name).map_err(internal)?.into(),
     );
     field("IsBookmarked", prefs.bookmarked.contains(name).into());
     field("IsStarred", prefs.starred.contains(name).into());
@@ -283,7 +288,7 @@ pub fn repo_summary(view: &View, hit: &RepoHit, prefs: &Prefs) -> Result<Value, 
 /// Filters, sorts and pages `hits`; returns zot's `PaginatedReposResult` parts.
 pub fn page_of(
     view: &View,
-    mut hits: Vec<RepoHit>,
+    mut hits: Vec<RepoHit<'_>>,
     filter: &Filter,
     page: Page,
     default: Sort,
@@ -301,7 +306,7 @@ pub fn page_of(
     }
     if sort == Sort::Downloads {
         for hit in &mut hits {
-            hit.downloads = downloads(view, &hit.name)?;
+            hit.downloads = downloads(view, hit.name)?;
         }
     }
     let keys: Vec<Key> = hits.iter().map(|hit| Key::of(sort, hit)).collect();
@@ -315,50 +320,57 @@ pub fn page_of(
     Ok((results, info))
 }
 
-/// Every readable repository with an image tag, ranked against `query` (`""` ranks 1).
-pub fn search(view: &View, query: &str) -> Result<Vec<RepoHit>, String> {
-    let readable = view.readable()?;
+/// Every repository of `listing` (the caller's readable ones) ranked against `query`
+/// (`""` ranks 1).
+pub fn search<'a>(listing: &'a RepoListing, query: &str) -> Vec<RepoHit<'a>> {
     // An empty query ranks every repository.
     let mut hits = match query.trim_matches('/').is_empty() {
-        true => Vec::with_capacity(readable.len()),
+        true => Vec::with_capacity(listing.len()),
         false => Vec::new(),
     };
-    for (name, meta) in readable.iter() {
+    for (name, meta) in listing.iter() {
         if let Some(rank) = rank(query, name.as_str()) {
             hits.push(RepoHit {
-                name: name.clone(),
-                meta: Some(meta.clone()),
+                name,
+                meta: Some(meta),
                 rank,
                 downloads: 0,
             });
         }
     }
-    Ok(hits)
+    hits
+}
+
+/// A repository outside the shared listing, with its summary (none without an image tag).
+pub type Owned = (RepoName, Option<RepoMeta>);
+
+/// Hits borrowing from `repos`.
+pub fn hits_of(repos: &[Owned]) -> Vec<RepoHit<'_>> {
+    repos
+        .iter()
+        .map(|(name, meta)| RepoHit {
+            name,
+            meta: meta.as_ref(),
+            rank: 0,
+            downloads: 0,
+        })
+        .collect()
 }
 
 /// The readable repositories of the caller's stars or bookmarks (with or without images).
-pub fn preferred(view: &View, pref: Pref) -> Result<Vec<RepoHit>, String> {
+pub fn preferred(view: &View, pref: Pref) -> Result<Vec<Owned>, String> {
     let Some(user) = &view.user else {
         return Ok(Vec::new());
     };
-    let mut hits = Vec::new();
+    let mut repos = Vec::new();
     for name in view.engine.prefs_of(user, pref).map_err(internal)? {
         if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
             continue;
         }
-        let meta = view
-            .engine
-            .repo_meta(&name)
-            .map_err(internal)?
-            .map(Arc::new);
-        hits.push(RepoHit {
-            name,
-            meta,
-            rank: 0,
-            downloads: 0,
-        });
+        let meta = view.engine.repo_meta(&name).map_err(internal)?;
+        repos.push((name, meta));
     }
-    Ok(hits)
+    Ok(repos)
 }
 
 #[cfg(test)]

@@ -169,16 +169,11 @@ fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, S
         documents.push(image_summary(view, listed, options)?);
     }
     let prefs = repos::Prefs::of(view)?;
-    let hit = repos::RepoHit {
-        meta: view
-            .engine
-            .repo_meta(&repo)
-            .map_err(internal)?
-            .map(Arc::new),
-        name: repo,
-        rank: 0,
-        downloads: 0,
-    };
+    let repo = [(
+        repo.clone(),
+        view.engine.repo_meta(&repo).map_err(internal)?,
+    )];
+    let hit = repos::hits_of(&repo)[0];
     Ok(object([
         ("Images", documents.into()),
         ("Summary", repos::repo_summary(view, &hit, &prefs)?),
@@ -189,7 +184,7 @@ fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, S
 fn repos_result(
     view: &View,
     args: &ObjectAccessor<'_>,
-    hits: Vec<repos::RepoHit>,
+    hits: Vec<repos::RepoHit<'_>>,
 ) -> Result<Value, String> {
     let page = Page::from_args(args);
     let (results, info) = repos::page_of(view, hits, &Filter::default(), page, Sort::UpdateTime)?;
@@ -197,11 +192,13 @@ fn repos_result(
 }
 
 fn repo_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
-    repos_result(view, args, repos::search(view, "")?)
+    let listing = view.readable()?;
+    repos_result(view, args, repos::search(&listing, ""))
 }
 
 fn preferred(view: &View, args: &ObjectAccessor<'_>, pref: Pref) -> Result<Value, String> {
-    repos_result(view, args, repos::preferred(view, pref)?)
+    let preferred = repos::preferred(view, pref)?;
+    repos_result(view, args, repos::hits_of(&preferred))
 }
 
 fn check_global_search(query: &str, page: Page) -> Result<(), String> {
@@ -257,7 +254,8 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
             Err(_) => digests::images_containing(view, &query)?,
         }
     } else if !query.contains(':') && !query.contains('@') {
-        let hits = repos::search(view, &query)?;
+        let listing = view.readable()?;
+        let hits = repos::search(&listing, &query);
         let (results, info) = repos::page_of(view, hits, &filter, page, Sort::Relevance)?;
         return Ok(object([
             ("Page", info),
