@@ -6,7 +6,7 @@
 //! repos.rs, filter.rs, page.rs) and the limits (limits.rs).
 //!
 //! Rules: a request is decoded and checked on the shard, then executed on the blocking pool
-//! (at most [`limits::MAX_CONCURRENT`] at once): a query over 100k images never holds a
+//! (at most [`limits::max_concurrent`] at once): a query over 100k images never holds a
 //! shard's other connections. Everything the caller may not read is invisible (view.rs).
 //! A document is parsed once and kept by its text ([`limits::MAX_CACHED_DOCUMENTS`]).
 mod digests;
@@ -67,7 +67,7 @@ impl Search {
     pub fn new() -> Result<Search, String> {
         Ok(Search {
             schema: schema::build().map_err(|error| error.0)?,
-            running: Arc::new(Semaphore::new(limits::MAX_CONCURRENT)),
+            running: Arc::new(Semaphore::new(limits::max_concurrent())),
             documents: Arc::default(),
         })
     }
