@@ -143,6 +143,16 @@ impl<'a> Overlay<'a> {
         }
     }
 
+    /// One tag of the repository.
+    pub(crate) fn tag(&self, tag: &str) -> Result<Option<TagRecord>, StorageError> {
+        let key = index::key(&[self.repo, tag]);
+        let value = match self.pending(Cf::Tags, &key) {
+            Some(pending) => pending.map(<[u8]>::to_vec),
+            None => self.index.get(Cf::Tags, &key)?,
+        };
+        value.map(|value| TagRecord::decode(&value)).transpose()
+    }
+
     /// Every tag of the repository: tag -> record.
     pub(crate) fn tags(&self) -> Result<BTreeMap<String, TagRecord>, StorageError> {
         let prefix = index::prefix(&[self.repo]);

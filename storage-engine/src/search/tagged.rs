@@ -259,10 +259,6 @@ fn changes(
             Ok(true)
         })?;
     }
-    let after_tags = match gone {
-        true => BTreeMap::new(),
-        false => overlay.tags()?,
-    };
     let mut before = cached(|digest| stored_image(index, repo, digest));
     let mut after = cached(|digest| overlay.image(digest));
     let mut changes = Batch::default();
@@ -272,7 +268,11 @@ fn changes(
             .map(|value| TagRecord::decode(&value))
             .transpose()?
             .map(|record| record.digest.to_string());
-        let new_target = after_tags.get(tag).map(|record| record.digest.to_string());
+        // One tag at a time: a push into a repository of thousands of tags reads its own.
+        let new_target = match gone {
+            true => None,
+            false => overlay.tag(tag)?.map(|record| record.digest.to_string()),
+        };
         let old = entries(repo, tag, old_target.as_deref(), &mut before)?;
         let new = entries(repo, tag, new_target.as_deref(), &mut after)?;
         for key in old.keys().filter(|key| !new.contains_key(*key)) {
