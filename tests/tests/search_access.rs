@@ -457,3 +457,37 @@ fn mgmt_describes_auth_and_discover_lists_the_extension() {
         "{discover}"
     );
 }
+
+/// zui reads mgmt to draw its login page, so (as zot's) it answers without credentials even
+/// when htpasswd is on and nothing is anonymous; the search itself still needs them, and
+/// credentials that are sent are checked.
+#[test]
+fn mgmt_answers_before_login_while_search_needs_it() {
+    let mut patch = search_config();
+    patch["http"] = json!({"accessControl": null});
+    let berth = start(json!(null), patch);
+    let url = &berth.url;
+    let response = http()
+        .get(format!("{url}/v2/_zot/ext/mgmt"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = serde_json::from_slice(&response.bytes().unwrap()).unwrap();
+    assert_eq!(body["http"]["auth"]["htpasswd"], json!({}), "{body}");
+    let search = http()
+        .get(format!(
+            "{url}/v2/_zot/ext/search?query={{ImageList(repo:%22x%22){{Page{{TotalCount}}}}}}"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(search.status().as_u16(), 401, "search needs credentials");
+    let wrong = http()
+        .get(format!("{url}/v2/_zot/ext/mgmt"))
+        .basic_auth("alice", Some("not the password"))
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401, "sent credentials are checked");
+    // get_json asserts 200.
+    let (_, body) = get_json(&authed("alice"), &format!("{url}/v2/_zot/ext/mgmt"));
+    assert_eq!(body["http"]["auth"]["htpasswd"], json!({}), "{body}");
+}

@@ -82,8 +82,14 @@ pub async fn handle(
             .extensions
             .operator(&ctx, req.method(), req.uri().path()),
     };
-    // With access control, a request without credentials is anonymous (the policies decide).
-    let anonymous = ctx.access.is_some() && htpasswd::sends_no_credentials(req.headers());
+    // With access control, a request without credentials is anonymous (the policies decide);
+    // so is one to a public extension route.
+    let public = ctx
+        .extensions
+        .route(req.uri().path())
+        .is_some_and(|(_, route)| route.need == access::Need::Public);
+    let anonymous =
+        (ctx.access.is_some() || public) && htpasswd::sends_no_credentials(req.headers());
     if let (Some(auth), false, false) = (&ctx.auth, probe.is_some(), anonymous) {
         match auth.admit(req.headers(), info.peer, head_only).await {
             Ok(user) => info.user = Some(user),

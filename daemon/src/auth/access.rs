@@ -137,6 +137,10 @@ impl PolicyGroup {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Need {
     Nothing,
+    /// Nothing, and no credentials either when htpasswd is on: zot's mgmt, which zui reads
+    /// to draw its login page before anyone has logged in. Credentials that are sent are
+    /// still checked.
+    Public,
     /// `/v2/`: anonymous gets the challenge when htpasswd is on.
     Base,
     /// A user or group of `adminPolicy` with at least one action.
@@ -173,7 +177,7 @@ pub fn permit(
 ) -> Option<Response<Body>> {
     let access = ctx.access.as_ref()?;
     let allowed = match need {
-        Need::Nothing => true,
+        Need::Nothing | Need::Public => true,
         Need::Base => user.is_some() || ctx.auth.is_none(),
         Need::Admin => access.is_admin(user) && !access.admin.actions.is_empty(),
         Need::Scrape => access.can_scrape(user),

@@ -3,7 +3,9 @@
 //!
 //! Rules: only enabled authentication methods appear, in zot's shapes: `htpasswd: {}` (the
 //! path blanked), `bearer: {realm, service}`, `openid: {providers: {NAME: {name}}}`,
-//! `apikey: true`; `http: {}` without authentication. berth has htpasswd only today.
+//! `apikey: true`; `http: {}` without authentication. berth has htpasswd only today. The
+//! route needs no credentials even when htpasswd is on (as zot's: the login page reads it
+//! before anyone logged in); credentials that are sent are checked as anywhere else.
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
@@ -47,7 +49,7 @@ const ROUTES: &[crate::ext::Route] = &[crate::ext::Route {
         hyper::Method::HEAD,
         hyper::Method::OPTIONS,
     ],
-    need: crate::ext::Need::Nothing,
+    need: crate::ext::Need::Public,
 }];
 
 impl crate::ext::Extension for MgmtExt {
