@@ -299,12 +299,7 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
         None => RepoMeta::default(),
     };
     // Before: what the store holds; after: the store overlaid with the batch.
-    let mut before = |digest: &str| -> Result<Option<ImageMeta>, StorageError> {
-        match index.get(Cf::Images, &index::key(&[repo, digest]))? {
-            Some(value) => Ok(Some(ImageMeta::decode(&value)?)),
-            None => Ok(None),
-        }
-    };
+    let mut before = |digest: &str| super::tagged::stored_image(index, repo, digest);
     let overlay = Overlay::new(index, batch, repo);
     let mut after = |digest: &str| overlay.image(digest);
     let mut deltas = counts::Deltas::default();
