@@ -17,6 +17,7 @@ mod model;
 mod power_loss;
 mod scrub;
 mod search;
+mod search_upgrade;
 
 /// Runs a scenario on the runtime its backend needs.
 pub fn run<F, Fut>(kind: IoBackendKind, scenario: F)
