@@ -1,6 +1,8 @@
 //! Unit tests of index.rs: key layout and the value codecs.
 
 use super::*;
+use crate::oci::Digest;
+use bytes::Bytes;
 
 #[test]
 fn keys_and_prefixes() {
