@@ -57,6 +57,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Waits for every worker and merges what each recorded.
+    pub async fn gather(
+        workers: Vec<tokio::task::JoinHandle<Recorder>>,
+    ) -> Result<Recorder, tokio::task::JoinError> {
+        let mut recorded = Recorder::default();
+        for worker in workers {
+            recorded.merge(worker.await?);
+        }
+        Ok(recorded)
+    }
+
     pub fn merge(&mut self, other: Recorder) {
         self.latencies.extend(other.latencies);
         for (part, samples) in other.ttfb {

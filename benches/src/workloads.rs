@@ -487,10 +487,7 @@ impl Session {
                 })
             })
             .collect();
-        let mut recorded = Recorder::default();
-        for worker in workers {
-            recorded.merge(worker.await?);
-        }
+        let recorded = Recorder::gather(workers).await?;
         let elapsed = started.elapsed();
         let client_cpu = process_cpu_time().saturating_sub(cpu_before);
         progress.finish_and_clear();
