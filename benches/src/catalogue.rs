@@ -453,21 +453,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Bytes of every file under `path`.
-pub fn disk_usage(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => disk_usage(&entry.path()),
-            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// What `generate` did.
 #[derive(Debug, Serialize)]
 pub struct Generated {
@@ -572,50 +557,9 @@ pub fn generate(options: &GenerateOptions) -> Result<Generated> {
     })
 }
 
-/// Reads a few repositories' search records back; returns the manifests counted there.
-fn verify(engine: &Engine, layout: &Layout, bases: &[Digest]) -> Result<u64> {
-    let mut samples = vec![0, 1, layout.repos / 2, layout.repos - 1];
-    samples.dedup();
-    let mut manifests = 0;
-    for number in samples {
-        let name = layout.repo(number);
-        let repo: RepoName = name.parse().map_err(|e| anyhow!("{name}: {e:?}"))?;
-        let meta = engine
-            .repo_meta(&repo)?
-            .ok_or_else(|| anyhow!("no search record (repo_meta) for {name}"))?;
-        let expected = layout.tag_count(number);
-        if meta.tags != expected as u64 {
-            bail!(
-                "{name}: repo_meta counts {} tags, {expected} pushed",
-                meta.tags
-            );
-        }
-        let newest = meta
-            .newest
-            .as_ref()
-            .ok_or_else(|| anyhow!("{name}: repo_meta has no newest image"))?;
-        let digest: Digest = newest.digest.parse().map_err(|e| anyhow!("{e:?}"))?;
-        if engine.image_meta(&repo, &digest)?.is_none() {
-            bail!("{name}: no image_meta for its newest image {digest}");
-        }
-        manifests += engine.tag_entries(&repo)?.len() as u64;
-        eprintln!(
-            "berth-bench generate: {name}: {} tags, newest {} , {} platforms, vendors {:?}",
-            meta.tags,
-            newest.tag,
-            meta.platforms.len(),
-            meta.vendors
-        );
-    }
-    let holders = engine.containing(&bases[0])?.len();
-    eprintln!(
-        "berth-bench generate: base layer 0 is in {holders} manifests (ImageListForDigest's set)"
-    );
-    if holders == 0 {
-        bail!("the digests family has no entry for base layer 0");
-    }
-    Ok(manifests)
-}
+#[path = "catalogue_verify.rs"]
+mod verify;
+use verify::{disk_usage, verify};
 
 #[cfg(test)]
 mod tests {
