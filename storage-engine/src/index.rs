@@ -47,10 +47,13 @@ pub(crate) enum Cf {
     /// Search: `digest\0repo\0tag\0manifest` for every digest a tagged image holds
     /// (search/tagged.rs).
     Tagged,
+    /// Browser login sessions, keyed by the SHA-256 of their token (sessions.rs). Not
+    /// upload sessions, which live in `Uploads`.
+    Sessions,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 19] = [
+    pub(crate) const ALL: [Cf; 20] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -70,6 +73,7 @@ impl Cf {
         Cf::Meta,
         Cf::RepoRefs,
         Cf::Tagged,
+        Cf::Sessions,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -93,6 +97,7 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::RepoRefs => "repo_refs",
             Cf::Tagged => "tagged",
+            Cf::Sessions => "sessions",
         }
     }
 }

@@ -34,6 +34,8 @@ mod scrub;
 #[cfg(feature = "engine")]
 pub mod search;
 #[cfg(feature = "engine")]
+mod sessions;
+#[cfg(feature = "engine")]
 pub mod stats;
 #[cfg(feature = "engine")]
 mod upload;
@@ -60,6 +62,8 @@ pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};
 pub use manifests::{PutManifestOutcome, StoredManifest};
 #[cfg(feature = "engine")]
 pub use scrub::{Damage, ImageStatus, ScrubOptions, ScrubReport};
+#[cfg(feature = "engine")]
+pub use sessions::Session;
 #[cfg(feature = "engine")]
 pub use usage::UsageSnapshot;
 #[cfg(feature = "engine")]

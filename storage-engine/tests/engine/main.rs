@@ -18,6 +18,7 @@ mod power_loss;
 mod scrub;
 mod search;
 mod search_upgrade;
+mod sessions;
 
 /// Runs a scenario on the runtime its backend needs.
 pub fn run<F, Fut>(kind: IoBackendKind, scenario: F)
