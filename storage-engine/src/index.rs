@@ -251,6 +251,22 @@ impl Index {
                 path.display()
             )));
         }
+        // A secondary cannot create families: name the ones an older berth did not make
+        // (RocksDB would only say "Column family not found").
+        let existing = DB::list_cf(&options, path)?;
+        let missing: Vec<&str> = Cf::ALL
+            .iter()
+            .map(|cf| cf.name())
+            .filter(|name| !existing.iter().any(|found| found == name))
+            .collect();
+        if !missing.is_empty() {
+            return Err(StorageError::Index(format!(
+                "the index at {} has no {} family (written by an older berth): open it for \
+                 writing once (start the daemon) first",
+                path.display(),
+                missing.join(", ")
+            )));
+        }
         options.set_max_open_files(-1);
         let scratch = ScratchDir::create()?;
         let mut attempt = 1;

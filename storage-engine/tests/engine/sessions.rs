@@ -201,8 +201,23 @@ fn a_store_from_before_sessions_gets_the_family_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     drop(open(dir.path(), IoBackendKind::Threads));
     drop_sessions_family(dir.path());
+    let options = EngineOptions {
+        root: dir.path().to_path_buf(),
+        commit: true,
+        io: IoBackendKind::Threads,
+    };
+    let refused = Engine::open_read_only(options.clone())
+        .expect_err("a read-only open cannot create the family")
+        .to_string();
+    assert!(
+        refused.contains("has no sessions family") && refused.contains("start the daemon"),
+        "{refused}"
+    );
     let engine = open(dir.path(), IoBackendKind::Threads);
     let (token, session) = block_on(engine.create_session("grace", HOUR)).expect("create");
     assert_eq!(engine.session(&token).expect("lookup"), Some(session));
     assert_clean(&engine);
+    drop(engine);
+    let reader = Engine::open_read_only(options).expect("read-only open after the daemon's");
+    assert!(reader.fsck().expect("fsck").is_clean());
 }
