@@ -18,8 +18,9 @@ use crate::{
         metrics::{Metrics, MetricsExt},
         mgmt::MgmtExt,
         scrub::ScrubExt,
-        search::SearchExt,
+        search::{Search, SearchExt},
         sync::SyncExt,
+        ui::UiExt,
         userprefs::UserprefsExt,
         Registry,
     },
@@ -182,16 +183,18 @@ fn extensions(
     sync: SyncExt,
 ) -> anyhow::Result<Registry> {
     let search = config.search.enabled;
-    let search_ext = SearchExt::new(engine.clone(), search)
-        .map_err(|error| anyhow::anyhow!("extensions.search: {error}"))?;
+    let searcher =
+        Arc::new(Search::new().map_err(|error| anyhow::anyhow!("extensions.search: {error}"))?);
+    let ui = UiExt::new(searcher.clone(), engine.clone(), config);
     Ok(Registry::new(vec![
-        Arc::new(search_ext),
+        Arc::new(SearchExt::new(searcher, engine.clone(), search)),
         Arc::new(UserprefsExt { enabled: search }),
         Arc::new(MgmtExt::new(config)),
         Arc::new(ScrubExt::new(engine.clone(), live.clone())),
         Arc::new(sync),
         Arc::new(LintExt),
         Arc::new(MetricsExt),
+        Arc::new(ui),
     ]))
 }
 

@@ -12,7 +12,7 @@ mod blobs;
 pub mod body;
 pub mod error;
 mod listing;
-mod manifests;
+pub(crate) mod manifests;
 pub mod ops;
 pub mod router;
 mod uploads;
@@ -40,6 +40,10 @@ pub const MANIFEST_MAX_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_TAG_PARAMS: usize = 46;
 /// Largest page of a catalog or tags listing; a bigger `n` is clamped to it.
 pub const PAGE_MAX_ENTRIES: usize = 1000;
+
+/// The client's address, as a request extension for a site (which logs failed logins).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub Option<std::net::SocketAddr>);
 
 /// What every handler of a shard shares.
 pub struct Ctx {
@@ -82,6 +86,22 @@ pub async fn handle(
             .extensions
             .operator(&ctx, req.method(), req.uri().path()),
     };
+    let site = match (&probe, &operator) {
+        (None, None) => ctx.extensions.site(req.uri().path()),
+        _ => None,
+    };
+    if let Some(site) = site {
+        let mut req = req;
+        req.extensions_mut().insert(Peer(info.peer));
+        let response = match site.handle(req, &ctx, None).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(head_only),
+        };
+        return Ok(match head_only {
+            true => response.map(|_| body::empty()),
+            false => response,
+        });
+    }
     // With access control, a request without credentials is anonymous (the policies decide);
     // so is one to a public extension route.
     let public = ctx

@@ -160,7 +160,6 @@ impl Authenticator {
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
     ) -> Result<String, Refusal> {
-        self.refresh().await;
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(Refusal::Missing);
         };
@@ -171,6 +170,18 @@ impl Authenticator {
             log_failure("", peer, "malformed Basic credentials");
             return Err(Refusal::Failed);
         };
+        self.verify(user, password, peer).await
+    }
+
+    /// Verifies a user name and password (a Basic header's, or the UI's login form's), without
+    /// the delay.
+    pub async fn verify(
+        &self,
+        user: String,
+        password: Vec<u8>,
+        peer: Option<SocketAddr>,
+    ) -> Result<String, Refusal> {
+        self.refresh().await;
         let key = (user.clone(), self.password_key(&password));
         let version = self.current.load_full();
         if version.is_verified(&key) {
@@ -202,6 +213,11 @@ impl Authenticator {
                 Err(Refusal::Failed)
             }
         }
+    }
+
+    /// `http.auth.failDelay`: how long a refused login waits.
+    pub fn fail_delay(&self) -> Duration {
+        self.fail_delay
     }
 
     /// 401 `UNAUTHORIZED` with the Basic challenge; no body when `head_only`.

@@ -11,7 +11,7 @@ use super::sections::MAX_WORKERS;
 use super::walk::{describe, join, Ctx, Section};
 use super::{
     ExtensionSection, ExtensionsConfig, LintConfig, MetricsConfig, ScrubConfig, SearchConfig,
-    SyncConfig,
+    SyncConfig, UiConfig,
 };
 
 /// Extensions this build implements.
@@ -23,6 +23,7 @@ const IMPLEMENTED: &[&str] = &[
     "search",
     "mgmt",
     "userprefs",
+    "ui",
 ];
 
 /// Paths the metrics endpoint may not take.
@@ -175,6 +176,17 @@ pub(super) fn scrub(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<Scru
     config.max_bytes_per_second = rate.unwrap_or(config.max_bytes_per_second);
     config.workers = workers.map(|count| usize::try_from(count).expect("at most 256"));
     Some(config)
+}
+
+/// `extensions.ui` typed: zot's only key is `enable`.
+pub(super) fn ui(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<UiConfig> {
+    let Some(section) = &extensions.ui else {
+        return Some(UiConfig::default());
+    };
+    Section::read(ctx, "extensions.ui", &section.raw, &["enable"], &[])?;
+    Some(UiConfig {
+        enabled: section.enabled,
+    })
 }
 
 /// Extensions that zot enables when their section is present and `enable` is unset.

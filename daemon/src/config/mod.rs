@@ -68,6 +68,15 @@ pub struct Config {
     pub sync: Option<SyncConfig>,
     /// `extensions.search`, typed (userprefs and mgmt follow it).
     pub search: SearchConfig,
+    /// `extensions.ui`, typed.
+    pub ui: UiConfig,
+}
+
+/// `extensions.ui`: zot's `enable` (the web UI served under `/`, ext/ui).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UiConfig {
+    /// Present and not `"enable": false` (zot's rule for ui).
+    pub enabled: bool,
 }
 
 /// `extensions.search`: zot's `enable` (`cve` is accepted; CVE scanning is not in this build).

@@ -87,6 +87,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
     let scrub = extensions::scrub(ctx, &extensions);
     let sync = extensions::sync(ctx, &extensions);
     let search = extensions::search(ctx, &extensions);
+    let ui = extensions::ui(ctx, &extensions);
     Some(Config {
         dist_spec_version,
         storage: storage?,
@@ -98,6 +99,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
         scrub: scrub?,
         sync: sync?,
         search: search?,
+        ui: ui?,
     })
 }
 

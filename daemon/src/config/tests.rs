@@ -123,6 +123,7 @@ fn defaults_of_a_minimal_config() {
         scrub: ScrubConfig::default(),
         sync: None,
         search: SearchConfig::default(),
+        ui: UiConfig::default(),
     };
     assert_eq!(config, expected);
 }
@@ -158,7 +159,7 @@ fn full_zot_example_is_accepted_with_warnings() {
             expected
                 && !matches!(
                     name,
-                    "metrics" | "lint" | "scrub" | "sync" | "search" | "mgmt" | "userprefs"
+                    "metrics" | "lint" | "scrub" | "sync" | "search" | "mgmt" | "userprefs" | "ui"
                 ),
             "{name}"
         );

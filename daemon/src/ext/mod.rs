@@ -10,6 +10,9 @@
 //! - An operator endpoint (outside `/v2/`, at a path from the reloadable settings, metrics'
 //!   scrape path) is asked after the health probes, for GET and HEAD only; other methods fall
 //!   through to the OCI router. Requests to it are not counted in the request metrics.
+//! - A site (the web UI) answers paths outside `/v2/` that no probe or operator endpoint
+//!   takes, for any method, and authenticates its own requests (session cookies): the API's
+//!   Basic check and access check do not run in front of it.
 //! - Shards are current-thread runtimes: `handle` returns a future that need not be `Send`.
 //! - Workers watch the daemon's maintenance stop flag; serve.rs sets it, then joins them.
 //! - Adding an extension: its folder, its config section, and one line in serve.rs's list.
@@ -20,6 +23,7 @@ pub mod mgmt;
 pub mod scrub;
 pub mod search;
 pub mod sync;
+pub mod ui;
 pub mod userprefs;
 
 use std::future::Future;
@@ -38,7 +42,7 @@ use crate::api::{
 pub use crate::auth::access::Need;
 
 /// What zot calls the binary type (`zot_info`, mgmt): the extensions built in.
-pub const BINARY_TYPE: &str = "-lint-metrics-mgmt-scrub-search-sync-userprefs";
+pub const BINARY_TYPE: &str = "-lint-metrics-mgmt-scrub-search-sync-ui-userprefs";
 
 /// The answer an extension's `handle` gives, on the shard that received the request.
 pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + 'a>>;
@@ -82,6 +86,12 @@ pub trait Extension: Send + Sync {
     /// from the reloadable settings, so SIGHUP moves it).
     fn operator_path(&self, _ctx: &Ctx, _path: &str) -> Option<Need> {
         None
+    }
+
+    /// Whether it serves `path` (outside `/v2/`, not a probe or operator endpoint) as a site,
+    /// for any method, authenticating the request itself.
+    fn site(&self, _path: &str) -> bool {
+        false
     }
 
     /// Answers a request to one of its routes (or its operator path), once admitted.
@@ -211,6 +221,17 @@ impl Registry {
             let need = extension.operator_path(ctx, path)?;
             Some((extension.as_ref(), need))
         })
+    }
+
+    /// The extension serving `path` as a site (see [`Extension::site`]).
+    pub fn site(&self, path: &str) -> Option<&dyn Extension> {
+        if path == "/v2" || path.starts_with("/v2/") {
+            return None;
+        }
+        self.extensions
+            .iter()
+            .find(|extension| extension.site(path))
+            .map(|extension| extension.as_ref())
     }
 
     /// Starts every extension's workers, in list order.

@@ -122,7 +122,7 @@ impl Search {
 
 /// The search extension in the list: its route, and the backfill of an older store.
 pub struct SearchExt {
-    search: Search,
+    search: Arc<Search>,
     engine: Arc<Engine>,
     /// `extensions.search.enable`: off, the route answers 404 like any unknown path.
     enabled: bool,
@@ -139,12 +139,13 @@ const ROUTES: &[crate::ext::Route] = &[crate::ext::Route {
 }];
 
 impl SearchExt {
-    pub fn new(engine: Arc<Engine>, enabled: bool) -> Result<SearchExt, String> {
-        Ok(SearchExt {
-            search: Search::new()?,
+    /// `search` is shared with the UI, which asks it in process.
+    pub fn new(search: Arc<Search>, engine: Arc<Engine>, enabled: bool) -> SearchExt {
+        SearchExt {
+            search,
             engine,
             enabled,
-        })
+        }
     }
 }
 
