@@ -19,6 +19,12 @@ use crate::api::body::Body;
 /// Keys and values, sorted by key.
 type Pairs = Vec<(String, String)>;
 
+/// Config media types of plain images (OCI and Docker).
+const IMAGE_CONFIG_TYPES: &[&str] = &[
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
 /// Base and derived images listed per platform.
 const RELATED_LIMIT: u64 = 10;
 /// Largest image config read for its labels.
@@ -172,7 +178,12 @@ async fn platform(
         digest: manifest.digest.clone(),
         config_short: view::short_digest(&config_digest),
         config_digest,
-        artifact_type: manifest.artifact_type.clone().unwrap_or_default(),
+        // An image's "artifact type" is its config's media type: only an artifact's is news.
+        artifact_type: manifest
+            .artifact_type
+            .clone()
+            .filter(|kind| !IMAGE_CONFIG_TYPES.contains(&kind.as_str()))
+            .unwrap_or_default(),
         size: view::size(manifest.size.as_deref()),
         layers: layers(manifest),
         labels,

@@ -444,8 +444,10 @@ pub async fn login(page: &Page<'_>, req: Request<RequestBody>) -> Response<Body>
             if !auth.fail_delay().is_zero() {
                 tokio::time::sleep(auth.fail_delay()).await;
             }
+            // 200 with the alert: the form is shown again (a browser logs a 4xx page as an
+            // error, and nothing else reads this answer).
             form(
-                StatusCode::UNAUTHORIZED,
+                StatusCode::OK,
                 &next,
                 &user,
                 Some("Wrong user name or password."),
