@@ -5,10 +5,12 @@
 //! never a lock and never an allocation (the per-thread ring counters allocate once, on the
 //! thread's first io_uring operation). Readers get plain snapshots; a snapshot may be a few
 //! operations behind a concurrent writer, never torn in a way that breaks cumulative buckets
-//! by more than those operations.
+//! by more than those operations. One exception: the summary of the last GC and scrub pass
+//! ([`LastPass`]) is a small value behind a mutex, written once per pass and read by the
+//! operator's health page, never on a request's path.
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Bucket bounds (seconds) for device latencies: fsync of files, directories and the WAL.
@@ -179,6 +181,86 @@ pub struct MaintenanceStats {
     pub scrub_affected_blobs: AtomicU64,
     /// Progress of the current scrub in millionths (a gauge; 1,000,000 = done).
     pub scrub_progress_ppm: AtomicU64,
+    /// The last GC pass of this process (the daemon's GC thread records it).
+    pub last_gc: LastPass<GcPassSummary>,
+    /// The last scrub pass of this process (the daemon's scrub thread records it).
+    pub last_scrub: LastPass<ScrubPassSummary>,
+}
+
+/// One finished maintenance pass: when, how long, and what it did (or why it failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassRecord<T> {
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub finished_unix_ms: u64,
+    pub duration_ms: u64,
+    /// What it found or removed; the error's text when the pass failed as a whole.
+    pub outcome: Result<T, String>,
+}
+
+impl<T> PassRecord<T> {
+    /// A pass that ends now, after running for `duration`.
+    pub fn ended_now(duration: Duration, outcome: Result<T, String>) -> PassRecord<T> {
+        PassRecord {
+            finished_unix_ms: crate::index::now_ms(),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            outcome,
+        }
+    }
+}
+
+/// What a GC pass deleted (performed deletions only; a dry run's are left out).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcPassSummary {
+    /// A full pass (every repository), not only those changed since the last pass.
+    pub full: bool,
+    pub repositories_visited: u64,
+    pub blobs_examined: u64,
+    pub deleted_tags: u64,
+    pub deleted_manifests: u64,
+    pub deleted_links: u64,
+    pub deleted_blobs: u64,
+    pub deleted_orphan_files: u64,
+    pub deleted_repositories: u64,
+    pub deleted_uploads: u64,
+    /// Bytes of blob and orphan files removed.
+    pub freed_bytes: u64,
+    /// Repositories or blobs the pass had to leave alone (fail closed).
+    pub left_alone: u64,
+}
+
+/// What a scrub pass verified and found damaged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScrubPassSummary {
+    pub blobs_checked: u64,
+    pub bytes_checked: u64,
+    pub manifests_checked: u64,
+    /// Blobs and manifests whose content is damaged.
+    pub damaged: u64,
+    /// Tagged images that hold a damaged blob or manifest.
+    pub images_affected: u64,
+}
+
+/// The last pass's record, replaced whole by each pass.
+pub struct LastPass<T>(Mutex<Option<PassRecord<T>>>);
+
+impl<T> Default for LastPass<T> {
+    fn default() -> LastPass<T> {
+        LastPass(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> LastPass<T> {
+    pub fn record(&self, pass: PassRecord<T>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(pass);
+    }
+
+    /// The last pass, `None` before this process finished one.
+    pub fn get(&self) -> Option<PassRecord<T>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The engine's latency histograms and maintenance counters.

@@ -6,13 +6,15 @@
 //!
 //! Rules: one thread, one pass per `gcInterval` (the first one interval after start; it is
 //! a full pass), started only inside `gcTimeWindow` when one is set. Setting `stop` ends the
-//! thread between passes.
+//! thread between passes. Each pass's summary (or its failure) replaces the last one in the
+//! engine's maintenance stats, for the operator's health page (ext/health.rs).
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use berth_storage::stats::{GcPassSummary, PassRecord};
 use berth_storage::{Engine, GcKind, GcOptions, GcReport};
 
 use crate::config::StorageConfig;
@@ -70,6 +72,13 @@ fn run_pass(engine: &Engine, options: &GcOptions) {
     maintenance
         .gc_duration_ns
         .fetch_add(elapsed, Ordering::Relaxed);
+    let outcome = match &result {
+        Ok(report) => Ok(pass_summary(report)),
+        Err(error) => Err(error.to_string()),
+    };
+    maintenance
+        .last_gc
+        .record(PassRecord::ended_now(started.elapsed(), outcome));
     match result {
         Ok(report) => {
             log_actions(&report);
@@ -139,6 +148,24 @@ fn record(engine: &Engine, report: &GcReport) {
     maintenance
         .gc_freed_bytes
         .fetch_add(report.bytes_freed(), Ordering::Relaxed);
+}
+
+/// What the pass deleted, for the operator's health page (performed deletions only).
+fn pass_summary(report: &GcReport) -> GcPassSummary {
+    GcPassSummary {
+        full: report.full,
+        repositories_visited: report.repos_visited,
+        blobs_examined: report.blobs_examined,
+        deleted_tags: report.performed(GcKind::Tag),
+        deleted_manifests: report.performed(GcKind::Manifest),
+        deleted_links: report.performed(GcKind::Link),
+        deleted_blobs: report.performed(GcKind::Blob),
+        deleted_orphan_files: report.performed(GcKind::OrphanFile),
+        deleted_repositories: report.performed(GcKind::Repository),
+        deleted_uploads: report.performed(GcKind::Upload),
+        freed_bytes: report.bytes_freed(),
+        left_alone: report.errors.len() as u64,
+    }
 }
 
 /// `deleted N tags, N manifests, ...` (`verb` is "deleted" or "would delete").
@@ -211,4 +238,32 @@ pub fn table(report: &GcReport) -> String {
         ]);
     }
     crate::ext::scrub::format_table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_storage::{EngineOptions, IoBackendKind};
+
+    use super::*;
+
+    #[test]
+    fn a_pass_is_recorded_as_the_last() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::open(EngineOptions {
+            root: dir.path().to_path_buf(),
+            commit: true,
+            io: IoBackendKind::Threads,
+        })
+        .expect("engine opens");
+        let maintenance = &engine.stats().maintenance;
+        assert_eq!(maintenance.last_gc.get(), None);
+        let mut options = GcOptions::new(std::time::Duration::ZERO);
+        options.full = true;
+        run_pass(&engine, &options);
+        let pass = maintenance.last_gc.get().expect("recorded");
+        let summary = pass.outcome.expect("the pass ran");
+        assert!(summary.full);
+        assert_eq!(summary.freed_bytes, 0);
+        assert_eq!(maintenance.gc_runs_ok.load(Ordering::Relaxed), 1);
+    }
 }
