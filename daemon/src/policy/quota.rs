@@ -22,13 +22,33 @@ use crate::api::error::ApiError;
 use crate::config::QuotaConfig;
 use crate::policy::tag_policy::compile_glob;
 
-/// One namespace's limits.
+/// One namespace's limits: the repositories matching a glob, together.
 #[derive(Clone, Debug)]
-struct Rule {
+pub struct Rule {
     pattern: String,
     glob: GlobMatcher,
     max_bytes: Option<u64>,
     max_repositories: Option<u64>,
+}
+
+impl Rule {
+    /// The repository glob, as configured.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.max_bytes
+    }
+
+    pub fn max_repositories(&self) -> Option<u64> {
+        self.max_repositories
+    }
+
+    /// Whether `repo` belongs to this namespace.
+    pub fn matches(&self, repo: &RepoName) -> bool {
+        self.glob.is_match(repo.as_str())
+    }
 }
 
 /// The configured quotas.
@@ -56,10 +76,13 @@ impl Quotas {
         Ok(Quotas { rules })
     }
 
+    /// Every configured quota.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
     fn applying<'a>(&'a self, repo: &'a RepoName) -> impl Iterator<Item = &'a Rule> + 'a {
-        self.rules
-            .iter()
-            .filter(move |rule| rule.glob.is_match(repo.as_str()))
+        self.rules.iter().filter(move |rule| rule.matches(repo))
     }
 
     /// Refuses `added` more bytes in `repo` when a namespace it belongs to would pass its

@@ -171,6 +171,11 @@ impl Metrics {
         }
     }
 
+    /// When the daemon started serving (this value's creation, at start).
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
     pub fn shard(&self, index: usize) -> &ShardMetrics {
         &self.shards[index % self.shards.len()]
     }
