@@ -258,7 +258,7 @@ impl UiExt {
             Route::Root => redirect("/home", None),
             Route::Home => pages::home(&page).await,
             Route::Explore => pages::explore(&page).await,
-            Route::Operator => operator::page(&page),
+            Route::Operator => operator::page(&page).await,
             Route::Repo(name) => repo::page(&page, &name).await,
             Route::Toggle(name, pref) => repo::toggle(&page, req, &name, pref).await,
             Route::Image(name, tag) => image::page(&page, &name, &tag).await,

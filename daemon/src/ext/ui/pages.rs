@@ -240,6 +240,8 @@ struct Explore {
     bookmarked: bool,
     logged_in: bool,
     sort_choices: Vec<Choice>,
+    /// Filters and a sort other than relevance in force.
+    active: usize,
     total: u64,
     first: u64,
     cards: Vec<RepoCard>,
@@ -335,7 +337,14 @@ pub async fn explore(page: &Page<'_>) -> Response<Body> {
             on: *value == sort,
         })
         .collect();
+    let active = os_choices.iter().filter(|c| c.on).count()
+        + arch_choices.iter().filter(|c| c.on).count()
+        + [signed, starred, bookmarked, sort != "relevance"]
+            .into_iter()
+            .filter(|on| *on)
+            .count();
     page.render(&Explore {
+        active,
         chrome: page.chrome("explore"),
         query,
         os_choices,

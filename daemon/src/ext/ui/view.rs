@@ -87,6 +87,17 @@ impl When {
     }
 }
 
+impl When {
+    /// A time given in milliseconds since the Unix epoch (`None`: never).
+    pub fn at_unix_ms(milliseconds: Option<u64>, now: OffsetDateTime) -> When {
+        let at = milliseconds
+            .and_then(|ms| i128::try_from(ms).ok())
+            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+            .and_then(|at| at.format(&Rfc3339).ok());
+        When::of(at.as_deref(), now)
+    }
+}
+
 fn plural(count: i64, unit: &str) -> String {
     match count {
         1 => format!("1 {unit} ago"),

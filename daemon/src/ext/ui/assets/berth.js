@@ -1,6 +1,10 @@
-// berth's UI needs no script to work: this only adds copy buttons to pull commands.
+// berth's UI needs no script to work: this adds copy buttons to pull commands and folds the
+// explore filters on a phone-width screen (they are open without script).
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  if (window.matchMedia("(max-width: 48rem)").matches) {
+    for (const panel of document.querySelectorAll("details.filter-panel")) panel.open = false;
+  }
   for (const button of document.querySelectorAll("button.copy[data-copy]")) {
     const target = document.getElementById(button.dataset.copy);
     if (!target) continue;
