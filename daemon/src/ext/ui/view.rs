@@ -91,8 +91,9 @@ impl When {
     /// A time given in milliseconds since the Unix epoch (`None`: never).
     pub fn at_unix_ms(milliseconds: Option<u64>, now: OffsetDateTime) -> When {
         let at = milliseconds
-            .and_then(|ms| i128::try_from(ms).ok())
-            .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+            .and_then(|ms| {
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+            })
             .and_then(|at| at.format(&Rfc3339).ok());
         When::of(at.as_deref(), now)
     }
