@@ -214,6 +214,16 @@ class Harness:
                 print(f"closing a context: {error}", file=sys.stderr)
 
 
+def scenario_traceback(error):
+    """The traceback down to the scenario's own frames: playwright's internals say nothing."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if f"{os.sep}playwright{os.sep}" not in frame.filename
+    ]
+    return "".join(traceback.format_list(frames) + traceback.format_exception_only(type(error), error))
+
+
 def load_function(script, function):
     directory = os.path.dirname(os.path.abspath(script))
     if directory not in sys.path:
@@ -246,8 +256,8 @@ def main():
         try:
             scenario = load_function(spec["script"], spec["function"])
             data = scenario(h)
-        except Exception:
-            failures.append("scenario raised:\n" + traceback.format_exc())
+        except Exception as error:
+            failures.append("scenario raised:\n" + scenario_traceback(error))
             print(failures[-1], file=sys.stderr)
             h._shoot_open_pages("at-exception")
         h.close()
