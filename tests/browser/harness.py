@@ -127,20 +127,21 @@ class Harness:
         if getattr(page, "_berth_watched", False):
             return
         page._berth_watched = True
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self._error(f"page error: {error}"))
+        page.on("console", lambda message: self._console(message, page))
+        page.on("pageerror", lambda error: self._error(f"page error: {error}", page))
 
-    def _console(self, message):
+    def _console(self, message, page):
         text = message.text
         location = message.location or {}
         where = f" ({location.get('url', '?')}:{location.get('lineNumber', '?')})"
         if "Content Security Policy" in text:
-            self.csp_violations.append(f"console {message.type}: {text}{where}")
+            self.csp_violations.append(f"console ({message.type}): {text}{where}")
         elif message.type == "error":
-            self._error(f"console error: {text}{where}")
+            self._error(f"console error: {text}{where}", page)
 
-    def _error(self, text):
-        if any(re.search(pattern, text) for pattern in self._allowed):
+    def _error(self, text, page):
+        allowed = self._allowed + getattr(page, "_berth_allowed", [])
+        if any(re.search(pattern, text) for pattern in allowed):
             self.allowed_console.append(text)
         else:
             self.console_errors.append(text)
@@ -153,6 +154,11 @@ class Harness:
             + (f" sample {r['sample']!r}" if r.get("sample") else "")
         )
 
+    def allow_on(self, page, pattern):
+        """For the whole life of `page`, console errors matching `pattern` are expected (a
+        page opened only to be refused: its messages may come after any block ends)."""
+        page._berth_allowed = getattr(page, "_berth_allowed", []) + [pattern]
+
     @contextlib.contextmanager
     def allowing(self, pattern, page=None):
         """Within the block, console errors matching the regex `pattern` are expected (e.g.
@@ -164,6 +170,7 @@ class Harness:
             yield
         finally:
             if page is not None and not page.is_closed():
+                page.wait_for_load_state("load")
                 page.wait_for_timeout(100)
             self._allowed.remove(pattern)
 

@@ -36,11 +36,17 @@ def raises(h):
 
 
 def allowed(h):
-    """A 403 page inside `allowing` (expected), then another outside it (an error)."""
+    """A 403 page inside `allowing` (expected), another outside it (an error), and a page
+    allowed it for its whole life (`allow_on`), closed at once."""
     page = h.new_page()
     with h.allowing(r"status of 403", page):
         page.goto(h.url("/forbidden.html"))
     page.goto(h.url("/forbidden-again.html"))
+    page.wait_for_timeout(100)
+    refused = page.context.new_page()
+    h.allow_on(refused, r"status of 403")
+    refused.goto(h.url("/forbidden.html?whole-life"))
+    refused.close()
     page.wait_for_timeout(100)
 
 

@@ -81,15 +81,16 @@ def attack(h, victim, origin, action, fields):
     """Opens the other site's page in the victim's context (its cookies); returns the status
     of the POST it sends to berth."""
     page = victim.context.new_page()
+    h.allow_on(page, REFUSAL_CONSOLE)
     url = f"{origin}/cross_site_post.html?action={quote(action, safe='')}&fields={quote(json.dumps(fields), safe='')}"
     status = None
-    with h.allowing(REFUSAL_CONSOLE, page):
-        try:
-            with page.expect_response(lambda r: r.request.method == "POST" and r.url.startswith(h.base_url)) as posted:
-                page.goto(url)
-            status = posted.value.status
-        except Exception as error:
-            h.fail(f"the POST from {origin} to {action} never answered: {error}")
+    try:
+        with page.expect_response(lambda r: r.request.method == "POST" and r.url.startswith(h.base_url)) as posted:
+            page.goto(url)
+        status = posted.value.status
+        page.wait_for_load_state("load")
+    except Exception as error:
+        h.fail(f"the POST from {origin} to {action} never answered: {error}")
     page.close()
     return status
 

@@ -11,7 +11,7 @@ args: {"user": "alice", "host": "127.0.0.1:PORT", "other_base_url": "http://loca
        "referrer": {"repo": R, "tag": T, "artifact_type": A, "digest": D},
        "built_on": {"repo": R, "tag": T, "images": [[repo, tag]]},
        "used_by": {"repo": R, "tag": T, "images": [[repo, tag]]},
-       "pull": {"repo": R, "tag": T}}
+       "pull": {"repo": R, "tag": T}, "public_tag": [repo, tag]}
 Returns {"pull_commands": [text]} for the Rust side to run.
 """
 
@@ -83,9 +83,12 @@ def image_and_tag_pages(h):
     pull = h.args["pull"]
     commands = check_pull_commands(h, page, pull, h.args["host"])
     # The host is the one the browser used, not one the daemon guessed.
+    # (Anonymous there: the session cookie is the other host's. So a public image.)
     other = h.new_page()
     other_base = h.args["other_base_url"]
-    other.goto(other_base + tag_path(pull["repo"], pull["tag"]))
+    public_repo, public_tag = h.args["public_tag"]
+    response = other.goto(other_base + tag_path(public_repo, public_tag))
+    h.check(response is not None and response.status == 200, f"{other_base}: {tag_path(public_repo, public_tag)} answered {response and response.status}")
     other_host = other_base.split("//", 1)[1]
     for command in other.locator("code.pull-command").all_inner_texts():
         h.check(other_host in command, f"from {other_base}: {command!r} does not name {other_host}")

@@ -79,7 +79,10 @@ def wrong_then_right_password_then_logout(h):
     logout(h, page)
     for evil in ("http://evil.example/", "//evil.example/", "/\\evil.example/"):
         with h.allowing(r".", page):
-            login(h, page, user, next_path=evil, expect_success=False)
+            try:
+                login(h, page, user, next_path=evil, expect_success=False)
+            except Exception as error:  # the browser tried to leave (this machine resolves no names)
+                h.fail(f"login with next={evil!r} went off the registry: {error}")
         h.check(page.url.startswith(h.base_url + "/"), f"login with next={evil!r} left for {page.url}")
         if page.url.startswith(h.base_url + "/") and page.locator("form#logout").count():
             logout(h, page)

@@ -464,6 +464,7 @@ fn image_and_tag_pages_show_what_was_pushed() {
         "used_by": {"repo": "base/os", "tag": "1",
                     "images": related(&alice, url, "DerivedImageList", "base/os:1")},
         "pull": {"repo": "team/app", "tag": "2.0"},
+        "public_tag": ["public/z", "v1"],
     });
     let run = run_script("ui_image:image_and_tag_pages", url, &args);
     // The docker command's reference, pulled by skopeo, is the image.

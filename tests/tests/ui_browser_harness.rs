@@ -194,16 +194,21 @@ fn failed_checks_do_not_stop_the_scenario_and_an_exception_is_a_failure() {
 }
 
 #[test]
-fn an_allowed_console_error_is_set_aside_and_only_inside_its_block() {
+fn an_allowed_console_error_is_set_aside_and_only_where_allowed() {
     if !require_browser() {
         return;
     }
     let site = site();
     let run = try_run_script("harness_selftest:allowed", &site.url, &json!({}));
-    assert_eq!(run.allowed_console.len(), 1, "{}", run.report());
+    assert_eq!(run.allowed_console.len(), 2, "{}", run.report());
     assert!(
         run.allowed_console[0].contains("status of 403")
             && run.allowed_console[0].contains("/forbidden.html"),
+        "{:?}",
+        run.allowed_console
+    );
+    assert!(
+        run.allowed_console[1].contains("/forbidden.html?whole-life"),
         "{:?}",
         run.allowed_console
     );
