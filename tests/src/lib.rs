@@ -7,7 +7,8 @@
 //! ([`Seeded`]) and the request/response helpers for talking to the API directly ([`api`]).
 //! The real Prometheus server and metrics linter ([`Prometheus`], [`promtool_check_metrics`]),
 //! and berth's metric families with a strict exposition parser ([`METRIC_FAMILIES`],
-//! [`Exposition`]).
+//! [`Exposition`]). Real-browser scenarios in Debian's headless Chromium driven by Python
+//! playwright, and a static site for pages berth does not serve ([`browser`]).
 //!
 //! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
 //! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
@@ -15,6 +16,7 @@
 
 pub mod access;
 pub mod api;
+pub mod browser;
 pub mod containers;
 mod daemon;
 pub mod faulty;

@@ -1,0 +1,44 @@
+"""Scenarios (g) and (h): every page, as anonymous, a user and an admin, on a desktop and a
+phone (390x844), light and dark: the security headers of every response (documents in full;
+stylesheets, scripts, fonts and images nosniff and CORP), the header nav, no sideways scroll
+on the phone, and a screenshot of each. Console errors and CSP violations anywhere fail the
+run (the harness); refusal pages (403, 404) are visited too and must be as clean.
+
+args: {"visits": [{"user": null | "alice", "admin": false,
+                   "pages": [path], "refused": [[path, [status]]]}]}
+"""
+
+from ui_common import (
+    check_nav,
+    check_no_horizontal_scroll,
+    check_recorded_responses,
+    goto,
+    login,
+    record_responses,
+    slug,
+)
+
+LOOKS = [(False, "light"), (True, "dark"), (False, "dark"), (True, "light")]
+
+
+def every_page(h):
+    for visit in h.args["visits"]:
+        user, admin = visit["user"], visit.get("admin", False)
+        who = user or "anonymous"
+        for phone, scheme in LOOKS:
+            look = f"{'phone' if phone else 'desktop'}-{scheme}"
+            page = h.new_page(phone=phone, color_scheme=scheme)
+            responses = record_responses(h, page)
+            if user:
+                login(h, page, user)
+            visits = [(path, 200) for path in visit["pages"]]
+            visits += [(path, tuple(statuses)) for path, statuses in visit.get("refused", [])]
+            for path, status in visits:
+                what = f"{path} as {who} ({look})"
+                goto(h, page, path, status=status, what=what)
+                check_nav(h, page, user, admin=admin)
+                if phone:
+                    check_no_horizontal_scroll(h, page, what)
+                h.shot(page, f"{who}-{look}-{slug(path)}")
+            check_recorded_responses(h, responses, f"{who} ({look})")
+            page.context.close()
