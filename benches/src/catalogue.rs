@@ -36,7 +36,7 @@ const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const EPOCH_SECONDS: i64 = 1_735_689_600;
 const DAY_SECONDS: i64 = 86_400;
 /// Architectures in the order they are handed out (single images use the first three).
-const ARCHITECTURES: [&str; 6] = ["amd64", "arm64", "ppc64le", "s390x", "riscv64", "386"];
+pub const ARCHITECTURES: [&str; 6] = ["amd64", "arm64", "ppc64le", "s390x", "riscv64", "386"];
 const LICENSES: [&str; 3] = ["Apache-2.0", "MIT", "BSD-3-Clause"];
 
 /// The counts that determine every name and blob of a generated store.

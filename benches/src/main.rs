@@ -1,5 +1,6 @@
 //! `berth-bench`: runs zot's zb workloads (and berth's per-request ones) against a registry,
-//! or compares berth with CNCF Distribution side by side. See benches/README.md.
+//! compares berth with CNCF Distribution side by side, or times search and the web UI over a
+//! generated catalogue. See benches/README.md.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ enum Command {
     Generate(GenerateArgs),
     /// Starts berth with search on over a generated store and times zot's GraphQL queries.
     Search(SearchArgs),
+    /// Starts berth with search and the web UI on over a generated store, times its pages
+    /// and weighs each with its assets.
+    Ui(StoreArgs),
     /// Lists the workloads.
     List,
 }
@@ -67,8 +71,9 @@ struct GenerateArgs {
     threads: Option<usize>,
 }
 
+/// A run against berth started on a generated store (`search`, `ui`).
 #[derive(clap::Args)]
-struct SearchArgs {
+struct StoreArgs {
     /// The berth binary (a release build).
     #[arg(long, default_value = "target/release/berth")]
     berth_bin: PathBuf,
@@ -85,8 +90,32 @@ struct SearchArgs {
     #[arg(short = 't', long = "test-regex")]
     test_regex: Option<Regex>,
     /// Also writes the figures as JSON here.
-    #[arg(long)]
+    #[arg(long, alias = "json")]
     json_out: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// (berth binary, store), both made absolute.
+    fn resolve(&self) -> Result<(PathBuf, PathBuf)> {
+        let berth_bin = std::fs::canonicalize(&self.berth_bin)
+            .with_context(|| format!("berth binary {}", self.berth_bin.display()))?;
+        let data_dir = std::fs::canonicalize(&self.data_dir)
+            .with_context(|| format!("store {}", self.data_dir.display()))?;
+        Ok((berth_bin, data_dir))
+    }
+
+    fn write_json(&self, report: &impl serde::Serialize) -> Result<()> {
+        if let Some(path) = &self.json_out {
+            std::fs::write(path, serde_json::to_vec_pretty(report)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    store: StoreArgs,
     /// Also times `Push Monolith 1MB` (-n pushes, -c connections) against berth with search
     /// off and on, alternately, on fresh empty stores under this directory.
     #[arg(long)]
@@ -127,23 +156,34 @@ fn generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn search(args: SearchArgs) -> Result<()> {
-    let berth_bin = std::fs::canonicalize(&args.berth_bin)
-        .with_context(|| format!("berth binary {}", args.berth_bin.display()))?;
+    let (berth_bin, data_dir) = args.store.resolve()?;
     let options = berth_benches::search::SearchOptions {
         berth_bin,
-        data_dir: std::fs::canonicalize(&args.data_dir)
-            .with_context(|| format!("store {}", args.data_dir.display()))?,
-        concurrency: args.concurrency.max(1),
-        requests: args.requests.max(1),
-        test_regex: args.test_regex,
+        data_dir,
+        concurrency: args.store.concurrency.max(1),
+        requests: args.store.requests.max(1),
+        test_regex: args.store.test_regex.clone(),
         push_compare: args.push_compare.map(std::fs::canonicalize).transpose()?,
         push_rounds: args.push_rounds.max(1),
         push_requests: args.push_requests.max(1),
     };
     let report = berth_benches::search::run(&options)?;
-    if let Some(path) = &args.json_out {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
-    }
+    args.store.write_json(&report)?;
+    print!("{}", report.table());
+    Ok(())
+}
+
+fn ui(args: StoreArgs) -> Result<()> {
+    let (berth_bin, data_dir) = args.resolve()?;
+    let options = berth_benches::ui::UiOptions {
+        berth_bin,
+        data_dir,
+        concurrency: args.concurrency.max(1),
+        requests: args.requests.max(1),
+        test_regex: args.test_regex.clone(),
+    };
+    let report = berth_benches::ui::run(&options)?;
+    args.write_json(&report)?;
     print!("{}", report.table());
     Ok(())
 }
@@ -346,6 +386,7 @@ fn main() -> Result<()> {
         Command::Mirror(args) => mirror(args),
         Command::Generate(args) => generate(args),
         Command::Search(args) => search(args),
+        Command::Ui(args) => ui(args),
         Command::List => {
             for workload in workloads::all() {
                 println!("{}", workload.name);

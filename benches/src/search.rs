@@ -17,9 +17,8 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -32,12 +31,13 @@ use serde::Serialize;
 
 use crate::catalogue::{berth_config, Layout};
 use crate::client::{ChunkBody, Conn};
+use crate::daemon::Berth;
 use crate::data::{TestData, MIB};
-use crate::stats::{human_seconds, process_cpu_time, Recorder, TestResult};
+use crate::stats::{human_seconds, TestResult};
+use crate::timed::{self, Probe, ProbeFuture};
 use crate::workloads::{Op, PushMode, Session, Workload};
 
 const PATH: &str = "/v2/_zot/ext/search";
-const START_TIMEOUT: Duration = Duration::from_secs(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// zui's image fields (its image lists and cards).
@@ -258,51 +258,17 @@ async fn check(addr: SocketAddr, query: &Query, layout: &Layout) -> Result<(u64,
     Ok((total, items))
 }
 
-async fn load(
-    addr: SocketAddr,
+/// A query as the timed loop sends it: variables drawn from the layout.
+struct QueryProbe {
     query: Arc<Query>,
     layout: Arc<Layout>,
-    concurrency: usize,
-    requests: usize,
-) -> Result<TestResult> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let cpu_before = process_cpu_time();
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|worker| {
-            let (next, query, layout) = (next.clone(), query.clone(), layout.clone());
-            tokio::spawn(async move {
-                let mut conn = Conn::new(addr);
-                let mut rng = StdRng::seed_from_u64(worker as u64 + 1);
-                let mut recorder = Recorder::default();
-                while next.fetch_add(1, Ordering::Relaxed) < requests {
-                    let body = request_body(&query, &layout, &mut rng);
-                    let began = Instant::now();
-                    match tokio::time::timeout(REQUEST_TIMEOUT, post(&mut conn, body)).await {
-                        Ok(Ok((_, bytes))) => {
-                            recorder.latencies.push(began.elapsed());
-                            recorder.bytes += bytes;
-                        }
-                        Ok(Err(error)) => recorder.fail(&error),
-                        Err(_) => {
-                            recorder.fail(&anyhow!("timed out after {REQUEST_TIMEOUT:?}"));
-                            conn = Conn::new(addr);
-                        }
-                    }
-                }
-                recorder
-            })
-        })
-        .collect();
-    let recorded = Recorder::gather(workers).await?;
-    let elapsed = started.elapsed();
-    Ok(TestResult::new(
-        query.name,
-        concurrency,
-        recorded,
-        elapsed,
-        process_cpu_time().saturating_sub(cpu_before),
-    ))
+}
+
+impl Probe for QueryProbe {
+    fn send<'a>(&'a self, conn: &'a mut Conn, rng: &'a mut StdRng) -> ProbeFuture<'a> {
+        let body = request_body(&self.query, &self.layout, rng);
+        Box::pin(async move { post(conn, body).await.map(|(_, bytes)| bytes) })
+    }
 }
 
 pub fn run(options: &SearchOptions) -> Result<SearchReport> {
@@ -359,22 +325,24 @@ pub fn run(options: &SearchOptions) -> Result<SearchReport> {
                     std::fs::read_to_string(&berth.log).unwrap_or_default()
                 )
             })?;
+        let probe: Arc<dyn Probe> = Arc::new(QueryProbe {
+            query: query.clone(),
+            layout: layout.clone(),
+        });
         // Warm-up: one request per connection, untimed.
-        runtime.block_on(load(
-            berth.addr,
-            query.clone(),
-            layout.clone(),
-            options.concurrency,
-            options.concurrency,
-        ))?;
+        let load = |requests| {
+            timed::load(
+                berth.addr,
+                query.name,
+                probe.clone(),
+                options.concurrency,
+                requests,
+                REQUEST_TIMEOUT,
+            )
+        };
+        runtime.block_on(load(options.concurrency))?;
         let cpu_before = berth.cpu_seconds();
-        let result = runtime.block_on(load(
-            berth.addr,
-            query.clone(),
-            layout.clone(),
-            options.concurrency,
-            options.requests,
-        ))?;
+        let result = runtime.block_on(load(options.requests))?;
         let run = SearchRun {
             server_cpu_seconds: berth.cpu_seconds() - cpu_before,
             result,
@@ -462,9 +430,5 @@ fn push_compare(
     Ok(pushes)
 }
 
-#[path = "search_daemon.rs"]
-mod daemon;
 #[path = "search_report.rs"]
 mod report;
-
-use daemon::Berth;

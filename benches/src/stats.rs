@@ -18,6 +18,7 @@ pub struct Summary {
     pub p50: f64,
     pub p75: f64,
     pub p90: f64,
+    pub p95: f64,
     pub p99: f64,
     pub max: f64,
 }
@@ -39,6 +40,7 @@ impl Summary {
             p50: at(0.50),
             p75: at(0.75),
             p90: at(0.90),
+            p95: at(0.95),
             p99: at(0.99),
             max: samples[samples.len() - 1].as_secs_f64(),
         }
@@ -192,6 +194,7 @@ mod tests {
         assert_eq!(summary.min, 0.001);
         assert_eq!(summary.p50, 0.050);
         assert_eq!(summary.p90, 0.090);
+        assert_eq!(summary.p95, 0.095);
         assert_eq!(summary.p99, 0.099);
         assert_eq!(summary.max, 0.100);
         let mut one = vec![Duration::from_millis(7)];

@@ -1,5 +1,9 @@
-//! The berth process a search benchmark runs against: started on a store, timed to
-//! readiness, measured (RSS, CPU) and stopped.
+//! The berth process a benchmark (search, ui) runs against: started on a store with a config
+//! on port 0, timed to readiness, measured (RSS, CPU) and stopped.
+//!
+//! Rules: the address is read from berth's `berth listening on http://ADDR` line; every line
+//! of its stdout is read so it never blocks on a full pipe; its stderr goes to `berth.log`
+//! beside the config, and a failed start reports that log. A dropped `Berth` is killed.
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,17 +12,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 
-use super::START_TIMEOUT;
+/// Longest a start may take to `/readyz` 200 (a first start replays the write-ahead log).
+pub const START_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// berth, started on a store.
-pub(super) struct Berth {
+pub struct Berth {
     child: Child,
-    pub(super) addr: SocketAddr,
-    pub(super) log: PathBuf,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
     /// From spawn to `/readyz` 200.
-    pub(super) ready_after: Duration,
+    pub ready_after: Duration,
     /// From spawn to the `berth listening` line.
-    pub(super) listening_after: Duration,
+    pub listening_after: Duration,
 }
 
 /// Plain-HTTP GET status (std socket, one request).
@@ -37,7 +42,9 @@ fn get_status(addr: SocketAddr, path: &str) -> Option<u16> {
 }
 
 impl Berth {
-    pub(super) fn start(bin: &Path, config: &serde_json::Value, dir: &Path) -> Result<Berth> {
+    /// Writes `config` to `dir/berth.json` and starts `bin serve` on it; returns once
+    /// `/readyz` answers 200.
+    pub fn start(bin: &Path, config: &serde_json::Value, dir: &Path) -> Result<Berth> {
         let config_path = dir.join("berth.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(config)?)?;
         let log = dir.join("berth.log");
@@ -100,7 +107,8 @@ impl Berth {
         })
     }
 
-    pub(super) fn status_kib(&self, key: &str) -> Result<u64> {
+    /// A `/proc/PID/status` figure given in KiB (`VmRSS:`, `VmHWM:`).
+    pub fn status_kib(&self, key: &str) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let line = status
             .lines()
@@ -113,8 +121,12 @@ impl Berth {
             .parse()?)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// CPU seconds (user + system) the process has used.
-    pub(super) fn cpu_seconds(&self) -> f64 {
+    pub fn cpu_seconds(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
@@ -134,7 +146,7 @@ impl Berth {
     }
 
     /// SIGTERM, then SIGKILL after 20 s.
-    pub(super) fn stop(mut self) {
+    pub fn stop(mut self) {
         crate::procs::stop_child(&mut self.child, Duration::from_secs(20));
     }
 }
