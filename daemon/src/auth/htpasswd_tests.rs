@@ -42,6 +42,7 @@ fn authenticator(dir: &Path, users: &[(&str, &str)]) -> Authenticator {
     let config = AuthConfig {
         htpasswd_path: path,
         fail_delay: Duration::ZERO,
+        secure_session: false,
     };
     Authenticator::new(&config, Some("my \"realm\"")).expect("authenticator")
 }

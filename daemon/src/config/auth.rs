@@ -24,7 +24,8 @@ pub const MAX_FAIL_DELAY_SECONDS: u64 = 600;
 pub const MAX_HTPASSWD_BYTES: u64 = 64 * 1024 * 1024;
 
 const NOT_YET: &str = "authentication method not implemented yet in this build; ignored";
-const SESSIONS: &str = "berth has no UI sessions; ignored";
+const SESSIONS: &str = "ignored: berth's UI sessions are random tokens kept (hashed) in the \
+    storage engine's index, which needs no session key or session driver";
 /// The warning on `http.auth` when it has no htpasswd: nothing authenticates.
 pub(crate) const NO_AUTH_WARNING: &str =
     "only http.auth.htpasswd is implemented in this build and it is not set; ignored: EVERY \
@@ -38,6 +39,9 @@ pub struct AuthConfig {
     /// `http.auth.failDelay` (integer seconds, default 0): wait before answering a failed
     /// login.
     pub fail_delay: Duration,
+    /// `http.auth.secureSession` (default false): the UI's session cookie is `Secure` (sent
+    /// over HTTPS only; for berth behind a TLS-terminating proxy until berth serves TLS).
+    pub secure_session: bool,
 }
 
 /// `http.auth`: `Some(None)` when the section is absent or has no htpasswd (authentication
@@ -51,7 +55,7 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<Option<AuthConfi
         ctx,
         &path,
         value,
-        &["htpasswd", "failDelay"],
+        &["htpasswd", "failDelay", "secureSession"],
         &[
             ("ldap", NOT_YET),
             ("bearer", NOT_YET),
@@ -62,11 +66,14 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<Option<AuthConfi
             ("sessionHashKey", SESSIONS),
             ("sessionEncryptKey", SESSIONS),
             ("sessionDriver", SESSIONS),
-            ("secureSession", SESSIONS),
         ],
     )?;
     let fail_delay = section.integer(ctx, "failDelay", 0, MAX_FAIL_DELAY_SECONDS);
     if section.has("failDelay") && fail_delay.is_none() {
+        return None;
+    }
+    let secure_session = section.boolean(ctx, "secureSession");
+    if section.has("secureSession") && secure_session.is_none() {
         return None;
     }
     let Some(htpasswd) = section.raw("htpasswd") else {
@@ -95,6 +102,7 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<Option<AuthConfi
     Some(Some(AuthConfig {
         htpasswd_path: file,
         fail_delay: Duration::from_secs(fail_delay.unwrap_or(0)),
+        secure_session: secure_session.unwrap_or(false),
     }))
 }
 

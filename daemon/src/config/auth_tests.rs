@@ -94,12 +94,24 @@ fn htpasswd_config_is_typed_with_its_fail_delay() {
         Some(AuthConfig {
             htpasswd_path: path.clone(),
             fail_delay: Duration::from_secs(2),
+            secure_session: false,
         })
     );
     assert!(warnings.is_empty(), "{warnings:?}");
     let (config, _) = config_with_auth(serde_json::json!({"htpasswd": {"path": path}}))
         .unwrap_or_else(|errors| panic!("{errors}"));
-    assert_eq!(config.http.auth.expect("auth").fail_delay, Duration::ZERO);
+    let auth = config.http.auth.expect("auth");
+    assert_eq!(auth.fail_delay, Duration::ZERO);
+    assert!(
+        !auth.secure_session,
+        "Secure cookies are asked for, not assumed"
+    );
+    let (config, warnings) = config_with_auth(serde_json::json!({
+        "htpasswd": {"path": path}, "secureSession": true,
+    }))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(config.http.auth.expect("auth").secure_session);
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 #[test]
@@ -191,6 +203,10 @@ fn malformed_auth_sections_are_errors() {
             "http.auth.failDelay",
         ),
         (serde_json::json!({"failDelay": 601}), "http.auth.failDelay"),
+        (
+            serde_json::json!({"secureSession": "yes"}),
+            "http.auth.secureSession",
+        ),
         (serde_json::json!({"kerberos": {}}), "http.auth.kerberos"),
         (serde_json::json!("htpasswd"), "http.auth"),
     ];

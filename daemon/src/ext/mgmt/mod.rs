@@ -106,6 +106,7 @@ mod tests {
         config.http.auth = Some(crate::config::AuthConfig {
             htpasswd_path: "/secret/htpasswd".into(),
             fail_delay: std::time::Duration::ZERO,
+            secure_session: false,
         });
         let closed = document(&config);
         assert_eq!(closed["http"], json!({"auth": {"htpasswd": {}}}));

@@ -165,6 +165,8 @@ pub struct UiExt {
     enabled: bool,
     /// mgmt's document (`/v2/_zot/ext/mgmt`): the login page offers what it lists.
     mgmt: serde_json::Value,
+    /// `http.auth.secureSession`.
+    secure_session: bool,
 }
 
 impl UiExt {
@@ -174,6 +176,11 @@ impl UiExt {
             engine,
             enabled: config.ui.enabled,
             mgmt: crate::ext::mgmt::document(config),
+            secure_session: config
+                .http
+                .auth
+                .as_ref()
+                .is_some_and(|auth| auth.secure_session),
         }
     }
 }

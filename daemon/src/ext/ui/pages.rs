@@ -439,7 +439,10 @@ pub async fn login(page: &Page<'_>, req: Request<RequestBody>) -> Response<Body>
         {
             Ok((token, _)) => {
                 tracing::info!(component = "ui", user = %user, "logged in to the UI");
-                super::redirect(&next, Some(session::set_cookie(&token)))
+                super::redirect(
+                    &next,
+                    Some(session::set_cookie(&token, page.ui.secure_session)),
+                )
             }
             Err(error) => {
                 tracing::error!(component = "ui", %error, "creating a session failed");

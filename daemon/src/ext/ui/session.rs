@@ -100,10 +100,12 @@ fn cookie(headers: &HeaderMap) -> Option<&str> {
         .filter(|value| value.len() == 64 && value.bytes().all(|byte| byte.is_ascii_hexdigit()))
 }
 
-/// The `Set-Cookie` value that logs the browser in.
-pub fn set_cookie(token: &str) -> String {
+/// The `Set-Cookie` value that logs the browser in; `secure` (`http.auth.secureSession`)
+/// keeps it to HTTPS.
+pub fn set_cookie(token: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
     format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_LIFETIME.as_secs()
     )
 }
@@ -224,5 +226,19 @@ mod tests {
         ] {
             assert_eq!(local_target(bad), "/home", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_login_cookie_is_http_only_strict_and_secure_when_asked() {
+        let token = "cd".repeat(32);
+        let plain = set_cookie(&token, false);
+        assert!(
+            plain.starts_with(&format!("session={token}; Path=/;")),
+            "{plain}"
+        );
+        assert!(plain.contains("; HttpOnly") && plain.contains("; SameSite=Strict"));
+        assert!(!plain.contains("Secure"), "{plain}");
+        assert!(plain.contains(&format!("Max-Age={}", SESSION_LIFETIME.as_secs())));
+        assert!(set_cookie(&token, true).ends_with("; Secure"));
     }
 }

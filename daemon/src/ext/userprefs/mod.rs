@@ -1,7 +1,8 @@
 //! The userprefs extension: `PUT /v2/_zot/ext/userprefs?action=toggleStar|toggleBookmark&repo=R`,
 //! each user's stars and bookmarks, kept by the engine (search/prefs.rs) and read back
 //! through search (`StarredRepos`, `BookmarkedRepos`, `IsStarred`, `IsBookmarked`,
-//! `StarCount`). zot enables it with search and its UI; berth, without a UI yet, with search.
+//! `StarCount`). zot enables it with search and its UI; berth with search (the UI's toggles call
+//! [`toggle`] in process whenever the UI is on).
 //!
 //! Status codes (zot's): 400 for a missing or unknown `action` or a missing `repo`; 403 for
 //! an anonymous caller or a repository the caller may not read; 404 for a repository that
