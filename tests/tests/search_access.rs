@@ -272,6 +272,31 @@ fn stars_and_bookmarks_are_per_user_and_refused_with_zots_codes() {
     );
     // Others see the count, not the flag.
     assert_eq!(star_count(&root, url, "a/x"), 1);
+    // berth sorts repositories by stars (zot refuses STARS): most first, then by name.
+    for (query, list) in [
+        (
+            "GlobalSearch(query:\"\", requestedPage:{sortBy:STARS, limit:2})",
+            "Repos",
+        ),
+        (
+            "RepoListWithNewestImage(requestedPage:{sortBy:STARS, limit:2})",
+            "Results",
+        ),
+    ] {
+        let name = query.split('(').next().unwrap();
+        let top = field(
+            &root,
+            url,
+            &format!("{{{query}{{{list}{{Name StarCount}}}}}}"),
+            name,
+        );
+        assert_eq!(
+            top[list][0],
+            json!({"Name": "a/x", "StarCount": 1}),
+            "{top}"
+        );
+        assert_eq!(top[list][1]["StarCount"], 0, "{top}");
+    }
     let list = field(
         &root,
         url,

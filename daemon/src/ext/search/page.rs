@@ -99,6 +99,21 @@ impl Page {
         let sort = self.sort.unwrap_or(default).check()?;
         Ok((sort, self.limit as usize, self.offset as usize))
     }
+
+    /// [`Page::checked`] for a list of repositories, which berth also sorts by `STARS` (most
+    /// stars first, then by name) where zot answers an error: the web UI's explore page
+    /// offers that order.
+    pub fn checked_for_repos(self, default: Sort) -> Result<(Sort, usize, usize), String> {
+        match self.sort {
+            Some(Sort::Stars) => Page {
+                sort: Some(Sort::AlphabeticAsc),
+                ..self
+            }
+            .checked(default)
+            .map(|(_, limit, offset)| (Sort::Stars, limit, offset)),
+            _ => self.checked(default),
+        }
+    }
 }
 
 /// Sorts `items` (stably) and cuts the page; returns the page and zot's `PageInfo`.
@@ -258,5 +273,11 @@ mod tests {
             .checked(Sort::Relevance)
             .unwrap_err()
             .starts_with("sorting repos by 'STARS'"));
+        assert_eq!(
+            stars.checked_for_repos(Sort::Relevance),
+            Ok((Sort::Stars, 0, 0))
+        );
+        let negative = Page { limit: -1, ..stars };
+        assert!(negative.checked_for_repos(Sort::Relevance).is_err());
     }
 }

@@ -94,7 +94,8 @@ pub struct RepoHit<'a> {
     /// `None` for a repository without an image tag (starred or bookmarked lists keep them).
     pub meta: Option<&'a RepoMeta>,
     pub rank: u64,
-    pub downloads: u64,
+    /// Pulls (sorting by `DOWNLOADS`) or stars (by `STARS`), read only for those sorts.
+    pub count: u64,
 }
 
 /// Pulls over the repository's tags (signature tags excluded).
@@ -217,7 +218,8 @@ impl<'a> Key<'a> {
             Sort::Relevance => i128::from(hit.rank),
             // Newest first; a repository without an update time after every dated one.
             Sort::UpdateTime => updated(hit).map_or(i128::MAX, |ns| -i128::from(ns)),
-            Sort::Downloads => -i128::from(hit.downloads),
+            // Most first.
+            Sort::Downloads | Sort::Stars => -i128::from(hit.count),
             _ => 0,
         };
         Key {
@@ -293,7 +295,7 @@ pub fn page_of(
     page: Page,
     default: Sort,
 ) -> Result<(Vec<Value>, Value), String> {
-    let (sort, limit, offset) = page.checked(default)?;
+    let (sort, limit, offset) = page.checked_for_repos(default)?;
     let prefs = Prefs::of(view)?;
     if !admits_all(filter) {
         let mut kept = Vec::with_capacity(hits.len());
@@ -304,10 +306,18 @@ pub fn page_of(
         }
         hits = kept;
     }
-    if sort == Sort::Downloads {
-        for hit in &mut hits {
-            hit.downloads = downloads(view, hit.name)?;
+    match sort {
+        Sort::Downloads => {
+            for hit in &mut hits {
+                hit.count = downloads(view, hit.name)?;
+            }
         }
+        Sort::Stars => {
+            for hit in &mut hits {
+                hit.count = view.engine.star_count(hit.name).map_err(internal)?;
+            }
+        }
+        _ => {}
     }
     let keys: Vec<Key> = hits.iter().map(|hit| Key::of(sort, hit)).collect();
     let (positions, info) = select(&keys, limit, offset, compare(sort));
@@ -334,7 +344,7 @@ pub fn search<'a>(listing: &'a RepoListing, query: &str) -> Vec<RepoHit<'a>> {
                 name,
                 meta: Some(meta),
                 rank,
-                downloads: 0,
+                count: 0,
             });
         }
     }
@@ -352,7 +362,7 @@ pub fn hits_of(repos: &[Owned]) -> Vec<RepoHit<'_>> {
             name,
             meta: meta.as_ref(),
             rank: 0,
-            downloads: 0,
+            count: 0,
         })
         .collect()
 }

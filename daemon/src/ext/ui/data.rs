@@ -232,7 +232,9 @@ pub struct Home {
 #[serde(rename_all = "PascalCase", default)]
 pub struct SearchResult {
     pub page: PageInfo,
+    #[serde(deserialize_with = "null_is_empty")]
     pub repos: Vec<RepoSummary>,
+    #[serde(deserialize_with = "null_is_empty")]
     pub images: Vec<ImageSummary>,
 }
 
@@ -246,7 +248,19 @@ pub struct Explore {
 #[serde(rename_all = "PascalCase", default)]
 pub struct RepoInfo {
     pub summary: Option<RepoSummary>,
+    /// `null` for a repository the viewer may not read (zot answers `{Summary: null, Images:
+    /// null}` with no error).
+    #[serde(deserialize_with = "null_is_empty")]
     pub images: Vec<ImageSummary>,
+}
+
+/// A list that search may answer as `null`: empty.
+fn null_is_empty<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 #[derive(Debug, Deserialize)]

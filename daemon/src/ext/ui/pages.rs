@@ -470,7 +470,15 @@ pub async fn login(page: &Page<'_>, req: Request<RequestBody>) -> Response<Body>
 
 /// Ends the session (a POST with its CSRF token) and goes to the login page.
 pub async fn logout(page: &Page<'_>, req: Request<RequestBody>) -> Response<Body> {
+    // Without a session there is nothing to end; a browser's SameSite=Strict cookie is not
+    // sent with another site's POST, so that POST lands here: it must not clear the cookie.
     if page.visitor.token.is_none() {
+        if !session::same_origin(req.headers()) {
+            return page.error(
+                StatusCode::FORBIDDEN,
+                "This request did not come from this site's own page; nothing was changed.",
+            );
+        }
         return super::redirect("/login", Some(session::clear_cookie()));
     }
     if let Err(response) = checked_form(page, req).await {
