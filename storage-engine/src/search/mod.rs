@@ -28,6 +28,7 @@ use crate::engine::Engine;
 use crate::error::StorageError;
 use crate::index::{self, Cf, TagRecord};
 use crate::oci::{Digest, RepoName};
+use std::collections::HashMap;
 
 pub use backfill::BackfillProgress;
 pub use meta::{BlobMeta, ChildMeta, ConfigMeta, HistoryMeta, ImageMeta, Platform};
@@ -243,15 +244,19 @@ impl Engine {
         })
     }
 
-    /// Manifest GETs per repository, over every repository (one scan of the pull records).
-    pub fn downloads_by_repo(
-        &self,
-    ) -> Result<std::collections::HashMap<String, u64>, StorageError> {
-        let mut counts: std::collections::HashMap<String, u64> = Default::default();
+    /// Manifest GETs of every pulled image, by repository then digest (one scan of the pull
+    /// records, with those not yet flushed): a repository missing here was never pulled.
+    pub fn pulls_by_repo(&self) -> Result<HashMap<String, HashMap<String, u64>>, StorageError> {
+        let mut counts: HashMap<String, HashMap<String, u64>> = HashMap::new();
         let mut add = |key: &[u8], count: u64| {
             if let Some(nul) = key.iter().position(|&byte| byte == 0) {
                 let repo = String::from_utf8_lossy(&key[..nul]);
-                *counts.entry(repo.into_owned()).or_default() += count;
+                let digest = String::from_utf8_lossy(&key[nul + 1..]);
+                *counts
+                    .entry(repo.into_owned())
+                    .or_default()
+                    .entry(digest.into_owned())
+                    .or_default() += count;
             }
         };
         self.inner.index.visit(Cf::Pulls, b"", None, |key, value| {

@@ -114,6 +114,21 @@ fn downloads(view: &View, repo: &RepoName) -> Result<u64, String> {
     Ok(total)
 }
 
+/// [`downloads`] from the repository's pull counts by digest (`Engine::pulls_by_repo`).
+fn tagged_pulls(
+    view: &View,
+    repo: &RepoName,
+    pulled: &std::collections::HashMap<String, u64>,
+) -> Result<u64, String> {
+    let mut total = 0;
+    for entry in view.tags(repo)?.iter() {
+        if !berth_storage::search::is_signature_tag(&entry.tag) {
+            total += pulled.get(&entry.digest.to_string()).copied().unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
 fn newest_signed(view: &View, hit: &RepoHit<'_>) -> Result<bool, String> {
     let Some(newest) = hit.meta.and_then(|m| m.newest.as_ref()) else {
         return Ok(false);
@@ -308,8 +323,12 @@ pub fn page_of(
     }
     match sort {
         Sort::Downloads => {
+            // One scan of the pull records: a repository never pulled has no tag to read.
+            let pulls = view.engine.pulls_by_repo().map_err(internal)?;
             for hit in &mut hits {
-                hit.count = downloads(view, hit.name)?;
+                if let Some(pulled) = pulls.get(hit.name.as_str()) {
+                    hit.count = tagged_pulls(view, hit.name, pulled)?;
+                }
             }
         }
         Sort::Stars => {
