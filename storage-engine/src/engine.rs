@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     pub(crate) gc: crate::gc::GcState,
     pub(crate) stats: Arc<EngineStats>,
     pub(crate) usage: Usage,
+    /// The last [`Engine::downloads_by_repo`] and when it was counted.
+    pub(crate) downloads: crate::search::DownloadsCache,
 }
 
 /// The storage engine. Clone it or wrap it in an `Arc`; all clones share one store.
@@ -136,6 +138,7 @@ impl Engine {
             gc: crate::gc::GcState::default(),
             stats,
             usage,
+            downloads: Default::default(),
         };
         inner.recover_uploads()?;
         Ok(Engine {

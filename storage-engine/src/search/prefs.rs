@@ -107,6 +107,22 @@ impl Engine {
     }
 
     /// How many users starred `repo`.
+    /// `StarCount` of every starred repository (one scan of the count records; a repository
+    /// missing here has 0): for sorting a list by stars.
+    pub fn star_counts(&self) -> Result<std::collections::HashMap<String, u64>, StorageError> {
+        let mut counts = std::collections::HashMap::new();
+        self.inner
+            .index
+            .visit(Cf::UserPrefs, b"c", None, |key, value| {
+                let count = decode_count(value)?;
+                if count > 0 {
+                    counts.insert(String::from_utf8_lossy(&key[1..]).into_owned(), count);
+                }
+                Ok(true)
+            })?;
+        Ok(counts)
+    }
+
     pub fn star_count(&self, repo: &RepoName) -> Result<u64, StorageError> {
         match self
             .inner

@@ -68,6 +68,28 @@ impl Filter {
         platforms.any(|platform| self.admits_platform(platform))
     }
 
+    /// [`Filter::admits_platforms`] over stored platforms, read in place: a repository list
+    /// asks it of every repository, and copying each platform cost more than the test.
+    pub fn admits_stored<'a>(
+        &self,
+        platforms: impl IntoIterator<Item = &'a berth_storage::search::Platform>,
+    ) -> bool {
+        let mut platforms = platforms.into_iter().peekable();
+        if platforms.peek().is_none() {
+            return self.os.is_none() && self.arch.is_none();
+        }
+        let wants = |wanted: &Option<Vec<String>>, matches: &dyn Fn(&str) -> bool| match wanted {
+            None => true,
+            Some(list) => list.is_empty() || list.iter().any(|w| matches(w)),
+        };
+        platforms.any(|platform| {
+            wants(&self.os, &|w| w.eq_ignore_ascii_case(&platform.os))
+                && wants(&self.arch, &|w| {
+                    arch_is(w, &platform.arch, &platform.variant)
+                })
+        })
+    }
+
     pub fn admits_platform(&self, (os, arch): (&str, &str)) -> bool {
         let matches = |wanted: &Option<Vec<String>>, have: &str| match wanted {
             None => true,
@@ -76,6 +98,19 @@ impl Filter {
         };
         matches(&self.os, os) && matches(&self.arch, arch)
     }
+}
+
+/// Whether `wanted` names `arch`, or `arch/variant` when there is a variant (zot's `Arch`),
+/// ignoring ASCII case.
+fn arch_is(wanted: &str, arch: &str, variant: &str) -> bool {
+    if variant.is_empty() {
+        return wanted.eq_ignore_ascii_case(arch);
+    }
+    let wanted = wanted.as_bytes();
+    wanted.len() == arch.len() + 1 + variant.len()
+        && wanted[..arch.len()].eq_ignore_ascii_case(arch.as_bytes())
+        && wanted[arch.len()] == b'/'
+        && wanted[arch.len() + 1..].eq_ignore_ascii_case(variant.as_bytes())
 }
 
 #[cfg(test)]
@@ -102,5 +137,72 @@ mod tests {
         };
         assert!(!empty.admits_platforms([]));
         assert!(empty.admits_platforms([("linux", "amd64")]));
+    }
+
+    #[test]
+    fn stored_platforms_are_judged_as_their_os_arch_pairs() {
+        use berth_storage::search::Platform;
+        let platform = |os: &str, arch: &str, variant: &str| Platform {
+            os: os.into(),
+            arch: arch.into(),
+            variant: variant.into(),
+        };
+        let stored = [
+            vec![],
+            vec![platform("linux", "amd64", "")],
+            vec![
+                platform("linux", "arm64", "v8"),
+                platform("Windows", "AMD64", ""),
+            ],
+            vec![platform("linux", "arm", "v7")],
+        ];
+        let wanted = |list: &[&str]| Some(list.iter().map(|w| w.to_string()).collect());
+        let filters = [
+            Filter::default(),
+            Filter {
+                os: wanted(&[]),
+                ..Filter::default()
+            },
+            Filter {
+                os: wanted(&["linux"]),
+                ..Filter::default()
+            },
+            Filter {
+                os: wanted(&["windows"]),
+                arch: wanted(&["amd64"]),
+                ..Filter::default()
+            },
+            Filter {
+                arch: wanted(&["arm64"]),
+                ..Filter::default()
+            },
+            Filter {
+                arch: wanted(&["arm64/v8", "arm/v7"]),
+                ..Filter::default()
+            },
+            Filter {
+                arch: wanted(&["arm/v"]),
+                ..Filter::default()
+            },
+            Filter {
+                arch: wanted(&["arm64v8"]),
+                ..Filter::default()
+            },
+        ];
+        for filter in &filters {
+            for platforms in &stored {
+                let pairs: Vec<(String, String)> = platforms
+                    .iter()
+                    .map(super::super::images::os_arch)
+                    .collect();
+                assert_eq!(
+                    filter.admits_stored(platforms),
+                    filter.admits_platforms(pairs.iter().map(|(o, a)| (o.as_str(), a.as_str()))),
+                    "{filter:?} {platforms:?}"
+                );
+            }
+        }
+        assert!(filters[5].admits_stored(&stored[2]) && filters[5].admits_stored(&stored[3]));
+        assert!(!filters[6].admits_stored(&stored[3]) && !filters[7].admits_stored(&stored[2]));
     }
 }

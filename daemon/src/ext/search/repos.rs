@@ -14,9 +14,7 @@ use berth_storage::search::{Pref, RepoListing, RepoMeta};
 use serde_json::Value;
 
 use super::filter::Filter;
-use super::images::{
-    image_summary, os_arch, platform_document, signatures, time_ns, SummaryOptions,
-};
+use super::images::{image_summary, platform_document, signatures, time_ns, SummaryOptions};
 use super::page::{pick, select, Page, Sort};
 use super::view::{internal, View};
 
@@ -114,21 +112,6 @@ fn downloads(view: &View, repo: &RepoName) -> Result<u64, String> {
     Ok(total)
 }
 
-/// [`downloads`] from the repository's pull counts by digest (`Engine::pulls_by_repo`).
-fn tagged_pulls(
-    view: &View,
-    repo: &RepoName,
-    pulled: &std::collections::HashMap<String, u64>,
-) -> Result<u64, String> {
-    let mut total = 0;
-    for entry in view.tags(repo)?.iter() {
-        if !berth_storage::search::is_signature_tag(&entry.tag) {
-            total += pulled.get(&entry.digest.to_string()).copied().unwrap_or(0);
-        }
-    }
-    Ok(total)
-}
-
 fn newest_signed(view: &View, hit: &RepoHit<'_>) -> Result<bool, String> {
     let Some(newest) = hit.meta.and_then(|m| m.newest.as_ref()) else {
         return Ok(false);
@@ -158,16 +141,10 @@ fn admitted(
     prefs: &Prefs,
 ) -> Result<bool, String> {
     // Without an OS or architecture wanted, every platform list passes (filter.rs).
-    if filter.os.is_some() || filter.arch.is_some() {
-        let platforms: Vec<(String, String)> = hit
-            .meta
-            .iter()
-            .flat_map(|m| m.platforms.iter())
-            .map(os_arch)
-            .collect();
-        if !filter.admits_platforms(platforms.iter().map(|(o, a)| (o.as_str(), a.as_str()))) {
-            return Ok(false);
-        }
+    if (filter.os.is_some() || filter.arch.is_some())
+        && !filter.admits_stored(hit.meta.iter().flat_map(|m| m.platforms.iter()))
+    {
+        return Ok(false);
     }
     if filter
         .starred
@@ -323,17 +300,15 @@ pub fn page_of(
     }
     match sort {
         Sort::Downloads => {
-            // One scan of the pull records: a repository never pulled has no tag to read.
-            let pulls = view.engine.pulls_by_repo().map_err(internal)?;
+            let downloads = view.engine.downloads_by_repo().map_err(internal)?;
             for hit in &mut hits {
-                if let Some(pulled) = pulls.get(hit.name.as_str()) {
-                    hit.count = tagged_pulls(view, hit.name, pulled)?;
-                }
+                hit.count = downloads.get(hit.name.as_str()).copied().unwrap_or(0);
             }
         }
         Sort::Stars => {
+            let stars = view.engine.star_counts().map_err(internal)?;
             for hit in &mut hits {
-                hit.count = view.engine.star_count(hit.name).map_err(internal)?;
+                hit.count = stars.get(hit.name.as_str()).copied().unwrap_or(0);
             }
         }
         _ => {}
