@@ -11,3 +11,17 @@ pub mod ext;
 pub mod policy;
 pub mod runtime;
 pub mod serve;
+
+/// What the daemon's unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// A committing engine on the Threads backend over `root`.
+    pub fn engine(root: &std::path::Path) -> berth_storage::Engine {
+        berth_storage::Engine::open(berth_storage::EngineOptions {
+            root: root.to_path_buf(),
+            commit: true,
+            io: berth_storage::IoBackendKind::Threads,
+        })
+        .expect("engine opens")
+    }
+}

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_storage::oci::{Algorithm, Digest, RepoName};
-use berth_storage::{EngineOptions, IoBackendKind};
 
 use super::*;
 use crate::config::QuotaConfig;
@@ -203,12 +202,7 @@ fn the_last_error_is_the_later_of_on_demand_and_periodic() {
 
 fn context(root: &std::path::Path, config_text: &str) -> Ctx {
     let (config, _) = crate::config::parse_str(config_text).expect("valid config");
-    let engine = berth_storage::Engine::open(EngineOptions {
-        root: root.to_path_buf(),
-        commit: true,
-        io: IoBackendKind::Threads,
-    })
-    .expect("engine opens");
+    let engine = crate::test_support::engine(root);
     Ctx {
         engine: Arc::new(engine),
         body_idle: Duration::from_secs(1),

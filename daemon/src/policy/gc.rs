@@ -242,19 +242,12 @@ pub fn table(report: &GcReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use berth_storage::{EngineOptions, IoBackendKind};
-
     use super::*;
 
     #[test]
     fn a_pass_is_recorded_as_the_last() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = Engine::open(EngineOptions {
-            root: dir.path().to_path_buf(),
-            commit: true,
-            io: IoBackendKind::Threads,
-        })
-        .expect("engine opens");
+        let engine = crate::test_support::engine(dir.path());
         let maintenance = &engine.stats().maintenance;
         assert_eq!(maintenance.last_gc.get(), None);
         let mut options = GcOptions::new(std::time::Duration::ZERO);

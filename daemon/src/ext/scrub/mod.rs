@@ -195,19 +195,12 @@ fn log_report(report: &ScrubReport) {
 
 #[cfg(test)]
 mod tests {
-    use berth_storage::{EngineOptions, IoBackendKind};
-
     use super::*;
 
     #[test]
     fn a_pass_is_recorded_as_the_last() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = Engine::open(EngineOptions {
-            root: dir.path().to_path_buf(),
-            commit: true,
-            io: IoBackendKind::Threads,
-        })
-        .expect("engine opens");
+        let engine = crate::test_support::engine(dir.path());
         let maintenance = &engine.stats().maintenance;
         assert_eq!(maintenance.last_scrub.get(), None);
         run_pass(&engine, &ScrubOptions::new(1, None));
