@@ -70,6 +70,7 @@ impl Engine {
         self.fsck_tags_and_refs(&mut report)?;
         self.fsck_search(&mut report)?;
         self.fsck_login_sessions(&mut report)?;
+        self.fsck_trust(&mut report);
         let index = &self.inner.index;
         index.visit(Cf::Uploads, b"", None, |key, _| {
             report.info.push(FsckProblem(format!(
@@ -178,6 +179,16 @@ impl Engine {
             ));
         }
         Ok(())
+    }
+
+    /// The trust store and every signature verdict decode.
+    fn fsck_trust(&self, report: &mut FsckReport) {
+        if let Err(error) = self.trust_store() {
+            report.problem(format!("trust store: {error}"));
+        }
+        if let Err(error) = self.signature_verdicts() {
+            report.problem(format!("signature verdicts: {error}"));
+        }
     }
 
     /// Every repo_blobs link has a blob record.

@@ -50,10 +50,12 @@ pub(crate) enum Cf {
     /// Browser login sessions, keyed by the SHA-256 of their token (sessions.rs). Not
     /// upload sessions, which live in `Uploads`.
     Sessions,
+    /// The trust extension: keys, certificates, signature verdicts (trust.rs).
+    Trust,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 20] = [
+    pub(crate) const ALL: [Cf; 21] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -74,6 +76,7 @@ impl Cf {
         Cf::RepoRefs,
         Cf::Tagged,
         Cf::Sessions,
+        Cf::Trust,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -98,6 +101,7 @@ impl Cf {
             Cf::RepoRefs => "repo_refs",
             Cf::Tagged => "tagged",
             Cf::Sessions => "sessions",
+            Cf::Trust => "trust",
         }
     }
 }

@@ -38,6 +38,8 @@ mod sessions;
 #[cfg(feature = "engine")]
 pub mod stats;
 #[cfg(feature = "engine")]
+pub mod trust;
+#[cfg(feature = "engine")]
 mod upload;
 #[cfg(feature = "engine")]
 mod usage;

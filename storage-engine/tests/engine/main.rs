@@ -19,6 +19,7 @@ mod scrub;
 mod search;
 mod search_upgrade;
 mod sessions;
+mod trust;
 
 /// Runs a scenario on the runtime its backend needs.
 pub fn run<F, Fut>(kind: IoBackendKind, scenario: F)
