@@ -14,6 +14,7 @@
 
 mod certificate;
 mod cosign;
+mod encoding;
 mod keys;
 mod name;
 mod notation;
