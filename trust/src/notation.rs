@@ -1,0 +1,2 @@
+//! notation
+pub fn verify_notation() {}
