@@ -20,6 +20,7 @@ use crate::{
         scrub::ScrubExt,
         search::{Search, SearchExt},
         sync::SyncExt,
+        trust::{Trust, TrustExt},
         ui::UiExt,
         userprefs::UserprefsExt,
         Registry,
@@ -96,10 +97,11 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         drain_timeout: config.http.drain_timeout,
     });
     let live = Arc::new(Live::new(Settings::from_config(&config)));
+    let trust = Trust::open(&config.trust, &engine).context("extensions.trust")?;
     // Sync's own runtime: every upstream request runs there (the shards are tokio-uring).
-    let sync = SyncExt::new(config.sync.as_ref(), &engine, workers, uring)?;
+    let sync = SyncExt::new(config.sync.as_ref(), &engine, trust.clone(), workers, uring)?;
     let on_demand = sync.on_demand();
-    let extensions = Arc::new(extensions(&config, &engine, &live, sync)?);
+    let extensions = Arc::new(extensions(&config, &engine, &live, sync, trust.clone())?);
     let auth = match &config.http.auth {
         Some(auth) => Some(Arc::new(
             crate::auth::htpasswd::Authenticator::new(auth, config.http.realm.as_deref())
@@ -116,6 +118,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     };
     let shared = Arc::new(runtime::Shared {
         sync: on_demand,
+        trust,
         extensions: extensions.clone(),
         auth,
         access,
@@ -181,6 +184,7 @@ fn extensions(
     engine: &Arc<Engine>,
     live: &Arc<Live>,
     sync: SyncExt,
+    trust: Option<Arc<Trust>>,
 ) -> anyhow::Result<Registry> {
     let search = config.search.enabled;
     let searcher =
@@ -195,6 +199,7 @@ fn extensions(
         Arc::new(LintExt),
         Arc::new(MetricsExt),
         Arc::new(ui),
+        Arc::new(TrustExt::new(trust)),
     ]))
 }
 

@@ -55,6 +55,16 @@ pub enum ApiError {
     /// A manifest format berth knows and refuses (Docker schema 1).
     #[error("the manifest format is unsupported")]
     ManifestFormatUnsupported(String),
+    /// A bad argument to an extension endpoint (a malformed key or certificate, a bad
+    /// query parameter): 400 INVALID_ARGUMENT.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A request body over an extension endpoint's limit: 413.
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// An extension's entry (a trust-store key or certificate) that does not exist: 404.
+    #[error("unknown {0}")]
+    EntryUnknown(String),
     #[error("not found")]
     NotFound,
     #[error("internal error")]
@@ -83,6 +93,9 @@ impl ApiError {
             ApiError::TooManyTags(_) => "MANIFEST_INVALID",
             ApiError::Denied(_) | ApiError::Forbidden(_) => "DENIED",
             ApiError::Unsupported(_) | ApiError::ManifestFormatUnsupported(_) => "UNSUPPORTED",
+            ApiError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            ApiError::BodyTooLarge(_) => "SIZE_INVALID",
+            ApiError::EntryUnknown(_) => "NOT_FOUND",
             ApiError::Internal(_) => "UNKNOWN",
         }
     }
@@ -93,6 +106,7 @@ impl ApiError {
             | ApiError::BlobUploadUnknown
             | ApiError::ManifestUnknown(_)
             | ApiError::NameUnknown(_)
+            | ApiError::EntryUnknown(_)
             | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::UploadRangeInvalid { .. } | ApiError::BlobRangeInvalid { .. } => {
                 StatusCode::RANGE_NOT_SATISFIABLE
@@ -104,9 +118,12 @@ impl ApiError {
             | ApiError::NameInvalid(_)
             | ApiError::PaginationNumberInvalid(_)
             | ApiError::SizeInvalid(_)
+            | ApiError::InvalidArgument(_)
             | ApiError::ManifestFormatUnsupported(_) => StatusCode::BAD_REQUEST,
             ApiError::ManifestMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::ManifestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ManifestTooLarge(_) | ApiError::BodyTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::TooManyTags(_) => StatusCode::URI_TOO_LONG,
             ApiError::Denied(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -130,8 +147,12 @@ impl ApiError {
             | ApiError::Denied(reason)
             | ApiError::Forbidden(reason)
             | ApiError::Unsupported(reason)
+            | ApiError::InvalidArgument(reason)
             | ApiError::ManifestFormatUnsupported(reason) => json!({ "reason": reason }),
-            ApiError::TooManyTags(max) | ApiError::ManifestTooLarge(max) => json!({ "limit": max }),
+            ApiError::EntryUnknown(what) => json!({ "entry": what }),
+            ApiError::TooManyTags(max)
+            | ApiError::ManifestTooLarge(max)
+            | ApiError::BodyTooLarge(max) => json!({ "limit": max }),
             ApiError::UploadRangeInvalid { offset, .. } => json!({ "offset": offset }),
             ApiError::BlobRangeInvalid { size } => json!({ "size": size }),
             ApiError::BlobUploadUnknown | ApiError::NotFound | ApiError::Internal(_) => json!({}),

@@ -202,6 +202,17 @@ pub async fn put(
             user,
         )
         .await?;
+    if let Some(trust) = &ctx.trust {
+        let named: Vec<&str> = reference
+            .as_tag()
+            .into_iter()
+            .chain(&tags)
+            .map(|tag| tag.as_str())
+            .collect();
+        trust
+            .judge_pushed(name, &outcome.digest, outcome.subject.as_ref(), &named)
+            .await;
+    }
     let digest = outcome.digest.to_string();
     let mut response = Response::builder()
         .status(StatusCode::CREATED)

@@ -69,6 +69,8 @@ pub struct Ctx {
     pub access: Option<Arc<access::AccessControl>>,
     /// The extensions (serve.rs builds the list).
     pub extensions: Arc<Registry>,
+    /// `extensions.trust` when it verifies anything: pushed signatures are judged.
+    pub trust: Option<Arc<crate::ext::trust::Trust>>,
 }
 
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every

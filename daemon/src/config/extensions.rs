@@ -11,7 +11,7 @@ use super::sections::MAX_WORKERS;
 use super::walk::{describe, join, Ctx, Section};
 use super::{
     ExtensionSection, ExtensionsConfig, LintConfig, MetricsConfig, ScrubConfig, SearchConfig,
-    SyncConfig, UiConfig,
+    SyncConfig, TrustConfig, UiConfig,
 };
 
 /// Extensions this build implements.
@@ -24,6 +24,7 @@ const IMPLEMENTED: &[&str] = &[
     "mgmt",
     "userprefs",
     "ui",
+    "trust",
 ];
 
 /// Paths the metrics endpoint may not take.
@@ -187,6 +188,40 @@ pub(super) fn ui(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<UiConfi
     Some(UiConfig {
         enabled: section.enabled,
     })
+}
+
+/// `extensions.trust` typed: zot's `enable`, `cosign`, `notation`; berth's `interval`.
+pub(super) fn trust(ctx: &mut Ctx, extensions: &ExtensionsConfig) -> Option<TrustConfig> {
+    let mut config = TrustConfig::default();
+    let Some(section) = &extensions.trust else {
+        return Some(config);
+    };
+    config.enabled = section.enabled;
+    let known = Section::read(
+        ctx,
+        "extensions.trust",
+        &section.raw,
+        &["enable", "cosign", "notation", "interval"],
+        &[],
+    )?;
+    let cosign = known.boolean(ctx, "cosign");
+    let notation = known.boolean(ctx, "notation");
+    let interval = known.positive_duration(ctx, "interval");
+    let parsed = |key: &str, ok: bool| !known.has(key) || ok;
+    if !(parsed("cosign", cosign.is_some())
+        && parsed("notation", notation.is_some())
+        && parsed("interval", interval.is_some()))
+    {
+        return None;
+    }
+    config.cosign = cosign.unwrap_or(false);
+    config.notation = notation.unwrap_or(false);
+    config.interval = interval.unwrap_or(config.interval);
+    if config.enabled && !config.cosign && !config.notation {
+        let message = "neither cosign nor notation is on: no signature is verified";
+        ctx.warn(&known.path_of("enable"), message);
+    }
+    Some(config)
 }
 
 /// Extensions that zot enables when their section is present and `enable` is unset.

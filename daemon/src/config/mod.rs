@@ -70,6 +70,40 @@ pub struct Config {
     pub search: SearchConfig,
     /// `extensions.ui`, typed.
     pub ui: UiConfig,
+    /// `extensions.trust`, typed.
+    pub trust: TrustConfig,
+}
+
+/// `extensions.trust`: zot's `enable`, `cosign` and `notation`, plus berth's `interval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustConfig {
+    /// Present and not `"enable": false` (zot's rule for trust).
+    pub enabled: bool,
+    /// `cosign`: verify cosign signatures and accept cosign key uploads (zot: default false).
+    pub cosign: bool,
+    /// `notation`: verify notation signatures and accept certificate uploads.
+    pub notation: bool,
+    /// `interval` (berth, default 2h as zot's fixed period): time between re-verification
+    /// passes over every signature.
+    pub interval: Duration,
+}
+
+impl Default for TrustConfig {
+    fn default() -> TrustConfig {
+        TrustConfig {
+            enabled: false,
+            cosign: false,
+            notation: false,
+            interval: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+impl TrustConfig {
+    /// Whether any signature is verified.
+    pub fn active(&self) -> bool {
+        self.enabled && (self.cosign || self.notation)
+    }
 }
 
 /// `extensions.ui`: zot's `enable` (the web UI served under `/`, ext/ui).

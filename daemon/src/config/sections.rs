@@ -88,6 +88,16 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
     let sync = extensions::sync(ctx, &extensions);
     let search = extensions::search(ctx, &extensions);
     let ui = extensions::ui(ctx, &extensions);
+    let trust = extensions::trust(ctx, &extensions);
+    if let (Some(Some(sync)), Some(trust)) = (&sync, &trust) {
+        for (index, registry) in sync.registries.iter().enumerate() {
+            if registry.only_signed && !trust.active() {
+                let path = format!("extensions.sync.registries[{index}].onlySigned");
+                let message = "extensions.trust verifies nothing: any signature counts, unverified";
+                ctx.warn(&path, message);
+            }
+        }
+    }
     Some(Config {
         dist_spec_version,
         storage: storage?,
@@ -100,6 +110,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
         sync: sync?,
         search: search?,
         ui: ui?,
+        trust: trust?,
     })
 }
 

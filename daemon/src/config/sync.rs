@@ -13,8 +13,8 @@
 //!   (3h), as in zot; `pollInterval` `0` means no periodic sync.
 //! - Content globs, destinations and tag regexes are checked with the functions
 //!   `crate::ext::sync::content` compiles them with, so a loaded config always compiles.
-//! - zot keys berth does not implement are accepted with one warning each; `onlySigned: true`
-//!   warns that images are mirrored signed or not.
+//! - zot keys berth does not implement are accepted with one warning each. `onlySigned`
+//!   without `extensions.trust` warns (sections.rs): any signature then counts, unverified.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,7 +70,7 @@ pub struct RegistryConfig {
     pub retry_delay: Duration,
     /// `maxRetryDelay` (default `retryDelay`): cap of the exponential backoff.
     pub max_retry_delay: Duration,
-    /// `onlySigned`: accepted, not implemented (warns when true).
+    /// `onlySigned`: mirror only images with a (trusted, with `extensions.trust`) signature.
     pub only_signed: bool,
     /// `preserveDigest` (default false). berth never converts images, so digests are always
     /// preserved.
@@ -262,10 +262,6 @@ fn registry(ctx: &mut Ctx, path: &str, value: &Value, enabled: bool) -> Option<R
         return None;
     }
     let only_signed = only_signed.unwrap_or(false);
-    if only_signed {
-        let message = "not implemented yet; images are mirrored unsigned-or-not";
-        ctx.warn(&section.path_of("onlySigned"), message);
-    }
     let on_demand = on_demand.unwrap_or(false);
     let poll_interval = poll_interval.filter(|interval| !interval.is_zero());
     let periodic = poll_interval.is_some() && !content.is_empty();

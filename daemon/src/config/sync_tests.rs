@@ -387,7 +387,7 @@ fn unimplemented_zot_keys_warn() {
         .find(|w| w.key_path.ends_with("onlySigned"))
         .unwrap();
     assert!(
-        only_signed.message.contains("unsigned-or-not"),
+        only_signed.message.contains("extensions.trust"),
         "{only_signed}"
     );
     assert!(!warnings.iter().any(|w| w.key_path == "extensions.sync"));

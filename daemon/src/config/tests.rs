@@ -124,6 +124,7 @@ fn defaults_of_a_minimal_config() {
         sync: None,
         search: SearchConfig::default(),
         ui: UiConfig::default(),
+        trust: crate::config::TrustConfig::default(),
     };
     assert_eq!(config, expected);
 }
@@ -159,7 +160,15 @@ fn full_zot_example_is_accepted_with_warnings() {
             expected
                 && !matches!(
                     name,
-                    "metrics" | "lint" | "scrub" | "sync" | "search" | "mgmt" | "userprefs" | "ui"
+                    "metrics"
+                        | "lint"
+                        | "scrub"
+                        | "sync"
+                        | "search"
+                        | "mgmt"
+                        | "userprefs"
+                        | "ui"
+                        | "trust"
                 ),
             "{name}"
         );
@@ -464,7 +473,10 @@ fn extension_enablement_follows_zot() {
     assert!(extensions.get("ui").is_none() && !extensions.is_enabled("ui"));
     let mut paths: Vec<&str> = warnings.iter().map(|w| w.key_path.as_str()).collect();
     paths.sort_unstable();
-    assert_eq!(paths, ["extensions.metrics.Enable", "extensions.trust"]);
+    assert_eq!(
+        paths,
+        ["extensions.metrics.Enable", "extensions.trust.enable"]
+    );
     let (config, _) = ok(r#"{"storage": {"rootDirectory": "/d"},
                               "extensions": {"sync": {"registries": [{"urls": ["https://ghcr.io"]}]}}}"#);
     assert!(config.extensions.is_enabled("sync"));

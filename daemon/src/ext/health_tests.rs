@@ -219,6 +219,7 @@ fn context(root: &std::path::Path, config_text: &str) -> Ctx {
         auth: None,
         access: None,
         extensions: Arc::new(crate::ext::Registry::new(Vec::new())),
+        trust: None,
     }
 }
 

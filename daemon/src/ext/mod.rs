@@ -24,6 +24,7 @@ pub mod mgmt;
 pub mod scrub;
 pub mod search;
 pub mod sync;
+pub mod trust;
 pub mod ui;
 pub mod userprefs;
 
@@ -43,7 +44,7 @@ use crate::api::{
 pub use crate::auth::access::Need;
 
 /// What zot calls the binary type (`zot_info`, mgmt): the extensions built in.
-pub const BINARY_TYPE: &str = "-lint-metrics-mgmt-scrub-search-sync-ui-userprefs";
+pub const BINARY_TYPE: &str = "-imagetrust-lint-metrics-mgmt-scrub-search-sync-ui-userprefs";
 
 /// The answer an extension's `handle` gives, on the shard that received the request.
 pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + 'a>>;

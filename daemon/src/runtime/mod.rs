@@ -69,6 +69,7 @@ pub struct Shared {
     pub auth: Option<Arc<crate::auth::htpasswd::Authenticator>>,
     pub access: Option<Arc<crate::auth::access::AccessControl>>,
     pub extensions: Arc<crate::ext::Registry>,
+    pub trust: Option<Arc<crate::ext::trust::Trust>>,
 }
 
 pub struct ShardSettings {
@@ -175,6 +176,7 @@ async fn shard_main(
         auth: shared.auth.clone(),
         access: shared.access.clone(),
         extensions: shared.extensions.clone(),
+        trust: shared.trust.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),

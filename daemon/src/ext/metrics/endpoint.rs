@@ -44,6 +44,7 @@ async fn scrape(ctx: &Ctx) -> Response<Body> {
     // Usage reads RocksDB and the exposition of 10,000 repositories takes milliseconds:
     // neither runs on the shard, whose other connections would wait.
     let sync = ctx.sync.clone();
+    let trust = ctx.trust.clone();
     let scraped = tokio::task::spawn_blocking(move || {
         let usage = engine.usage()?;
         Ok::<_, berth_storage::StorageError>(super::scrape(
@@ -52,6 +53,7 @@ async fn scrape(ctx: &Ctx) -> Response<Body> {
             &usage,
             &namespace,
             sync.as_deref(),
+            trust.as_deref(),
         ))
     })
     .await;

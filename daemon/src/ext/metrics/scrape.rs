@@ -22,6 +22,7 @@ pub fn scrape(
     usage: &UsageSnapshot,
     namespace: &str,
     sync: Option<&OnDemand>,
+    trust: Option<&crate::ext::trust::Trust>,
 ) -> String {
     let totals = metrics.totals();
     let mut out = Exposition::with_capacity(16 * 1024 + totals.repos.len() * 600);
@@ -263,6 +264,9 @@ pub fn scrape(
     }
     scrub_families(&mut out, engine);
     sync_families(&mut out, sync.map_or(&[][..], |sync| sync.registries()));
+    if let Some(trust) = trust {
+        trust_families(&mut out, trust);
+    }
 
     // ---- process
     let process = process::read(metrics.started);
@@ -444,6 +448,40 @@ fn scrub_families(out: &mut Exposition, engine: &Engine) {
     out.sample("berth_scrub_progress_ratio", &[], ratio);
 }
 
+/// The trust extension's families (present while it verifies anything).
+fn trust_families(out: &mut Exposition, trust: &crate::ext::trust::Trust) {
+    let name = "berth_trust_signatures_verified_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Signature layers judged (on push, sync, trust-store changes and passes), by tool and result.",
+    );
+    for (tool, result, count) in trust.counts.verified() {
+        out.count(name, &[("tool", tool), ("result", result)], count);
+    }
+    let name = "berth_trust_passes_total";
+    out.family(name, Kind::Counter, "Re-verification passes finished.");
+    out.count(
+        name,
+        &[],
+        trust
+            .counts
+            .passes
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let name = "berth_trust_store_entries";
+    out.family(
+        name,
+        Kind::Gauge,
+        "Uploaded cosign keys and notation certificates, by kind.",
+    );
+    let loaded = trust.loaded();
+    for kind in berth_storage::trust::TrustKind::ALL {
+        let count = loaded.materials.iter().filter(|m| m.kind == kind).count();
+        out.count(name, &[("kind", kind.as_str())], count as u64);
+    }
+}
+
 /// Per-upstream sync families, one series set per configured upstream (none without sync).
 fn sync_families(out: &mut Exposition, registries: &[Registry]) {
     let upstreams: Vec<&UpstreamStats> = registries
@@ -547,5 +585,23 @@ fn sync_families(out: &mut Exposition, registries: &[Registry]) {
     );
     for (upstream, seconds) in last {
         out.sample(name_last, &[("upstream", upstream)], seconds);
+    }
+    let name = "berth_sync_unsigned_refused_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Images onlySigned refused (no trusted signature upstream), per upstream, both ways of syncing.",
+    );
+    for registry in registries {
+        let refused = registry
+            .outcome
+            .lock()
+            .expect("outcome lock is never poisoned")
+            .refused_unsigned;
+        out.count(
+            name,
+            &[("upstream", registry.upstream.stats().name())],
+            refused,
+        );
     }
 }

@@ -15,18 +15,12 @@ use std::collections::HashSet;
 use berth_storage::oci::{Digest, RepoName};
 use berth_storage::search::meta::CREATED_KEYS;
 use berth_storage::search::{signed_by_tag, ImageMeta, Platform};
+use berth_storage::trust::signature_tool;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::view::{internal, Listed, View};
-
-/// Signature artifact types and the tool zot names for each.
-const SIGNATURE_TYPES: &[(&str, &str)] = &[
-    ("application/vnd.dev.cosign.artifact.sig.v1+json", "cosign"),
-    ("application/vnd.dev.sigstore.bundle.v0.3+json", "cosign"),
-    ("application/vnd.cncf.notary.signature", "notation"),
-];
 
 /// A JSON object of owned values, moved in (`json!` copies each `Value` it is given by
 /// serializing it, which for a list of image summaries is a deep copy).
@@ -222,22 +216,49 @@ fn history(meta: &ImageMeta) -> Value {
         .collect()
 }
 
-/// The signatures of `digest` in `repo`: cosign signature tags and signature referrers.
+/// The `SignatureSummary` documents of signature manifest `signature` of `repo`: one per
+/// signature layer from its stored verdict (zot's shape: `Author` only when trusted, a
+/// trusted verdict past its expiry is not), or one untrusted entry while it is not judged.
+fn signature_documents(
+    view: &View,
+    repo: &RepoName,
+    signature: &Digest,
+    tool: &str,
+    now_unix: i64,
+    found: &mut Vec<Value>,
+) -> Result<(), String> {
+    let verdict = view
+        .engine
+        .signature_verdict(repo, signature)
+        .map_err(internal)?;
+    match verdict {
+        Some(record) if !record.layers.is_empty() => {
+            for layer in &record.layers {
+                let trusted = layer.trusted_at(now_unix);
+                let author = if trusted { layer.author.as_str() } else { "" };
+                found.push(json!({"Tool": layer.tool, "IsTrusted": trusted, "Author": author}));
+            }
+        }
+        _ => found.push(json!({"Tool": tool, "IsTrusted": false, "Author": ""})),
+    }
+    Ok(())
+}
+
+/// The signatures of `digest` in `repo`: cosign signature tags and signature referrers,
+/// with their stored verdicts.
 pub fn signatures(view: &View, repo: &RepoName, digest: &Digest) -> Result<Vec<Value>, String> {
     let signed = digest.to_string();
+    let now = crate::ext::trust::judge::now_unix();
     let mut found = Vec::new();
     for entry in view.tags(repo)?.iter() {
         if signed_by_tag(&entry.tag).as_deref() == Some(signed.as_str()) {
-            found.push(json!({"Tool": "cosign", "IsTrusted": false, "Author": ""}));
+            signature_documents(view, repo, &entry.digest, "cosign", now, &mut found)?;
         }
     }
     for referrer in view.engine.referrers(repo, digest, &[]).map_err(internal)? {
         let artifact_type = referrer.artifact_type.as_deref().unwrap_or_default();
-        if let Some((_, tool)) = SIGNATURE_TYPES
-            .iter()
-            .find(|(kind, _)| *kind == artifact_type)
-        {
-            found.push(json!({"Tool": tool, "IsTrusted": false, "Author": ""}));
+        if let Some(tool) = signature_tool(artifact_type) {
+            signature_documents(view, repo, &referrer.digest, tool, now, &mut found)?;
         }
     }
     Ok(found)

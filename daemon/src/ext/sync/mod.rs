@@ -13,6 +13,7 @@ pub mod content;
 pub mod ondemand;
 pub mod periodic;
 pub mod registry;
+pub mod signed;
 pub mod upstream;
 mod upstream_http;
 mod upstream_request;
@@ -60,6 +61,7 @@ impl SyncExt {
     pub fn new(
         config: Option<&SyncConfig>,
         engine: &Arc<Engine>,
+        trust: Option<Arc<crate::ext::trust::Trust>>,
         shards: usize,
         uring: bool,
     ) -> anyhow::Result<SyncExt> {
@@ -79,7 +81,7 @@ impl SyncExt {
         };
         let on_demand = match (config, &runtime) {
             (Some(sync), Some(runtime)) => {
-                registry::build(sync, engine.clone(), runtime.handle().clone())
+                registry::build(sync, engine.clone(), trust, runtime.handle().clone())
                     .map_err(|error| anyhow::anyhow!("extensions.sync: {error}"))?
             }
             _ => None,

@@ -31,7 +31,11 @@ pub use download::BlobStream;
 use download::{Download, End, Opened};
 
 use super::registry::Registry;
+use super::signed::{self, manifest_subject, Admission};
 use super::upstream::{UpstreamBlob, UpstreamError};
+use crate::ext::trust::{judge, Trust};
+use berth_storage::oci::Algorithm;
+use berth_storage::search::signed_by_tag;
 
 /// Why an on-demand fetch gave up (the client then gets what a miss gets).
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,8 @@ type Flights = Mutex<HashMap<String, watch::Receiver<bool>>>;
 pub struct OnDemand {
     registries: Vec<Registry>,
     engine: Arc<Engine>,
+    /// `extensions.trust`: judges synced signatures and `onlySigned`'s upstream ones.
+    trust: Option<Arc<Trust>>,
     /// The runtime background revalidations run on.
     runtime: tokio::runtime::Handle,
     manifests: Flights,
@@ -116,11 +122,13 @@ impl OnDemand {
     pub fn new(
         registries: Vec<Registry>,
         engine: Arc<Engine>,
+        trust: Option<Arc<Trust>>,
         runtime: tokio::runtime::Handle,
     ) -> OnDemand {
         OnDemand {
             registries,
             engine,
+            trust,
             runtime,
             manifests: Mutex::default(),
             downloads: Mutex::default(),
@@ -147,6 +155,10 @@ impl OnDemand {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    pub fn trust(&self) -> Option<&Trust> {
+        self.trust.as_deref()
     }
 
     /// The sync status API's document.
@@ -228,9 +240,78 @@ impl OnDemand {
             if let Reference::Tag(tag) = reference {
                 self.mark_checked(repo, tag.as_str());
             }
-            self.engine
-                .put_manifest_mirrored(repo, reference, Some(&manifest.media_type), manifest.bytes)
+            let digest = match reference {
+                Reference::Digest(digest) => digest.clone(),
+                Reference::Tag(_) => Digest::of(Algorithm::Sha256, &manifest.bytes),
+            };
+            let mut signatures = Vec::new();
+            if registry.only_signed {
+                let admission = signed::admit(
+                    &self.engine,
+                    self.trust(),
+                    registry,
+                    &upstream_repo,
+                    repo,
+                    reference,
+                    &manifest.media_type,
+                    &digest,
+                    &manifest.bytes,
+                )
                 .await?;
+                match admission {
+                    Admission::Signed(found) => signatures = found,
+                    Admission::Exempt => {}
+                    Admission::Refused(why) => {
+                        registry.refused_unsigned();
+                        tracing::warn!(component = "sync", repository = %repo, %reference, why, "not synced: onlySigned");
+                        continue;
+                    }
+                }
+            }
+            let tag = reference.as_tag().map(|tag| tag.as_str().to_owned());
+            let by_tag = tag
+                .as_deref()
+                .is_some_and(|tag| signed_by_tag(tag).is_some());
+            match (&self.trust, judge::plan(&manifest.bytes, by_tag)) {
+                // A signature is stored whole (its layers are small) and judged at once.
+                (Some(trust), Some(_)) => {
+                    let subject = manifest_subject(&manifest.bytes);
+                    signed::store_small(
+                        &self.engine,
+                        registry,
+                        &upstream_repo,
+                        repo,
+                        reference,
+                        &manifest.media_type,
+                        manifest.bytes,
+                    )
+                    .await?;
+                    let tags: Vec<&str> = tag.as_deref().into_iter().collect();
+                    trust
+                        .judge_pushed(repo, &digest, subject.as_ref(), &tags)
+                        .await;
+                }
+                _ => {
+                    self.engine
+                        .put_manifest_mirrored(
+                            repo,
+                            reference,
+                            Some(&manifest.media_type),
+                            manifest.bytes,
+                        )
+                        .await?;
+                }
+            }
+            signed::store(
+                &self.engine,
+                self.trust(),
+                registry,
+                &upstream_repo,
+                repo,
+                &digest,
+                signatures,
+            )
+            .await?;
             registry.succeeded(false);
             tracing::info!(component = "sync", repository = %repo, %reference, "manifest synced on demand");
             return Ok(true);

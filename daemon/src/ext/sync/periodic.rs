@@ -25,7 +25,11 @@ use futures_util::StreamExt as _;
 
 use super::ondemand::{OnDemand, SyncError};
 use super::registry::{now_ms, Registry, RunResult};
+use super::signed::{self, Admission};
 use super::upstream::UpstreamError;
+use crate::ext::trust::Trust;
+use berth_storage::oci::Algorithm;
+use berth_storage::search::signed_by_tag;
 
 /// Starts the periodic sync thread when a registry has a poll interval.
 pub fn spawn(
@@ -73,6 +77,8 @@ pub fn spawn(
 enum Copied {
     Copied,
     Skipped,
+    /// `onlySigned` refused it (why).
+    Refused(String),
 }
 
 async fn run_pass(sync: &OnDemand, registry: &Registry, stop: &AtomicBool) {
@@ -99,7 +105,7 @@ async fn run_pass(sync: &OnDemand, registry: &Registry, stop: &AtomicBool) {
                     ))),
                 );
             }
-            let copy = copy_tag(engine, registry, &upstream_repo, &local, &tag);
+            let copy = copy_tag(engine, sync.trust(), registry, &upstream_repo, &local, &tag);
             let copied = match tokio::time::timeout(registry.sync_timeout, copy).await {
                 Ok(copied) => copied,
                 Err(_) => Err(SyncError::Upstream(UpstreamError::Protocol(format!(
@@ -118,6 +124,11 @@ async fn run_pass(sync: &OnDemand, registry: &Registry, stop: &AtomicBool) {
                 tracing::info!(component = "sync", repository = %local, tag, "image synced");
             }
             Ok(Copied::Skipped) => result.skipped += 1,
+            Ok(Copied::Refused(why)) => {
+                result.skipped += 1;
+                registry.refused_unsigned();
+                tracing::warn!(component = "sync", repository = %local, tag, why, "not synced: onlySigned");
+            }
             Err(error) => {
                 result.failed += 1;
                 tracing::warn!(component = "sync", repository = %local, tag, %error, "image sync failed");
@@ -162,6 +173,10 @@ async fn plan(registry: &Registry) -> Result<Vec<(String, RepoName, String)>, Up
             continue;
         };
         for tag in registry.upstream.tags(&upstream_repo).await? {
+            // Under onlySigned, signatures come with the image they sign.
+            if registry.only_signed && signed_by_tag(&tag).is_some() {
+                continue;
+            }
             if registry.content.admits_tag(&upstream_repo, &tag) {
                 jobs.push((upstream_repo.clone(), local.clone(), tag));
             }
@@ -172,6 +187,7 @@ async fn plan(registry: &Registry) -> Result<Vec<(String, RepoName, String)>, Up
 
 async fn copy_tag(
     engine: &Engine,
+    trust: Option<&Trust>,
     registry: &Registry,
     upstream_repo: &str,
     local: &RepoName,
@@ -188,8 +204,49 @@ async fn copy_tag(
             return Ok(Copied::Skipped);
         }
     }
+    let mut signatures = Vec::new();
+    if registry.only_signed {
+        let manifest = registry
+            .upstream
+            .manifest(upstream_repo, tag, false)
+            .await?
+            .ok_or_else(|| {
+                UpstreamError::Protocol(format!("{upstream_repo}:{tag} vanished upstream"))
+            })?;
+        let digest = Digest::of(Algorithm::Sha256, &manifest.bytes);
+        let admission = signed::admit(
+            engine,
+            trust,
+            registry,
+            upstream_repo,
+            local,
+            &reference,
+            &manifest.media_type,
+            &digest,
+            &manifest.bytes,
+        )
+        .await?;
+        match admission {
+            Admission::Signed(found) => signatures = found,
+            Admission::Exempt => {}
+            Admission::Refused(why) => return Ok(Copied::Refused(why)),
+        }
+    }
     let digest = copy_manifest(engine, registry, upstream_repo, local, tag, &reference).await?;
-    copy_referrers(engine, registry, upstream_repo, local, &digest).await?;
+    if let Some(trust) = trust {
+        trust.judge_pushed(local, &digest, None, &[tag]).await;
+    }
+    signed::store(
+        engine,
+        trust,
+        registry,
+        upstream_repo,
+        local,
+        &digest,
+        signatures,
+    )
+    .await?;
+    copy_referrers(engine, trust, registry, upstream_repo, local, &digest).await?;
     Ok(Copied::Copied)
 }
 
@@ -276,6 +333,7 @@ async fn copy_blob(
 /// The referrers upstream lists for `subject`, copied by digest with their blobs.
 async fn copy_referrers(
     engine: &Engine,
+    trust: Option<&Trust>,
     registry: &Registry,
     upstream_repo: &str,
     local: &RepoName,
@@ -296,6 +354,9 @@ async fn copy_referrers(
         if engine.get_manifest(local, &reference)?.is_none() {
             let text = digest.to_string();
             copy_manifest(engine, registry, upstream_repo, local, &text, &reference).await?;
+            if let Some(trust) = trust {
+                trust.judge_pushed(local, &digest, Some(subject), &[]).await;
+            }
         }
     }
     Ok(())

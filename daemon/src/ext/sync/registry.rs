@@ -23,6 +23,8 @@ pub struct Registry {
     pub req_concurrent: usize,
     /// Longest a manifest fetch or a periodic image copy may take (`syncTimeout`).
     pub sync_timeout: Duration,
+    /// `onlySigned`: images without a trusted signature upstream are not mirrored.
+    pub only_signed: bool,
     /// What came of its fetches (the sync status API).
     pub outcome: Mutex<Outcome>,
 }
@@ -41,6 +43,8 @@ pub struct Outcome {
     pub images_copied: u64,
     pub images_skipped: u64,
     pub images_failed: u64,
+    /// `onlySigned`: images refused for want of a (trusted) signature, both ways of syncing.
+    pub refused_unsigned: u64,
 }
 
 /// One periodic pass's result.
@@ -70,6 +74,11 @@ impl Registry {
         outcome.last_success_ms = Some(now_ms());
     }
 
+    pub(crate) fn refused_unsigned(&self) {
+        let mut outcome = self.outcome.lock().expect("outcome lock is never poisoned");
+        outcome.refused_unsigned += 1;
+    }
+
     pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
         let mut outcome = self.outcome.lock().expect("outcome lock is never poisoned");
         outcome.last_error = Some((now_ms(), error.to_string()));
@@ -96,6 +105,8 @@ pub fn status(registries: &[Registry]) -> serde_json::Value {
                 "urls": registry.urls,
                 "upstream": stats.name(),
                 "onDemand": registry.on_demand,
+                "onlySigned": registry.only_signed,
+                "refusedUnsigned": outcome.refused_unsigned,
                 "manifestCheckIntervalSeconds": registry.check_interval.as_secs_f64(),
                 "manifestsSynced": outcome.manifests_synced,
                 "blobsSynced": outcome.blobs_synced,
@@ -140,6 +151,7 @@ const UPSTREAM_IN_FLIGHT: usize = 64;
 pub fn build(
     config: &crate::config::SyncConfig,
     engine: Arc<Engine>,
+    trust: Option<Arc<crate::ext::trust::Trust>>,
     runtime: tokio::runtime::Handle,
 ) -> Result<Option<Arc<OnDemand>>, String> {
     if !config.enabled || config.registries.is_empty() {
@@ -184,6 +196,7 @@ pub fn build(
             upstream,
             content,
             on_demand: registry.on_demand,
+            only_signed: registry.only_signed,
             poll_interval: registry
                 .poll_interval
                 .filter(|every| !every.is_zero() && !registry.content.is_empty()),
@@ -192,5 +205,7 @@ pub fn build(
             sync_timeout: registry.sync_timeout,
         });
     }
-    Ok(Some(Arc::new(OnDemand::new(registries, engine, runtime))))
+    Ok(Some(Arc::new(OnDemand::new(
+        registries, engine, trust, runtime,
+    ))))
 }
