@@ -14,8 +14,9 @@ use std::collections::HashSet;
 
 use berth_storage::oci::{Digest, RepoName};
 use berth_storage::search::meta::CREATED_KEYS;
-use berth_storage::search::{signed_by_tag, ImageMeta, Platform};
+use berth_storage::search::{signed_by_tag, ImageMeta, Platform, TagEntry};
 use berth_storage::trust::signature_tool;
+use berth_storage::{Engine, StorageError};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -216,52 +217,91 @@ fn history(meta: &ImageMeta) -> Value {
         .collect()
 }
 
-/// The `SignatureSummary` documents of signature manifest `signature` of `repo`: one per
-/// signature layer from its stored verdict (zot's shape: `Author` only when trusted, a
-/// trusted verdict past its expiry is not), or one untrusted entry while it is not judged.
-fn signature_documents(
-    view: &View,
+/// One signature layer as search and the UI show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShownSignature {
+    /// `cosign` or `notation`.
+    pub tool: String,
+    /// Trusted now (a trusted verdict past its expiry is not).
+    pub trusted: bool,
+    /// Who signed, when trusted ("" otherwise, as zot).
+    pub author: String,
+    /// Why it is not trusted (berth's; "" when it is).
+    pub reason: String,
+}
+
+/// The layers of signature manifest `signature` of `repo` from its stored verdict, or one
+/// untrusted entry of `tool` while it is not judged.
+fn signature_layers(
+    engine: &Engine,
     repo: &RepoName,
     signature: &Digest,
     tool: &str,
     now_unix: i64,
-    found: &mut Vec<Value>,
-) -> Result<(), String> {
-    let verdict = view
-        .engine
-        .signature_verdict(repo, signature)
-        .map_err(internal)?;
-    match verdict {
+    found: &mut Vec<ShownSignature>,
+) -> Result<(), StorageError> {
+    match engine.signature_verdict(repo, signature)? {
         Some(record) if !record.layers.is_empty() => {
-            for layer in &record.layers {
+            for layer in record.layers {
                 let trusted = layer.trusted_at(now_unix);
-                let author = if trusted { layer.author.as_str() } else { "" };
-                found.push(json!({"Tool": layer.tool, "IsTrusted": trusted, "Author": author}));
+                let reason = match (trusted, layer.trusted) {
+                    (true, _) => String::new(),
+                    (false, true) => "the signing certificate or signature has expired".into(),
+                    (false, false) => layer.reason,
+                };
+                found.push(ShownSignature {
+                    tool: layer.tool,
+                    trusted,
+                    author: if trusted { layer.author } else { String::new() },
+                    reason,
+                });
             }
         }
-        _ => found.push(json!({"Tool": tool, "IsTrusted": false, "Author": ""})),
+        _ => found.push(ShownSignature {
+            tool: tool.to_owned(),
+            trusted: false,
+            author: String::new(),
+            reason: "not verified (extensions.trust is off, or verification is pending)".into(),
+        }),
     }
     Ok(())
 }
 
-/// The signatures of `digest` in `repo`: cosign signature tags and signature referrers,
-/// with their stored verdicts.
-pub fn signatures(view: &View, repo: &RepoName, digest: &Digest) -> Result<Vec<Value>, String> {
+/// The signatures of `digest` in `repo` (whose tags are `tags`): cosign signature tags and
+/// signature referrers, one entry per signature layer, with their stored verdicts.
+pub fn shown_signatures(
+    engine: &Engine,
+    tags: &[TagEntry],
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Vec<ShownSignature>, StorageError> {
     let signed = digest.to_string();
     let now = crate::ext::trust::judge::now_unix();
     let mut found = Vec::new();
-    for entry in view.tags(repo)?.iter() {
+    for entry in tags {
         if signed_by_tag(&entry.tag).as_deref() == Some(signed.as_str()) {
-            signature_documents(view, repo, &entry.digest, "cosign", now, &mut found)?;
+            signature_layers(engine, repo, &entry.digest, "cosign", now, &mut found)?;
         }
     }
-    for referrer in view.engine.referrers(repo, digest, &[]).map_err(internal)? {
+    for referrer in engine.referrers(repo, digest, &[])? {
         let artifact_type = referrer.artifact_type.as_deref().unwrap_or_default();
         if let Some(tool) = signature_tool(artifact_type) {
-            signature_documents(view, repo, &referrer.digest, tool, now, &mut found)?;
+            signature_layers(engine, repo, &referrer.digest, tool, now, &mut found)?;
         }
     }
     Ok(found)
+}
+
+/// zot's `SignatureSummary` documents of `digest` in `repo`.
+pub fn signatures(view: &View, repo: &RepoName, digest: &Digest) -> Result<Vec<Value>, String> {
+    let tags = view.tags(repo)?;
+    let shown = shown_signatures(&view.engine, &tags, repo, digest).map_err(internal)?;
+    Ok(shown
+        .into_iter()
+        .map(
+            |shown| json!({"Tool": shown.tool, "IsTrusted": shown.trusted, "Author": shown.author}),
+        )
+        .collect())
 }
 
 /// `Referrer` documents of `digest` in `repo`, optionally only these artifact types (`""`

@@ -12,7 +12,7 @@
 mod digests;
 mod filter;
 mod hits;
-mod images;
+pub mod images;
 pub mod limits;
 mod page;
 mod repos;

@@ -49,7 +49,8 @@ pub fn repo_document() -> String {
     format!(
         "query Repo($repo: String!) {{ ExpandedRepoInfo(repo: $repo) {{ \
          Summary {{ {REPO_FIELDS} }} \
-         Images {{ Tag Digest MediaType Size PushTimestamp LastUpdated IsSigned IsDeletable \
+         Images {{ Tag Digest MediaType Size PushTimestamp LastUpdated IsSigned \
+         SignatureInfo {{ IsTrusted }} IsDeletable \
          Description Vendor Licenses Manifests {{ Digest Size Platform {{ Os Arch }} }} }} }} }}"
     )
 }

@@ -11,10 +11,11 @@ use berth_storage::oci::{Digest, Reference, RepoName};
 use hyper::Response;
 use serde_json::{json, Value};
 
-use super::data::{self, ManifestSummary, Referrer, Signature};
+use super::data::{self, ManifestSummary, Referrer};
 use super::pages::{Chrome, Page};
 use super::view::{self, When};
 use crate::api::body::Body;
+use crate::ext::search::images::{shown_signatures, ShownSignature};
 
 /// Keys and values, sorted by key.
 type Pairs = Vec<(String, String)>;
@@ -58,7 +59,7 @@ pub struct PlatformView {
     pub layers: Vec<LayerRow>,
     pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
-    pub signatures: Vec<(String, String, String)>,
+    pub signatures: Vec<ShownSignature>,
     pub referrers: Vec<ReferrerRow>,
     pub base: Vec<(String, String)>,
     pub base_more: u64,
@@ -83,7 +84,7 @@ struct ImagePage {
     downloads: u64,
     facts: Vec<(&'static str, String)>,
     pulls: Vec<(&'static str, String)>,
-    signatures: Vec<(String, String, String)>,
+    signatures: Vec<ShownSignature>,
     referrers: Vec<ReferrerRow>,
     platforms: Vec<PlatformView>,
 }
@@ -137,7 +138,7 @@ pub async fn page(page: &Page<'_>, repo: &str, tag: &str) -> Response<Body> {
         downloads: image.download_count.unwrap_or(0),
         facts,
         pulls: pull_commands(&page.host, repo, tag),
-        signatures: signatures(&image.signature_info),
+        signatures: signatures(page, repo, image.digest.as_deref().unwrap_or_default()),
         referrers: referrers(&image.referrers),
         platforms,
     })
@@ -188,7 +189,7 @@ async fn platform(
         layers: layers(manifest),
         labels,
         annotations,
-        signatures: signatures(&manifest.signature_info),
+        signatures: signatures(page, repo, &manifest.digest),
         referrers: referrers(&manifest.referrers),
         base_more: related
             .base
@@ -247,25 +248,23 @@ fn layers(manifest: &ManifestSummary) -> Vec<LayerRow> {
         .collect()
 }
 
-fn signatures(found: &[Signature]) -> Vec<(String, String, String)> {
-    found
-        .iter()
-        .map(|signature| {
-            (
-                signature.tool.clone().unwrap_or_default(),
-                match signature.is_trusted {
-                    Some(true) => "yes".to_owned(),
-                    Some(false) => "no".to_owned(),
-                    None => "unknown".to_owned(),
-                },
-                signature
-                    .author
-                    .clone()
-                    .filter(|author| !author.is_empty())
-                    .unwrap_or_else(|| "—".to_owned()),
-            )
-        })
-        .collect()
+/// The signatures of manifest `digest` of `repo`, each layer with its verdict and, when it is
+/// not trusted, why (berth's verdicts, read as search reads them).
+fn signatures(page: &Page<'_>, repo: &str, digest: &str) -> Vec<ShownSignature> {
+    let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>()) else {
+        return Vec::new();
+    };
+    let engine = &page.ctx.engine;
+    let shown = engine
+        .tag_entries(&repo)
+        .and_then(|tags| shown_signatures(engine, &tags, &repo, &digest));
+    match shown {
+        Ok(shown) => shown,
+        Err(error) => {
+            tracing::warn!(component = "ui", repository = %repo, %digest, %error, "signatures unreadable");
+            Vec::new()
+        }
+    }
 }
 
 fn referrers(found: &[Referrer]) -> Vec<ReferrerRow> {

@@ -183,6 +183,8 @@ pub struct ImageRow {
     pub size: String,
     pub pushed: When,
     pub signed: bool,
+    /// A signature of it is trusted (verified with an uploaded key or certificate).
+    pub trusted: bool,
     pub deletable: bool,
     pub delete_href: String,
 }
@@ -211,6 +213,10 @@ impl ImageRow {
                 now,
             ),
             signed: image.is_signed.unwrap_or(false),
+            trusted: image
+                .signature_info
+                .iter()
+                .any(|signature| signature.is_trusted == Some(true)),
             deletable: image.is_deletable.unwrap_or(false),
             delete_href: format!("{href}/delete"),
             href,
