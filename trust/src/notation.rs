@@ -1,2 +1,0 @@
-//! notation
-pub fn verify_notation() {}

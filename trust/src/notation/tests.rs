@@ -1,0 +1,387 @@
+//! Tests of notation verification: every case runs against both envelope formats, with
+//! chains minted by rcgen and envelopes signed by ring.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ciborium::Value;
+use coset::{iana, CoseSign1Builder, HeaderBuilder, RegisteredLabelWithPrivate};
+
+use super::*;
+use crate::certificate::TrustedCertificate;
+use crate::testing::{self, Jose, KeyKind, TestCertificate, TestKey, DAY, NOW};
+
+pub(crate) const DIGEST: &str =
+    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+pub(crate) const MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const SIZE: u64 = 1234;
+
+pub(crate) fn subject() -> Subject<'static> {
+    Subject {
+        digest: DIGEST,
+        media_type: MEDIA_TYPE,
+        size: SIZE,
+    }
+}
+
+pub(crate) fn payload(digest: &str, media_type: &str, size: u64) -> Vec<u8> {
+    serde_json::json!({"targetArtifact": {"mediaType": media_type, "digest": digest, "size": size, "annotations": {"a": "b"}}})
+        .to_string()
+        .into_bytes()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Jws,
+    Cose,
+}
+
+impl Format {
+    pub(crate) fn media_type(&self) -> &'static str {
+        match self {
+            Format::Jws => "application/jose+json",
+            Format::Cose => "application/cose",
+        }
+    }
+}
+
+/// Everything an envelope says; `Spec::new` fills in a valid notary.x509 signature.
+#[derive(Clone)]
+pub(crate) struct Spec {
+    pub algorithm: &'static str,
+    pub scheme: &'static str,
+    pub signing_time: Option<i64>,
+    pub authentic_signing_time: Option<i64>,
+    pub expiry: Option<i64>,
+    pub critical: Vec<String>,
+    pub extra_headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+    pub chain: Vec<Vec<u8>>,
+    pub timestamp: Option<Vec<u8>>,
+}
+
+impl Spec {
+    pub(crate) fn new(algorithm: &'static str, chain: Vec<Vec<u8>>) -> Spec {
+        Spec {
+            algorithm,
+            scheme: "notary.x509",
+            signing_time: Some(NOW - DAY),
+            authentic_signing_time: None,
+            expiry: None,
+            critical: vec![SIGNING_SCHEME.to_string()],
+            extra_headers: Vec::new(),
+            payload: payload(DIGEST, MEDIA_TYPE, SIZE),
+            chain,
+            timestamp: None,
+        }
+    }
+
+    /// How `key` signs: its own kind decides, so a header naming another algorithm still
+    /// carries a real signature.
+    fn jose(&self, key: &TestKey) -> Jose {
+        match (key.kind, self.algorithm) {
+            (KeyKind::P384, _) => Jose::Es384,
+            (KeyKind::Rsa, "PS384") => Jose::Ps384,
+            (KeyKind::Rsa, "PS512") => Jose::Ps512,
+            (KeyKind::Rsa, _) => Jose::Ps256,
+            _ => Jose::Es256,
+        }
+    }
+
+    /// The envelope in `format`, signed by `key`.
+    pub(crate) fn sign(&self, format: Format, key: &TestKey) -> Vec<u8> {
+        match format {
+            Format::Jws => self.jws(key),
+            Format::Cose => self.cose(key),
+        }
+    }
+
+    fn jws(&self, key: &TestKey) -> Vec<u8> {
+        let mut protected = serde_json::json!({
+            "alg": self.algorithm,
+            "cty": PAYLOAD_CONTENT_TYPE,
+            "crit": self.critical,
+            SIGNING_SCHEME: self.scheme,
+        });
+        for (name, time) in [
+            (SIGNING_TIME, self.signing_time),
+            (AUTHENTIC_SIGNING_TIME, self.authentic_signing_time),
+            (EXPIRY, self.expiry),
+        ] {
+            if let Some(time) = time {
+                protected[name] = rfc3339(time).into();
+            }
+        }
+        for (name, value) in &self.extra_headers {
+            protected[name] = value.clone().into();
+        }
+        let protected = URL_SAFE_NO_PAD.encode(protected.to_string());
+        let payload = URL_SAFE_NO_PAD.encode(&self.payload);
+        let signature = key.sign_jose(self.jose(key), format!("{protected}.{payload}").as_bytes());
+        let mut header = serde_json::json!({
+            "x5c": self.chain.iter().map(|der| STANDARD.encode(der)).collect::<Vec<_>>(),
+            "io.cncf.notary.signingAgent": "berth-tests",
+        });
+        if let Some(token) = &self.timestamp {
+            header[TIMESTAMP_SIGNATURE] = STANDARD.encode(token).into();
+        }
+        serde_json::json!({
+            "payload": payload,
+            "protected": protected,
+            "header": header,
+            "signature": URL_SAFE_NO_PAD.encode(signature),
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn cose(&self, key: &TestKey) -> Vec<u8> {
+        let algorithm = match self.algorithm {
+            "PS256" => iana::Algorithm::PS256,
+            "PS384" => iana::Algorithm::PS384,
+            "PS512" => iana::Algorithm::PS512,
+            "ES384" => iana::Algorithm::ES384,
+            "ES512" => iana::Algorithm::ES512,
+            "ES256" => iana::Algorithm::ES256,
+            _ => iana::Algorithm::EdDSA,
+        };
+        let mut protected = HeaderBuilder::new()
+            .algorithm(algorithm)
+            .content_type(PAYLOAD_CONTENT_TYPE.to_string())
+            .text_value(
+                SIGNING_SCHEME.to_string(),
+                Value::Text(self.scheme.to_string()),
+            );
+        for name in &self.critical {
+            protected =
+                protected.add_critical_label(RegisteredLabelWithPrivate::Text(name.clone()));
+        }
+        for (name, time) in [
+            (SIGNING_TIME, self.signing_time),
+            (AUTHENTIC_SIGNING_TIME, self.authentic_signing_time),
+            (EXPIRY, self.expiry),
+        ] {
+            if let Some(time) = time {
+                protected = protected.text_value(
+                    name.to_string(),
+                    Value::Tag(1, Box::new(Value::Integer(time.into()))),
+                );
+            }
+        }
+        for (name, value) in &self.extra_headers {
+            protected = protected.text_value(name.clone(), Value::Text(value.clone()));
+        }
+        let chain = Value::Array(
+            self.chain
+                .iter()
+                .map(|der| Value::Bytes(der.clone()))
+                .collect(),
+        );
+        let mut unprotected = HeaderBuilder::new().value(33, chain).text_value(
+            "io.cncf.notary.signingAgent".to_string(),
+            Value::Text("berth-tests".into()),
+        );
+        if let Some(token) = &self.timestamp {
+            unprotected = unprotected
+                .text_value(TIMESTAMP_SIGNATURE.to_string(), Value::Bytes(token.clone()));
+        }
+        let jose = self.jose(key);
+        let sign1 = CoseSign1Builder::new()
+            .protected(protected.build())
+            .unprotected(unprotected.build())
+            .payload(self.payload.clone())
+            .create_signature(&[], |data| key.sign_jose(jose, data))
+            .build();
+        super::cose::to_tagged(sign1)
+    }
+}
+
+pub(crate) fn store(certificates: &[(&TestCertificate, StoreType)]) -> TrustStore {
+    TrustStore {
+        cosign: Vec::new(),
+        certificates: certificates
+            .iter()
+            .map(|(certificate, store)| {
+                TrustedCertificate::from_der(*store, &certificate.der).expect("certificate")
+            })
+            .collect(),
+    }
+}
+
+const FORMATS: [Format; 2] = [Format::Jws, Format::Cose];
+
+fn verify(format: Format, envelope: &[u8], store: &TrustStore) -> Verdict {
+    verify_notation(format.media_type(), envelope, &subject(), store, NOW)
+}
+
+fn assert_untrusted(verdict: &Verdict, reason: &str) {
+    assert!(!verdict.trusted, "trusted, expected: {reason}");
+    assert_eq!(verdict.reason, reason);
+    assert_eq!(verdict.author, "");
+    assert_eq!(verdict.expires_unix, None);
+}
+
+#[test]
+fn trusts_a_chain_reaching_the_ca_store() {
+    let chain = testing::chain(testing::p256_key(), (NOW - DAY, NOW + 30 * DAY));
+    for format in FORMATS {
+        let envelope = Spec::new("ES256", chain.ders()).sign(format, &chain.leaf.key);
+        for anchor in [&chain.root, &chain.intermediate] {
+            let verdict = verify(format, &envelope, &store(&[(anchor, StoreType::Ca)]));
+            assert_eq!(
+                verdict,
+                Verdict::trusted(
+                    Tool::Notation,
+                    "CN=signer,O=Example,C=US".into(),
+                    Some(NOW + 30 * DAY)
+                ),
+                "{format:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn trusts_every_key_notation_signs_with() {
+    for (key, algorithm) in [
+        (testing::rsa2048_key(), "PS256"),
+        (testing::rsa3072_key(), "PS384"),
+        (testing::p384_key(), "ES384"),
+    ] {
+        let chain = testing::chain(key, testing::current());
+        for format in FORMATS {
+            let envelope = Spec::new(algorithm, chain.ders()).sign(format, &chain.leaf.key);
+            let verdict = verify(format, &envelope, &store(&[(&chain.root, StoreType::Ca)]));
+            assert!(
+                verdict.trusted,
+                "{algorithm} {format:?}: {}",
+                verdict.reason
+            );
+        }
+    }
+}
+
+#[test]
+fn trusts_a_generate_test_certificate_uploaded_as_ca() {
+    let key = testing::p256_key();
+    let certificate = testing::self_signed_code_signing(&key);
+    for format in FORMATS {
+        let envelope = Spec::new("ES256", vec![certificate.der.clone()]).sign(format, &key);
+        let verdict = verify(format, &envelope, &store(&[(&certificate, StoreType::Ca)]));
+        assert_eq!(
+            verdict,
+            Verdict::trusted(
+                Tool::Notation,
+                "CN=generate-test,O=Example,C=US".into(),
+                Some(testing::current().1)
+            )
+        );
+        let verdict = verify(format, &envelope, &TrustStore::default());
+        assert_untrusted(
+            &verdict,
+            "certificate chain does not reach a certificate of the ca trust store",
+        );
+    }
+}
+
+#[test]
+fn an_earlier_signature_expiry_bounds_the_verdict() {
+    let chain = testing::chain(testing::p256_key(), testing::current());
+    for format in FORMATS {
+        let mut spec = Spec::new("ES256", chain.ders());
+        spec.expiry = Some(NOW + DAY);
+        spec.critical.push(EXPIRY.into());
+        let verdict = verify(
+            format,
+            &spec.sign(format, &chain.leaf.key),
+            &store(&[(&chain.root, StoreType::Ca)]),
+        );
+        assert_eq!(verdict.expires_unix, Some(NOW + DAY));
+        spec.expiry = Some(NOW - 1);
+        let verdict = verify(
+            format,
+            &spec.sign(format, &chain.leaf.key),
+            &store(&[(&chain.root, StoreType::Ca)]),
+        );
+        assert_untrusted(
+            &verdict,
+            &format!("signature expired at {}", rfc3339(NOW - 1)),
+        );
+    }
+}
+
+#[test]
+fn signing_authority_signatures_need_the_signing_authority_store() {
+    let chain = testing::chain(testing::p256_key(), testing::current());
+    for format in FORMATS {
+        let mut spec = Spec::new("ES256", chain.ders());
+        spec.scheme = "notary.x509.signingAuthority";
+        spec.signing_time = None;
+        spec.authentic_signing_time = Some(NOW - DAY);
+        spec.critical.push(AUTHENTIC_SIGNING_TIME.into());
+        let envelope = spec.sign(format, &chain.leaf.key);
+        let verdict = verify(
+            format,
+            &envelope,
+            &store(&[(&chain.root, StoreType::SigningAuthority)]),
+        );
+        assert_eq!(
+            verdict,
+            Verdict::trusted(Tool::Notation, "CN=signer,O=Example,C=US".into(), None)
+        );
+        assert_untrusted(
+            &verify(format, &envelope, &store(&[(&chain.root, StoreType::Ca)])),
+            "certificate chain reaches a certificate of the ca trust store, but the notary.x509.signingAuthority signing scheme needs the signingAuthority trust store",
+        );
+        spec.authentic_signing_time = Some(testing::current().0 - DAY);
+        assert_untrusted(
+            &verify(format, &spec.sign(format, &chain.leaf.key), &store(&[(&chain.root, StoreType::SigningAuthority)])),
+            &format!("certificate CN=signer,O=Example,C=US was not valid at the authentic signing time {}", rfc3339(testing::current().0 - DAY)),
+        );
+    }
+}
+
+#[test]
+fn refuses_signatures_that_do_not_verify_or_do_not_name_the_manifest() {
+    let chain = testing::chain(testing::p256_key(), testing::current());
+    let trusted = store(&[(&chain.root, StoreType::Ca)]);
+    let other = testing::chain(testing::p256_key(), testing::current());
+    let other_digest = DIGEST.replace('0', "f");
+    let cases: Vec<(Box<dyn Fn(&mut Spec)>, TrustStore, String)> = vec![
+        (Box::new(|_| {}), TrustStore::default(), "certificate chain does not reach a certificate of the ca trust store".into()),
+        (Box::new(|_| {}), store(&[(&other.root, StoreType::Ca)]), "certificate chain does not reach a certificate of the ca trust store".into()),
+        (Box::new(|_| {}), store(&[(&chain.root, StoreType::SigningAuthority)]), "certificate chain reaches a certificate of the signingAuthority trust store, but the notary.x509 signing scheme needs the ca trust store".into()),
+        (Box::new(|_| {}), store(&[(&chain.root, StoreType::Tsa)]), "certificate chain reaches a certificate of the tsa trust store, but the notary.x509 signing scheme needs the ca trust store".into()),
+        (Box::new(move |spec: &mut Spec| spec.payload = payload(&other_digest, MEDIA_TYPE, SIZE)), trusted.clone(), format!("the payload names {}, not this manifest", DIGEST.replace('0', "f"))),
+        (Box::new(|spec: &mut Spec| spec.payload = payload(DIGEST, MEDIA_TYPE, SIZE + 1)), trusted.clone(), "the payload names a manifest of 1235 bytes, not 1234".into()),
+        (Box::new(|spec: &mut Spec| spec.payload = payload(DIGEST, "application/vnd.oci.image.index.v1+json", SIZE)), trusted.clone(), format!("the payload names media type application/vnd.oci.image.index.v1+json, not {MEDIA_TYPE}")),
+        (Box::new(|spec: &mut Spec| spec.payload = b"{}".to_vec()), trusted.clone(), "the payload is not a notation payload (targetArtifact)".into()),
+        (Box::new(|spec: &mut Spec| spec.critical.push("io.example.x".into())), trusted.clone(), "unknown critical header io.example.x".into()),
+        (Box::new(|spec: &mut Spec| spec.critical.push(EXPIRY.into())), trusted.clone(), format!("critical header {EXPIRY} is listed but absent")),
+        (Box::new(|spec: &mut Spec| spec.critical.clear()), trusted.clone(), format!("the crit header does not list {SIGNING_SCHEME}")),
+        (Box::new(|spec: &mut Spec| spec.expiry = Some(NOW + DAY)), trusted.clone(), format!("the crit header does not list {EXPIRY}")),
+        (Box::new(|spec: &mut Spec| spec.signing_time = None), trusted.clone(), format!("the {SIGNING_TIME} header is missing")),
+        (Box::new(|spec: &mut Spec| spec.scheme = "notary.other"), trusted.clone(), "unsupported signing scheme \"notary.other\"".into()),
+        (Box::new(|spec: &mut Spec| spec.algorithm = "PS256"), trusted.clone(), "the signature algorithm PS256 does not match the signing key (which needs ES256)".into()),
+        (Box::new(|spec: &mut Spec| spec.algorithm = "ES384"), trusted.clone(), "the signature algorithm ES384 does not match the signing key (which needs ES256)".into()),
+        (Box::new(|spec: &mut Spec| spec.algorithm = "ES512"), trusted.clone(), "the signature algorithm ES512 does not match the signing key (which needs ES256)".into()),
+        (Box::new(|spec: &mut Spec| spec.chain.clear()), trusted.clone(), "the envelope carries no certificate chain".into()),
+        (Box::new(|spec: &mut Spec| spec.chain.swap(1, 2)), trusted.clone(), "certificate CN=signer,O=Example,C=US is not signed by the next certificate of the chain, CN=root,O=Example,C=US".into()),
+        (Box::new(|spec: &mut Spec| { spec.chain.pop(); }), trusted.clone(), "the last certificate of the chain, CN=intermediate,O=Example,C=US, is not self-signed".into()),
+        (Box::new(|spec: &mut Spec| spec.chain = vec![spec.chain[0].clone(); MAX_CHAIN_CERTIFICATES + 1]), trusted.clone(), "the certificate chain is longer than 10".into()),
+        (Box::new(|spec: &mut Spec| spec.chain[0] = b"junk".to_vec()), trusted.clone(), "certificate 1 of the chain is not an X.509 certificate".into()),
+    ];
+    for format in FORMATS {
+        for (change, store, reason) in &cases {
+            let mut spec = Spec::new("ES256", chain.ders());
+            change(&mut spec);
+            let verdict = verify(format, &spec.sign(format, &chain.leaf.key), store);
+            assert_untrusted(&verdict, reason);
+        }
+        let mut spec = Spec::new("ES256", chain.ders());
+        spec.chain[0] = other.leaf.der.clone();
+        assert_untrusted(
+            &verify(format, &spec.sign(format, &chain.leaf.key), &trusted),
+            "the signature does not verify with the signing certificate's key",
+        );
+    }
+}
