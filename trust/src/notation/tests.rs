@@ -8,7 +8,7 @@ use coset::{iana, CoseSign1Builder, HeaderBuilder, RegisteredLabelWithPrivate};
 
 use super::*;
 use crate::certificate::TrustedCertificate;
-use crate::testing::{self, Jose, KeyKind, TestCertificate, TestKey, DAY, NOW};
+use crate::testing::{self, Jose, KeyKind, Role, TestCertificate, TestKey, DAY, NOW};
 
 pub(crate) const DIGEST: &str =
     "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -384,4 +384,86 @@ fn refuses_signatures_that_do_not_verify_or_do_not_name_the_manifest() {
             "the signature does not verify with the signing certificate's key",
         );
     }
+}
+
+#[test]
+fn judges_certificate_validity_now() {
+    let expired = testing::chain(testing::p256_key(), (NOW - 30 * DAY, NOW - DAY));
+    let future = testing::chain(testing::p256_key(), (NOW + DAY, NOW + 30 * DAY));
+    for format in FORMATS {
+        let mut spec = Spec::new("ES256", expired.ders());
+        spec.signing_time = Some(NOW - 2 * DAY);
+        let verdict = verify(format, &spec.sign(format, &expired.leaf.key), &store(&[(&expired.root, StoreType::Ca)]));
+        assert_untrusted(&verdict, &format!("certificate expired at {}, no valid timestamp", rfc3339(NOW - DAY)));
+
+        let mut spec = Spec::new("ES256", future.ders());
+        spec.signing_time = Some(NOW + 2 * DAY);
+        let verdict = verify(format, &spec.sign(format, &future.leaf.key), &store(&[(&future.root, StoreType::Ca)]));
+        assert_untrusted(&verdict, &format!("certificate CN=signer,O=Example,C=US is not valid before {}", rfc3339(NOW + DAY)));
+
+        let spec = Spec::new("ES256", future.ders());
+        let verdict = verify(format, &spec.sign(format, &future.leaf.key), &store(&[(&future.root, StoreType::Ca)]));
+        assert_untrusted(
+            &verdict,
+            &format!("certificate CN=signer,O=Example,C=US was not valid at the signing time {}", rfc3339(NOW - DAY)),
+        );
+    }
+}
+
+#[test]
+fn refuses_leaves_that_are_not_for_code_signing() {
+    let root = testing::certificate("root", testing::p256_key(), Role::Authority, testing::current(), None);
+    let server = testing::certificate("server", testing::p256_key(), Role::ServerAuth, testing::current(), Some(&root));
+    let authority = testing::certificate("sub-ca", testing::p256_key(), Role::Authority, testing::current(), Some(&root));
+    let trusted = store(&[(&root, StoreType::Ca)]);
+    for format in FORMATS {
+        let spec = Spec::new("ES256", vec![server.der.clone(), root.der.clone()]);
+        assert_untrusted(
+            &verify(format, &spec.sign(format, &server.key), &trusted),
+            "the signing certificate CN=server,O=Example,C=US lacks the codeSigning extended key usage",
+        );
+        let spec = Spec::new("ES256", vec![authority.der.clone(), root.der.clone()]);
+        assert_untrusted(
+            &verify(format, &spec.sign(format, &authority.key), &trusted),
+            "the signing certificate CN=sub-ca,O=Example,C=US is a CA",
+        );
+        let spec = Spec::new("ES256", vec![root.der.clone()]);
+        assert_untrusted(
+            &verify(format, &spec.sign(format, &root.key), &trusted),
+            "the signing certificate CN=root,O=Example,C=US is a CA",
+        );
+    }
+}
+
+#[test]
+fn never_panics_on_garbage_truncated_or_huge_input() {
+    let chain = testing::chain(testing::p256_key(), testing::current());
+    let trusted = store(&[(&chain.root, StoreType::Ca)]);
+    for format in FORMATS {
+        let envelope = Spec::new("ES256", chain.ders()).sign(format, &chain.leaf.key);
+        assert!(verify(format, &envelope, &trusted).trusted);
+        for length in (0..envelope.len()).step_by(7) {
+            assert!(!verify(format, &envelope[..length], &trusted).trusted);
+        }
+        for position in (0..envelope.len()).step_by(13) {
+            let mut flipped = envelope.clone();
+            flipped[position] ^= 0x5a;
+            let verdict = verify(format, &flipped, &trusted);
+            assert!(!verdict.trusted || verdict.reason.is_empty());
+        }
+        for garbage in [&b""[..], b"\x00", b"{}", b"[]", b"\xd2\x84", b"null", &[0xff; 64]] {
+            let verdict = verify(format, garbage, &trusted);
+            assert!(!verdict.trusted);
+            assert!(!verdict.reason.is_empty());
+        }
+        let huge = vec![b'{'; MAX_ENVELOPE_BYTES + 1];
+        assert_untrusted(&verify(format, &huge, &trusted), "the signature envelope is larger than 4 MiB");
+    }
+    assert_untrusted(
+        &verify_notation("application/octet-stream", b"x", &subject(), &trusted, NOW),
+        "unsupported signature envelope media type \"application/octet-stream\"",
+    );
+    // A CBOR array header claiming 2^32 elements must not allocate them.
+    let claim = [0xd2, 0x84, 0x40, 0xa0, 0xf6, 0x9b, 0, 0, 0, 1, 0, 0, 0, 0];
+    assert!(!verify(Format::Cose, &claim, &trusted).trusted);
 }
