@@ -119,8 +119,8 @@ pub(crate) fn check_structure(
 }
 
 /// Whether the chain reaches a certificate of `store_type` at `at_unix`: a webpki path from
-/// the leaf through the chain to a trust anchor of that type, or (as notation accepts) a chain
-/// certificate identical to one of that type.
+/// the leaf through the chain to a trust anchor of that type, or, for a signing chain (as
+/// notation accepts), a chain certificate identical to one of that type.
 pub(crate) fn reaches(
     ders: &[Vec<u8>],
     store_type: StoreType,
@@ -146,7 +146,10 @@ pub(crate) fn reaches_any(
     if trusted.is_empty() {
         return false;
     }
-    if ders.iter().any(|der| trusted.contains(&der.as_slice())) {
+    // A signing chain was already checked link by link and for time (check_structure and the
+    // caller), so containing a trusted certificate suffices, as in notation; a timestamp's
+    // certificates are an unordered set and go through webpki only.
+    if purpose == Purpose::CodeSigning && ders.iter().any(|der| trusted.contains(&der.as_slice())) {
         return true;
     }
     let trusted_ders: Vec<CertificateDer> = trusted

@@ -18,7 +18,7 @@
 //!
 //! No revocation checks: berth has no network.
 
-mod chain;
+pub(crate) mod chain;
 mod cose;
 mod jws;
 

@@ -56,7 +56,8 @@ pub(crate) struct Spec {
     pub extra_headers: Vec<(String, String)>,
     pub payload: Vec<u8>,
     pub chain: Vec<Vec<u8>>,
-    pub timestamp: Option<Vec<u8>>,
+    /// Makes the timestamp token from the signature bytes.
+    pub timestamp: Option<std::rc::Rc<dyn Fn(&[u8]) -> Vec<u8>>>,
 }
 
 impl Spec {
@@ -121,8 +122,8 @@ impl Spec {
             "x5c": self.chain.iter().map(|der| STANDARD.encode(der)).collect::<Vec<_>>(),
             "io.cncf.notary.signingAgent": "berth-tests",
         });
-        if let Some(token) = &self.timestamp {
-            header[TIMESTAMP_SIGNATURE] = STANDARD.encode(token).into();
+        if let Some(make_token) = &self.timestamp {
+            header[TIMESTAMP_SIGNATURE] = STANDARD.encode(make_token(&signature)).into();
         }
         serde_json::json!({
             "payload": payload,
@@ -176,14 +177,10 @@ impl Spec {
                 .map(|der| Value::Bytes(der.clone()))
                 .collect(),
         );
-        let mut unprotected = HeaderBuilder::new().value(33, chain).text_value(
+        let unprotected = HeaderBuilder::new().value(33, chain).text_value(
             "io.cncf.notary.signingAgent".to_string(),
             Value::Text("berth-tests".into()),
         );
-        if let Some(token) = &self.timestamp {
-            unprotected = unprotected
-                .text_value(TIMESTAMP_SIGNATURE.to_string(), Value::Bytes(token.clone()));
-        }
         let jose = self.jose(key);
         let sign1 = CoseSign1Builder::new()
             .protected(protected.build())
@@ -191,6 +188,14 @@ impl Spec {
             .payload(self.payload.clone())
             .create_signature(&[], |data| key.sign_jose(jose, data))
             .build();
+        let mut sign1 = sign1;
+        if let Some(make_token) = &self.timestamp {
+            let token = make_token(&sign1.signature);
+            sign1.unprotected.rest.push((
+                coset::Label::Text(TIMESTAMP_SIGNATURE.to_string()),
+                Value::Bytes(token),
+            ));
+        }
         super::cose::to_tagged(sign1)
     }
 }
@@ -393,28 +398,73 @@ fn judges_certificate_validity_now() {
     for format in FORMATS {
         let mut spec = Spec::new("ES256", expired.ders());
         spec.signing_time = Some(NOW - 2 * DAY);
-        let verdict = verify(format, &spec.sign(format, &expired.leaf.key), &store(&[(&expired.root, StoreType::Ca)]));
-        assert_untrusted(&verdict, &format!("certificate expired at {}, no valid timestamp", rfc3339(NOW - DAY)));
+        let verdict = verify(
+            format,
+            &spec.sign(format, &expired.leaf.key),
+            &store(&[(&expired.root, StoreType::Ca)]),
+        );
+        assert_untrusted(
+            &verdict,
+            &format!(
+                "certificate expired at {}, no valid timestamp",
+                rfc3339(NOW - DAY)
+            ),
+        );
 
         let mut spec = Spec::new("ES256", future.ders());
         spec.signing_time = Some(NOW + 2 * DAY);
-        let verdict = verify(format, &spec.sign(format, &future.leaf.key), &store(&[(&future.root, StoreType::Ca)]));
-        assert_untrusted(&verdict, &format!("certificate CN=signer,O=Example,C=US is not valid before {}", rfc3339(NOW + DAY)));
-
-        let spec = Spec::new("ES256", future.ders());
-        let verdict = verify(format, &spec.sign(format, &future.leaf.key), &store(&[(&future.root, StoreType::Ca)]));
+        let verdict = verify(
+            format,
+            &spec.sign(format, &future.leaf.key),
+            &store(&[(&future.root, StoreType::Ca)]),
+        );
         assert_untrusted(
             &verdict,
-            &format!("certificate CN=signer,O=Example,C=US was not valid at the signing time {}", rfc3339(NOW - DAY)),
+            &format!(
+                "certificate CN=signer,O=Example,C=US is not valid before {}",
+                rfc3339(NOW + DAY)
+            ),
+        );
+
+        let spec = Spec::new("ES256", future.ders());
+        let verdict = verify(
+            format,
+            &spec.sign(format, &future.leaf.key),
+            &store(&[(&future.root, StoreType::Ca)]),
+        );
+        assert_untrusted(
+            &verdict,
+            &format!(
+                "certificate CN=signer,O=Example,C=US was not valid at the signing time {}",
+                rfc3339(NOW - DAY)
+            ),
         );
     }
 }
 
 #[test]
 fn refuses_leaves_that_are_not_for_code_signing() {
-    let root = testing::certificate("root", testing::p256_key(), Role::Authority, testing::current(), None);
-    let server = testing::certificate("server", testing::p256_key(), Role::ServerAuth, testing::current(), Some(&root));
-    let authority = testing::certificate("sub-ca", testing::p256_key(), Role::Authority, testing::current(), Some(&root));
+    let root = testing::certificate(
+        "root",
+        testing::p256_key(),
+        Role::Authority,
+        testing::current(),
+        None,
+    );
+    let server = testing::certificate(
+        "server",
+        testing::p256_key(),
+        Role::ServerAuth,
+        testing::current(),
+        Some(&root),
+    );
+    let authority = testing::certificate(
+        "sub-ca",
+        testing::p256_key(),
+        Role::Authority,
+        testing::current(),
+        Some(&root),
+    );
     let trusted = store(&[(&root, StoreType::Ca)]);
     for format in FORMATS {
         let spec = Spec::new("ES256", vec![server.der.clone(), root.der.clone()]);
@@ -451,13 +501,24 @@ fn never_panics_on_garbage_truncated_or_huge_input() {
             let verdict = verify(format, &flipped, &trusted);
             assert!(!verdict.trusted || verdict.reason.is_empty());
         }
-        for garbage in [&b""[..], b"\x00", b"{}", b"[]", b"\xd2\x84", b"null", &[0xff; 64]] {
+        for garbage in [
+            &b""[..],
+            b"\x00",
+            b"{}",
+            b"[]",
+            b"\xd2\x84",
+            b"null",
+            &[0xff; 64],
+        ] {
             let verdict = verify(format, garbage, &trusted);
             assert!(!verdict.trusted);
             assert!(!verdict.reason.is_empty());
         }
         let huge = vec![b'{'; MAX_ENVELOPE_BYTES + 1];
-        assert_untrusted(&verify(format, &huge, &trusted), "the signature envelope is larger than 4 MiB");
+        assert_untrusted(
+            &verify(format, &huge, &trusted),
+            "the signature envelope is larger than 4 MiB",
+        );
     }
     assert_untrusted(
         &verify_notation("application/octet-stream", b"x", &subject(), &trusted, NOW),
@@ -466,4 +527,53 @@ fn never_panics_on_garbage_truncated_or_huge_input() {
     // A CBOR array header claiming 2^32 elements must not allocate them.
     let claim = [0xd2, 0x84, 0x40, 0xa0, 0xf6, 0x9b, 0, 0, 0, 1, 0, 0, 0, 0];
     assert!(!verify(Format::Cose, &claim, &trusted).trusted);
+}
+
+#[test]
+fn an_expired_chain_is_trusted_with_a_valid_timestamp() {
+    use crate::timestamp::tests::{tsa_chain, TokenSpec};
+    let (tsa_root, tsa_leaf) = tsa_chain();
+    let (tsa_root, tsa_leaf) = (std::rc::Rc::new(tsa_root), std::rc::Rc::new(tsa_leaf));
+    let expired = testing::chain(testing::p256_key(), (NOW - 30 * DAY, NOW - DAY));
+    let signed_at = NOW - 2 * DAY;
+    let token = |gen_time: i64| -> std::rc::Rc<dyn Fn(&[u8]) -> Vec<u8>> {
+        let (root, leaf) = (tsa_root.clone(), tsa_leaf.clone());
+        std::rc::Rc::new(move |signature: &[u8]| {
+            TokenSpec {
+                tsa: &leaf,
+                intermediates: vec![root.as_ref()],
+                stamped: signature.to_vec(),
+                gen_time,
+                message_digest: None,
+            }
+            .encode()
+        })
+    };
+    let trusted = store(&[(&expired.root, StoreType::Ca), (&tsa_root, StoreType::Tsa)]);
+    for format in FORMATS {
+        let mut spec = Spec::new("ES256", expired.ders());
+        spec.signing_time = Some(signed_at);
+        spec.timestamp = Some(token(signed_at));
+        let envelope = spec.sign(format, &expired.leaf.key);
+        assert_eq!(
+            verify(format, &envelope, &trusted),
+            Verdict::trusted(Tool::Notation, "CN=signer,O=Example,C=US".into(), None),
+            "{format:?}"
+        );
+        let expired_at = rfc3339(NOW - DAY);
+        assert_untrusted(
+            &verify(format, &envelope, &store(&[(&expired.root, StoreType::Ca), (&tsa_root, StoreType::Ca)])),
+            &format!("certificate expired at {expired_at}, no valid timestamp (the timestamp's certificate chain does not reach a certificate of the tsa trust store)"),
+        );
+        spec.timestamp = Some(token(NOW));
+        assert_untrusted(
+            &verify(format, &spec.sign(format, &expired.leaf.key), &trusted),
+            &format!("certificate expired at {expired_at}, no valid timestamp (certificate CN=signer,O=Example,C=US was not valid at the timestamp {})", rfc3339(NOW)),
+        );
+        spec.timestamp = Some(std::rc::Rc::new(|_: &[u8]| b"junk".to_vec()));
+        assert_untrusted(
+            &verify(format, &spec.sign(format, &expired.leaf.key), &trusted),
+            &format!("certificate expired at {expired_at}, no valid timestamp (the timestamp token is not a CMS SignedData TimeStampToken)"),
+        );
+    }
 }
