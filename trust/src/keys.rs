@@ -69,6 +69,8 @@ pub(crate) enum SignatureAlgorithm {
     EcdsaSha384Fixed,
     Ed25519,
     RsaPkcs1Sha256,
+    RsaPkcs1Sha384,
+    RsaPkcs1Sha512,
     RsaPssSha256,
     RsaPssSha384,
     RsaPssSha512,
@@ -149,6 +151,9 @@ impl PublicKey {
             (KeyAlgorithm::EcdsaP256, SignatureAlgorithm::EcdsaSha256Der) => {
                 &signature::ECDSA_P256_SHA256_ASN1
             }
+            (KeyAlgorithm::EcdsaP256, SignatureAlgorithm::EcdsaSha384Der) => {
+                &signature::ECDSA_P256_SHA384_ASN1
+            }
             (KeyAlgorithm::EcdsaP256, SignatureAlgorithm::EcdsaSha256Fixed) => {
                 &signature::ECDSA_P256_SHA256_FIXED
             }
@@ -164,6 +169,12 @@ impl PublicKey {
             (KeyAlgorithm::Ed25519, SignatureAlgorithm::Ed25519) => &signature::ED25519,
             (KeyAlgorithm::Rsa { .. }, SignatureAlgorithm::RsaPkcs1Sha256) => {
                 &signature::RSA_PKCS1_2048_8192_SHA256
+            }
+            (KeyAlgorithm::Rsa { .. }, SignatureAlgorithm::RsaPkcs1Sha384) => {
+                &signature::RSA_PKCS1_2048_8192_SHA384
+            }
+            (KeyAlgorithm::Rsa { .. }, SignatureAlgorithm::RsaPkcs1Sha512) => {
+                &signature::RSA_PKCS1_2048_8192_SHA512
             }
             (KeyAlgorithm::Rsa { .. }, SignatureAlgorithm::RsaPssSha256) => {
                 &signature::RSA_PSS_2048_8192_SHA256

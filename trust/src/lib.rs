@@ -17,7 +17,7 @@ mod cosign;
 mod encoding;
 mod keys;
 mod name;
-mod notation;
+pub(crate) mod notation;
 mod pem;
 mod timestamp;
 mod verdict;

@@ -25,7 +25,7 @@ impl fmt::Display for Tool {
 }
 
 /// Everything a user uploaded that signatures are judged against.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TrustStore {
     pub cosign: Vec<CosignKey>,
     pub certificates: Vec<TrustedCertificate>,
