@@ -376,9 +376,10 @@ pub fn assert_verdicts(client: &Client, url: &str, repo: &str, tag: &str, expect
     assert_eq!(signed, !expected.is_empty(), "IsSigned of {repo}:{tag}");
 }
 
-/// The value of `berth_trust_signatures_verified_total{tool, result}` (0 when absent).
-pub fn verified_total(client: &Client, url: &str, tool: &str, result: &str) -> f64 {
-    crate::scrape_metrics(client, url).sum(
+/// The value of `berth_trust_signatures_verified_total{tool, result}` (0 when absent), read
+/// by the admin (metrics need an authenticated user here).
+pub fn verified_total(url: &str, tool: &str, result: &str) -> f64 {
+    crate::scrape_metrics(&admin(), url).sum(
         "berth_trust_signatures_verified_total",
         &[("tool", tool), ("result", result)],
     )
