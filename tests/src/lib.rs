@@ -8,7 +8,8 @@
 //! The real Prometheus server and metrics linter ([`Prometheus`], [`promtool_check_metrics`]),
 //! and berth's metric families with a strict exposition parser ([`METRIC_FAMILIES`],
 //! [`Exposition`]). Real-browser scenarios in Debian's headless Chromium driven by Python
-//! playwright, and a static site for pages berth does not serve ([`browser`]).
+//! playwright, and a static site for pages berth does not serve ([`browser`]). The trust
+//! extension's signer (tests/trust/sign.py), endpoints and verdicts ([`trust`]).
 //!
 //! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
 //! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
@@ -28,6 +29,7 @@ mod peer;
 mod prometheus;
 pub mod search;
 mod snapshot;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

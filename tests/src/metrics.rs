@@ -60,6 +60,7 @@ pub const METRIC_FAMILIES: &[(&str, &str)] = &[
     ("berth_sync_upstream_retries_total", "counter"),
     ("berth_sync_images_total", "counter"),
     ("berth_sync_last_success_timestamp_seconds", "gauge"),
+    ("berth_sync_unsigned_refused_total", "counter"),
     ("process_cpu_seconds_total", "counter"),
     ("process_resident_memory_bytes", "gauge"),
     ("process_open_fds", "gauge"),

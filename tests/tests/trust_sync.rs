@@ -1,0 +1,249 @@
+//! Sync with `onlySigned` against a real upstream (CNCF Distribution) holding three images:
+//! one with a cosign signature by a key uploaded to berth, one unsigned, one signed by another
+//! key. Pulling through berth (skopeo) brings the signed image with its signature, trusted in
+//! search; the other two are refused with 404 MANIFEST_UNKNOWN and nothing of them is stored;
+//! the status API and the metrics count the refusals. A periodic sync copies only the signed
+//! image.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_tests::api::expect_error;
+use berth_tests::trust::{
+    self, admin, assert_verdicts, upload_key, Signer, Verdict, ADMIN, READER,
+};
+use berth_tests::{
+    authed, fetch_blob, fetch_manifest, http, push_image, random_image, require_tool, run_cmd,
+    run_ok, scrape_metrics, Berth, Client, Distribution, Image, HTPASSWD_SECRET,
+};
+use serde_json::{json, Value};
+
+struct Upstream {
+    registry: Distribution,
+    signed: Image,
+    unsigned: Image,
+    wrong: Image,
+    /// The PEM of the key that signed `signed` (`wrong` is signed by another).
+    key_pem: String,
+}
+
+/// Distribution with `lib/signed:1` (cosign signature by the returned key), `lib/unsigned:1`
+/// and `lib/wrong:1` (signed by a key berth never sees); signatures pushed with skopeo.
+fn upstream() -> Upstream {
+    let registry = Distribution::start();
+    let client = http();
+    let (signed, unsigned, wrong) = (
+        random_image(1, 3000),
+        random_image(1, 3000),
+        random_image(1, 3000),
+    );
+    push_image(&client, &registry.url, "lib/signed", "1", &signed);
+    push_image(&client, &registry.url, "lib/unsigned", "1", &unsigned);
+    push_image(&client, &registry.url, "lib/wrong", "1", &wrong);
+    let signer = Signer::new();
+    let anonymous = |repo: &str, image: &Image, key: &str| {
+        json!({
+            "op": "cosign", "signers": [{"key": key}], "reference": format!("{}/{repo}", registry.addr),
+            "subject": image.digest, "push": trust::target(&registry.addr, repo, None, "skopeo"),
+        })
+    };
+    let made = signer.run(&[
+        trust::key("good", "p256"),
+        trust::key("other", "p256"),
+        anonymous("lib/signed", &signed, "good"),
+        anonymous("lib/wrong", &wrong, "other"),
+    ]);
+    Upstream {
+        key_pem: made[0]["public_pem"].as_str().unwrap().to_string(),
+        registry,
+        signed,
+        unsigned,
+        wrong,
+    }
+}
+
+/// berth with trust (cosign) and sync of `registry` (merged into the defaults) with
+/// `onlySigned`, and the upstream's key uploaded.
+fn mirror(upstream: &Upstream, registry: Value) -> Berth {
+    let mut entry = json!({
+        "urls": [upstream.registry.url], "onlySigned": true, "tlsVerify": false,
+        "content": [{"prefix": "**"}],
+    });
+    berth_tests::merge_patch(&mut entry, &registry);
+    let berth = trust::start(
+        true,
+        false,
+        json!({"extensions": {"sync": {"registries": [entry]}}}),
+    );
+    let (status, body) = upload_key(&berth.url, &upstream.key_pem);
+    assert_eq!(status, 200, "{body}");
+    berth
+}
+
+fn sync_status(berth: &Berth) -> Value {
+    let response = admin()
+        .get(format!("{}/v2/_berth/ext/sync", berth.url))
+        .send()
+        .expect("GET sync status");
+    assert_eq!(response.status().as_u16(), 200);
+    serde_json::from_slice(&response.bytes().expect("body")).expect("status JSON")
+}
+
+fn catalog(client: &Client, berth: &Berth) -> Vec<String> {
+    let response = client
+        .get(format!("{}/v2/_catalog", berth.url))
+        .send()
+        .expect("GET catalog");
+    let body: Value = serde_json::from_slice(&response.bytes().unwrap()).unwrap();
+    let mut repos: Vec<String> =
+        serde_json::from_value(body["repositories"].clone()).unwrap_or_default();
+    repos.sort();
+    repos
+}
+
+/// Nothing of `image` in `repo` on berth: no manifest by tag or digest, no blob.
+#[track_caller]
+fn assert_absent(client: &Client, berth: &Berth, repo: &str, image: &Image) {
+    let (status, _, _) = fetch_manifest(client, &berth.url, repo, &image.digest);
+    assert_eq!(status, 404, "{repo}@{}", image.digest);
+    for digest in image.blob_digests() {
+        let (status, _) = fetch_blob(client, &berth.url, repo, &digest);
+        assert_eq!(status, 404, "{repo} blob {digest}");
+    }
+}
+
+fn signature_tag(image: &Image) -> String {
+    format!("sha256-{}.sig", image.digest.trim_start_matches("sha256:"))
+}
+
+#[test]
+fn on_demand_sync_brings_signed_images_only() {
+    if !trust::signer_available() || !require_tool("skopeo") {
+        return;
+    }
+    let upstream = upstream();
+    let berth = mirror(&upstream, json!({"onDemand": true}));
+    let reader = authed(READER);
+
+    // The signed image, pulled by skopeo through berth, byte for byte.
+    let out = tempfile::tempdir().expect("tempdir");
+    run_ok(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+            .args(["--src-creds", &format!("{READER}:{HTPASSWD_SECRET}")])
+            .arg(format!("docker://{}/lib/signed:1", berth.addr))
+            .arg(format!("oci:{}:1", out.path().display())),
+    );
+    let (status, _, manifest) = fetch_manifest(&reader, &berth.url, "lib/signed", "1");
+    assert_eq!((status, &manifest), (200, &upstream.signed.manifest));
+    // Its signature came along and is trusted.
+    let (status, _, _) = fetch_manifest(
+        &reader,
+        &berth.url,
+        "lib/signed",
+        &signature_tag(&upstream.signed),
+    );
+    assert_eq!(status, 200, "the signature is stored with the image");
+    assert_verdicts(
+        &reader,
+        &berth.url,
+        "lib/signed",
+        "1",
+        &[Verdict::new("cosign", true, &upstream.key_pem)],
+    );
+
+    // Unsigned and wrongly signed: refused, nothing stored.
+    let (ok, _, stderr) = run_cmd(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+            .args(["--src-creds", &format!("{READER}:{HTPASSWD_SECRET}")])
+            .arg(format!("docker://{}/lib/unsigned:1", berth.addr))
+            .arg(format!("oci:{}:2", out.path().display())),
+    );
+    assert!(!ok, "skopeo pulled an unsigned image");
+    let wrong = reader
+        .get(format!("{}/v2/lib/wrong/manifests/1", berth.url))
+        .header("accept", trust::OCI_MANIFEST)
+        .send()
+        .expect("GET");
+    // Counted: once per refused pull.
+    let refused = |berth: &Berth| sync_status(berth)["registries"][0]["refusedUnsigned"].clone();
+    assert_eq!(refused(&berth), json!(2), "{}", sync_status(&berth));
+    assert_absent(&reader, &berth, "lib/unsigned", &upstream.unsigned);
+    assert_absent(&reader, &berth, "lib/wrong", &upstream.wrong);
+    assert_eq!(catalog(&reader, &berth), ["lib/signed"]);
+
+    // Looking for them by digest asked again, and was refused again.
+    let total = refused(&berth)
+        .as_u64()
+        .expect("refusedUnsigned is a count");
+    assert!(total >= 2, "{}", sync_status(&berth));
+    let metrics = scrape_metrics(&authed(ADMIN), &berth.url);
+    assert_eq!(
+        metrics.value(
+            "berth_sync_unsigned_refused_total",
+            &[("upstream", upstream.registry.addr.as_str())]
+        ),
+        Some(total as f64),
+        "berth_sync_unsigned_refused_total agrees with the status API"
+    );
+    // The refusals' answers: the registry does not have such a manifest.
+    expect_error(wrong, 404, "MANIFEST_UNKNOWN");
+    assert!(stderr.contains("manifest unknown"), "{stderr}");
+}
+
+#[test]
+fn periodic_sync_copies_signed_images_only() {
+    if !trust::signer_available() {
+        return;
+    }
+    let upstream = upstream();
+    let berth = mirror(&upstream, json!({"pollInterval": "1s"}));
+    let reader = authed(READER);
+    // The key may arrive after the first pass: a later one copies the signed image.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, manifest) = fetch_manifest(&reader, &berth.url, "lib/signed", "1");
+        if status == 200 {
+            assert_eq!(manifest, upstream.signed.manifest);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lib/signed:1 not copied within 30 s: {}",
+            sync_status(&berth)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Wait for a pass that refused both others, then check nothing of them is stored.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = sync_status(&berth);
+        if status["registries"][0]["refusedUnsigned"]
+            .as_u64()
+            .is_some_and(|n| n >= 2)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusals counted within 30 s: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(catalog(&reader, &berth), ["lib/signed"]);
+    assert_absent(&reader, &berth, "lib/unsigned", &upstream.unsigned);
+    assert_absent(&reader, &berth, "lib/wrong", &upstream.wrong);
+    assert_verdicts(
+        &reader,
+        &berth.url,
+        "lib/signed",
+        "1",
+        &[Verdict::new("cosign", true, &upstream.key_pem)],
+    );
+    let metrics = scrape_metrics(&authed(ADMIN), &berth.url);
+    assert!(
+        metrics.sum("berth_sync_unsigned_refused_total", &[]) >= 2.0,
+        "berth_sync_unsigned_refused_total"
+    );
+}
