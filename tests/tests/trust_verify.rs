@@ -565,8 +565,9 @@ fn a_signing_certificate_that_expires_turns_its_signature_untrusted() {
         &["short", "long-ca", "long-root"],
         json!({"envelope": "cose"}),
     ));
-    let made = signer.run(&ops);
+    // Measured from before the certificate is made: an upper bound of its age.
     let issued = Instant::now();
+    let made = signer.run(&ops);
     let (status, body) = upload_certs(url, Some("ca"), made[0]["pem"].as_str().unwrap());
     assert_eq!(status, 200, "{body}");
     let reader = authed(READER);
