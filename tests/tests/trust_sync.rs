@@ -187,9 +187,10 @@ fn on_demand_sync_brings_signed_images_only() {
         Some(total as f64),
         "berth_sync_unsigned_refused_total agrees with the status API"
     );
-    // The refusals' answers: the registry does not have such a manifest.
-    expect_error(wrong, 404, "MANIFEST_UNKNOWN");
-    assert!(stderr.contains("manifest unknown"), "{stderr}");
+    // The refusals' answers: as for what upstream does not have; nothing of these
+    // repositories is stored, so the repository is unknown (berth's API decision).
+    expect_error(wrong, 404, "NAME_UNKNOWN");
+    assert!(stderr.contains("name unknown"), "{stderr}");
 }
 
 #[test]

@@ -251,11 +251,13 @@ impl OnDemand {
                     self.trust(),
                     registry,
                     &upstream_repo,
-                    repo,
-                    reference,
-                    &manifest.media_type,
-                    &digest,
-                    &manifest.bytes,
+                    signed::Fetched {
+                        repo,
+                        reference,
+                        media_type: &manifest.media_type,
+                        digest: &digest,
+                        bytes: &manifest.bytes,
+                    },
                 )
                 .await?;
                 match admission {

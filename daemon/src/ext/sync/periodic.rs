@@ -75,7 +75,7 @@ pub fn spawn(
 
 /// What copying one tag came to.
 enum Copied {
-    Copied,
+    Stored,
     Skipped,
     /// `onlySigned` refused it (why).
     Refused(String),
@@ -119,7 +119,7 @@ async fn run_pass(sync: &OnDemand, registry: &Registry, stop: &AtomicBool) {
     .buffer_unordered(concurrency);
     while let Some((local, tag, copied)) = copies.next().await {
         match copied {
-            Ok(Copied::Copied) => {
+            Ok(Copied::Stored) => {
                 result.copied += 1;
                 tracing::info!(component = "sync", repository = %local, tag, "image synced");
             }
@@ -219,11 +219,13 @@ async fn copy_tag(
             trust,
             registry,
             upstream_repo,
-            local,
-            &reference,
-            &manifest.media_type,
-            &digest,
-            &manifest.bytes,
+            signed::Fetched {
+                repo: local,
+                reference: &reference,
+                media_type: &manifest.media_type,
+                digest: &digest,
+                bytes: &manifest.bytes,
+            },
         )
         .await?;
         match admission {
@@ -247,7 +249,7 @@ async fn copy_tag(
     )
     .await?;
     copy_referrers(engine, trust, registry, upstream_repo, local, &digest).await?;
-    Ok(Copied::Copied)
+    Ok(Copied::Stored)
 }
 
 /// Copies the manifest `name` names upstream, with everything it references, and stores it

@@ -180,19 +180,32 @@ async fn upstream_signatures(
     Ok(found)
 }
 
-/// Decides whether the manifest `bytes` (digest `digest`, fetched upstream for `reference` of
-/// local `repo`) may be mirrored under `onlySigned`.
+/// A manifest fetched upstream, about to be mirrored.
+pub struct Fetched<'a> {
+    /// The local repository and the reference it is stored under.
+    pub repo: &'a RepoName,
+    pub reference: &'a Reference,
+    pub media_type: &'a str,
+    pub digest: &'a Digest,
+    pub bytes: &'a [u8],
+}
+
+/// Decides whether `fetched` (from `upstream_repo` of `registry`) may be mirrored under
+/// `onlySigned`.
 pub async fn admit(
     engine: &Engine,
     trust: Option<&Trust>,
     registry: &Registry,
     upstream_repo: &str,
-    repo: &RepoName,
-    reference: &Reference,
-    media_type: &str,
-    digest: &Digest,
-    bytes: &[u8],
+    fetched: Fetched<'_>,
 ) -> Result<Admission, SyncError> {
+    let Fetched {
+        repo,
+        reference,
+        media_type,
+        digest,
+        bytes,
+    } = fetched;
     if exempt(engine, repo, reference, digest, bytes)? {
         return Ok(Admission::Exempt);
     }
