@@ -25,7 +25,7 @@ mod verdict;
 #[cfg(test)]
 mod testing;
 
-pub use certificate::{StoreType, TrustedCertificate};
+pub use certificate::{StoreType, TrustedCertificate, UnknownStoreType};
 pub use cosign::{verify_cosign_bundle, verify_cosign_legacy};
 pub use keys::{CosignKey, KeyError};
 pub use notation::verify_notation;
