@@ -411,6 +411,6 @@ pub(crate) fn parse_rfc3339(name: &str, text: &str) -> Result<i64, String> {
 }
 
 #[cfg(test)]
-mod test_envelopes;
+pub(crate) mod test_envelopes;
 #[cfg(test)]
 mod tests;
