@@ -236,4 +236,4 @@ fn judge_with_keys(store: &TrustStore, message: &[u8], signature: &[u8], hint: &
 
 #[cfg(test)]
 #[path = "cosign_tests.rs"]
-mod tests;
+pub(crate) mod tests;

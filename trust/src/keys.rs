@@ -58,6 +58,18 @@ pub(crate) enum KeyAlgorithm {
     Rsa { bits: usize },
 }
 
+impl KeyAlgorithm {
+    /// A short human name for reasons: `ECDSA P-256`, `RSA-3072`, `Ed25519`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ECDSA P-256".to_string(),
+            KeyAlgorithm::EcdsaP384 => "ECDSA P-384".to_string(),
+            KeyAlgorithm::Ed25519 => "Ed25519".to_string(),
+            KeyAlgorithm::Rsa { bits } => format!("RSA-{bits}"),
+        }
+    }
+}
+
 /// How a signature was made; which of these a key accepts depends on its [`KeyAlgorithm`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SignatureAlgorithm {

@@ -237,8 +237,8 @@ fn judge(
         .map_err(|error| format!("the signing certificate's key is not supported: {error}"))?;
     let Some(expected) = Algorithm::for_key(leaf_key.algorithm) else {
         return Err(format!(
-            "notation does not sign with a {:?} key",
-            leaf_key.algorithm
+            "notation does not sign with {} keys",
+            leaf_key.algorithm.describe()
         ));
     };
     if expected != envelope.algorithm {
@@ -411,6 +411,6 @@ pub(crate) fn parse_rfc3339(name: &str, text: &str) -> Result<i64, String> {
 }
 
 #[cfg(test)]
-mod test_envelopes;
+pub(crate) mod test_envelopes;
 #[cfg(test)]
 mod tests;

@@ -262,6 +262,14 @@ fn refuses_leaves_that_are_not_for_code_signing() {
         testing::current(),
         Some(&root),
     );
+    let edwards = testing::certificate(
+        "edwards",
+        testing::ed25519_key(),
+        Role::CodeSigning,
+        testing::current(),
+        Some(&root),
+    );
+    let chain_key = testing::p256_key();
     let trusted = store(&[(&root, StoreType::Ca)]);
     for format in FORMATS {
         let spec = Spec::new("ES256", vec![server.der.clone(), root.der.clone()]);
@@ -273,6 +281,11 @@ fn refuses_leaves_that_are_not_for_code_signing() {
         assert_untrusted(
             &verify(format, &spec.sign(format, &authority.key), &trusted),
             "the signing certificate CN=sub-ca,O=Example,C=US is a CA",
+        );
+        let spec = Spec::new("ES256", vec![edwards.der.clone(), root.der.clone()]);
+        assert_untrusted(
+            &verify(format, &spec.sign(format, &chain_key), &trusted),
+            "notation does not sign with Ed25519 keys",
         );
         let spec = Spec::new("ES256", vec![root.der.clone()]);
         assert_untrusted(
@@ -373,4 +386,25 @@ fn an_expired_chain_is_trusted_with_a_valid_timestamp() {
             &format!("certificate expired at {expired_at}, no valid timestamp (the timestamp token is not a CMS SignedData TimeStampToken)"),
         );
     }
+}
+
+#[test]
+fn cose_accepts_a_single_certificate_x5chain() {
+    use coset::{CoseSign1, Label, TaggedCborSerializable};
+    let key = testing::p256_key();
+    let certificate = testing::self_signed_code_signing(&key);
+    let envelope = Spec::new("ES256", vec![certificate.der.clone()]).sign(Format::Cose, &key);
+    let mut sign1 = CoseSign1::from_tagged_slice(&envelope).expect("COSE_Sign1");
+    for (label, value) in sign1.unprotected.rest.iter_mut() {
+        if *label == Label::Int(33) {
+            *value = ciborium::Value::Bytes(certificate.der.clone());
+        }
+    }
+    let envelope = sign1.to_tagged_vec().expect("encodes");
+    let verdict = verify(
+        Format::Cose,
+        &envelope,
+        &store(&[(&certificate, StoreType::Ca)]),
+    );
+    assert!(verdict.trusted, "{}", verdict.reason);
 }
