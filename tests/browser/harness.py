@@ -199,7 +199,17 @@ class Harness:
             unique, n = f"{base}-{n}", n + 1
         self._shot_names.add(unique)
         path = os.path.join(self.screenshot_dir, unique + ".png")
-        page.screenshot(path=path, full_page=True)
+        # Chromium sometimes answers "Unable to capture screenshot" on a loaded machine (the
+        # compositor missed its frame); the picture is for people, so try again before
+        # letting it fail the scenario.
+        for attempt in range(3):
+            try:
+                page.screenshot(path=path, full_page=True)
+                break
+            except Exception as error:  # playwright's Error, not importable here without it
+                if "Unable to capture screenshot" not in str(error) or attempt == 2:
+                    raise
+                page.wait_for_timeout(250)
         self.screenshots.append(path)
         return path
 

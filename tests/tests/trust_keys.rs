@@ -364,8 +364,45 @@ fn notation_certificates_are_uploaded_listed_and_deleted_by_the_admin_only() {
     assert!(remaining.iter().all(|c| c["id"] != id));
     assert_refused("deleted twice", delete(url, NOTATION, Some(id)), 404);
 
+    // One DER certificate, as zot also takes: stored and listed as its PEM would be.
+    let der = pem_to_der(&pem(inter));
+    let (status, body) =
+        trust::json_parts(post(&admin(), url, NOTATION, "?truststoreType=ca", der));
+    assert_eq!(status, 200, "{body}");
+    let listed = list(url, NOTATION);
+    assert_eq!(listed.len(), 5, "{listed:#?}");
+    assert!(
+        listed
+            .iter()
+            .any(|c| c["id"] == inter["id"] && c["truststoreType"] == "ca"),
+        "{listed:#?}"
+    );
+
     // cosign is off here: its routes are not there.
     for method in [reqwest::Method::GET, reqwest::Method::POST] {
         assert_eq!(status_of(&admin(), method, format!("{url}{COSIGN}")), 404);
     }
+}
+
+/// The DER bytes of a PEM certificate (Python's standard library does the decoding).
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import ssl, sys; sys.stdout.buffer.write(ssl.PEM_cert_to_DER_cert(sys.stdin.read()))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pem.as_bytes())
+        .expect("write PEM");
+    let output = child.wait_with_output().expect("python3 ends");
+    assert!(output.status.success() && !output.stdout.is_empty());
+    output.stdout
 }

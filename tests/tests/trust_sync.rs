@@ -3,7 +3,7 @@
 //! key. Pulling through berth (skopeo) brings the signed image with its signature, trusted in
 //! search; the other two are refused with 404 MANIFEST_UNKNOWN and nothing of them is stored;
 //! the status API and the metrics count the refusals. A periodic sync copies only the signed
-//! image.
+//! image. A notation signature on such an upstream is found through the referrers tag schema.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -246,5 +246,75 @@ fn periodic_sync_copies_signed_images_only() {
     assert!(
         metrics.sum("berth_sync_unsigned_refused_total", &[]) >= 2.0,
         "berth_sync_unsigned_refused_total"
+    );
+}
+
+/// A notation signature on an upstream without the referrers API (Distribution 2.x): found
+/// through the referrers tag schema's index (`sha256-<hex>`, as oras pushes it there), judged
+/// against the uploaded root, and the image is mirrored with it.
+#[test]
+fn on_demand_sync_finds_notation_signatures_through_the_referrers_tag_schema() {
+    if !trust::signer_available() || !require_tool("docker-registry") {
+        return;
+    }
+    let registry = Distribution::start();
+    let client = http();
+    let image = random_image(1, 2000);
+    push_image(&client, &registry.url, "lib/notarized", "1", &image);
+    let signer = Signer::new();
+    let (mut ops, chain) = trust::chain("n", "p256");
+    let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
+    let mut notation = trust::notation(&registry.addr, "lib/notarized", &image, &chain, json!({}));
+    notation["push"] = trust::target(&registry.addr, "lib/notarized", None, "oras");
+    ops.push(notation);
+    let made = signer.run(&ops);
+    let signature = &made[3];
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": trust::OCI_MANIFEST,
+            "digest": signature["digest"], "size": signature["size"],
+            "artifactType": "application/vnd.cncf.notary.signature",
+        }],
+    }))
+    .unwrap();
+    let fallback = format!("sha256-{}", image.digest.trim_start_matches("sha256:"));
+    let put = client
+        .put(format!(
+            "{}/v2/lib/notarized/manifests/{fallback}",
+            registry.url
+        ))
+        .header("content-type", "application/vnd.oci.image.index.v1+json")
+        .body(index)
+        .send()
+        .expect("PUT the referrers tag");
+    assert_eq!(put.status().as_u16(), 201);
+
+    let entry = json!({
+        "urls": [registry.url], "onlySigned": true, "tlsVerify": false, "onDemand": true,
+        "content": [{"prefix": "**"}],
+    });
+    let berth = trust::start(
+        false,
+        true,
+        json!({"extensions": {"sync": {"registries": [entry]}}}),
+    );
+    let (status, body) =
+        trust::upload_certs(&berth.url, Some("ca"), made[0]["pem"].as_str().unwrap());
+    assert_eq!(status, 200, "{body}");
+    let reader = authed(READER);
+    let (status, _, manifest) = fetch_manifest(&reader, &berth.url, "lib/notarized", "1");
+    assert_eq!(
+        (status, &manifest),
+        (200, &image.manifest),
+        "admitted by its notation signature"
+    );
+    assert_verdicts(
+        &reader,
+        &berth.url,
+        "lib/notarized",
+        "1",
+        &[Verdict::new("notation", true, "CN=n signer,O=Example,C=US")],
     );
 }

@@ -3,7 +3,8 @@
 //!
 //! Rules:
 //! - The signatures looked at are upstream's cosign signature tag (`sha256-<hex>.sig`) and
-//!   its signature referrers (when upstream serves the referrers API). Each is judged in
+//!   its signature referrers: from the referrers API, or else from the referrers tag schema's
+//!   index (`sha256-<hex>`). Each is judged in
 //!   memory, before anything is stored, by the trust extension's code against its store.
 //! - With `extensions.trust` verifying, a signature counts when one of its layers is trusted;
 //!   without it, any signature counts (zot's onlySigned checks presence only).
@@ -139,8 +140,22 @@ async fn upstream_signatures(
             found.push((signature, plan));
         }
     }
-    let Some(list) = registry.upstream.referrers(upstream_repo, digest).await? else {
-        return Ok(found);
+    let list = match registry.upstream.referrers(upstream_repo, digest).await? {
+        Some(list) => list,
+        // The OCI 1.1 referrers tag schema: a registry without the referrers API
+        // (Distribution 2.x) holds an index tagged `<algorithm>-<hex>` listing them, as
+        // oras and notation push it there.
+        None => {
+            let tag = format!("{}-{}", digest.algorithm(), digest.hex());
+            match registry
+                .upstream
+                .manifest(upstream_repo, &tag, false)
+                .await?
+            {
+                Some(index) => index.bytes,
+                None => return Ok(found),
+            }
+        }
     };
     let index: serde_json::Value = serde_json::from_slice(&list).unwrap_or_default();
     let referrers = index["manifests"].as_array().cloned().unwrap_or_default();

@@ -23,7 +23,10 @@ pub const LAYER_MAX_BYTES: u64 = 4 << 20;
 pub const LAYERS_MAX: usize = 256;
 
 const COSIGN_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The sigstore bundle's artifact type; its layers' media types start with
+/// [`BUNDLE_MEDIA_TYPE_PREFIX`] (`...bundle.v0.3+json` or `...bundle+json;version=0.3`).
+const BUNDLE_ARTIFACT_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
 
 /// Which tools `extensions.trust` verifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +50,8 @@ pub struct Layer {
 pub struct Plan {
     /// `cosign` or `notation`.
     pub tool: &'static str,
+    /// A sigstore bundle referrer: every layer is a bundle.
+    pub bundle: bool,
     pub layers: Vec<Layer>,
     /// The manifest's own subject descriptor (digest, media type, size), if it has one.
     pub subject: Option<(Digest, String, u64)>,
@@ -95,6 +100,7 @@ pub fn plan(bytes: &[u8], by_tag: bool) -> Option<Plan> {
         });
     Some(Plan {
         tool,
+        bundle: artifact_type == BUNDLE_ARTIFACT_TYPE,
         layers,
         subject,
     })
@@ -156,17 +162,17 @@ pub fn verdicts(
                 Ok(bytes) => bytes,
                 Err(why) => return untrusted(tool, why),
             };
-            let verdict = match (tool, layer.media_type.as_str(), &layer.signature) {
-                ("notation", media_type, _) => {
+            let media_type = layer.media_type.as_str();
+            let bundle = plan.bundle || media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX);
+            let verdict = match (tool, bundle, &layer.signature) {
+                ("notation", _, _) => {
                     berth_trust::verify_notation(media_type, &bytes, subject, store, now_unix)
                 }
-                (_, BUNDLE_MEDIA_TYPE, _) => {
-                    berth_trust::verify_cosign_bundle(&bytes, subject, store)
-                }
+                (_, true, _) => berth_trust::verify_cosign_bundle(&bytes, subject, store),
                 (_, _, Some(signature)) => {
                     berth_trust::verify_cosign_legacy(&bytes, signature, subject, store)
                 }
-                (_, media_type, None) => {
+                (_, false, None) => {
                     return untrusted(
                         tool,
                         format!("layer of type {media_type} carries no cosign signature"),

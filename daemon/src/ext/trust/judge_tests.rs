@@ -61,6 +61,11 @@ fn signature_manifests_are_told_from_others() {
     )
     .expect("a sigstore bundle");
     assert_eq!(bundle.tool, "cosign");
+    assert!(
+        bundle.bundle,
+        "every layer of a bundle referrer is a bundle"
+    );
+    assert!(!by_tag.bundle && !notation.bundle);
 
     // An SBOM referrer, an image, and bytes that are not JSON are not signatures.
     let sbom = manifest(Some("application/spdx+json"), json!([]), true);

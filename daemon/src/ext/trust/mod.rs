@@ -186,8 +186,22 @@ async fn upload_certificates(
         StoreType::SigningAuthority => TrustKind::SigningAuthority,
         StoreType::Tsa => TrustKind::Tsa,
     };
-    let certificates = TrustedCertificate::from_pem(store, bytes)
-        .map_err(|error| ApiError::InvalidArgument(format!("notation certificate: {error}")))?;
+    let certificates = match TrustedCertificate::from_pem(store, bytes) {
+        Ok(certificates) => certificates,
+        // zot also takes one DER certificate.
+        Err(error) if !bytes.starts_with(b"-----") => TrustedCertificate::from_der(store, bytes)
+            .map(|certificate| vec![certificate])
+            .map_err(|_| {
+                ApiError::InvalidArgument(format!(
+                    "notation certificate: {error}, nor a DER certificate"
+                ))
+            })?,
+        Err(error) => {
+            return Err(ApiError::InvalidArgument(format!(
+                "notation certificate: {error}"
+            )))
+        }
+    };
     for certificate in certificates {
         let material = TrustMaterial {
             kind,
