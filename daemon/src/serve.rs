@@ -116,9 +116,16 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let tls = match &config.http.tls {
+        Some(tls) => Some(
+            runtime::tls::Tls::new(tls).map_err(|error| anyhow::anyhow!("http.tls: {error}"))?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(runtime::Shared {
         sync: on_demand,
         trust,
+        tls: tls.clone(),
         extensions: extensions.clone(),
         auth,
         access,
@@ -137,6 +144,10 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let maintenance_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let extension_workers = extensions.start(&maintenance_stop)?;
+    let tls_watch = match &tls {
+        Some(tls) => Some(tls.watch(maintenance_stop.clone())?),
+        None => None,
+    };
     let collector = gc::spawn_periodic(
         shared.engine.clone(),
         &config.storage,
@@ -146,8 +157,13 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let shards = runtime::start_shards(listeners, shared, settings, uring, shutdown_rx)?;
     live.mark_started();
     tracing::info!(%bound, workers, uring, "berth started");
-    println!("berth listening on http://{bound}");
-    signals.until_stop(path, &mut config, &logging, &live);
+    let scheme = if config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("berth listening on {scheme}://{bound}");
+    signals.until_stop(path, &mut config, &logging, &live, tls.as_deref());
     live.mark_draining();
     maintenance_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let delay = config.http.shutdown_delay;
@@ -163,6 +179,9 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     }
     if let Some(collector) = collector {
         let _ = collector.join();
+    }
+    if let Some(tls_watch) = tls_watch {
+        let _ = tls_watch.join();
     }
     // Each extension's way to end: sync stops upstream I/O first, so that a periodic copy in
     // the middle of a blob fails (nothing is committed from a short download) and its thread
@@ -234,6 +253,7 @@ impl Signals {
         config: &mut Config,
         logging: &Logging,
         live: &Live,
+        tls: Option<&runtime::tls::Tls>,
     ) {
         let Signals {
             runtime,
@@ -246,7 +266,12 @@ impl Signals {
                 tokio::select! {
                     _ = term.recv() => return,
                     _ = int.recv() => return,
-                    _ = hup.recv() => reload(path, config, logging, live),
+                    _ = hup.recv() => {
+                        reload(path, config, logging, live);
+                        if let Some(tls) = tls {
+                            tls.reload();
+                        }
+                    }
                 }
             }
         })

@@ -22,10 +22,11 @@ use crate::berth_bin;
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a SIGTERM'd daemon may take to drain and exit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-const LISTENING_PREFIX: &str = "berth listening on http://";
+/// What berth prints once it listens (`https://` with `http.tls`).
+const LISTENING_PREFIX: &str = "berth listening on http(s)://";
 
 pub struct Berth {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with `http.tls`)
     pub url: String,
     /// `127.0.0.1:PORT`
     pub addr: String,
@@ -115,9 +116,14 @@ impl Berth {
             let remaining = deadline.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(remaining) {
                 Ok(line) => {
-                    if let Some(addr) = line.trim().strip_prefix(LISTENING_PREFIX) {
+                    let listening = ["http", "https"].into_iter().find_map(|scheme| {
+                        let prefix = format!("berth listening on {scheme}://");
+                        let addr = line.trim().strip_prefix(prefix.as_str())?.to_owned();
+                        Some((scheme, addr))
+                    });
+                    if let Some((scheme, addr)) = listening {
                         self.addr = addr.trim_end_matches('/').to_string();
-                        self.url = format!("http://{}", self.addr);
+                        self.url = format!("{scheme}://{}", self.addr);
                         return;
                     }
                     seen.push(line);

@@ -112,7 +112,14 @@ pub async fn handle(
         .is_some_and(|(_, route)| route.need == access::Need::Public);
     let anonymous =
         (ctx.access.is_some() || public) && htpasswd::sends_no_credentials(req.headers());
-    if let (Some(auth), false, false) = (&ctx.auth, probe.is_some(), anonymous) {
+    let certified = req
+        .extensions()
+        .get::<crate::runtime::connection::TlsIdentity>()
+        .map(|identity| identity.0.clone());
+    if let Some(identity) = certified {
+        // Mutual TLS: the verified client certificate names the caller (zot's mTLS).
+        info.user = Some(identity);
+    } else if let (Some(auth), false, false) = (&ctx.auth, probe.is_some(), anonymous) {
         match auth.admit(req.headers(), info.peer, head_only).await {
             Ok(user) => info.user = Some(user),
             Err(refused) => return Ok(refused),

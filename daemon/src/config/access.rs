@@ -11,8 +11,9 @@
 //! - Repository patterns are doublestar globs (`*` within a path component, `**` across),
 //!   compiled here with the same compiler as quotas and immutable tags, so a bad pattern stops
 //!   `berth verify`.
-//! - Without `http.auth.htpasswd` every client is anonymous: the section is enforced all the
-//!   same (only `anonymousPolicy` entries can grant), with one warning saying so.
+//! - Without `http.auth.htpasswd` (or client certificates: `http.tls.cacert`) every client is
+//!   anonymous: the section is enforced all the same (only `anonymousPolicy` entries can
+//!   grant), with one warning saying so.
 
 use std::collections::BTreeMap;
 
@@ -104,9 +105,9 @@ const CEL_REFUSED: &str = "CEL conditions are not implemented in this build; ref
 const COLLISION_IGNORED: &str = "detectManifestCollision is not implemented in this build; \
                                  ignored (deleting a manifest by digest that several tags share \
                                  succeeds)";
-/// The warning when access control is configured without htpasswd.
+/// The warning when access control is configured with no way to name a user.
 pub(crate) const ANONYMOUS_ONLY_WARNING: &str =
-    "enforced without http.auth.htpasswd: every client is anonymous, so only anonymousPolicy \
+    "enforced without http.auth.htpasswd or http.tls.cacert: every client is anonymous, so only anonymousPolicy \
      (and metrics.anonymousPolicy) grant anything";
 
 /// `http.accessControl`: `Some(None)` when absent, `None` when invalid (errors in `ctx`).

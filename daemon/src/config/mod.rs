@@ -30,6 +30,7 @@ mod sync;
 mod sync_tests;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod walk;
 
 use std::fmt;
@@ -46,6 +47,7 @@ pub use sync::{
     ContentConfig, RegistryConfig, SyncConfig, TagFilter, DEFAULT_MANIFEST_CHECK_INTERVAL,
     DEFAULT_REQ_CONCURRENT, DEFAULT_RETRY_DELAY, DEFAULT_SYNC_TIMEOUT,
 };
+pub use tls::TlsConfig;
 
 /// The embedded default config, used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.json");
@@ -248,6 +250,8 @@ pub struct HttpConfig {
     pub access: Option<AccessConfig>,
     /// `http.compat`: e.g. `["docker2s2"]`.
     pub compat: Vec<String>,
+    /// `http.tls`: HTTPS (and mutual TLS with `cacert`); `None` = plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 /// `log.format` (berth key).

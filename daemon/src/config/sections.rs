@@ -340,13 +340,9 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
             "compat",
             "auth",
             "accessControl",
+            "tls",
         ],
         &[
-            (
-                "tls",
-                "TLS is not implemented yet in this build; ignored: berth serves \
-                 PLAIN HTTP (put a TLS-terminating proxy in front)",
-            ),
             (
                 "ratelimit",
                 "rate limiting is not implemented yet in this build; ignored",
@@ -383,8 +379,11 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     let realm = section.string(ctx, "realm");
     let compat = compat(ctx, &section);
     let auth = super::auth::auth(ctx, &section);
-    let htpasswd = matches!(auth, Some(Some(_)));
-    let access = super::access::access(ctx, &section, htpasswd);
+    let tls = super::tls::tls(ctx, &section);
+    // Who can be named: htpasswd users, or the common names of client certificates (mTLS).
+    let identified =
+        matches!(auth, Some(Some(_))) || matches!(&tls, Some(Some(tls)) if tls.cacert.is_some());
+    let access = super::access::access(ctx, &section, identified);
     let parsed = |key: &str, ok: bool| !section.has(key) || ok;
     let all_parsed = parsed("workers", workers.is_some())
         && parsed("readHeaderTimeout", read_header_timeout.is_some())
@@ -414,6 +413,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
         compat: compat?,
         auth: auth?,
         access: access?,
+        tls: tls?,
     })
 }
 

@@ -108,6 +108,7 @@ fn defaults_of_a_minimal_config() {
             external_url: None,
             realm: None,
             compat: Vec::new(),
+            tls: None,
             auth: None,
             access: None,
         },
@@ -186,7 +187,6 @@ fn full_zot_example_is_accepted_with_warnings() {
     for key_path in [
         "http.auth",
         "http.accessControl",
-        "http.tls",
         "http.ratelimit",
         "http.writeTimeout",
         "http.readTimeout",
@@ -255,7 +255,7 @@ fn example_files_warn_as_documented() {
         let (_, warnings) = load(Some(&Path::new(CONFIG_DIR).join(name))).unwrap();
         warnings.into_iter().map(|w| w.key_path).collect::<Vec<_>>()
     };
-    assert_eq!(warnings_of("example-zot.yaml"), ["http.tls"]);
+    assert!(warnings_of("example-zot.yaml").is_empty());
     assert!(warnings_of("minimal.json").is_empty());
     let (tuned, warnings) = load(Some(&Path::new(CONFIG_DIR).join("tuned.json"))).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -539,13 +539,14 @@ fn non_identifier_keys_are_quoted_in_paths() {
 #[test]
 fn yaml_is_read_like_json() {
     let yaml = "distSpecVersion: 1.1.1\nstorage:\n  rootDirectory: /data\n  gcDelay: 2h\n\
-                http:\n  address: 0.0.0.0\n  port: \"5000\"\n  tls:\n    cert: /c\n\
+                http:\n  address: 0.0.0.0\n  port: \"5000\"\n  tls:\n    cert: /c\n    key: /k\n\
                 log:\n  level: debug\nextensions:\n  search:\n    enable: true\n";
     let (config, warnings) = parse_yaml_str(yaml).unwrap_or_else(|errors| panic!("{errors}"));
     assert_eq!(config.storage.gc_delay, Duration::from_secs(7200));
     assert_eq!(config.http.port, 5000);
     assert_eq!(config.log.level, "debug");
-    assert!(warned(&warnings, "http.tls"));
+    assert_eq!(config.http.tls.map(|tls| tls.key), Some("/k".into()));
+    assert!(!warned(&warnings, "http.tls"));
     assert!(config.extensions.is_enabled("search"));
     let found = match parse_yaml_str("storage:\n  rootDirectory: /a\n  rootDirectory: /b\n") {
         Err(errors) => errors.to_string(),

@@ -16,10 +16,12 @@
 //! maintenance threads.
 
 pub mod conn_watch;
+pub mod connection;
 pub mod live;
 pub mod logging;
 pub mod observe;
 pub mod periodic;
+pub mod tls;
 
 use std::{
     io,
@@ -30,23 +32,21 @@ use std::{
     time::Duration,
 };
 
-use hyper::{body::Incoming, service::service_fn, Request};
 use hyper_util::{
-    rt::{TokioIo, TokioTimer},
+    rt::TokioTimer,
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
-use tracing::Instrument;
 
 use crate::{
-    api::{self, body::RequestBody, Ctx},
+    api::Ctx,
     ext::metrics::Metrics,
     policy::{quota::Quotas, tag_policy::ImmutableTags},
 };
-use conn_watch::{ConnWatch, WatchedStream};
+use connection::Connection;
 use live::Live;
-use observe::{Observer, REQUEST_ID_HEADER};
+use observe::Observer;
 
 /// Submission queue entries per shard ring. Small rings stay far below the 8 MiB memlock
 /// limit of the machines we run on; a shard rarely has more than a few hundred ops in flight.
@@ -70,6 +70,8 @@ pub struct Shared {
     pub access: Option<Arc<crate::auth::access::AccessControl>>,
     pub extensions: Arc<crate::ext::Registry>,
     pub trust: Option<Arc<crate::ext::trust::Trust>>,
+    /// `http.tls`: every shard serves HTTPS.
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 pub struct ShardSettings {
@@ -144,7 +146,7 @@ pub fn start_shards(
 
 /// Spawns `!Send` futures (hyper's HTTP/2 streams) on the shard's local task set.
 #[derive(Clone, Copy)]
-struct LocalExec;
+pub struct LocalExec;
 
 impl<F> hyper::rt::Executor<F> for LocalExec
 where
@@ -214,46 +216,17 @@ async fn shard_main(
             }
         };
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        let observer = observer.clone();
-        let watch = ConnWatch::new();
-        let requests = watch.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
-            let guard = requests.request_started();
-            let ctx = ctx.clone();
-            let mut scope = observer.begin(req.method(), req.uri(), req.headers(), peer);
-            async move {
-                let span = scope.span.clone();
-                let req = req.map(|body| RequestBody::new(body, scope.bytes.clone()));
-                let mut response = api::handle(req, ctx, &mut scope.info)
-                    .instrument(span)
-                    .await?;
-                scope.status = response.status().as_u16();
-                let id = scope.request_id.clone();
-                response.headers_mut().insert(REQUEST_ID_HEADER, id);
-                let bytes = scope.bytes.clone();
-                Ok::<_, std::convert::Infallible>(
-                    response.map(|body| body.observed(bytes, (guard, scope))),
-                )
-            }
-        });
-        let stream = TokioIo::new(WatchedStream::new(stream, watch.clone()));
-        let connection = builder.serve_connection(stream, service);
-        let connection = graceful.watch(connection.into_owned());
-        let (idle, head) = (settings.idle_timeout, settings.header_read_timeout);
-        tokio::task::spawn_local(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                }
-                expiry = watch.expired(idle, head) => {
-                    // No request is in flight: dropping the connection just closes it.
-                    tracing::debug!(%peer, ?expiry, "closing connection");
-                }
-            }
-        });
+        let connection = Connection {
+            ctx: ctx.clone(),
+            observer: observer.clone(),
+            builder: builder.clone(),
+            graceful: graceful.watcher(),
+            peer,
+            idle: settings.idle_timeout,
+            head: settings.header_read_timeout,
+        };
+        let tls = shared.tls.as_ref().map(|tls| tls.acceptor());
+        tokio::task::spawn_local(connection.run(stream, tls));
     }
     drop(listener);
     if tokio::time::timeout(settings.drain_timeout, graceful.shutdown())

@@ -176,11 +176,14 @@ impl UiExt {
             engine,
             enabled: config.ui.enabled,
             mgmt: crate::ext::mgmt::document(config),
-            secure_session: config
-                .http
-                .auth
-                .as_ref()
-                .is_some_and(|auth| auth.secure_session),
+            // Over HTTPS the cookie is always `Secure`; behind a TLS-terminating proxy
+            // `http.auth.secureSession` says so.
+            secure_session: config.http.tls.is_some()
+                || config
+                    .http
+                    .auth
+                    .as_ref()
+                    .is_some_and(|auth| auth.secure_session),
         }
     }
 }
