@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -93,18 +94,54 @@ pub struct Fetched {
     pub ttfb: Duration,
 }
 
+/// HTTPS to the registry: the connector (trusting the benchmark's own CA) and the name the
+/// server's certificate is checked against.
+pub struct Tls {
+    pub connector: tokio_rustls::TlsConnector,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl Tls {
+    /// A client that trusts `ca_pem` only and offers HTTP/1.1 by ALPN (the load tool speaks
+    /// HTTP/1.1, as zb does).
+    pub fn trusting(ca_pem: &[u8], server_name: &str) -> Result<Arc<Tls>> {
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(certificate?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(Tls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name: rustls::pki_types::ServerName::try_from(server_name.to_owned())?,
+        }))
+    }
+}
+
 /// One worker's connection to the registry.
 pub struct Conn {
     addr: SocketAddr,
     authority: String,
+    tls: Option<Arc<Tls>>,
     sender: Option<SendRequest<ChunkBody>>,
 }
 
 impl Conn {
     pub fn new(addr: SocketAddr) -> Conn {
+        Conn::with_tls(addr, None)
+    }
+
+    /// A connection that speaks HTTPS when `tls` is given.
+    pub fn with_tls(addr: SocketAddr, tls: Option<Arc<Tls>>) -> Conn {
         Conn {
             addr,
             authority: addr.to_string(),
+            tls,
             sender: None,
         }
     }
@@ -120,10 +157,27 @@ impl Conn {
                 .await
                 .with_context(|| format!("connect {}", self.addr))?;
             stream.set_nodelay(true)?;
-            let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let sender = match &self.tls {
+                None => {
+                    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    sender
+                }
+                Some(tls) => {
+                    let stream = tls
+                        .connector
+                        .connect(tls.server_name.clone(), stream)
+                        .await
+                        .with_context(|| format!("TLS handshake with {}", self.addr))?;
+                    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    sender
+                }
+            };
             self.sender = Some(sender);
         }
         Ok(self.sender.as_mut().expect("connected above"))

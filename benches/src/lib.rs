@@ -4,7 +4,8 @@
 //! Distribution's proxy mode (mirror.rs), the search benchmark over a generated catalogue
 //! (catalogue.rs, search.rs), the web UI's pages over the same catalogue (ui.rs), both run
 //! against a berth they start (daemon.rs) with timed requests (timed.rs), and the machine
-//! limits it reports beside the figures (limits.rs). The criterion micro-benchmarks are in `benches/`.
+//! limits it reports beside the figures (limits.rs), and what HTTPS costs against plain HTTP and
+//! Distribution over HTTPS (tls.rs). The criterion micro-benchmarks are in `benches/`.
 
 pub mod catalogue;
 pub mod client;
@@ -18,5 +19,6 @@ pub mod report;
 pub mod search;
 pub mod stats;
 pub mod timed;
+pub mod tls;
 pub mod ui;
 pub mod workloads;

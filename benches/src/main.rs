@@ -41,6 +41,9 @@ enum Command {
     /// Starts berth with search and the web UI on over a generated store, times its pages
     /// and weighs each with its assets.
     Ui(StoreArgs),
+    /// Starts berth over HTTP, berth over HTTPS and Distribution over HTTPS (one certificate
+    /// made here) and measures small requests, large pulls and handshakes on each.
+    Tls(TlsArgs),
     /// Lists the workloads.
     List,
 }
@@ -268,6 +271,25 @@ struct CompareArgs {
 }
 
 #[derive(clap::Args)]
+struct TlsArgs {
+    #[command(flatten)]
+    registries: RegistryArgs,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    #[arg(short = 'c', long, default_value_t = 10)]
+    concurrency: usize,
+    /// Operations of each small-request workload (manifest GET, 4 KiB blob GET).
+    #[arg(long, default_value_t = 20_000)]
+    small_requests: usize,
+    /// 100 MB pulls per round.
+    #[arg(long, default_value_t = 40)]
+    large_pulls: usize,
+    /// New connections (a handshake and one GET /v2/ each) per round.
+    #[arg(long, default_value_t = 2_000)]
+    handshakes: usize,
+}
+
+#[derive(clap::Args)]
 struct MirrorArgs {
     #[command(flatten)]
     registries: RegistryArgs,
@@ -387,6 +409,20 @@ fn main() -> Result<()> {
         Command::Generate(args) => generate(args),
         Command::Search(args) => search(args),
         Command::Ui(args) => ui(args),
+        Command::Tls(args) => {
+            let (berth_bin, data_parent) = args.registries.resolve()?;
+            let report = berth_benches::tls::run(&berth_benches::tls::TlsOptions {
+                berth_bin,
+                data_parent,
+                rounds: args.rounds.max(1),
+                concurrency: args.concurrency.max(1),
+                small_requests: args.small_requests.max(1),
+                large_pulls: args.large_pulls.max(1),
+                handshakes: args.handshakes.max(1),
+            })?;
+            print!("{report}");
+            Ok(())
+        }
         Command::List => {
             for workload in workloads::all() {
                 println!("{}", workload.name);

@@ -59,6 +59,12 @@ impl Kind {
     }
 }
 
+/// A certificate and key a registry serves HTTPS with (PEM files).
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 pub struct Registry {
     pub kind: Kind,
     pub addr: SocketAddr,
@@ -123,7 +129,20 @@ impl Registry {
                 kind.label()
             );
         }
-        Registry::launch(kind, berth_bin, parent, None)
+        Registry::launch(kind, berth_bin, parent, None, None)
+    }
+
+    /// Starts a registry of `kind` (berth or Distribution) serving HTTPS with `tls`.
+    pub fn start_tls(
+        kind: Kind,
+        berth_bin: &Path,
+        parent: &Path,
+        tls: &TlsFiles,
+    ) -> Result<Registry> {
+        if kind.is_mirror() {
+            bail!("{} over TLS is not a benchmark here", kind.label());
+        }
+        Registry::launch(kind, berth_bin, parent, None, Some(tls))
     }
 
     /// Starts a pull-through mirror (a kind that `is_mirror`) of the plain-HTTP
@@ -137,7 +156,7 @@ impl Registry {
         if !kind.is_mirror() {
             bail!("{} is not a mirror", kind.label());
         }
-        Registry::launch(kind, berth_bin, parent, Some(upstream))
+        Registry::launch(kind, berth_bin, parent, Some(upstream), None)
     }
 
     fn launch(
@@ -145,6 +164,7 @@ impl Registry {
         berth_bin: &Path,
         parent: &Path,
         upstream: Option<SocketAddr>,
+        tls: Option<&TlsFiles>,
     ) -> Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix(&format!(
@@ -161,12 +181,19 @@ impl Registry {
                 let proxy = upstream.map_or_else(String::new, |upstream| {
                     format!("proxy:\n  remoteurl: http://{upstream}\n")
                 });
+                let tls = tls.map_or_else(String::new, |tls| {
+                    format!(
+                        "  tls:\n    certificate: {}\n    key: {}\n",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                });
                 std::fs::write(
                     &config,
                     format!(
                         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
                          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
-                         cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n{proxy}",
+                         cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{proxy}",
                         data.display()
                     ),
                 )?;
@@ -181,6 +208,9 @@ impl Registry {
                     "http": {"address": "127.0.0.1", "port": port.to_string()},
                     "log": {"level": "error"},
                 });
+                if let Some(tls) = tls {
+                    document["http"]["tls"] = serde_json::json!({"cert": tls.cert, "key": tls.key});
+                }
                 if let Some(upstream) = upstream {
                     document["extensions"] = serde_json::json!({"sync": {"registries": [{
                         "urls": [format!("http://{upstream}")],
@@ -211,7 +241,13 @@ impl Registry {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            if answers_ok(addr, "/v2/") {
+            // Over TLS, a listening port is ready enough (the first request waits for the
+            // shards); plain HTTP is asked for a 200.
+            let ready = match tls {
+                Some(_) => TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok(),
+                None => answers_ok(addr, "/v2/"),
+            };
+            if ready {
                 return Ok(Registry {
                     kind,
                     addr,

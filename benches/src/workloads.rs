@@ -19,7 +19,7 @@ use http::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::client::{Conn, OCI_MANIFEST};
+use crate::client::{Conn, Tls, OCI_MANIFEST};
 use crate::data::{config_blob, image_manifest, size_label, Blob, TestData, KIB, MIB};
 use crate::stats::{process_cpu_time, Recorder, TestResult};
 
@@ -184,6 +184,8 @@ pub struct Session {
     /// Operations of the per-request tests (catalog, manifest HEAD/GET, tags list, 4 KiB
     /// GET) when set: `requests` of them are over in milliseconds against a fast registry.
     pub small_requests: Option<usize>,
+    /// HTTPS to the registry (`None`: plain HTTP).
+    pub tls: Option<Arc<Tls>>,
     data: Arc<TestData>,
     salt: u64,
     seed: Option<Arc<Image>>,
@@ -206,6 +208,7 @@ impl Session {
             progress: false,
             max_bytes_per_test: None,
             small_requests: None,
+            tls: None,
             data,
             salt: rand::rng().random::<u32>() as u64 * 1_000_000,
             seed: None,
@@ -226,7 +229,7 @@ impl Session {
         }
         let salt = self.fresh_salt();
         let layer = self.data.blob(SMALL_BLOB, salt, 0);
-        let mut conn = Conn::new(self.addr);
+        let mut conn = Conn::with_tls(self.addr, self.tls.clone());
         for i in 0..SEED_REPOS {
             let image = Image::new(
                 format!("{}/seed-{i}", self.repo),
@@ -281,7 +284,12 @@ impl Session {
             config_blob(salt, 0),
             self.data.blob(size, salt, 0),
         );
-        push_image(&mut Conn::new(self.addr), PushMode::Monolith, &image).await?;
+        push_image(
+            &mut Conn::with_tls(self.addr, self.tls.clone()),
+            PushMode::Monolith,
+            &image,
+        )
+        .await?;
         let image = Arc::new(image);
         self.pull_images.insert(size, Arc::clone(&image));
         Ok(image)
@@ -454,14 +462,15 @@ impl Session {
         let started = Instant::now();
         let workers: Vec<_> = (0..self.concurrency)
             .map(|_| {
-                let (steps, next, progress, addr) = (
+                let (steps, next, progress, addr, tls) = (
                     Arc::clone(&steps),
                     Arc::clone(&next),
                     progress.clone(),
                     self.addr,
+                    self.tls.clone(),
                 );
                 tokio::spawn(async move {
-                    let mut conn = Conn::new(addr);
+                    let mut conn = Conn::with_tls(addr, tls.clone());
                     let mut recorder = Recorder::default();
                     loop {
                         let k = next.fetch_add(1, Ordering::Relaxed);
@@ -478,7 +487,7 @@ impl Session {
                             Err(_) => {
                                 recorder
                                     .fail(&anyhow::anyhow!("timed out after {REQUEST_TIMEOUT:?}"));
-                                conn = Conn::new(addr);
+                                conn = Conn::with_tls(addr, tls.clone());
                             }
                         }
                         progress.inc(1);

@@ -208,3 +208,38 @@ fn mirror_runs_berth_and_distribution_proxy_side_by_side() {
     }
     assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn tls_runs_berth_over_https_beside_http_and_distribution() {
+    if !require_tool("docker-registry") {
+        return;
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let berth = berth_bin();
+    let out = run_bench(&[
+        "tls",
+        "--berth-bin",
+        berth.to_str().expect("UTF-8 path"),
+        "--data-dir",
+        data.path().to_str().expect("UTF-8 path"),
+        "--rounds",
+        "1",
+        "-c",
+        "2",
+        "--small-requests",
+        "50",
+        "--large-pulls",
+        "1",
+        "--handshakes",
+        "20",
+    ]);
+    // The tool fails on any failed request, so every row means HTTPS worked end to end.
+    for row in [
+        "| Manifest GET by tag | req/s |",
+        "| Blob GET 4KiB | req/s |",
+        "| Pull 100MB | MB/s |",
+        "| New connection + GET /v2/ | req/s |",
+    ] {
+        assert!(out.contains(row), "{row} missing:\n{out}");
+    }
+}

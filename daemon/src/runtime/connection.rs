@@ -28,6 +28,9 @@ use crate::api::{self, body::RequestBody, Ctx};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsIdentity(pub String);
 
+/// Encrypted bytes a TLS connection may buffer for the socket (rustls' default is 64 KiB).
+const TLS_BUFFER_BYTES: usize = 1 << 20;
+
 /// What serving one connection needs from its shard.
 pub struct Connection {
     pub ctx: Rc<Ctx>,
@@ -48,7 +51,10 @@ impl Connection {
             return self.serve(TokioIo::new(stream), watch, None).await;
         };
         match tokio::time::timeout(self.head, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => {
+            Ok(Ok(mut tls)) => {
+                // rustls buffers at most 64 KiB of records by default: a large blob would be
+                // encrypted and written in many small rounds.
+                tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_BYTES));
                 let identity = super::tls::peer_identity(tls.get_ref().1).map(TlsIdentity);
                 self.serve(TokioIo::new(tls), watch, identity).await;
             }

@@ -200,6 +200,10 @@ async fn shard_main(
         .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
         .max_local_error_reset_streams(Some(H2_MAX_LOCAL_RESETS))
         .max_concurrent_streams(H2_MAX_STREAMS);
+    // Over TLS, a response's head and body go out as one buffer: one TLS record and one
+    // encryption instead of one per piece.
+    let mut tls_builder = builder.clone();
+    tls_builder.http1().writev(false);
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -219,7 +223,10 @@ async fn shard_main(
         let connection = Connection {
             ctx: ctx.clone(),
             observer: observer.clone(),
-            builder: builder.clone(),
+            builder: match shared.tls {
+                Some(_) => tls_builder.clone(),
+                None => builder.clone(),
+            },
             graceful: graceful.watcher(),
             peer,
             idle: settings.idle_timeout,
