@@ -126,6 +126,11 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         sync: on_demand,
         trust,
         tls: tls.clone(),
+        rate_limits: config
+            .http
+            .ratelimit
+            .as_ref()
+            .map(|limits| Arc::new(crate::policy::ratelimit::RateLimits::new(limits))),
         extensions: extensions.clone(),
         auth,
         access,

@@ -65,6 +65,10 @@ pub enum ApiError {
     /// An extension's entry (a trust-store key or certificate) that does not exist: 404.
     #[error("unknown {0}")]
     EntryUnknown(String),
+    /// Over `http.ratelimit`: 429 `TOOMANYREQUESTS` with `Retry-After` (whole seconds, at
+    /// least 1).
+    #[error("too many requests")]
+    TooManyRequests(std::time::Duration),
     #[error("not found")]
     NotFound,
     #[error("internal error")]
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::Denied(_) | ApiError::Forbidden(_) => "DENIED",
             ApiError::Unsupported(_) | ApiError::ManifestFormatUnsupported(_) => "UNSUPPORTED",
             ApiError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            ApiError::TooManyRequests(_) => "TOOMANYREQUESTS",
             ApiError::BodyTooLarge(_) => "SIZE_INVALID",
             ApiError::EntryUnknown(_) => "NOT_FOUND",
             ApiError::Internal(_) => "UNKNOWN",
@@ -128,6 +133,7 @@ impl ApiError {
             ApiError::Denied(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -150,6 +156,7 @@ impl ApiError {
             | ApiError::InvalidArgument(reason)
             | ApiError::ManifestFormatUnsupported(reason) => json!({ "reason": reason }),
             ApiError::EntryUnknown(what) => json!({ "entry": what }),
+            ApiError::TooManyRequests(wait) => json!({ "retryAfterSeconds": retry_after(*wait) }),
             ApiError::TooManyTags(max)
             | ApiError::ManifestTooLarge(max)
             | ApiError::BodyTooLarge(max) => json!({ "limit": max }),
@@ -182,6 +189,9 @@ impl ApiError {
             ApiError::BlobRangeInvalid { size } => {
                 builder = builder.header(header::CONTENT_RANGE, format!("bytes */{size}"));
             }
+            ApiError::TooManyRequests(wait) => {
+                builder = builder.header(header::RETRY_AFTER, retry_after(*wait));
+            }
             _ => {}
         }
         let body = if head_only {
@@ -191,6 +201,11 @@ impl ApiError {
         };
         builder.body(body).expect("static headers are valid")
     }
+}
+
+/// `Retry-After` of a rate-limited request: whole seconds, rounded up, at least 1.
+fn retry_after(wait: std::time::Duration) -> u64 {
+    (wait.as_secs_f64().ceil() as u64).max(1)
 }
 
 /// The `Range` header of an upload session: the inclusive range received so far. An empty

@@ -69,6 +69,8 @@ pub struct Ctx {
     pub access: Option<Arc<access::AccessControl>>,
     /// The extensions (serve.rs builds the list).
     pub extensions: Arc<Registry>,
+    /// `http.ratelimit`: requests over the rates get 429.
+    pub rate_limits: Option<Arc<crate::policy::ratelimit::RateLimits>>,
     /// `extensions.trust` when it verifies anything: pushed signatures are judged.
     pub trust: Option<Arc<crate::ext::trust::Trust>>,
 }
@@ -88,6 +90,12 @@ pub async fn handle(
             .extensions
             .operator(&ctx, req.method(), req.uri().path()),
     };
+    // zot's http.ratelimit; the probes and the metrics path stay open.
+    if let (Some(limits), None, None) = (&ctx.rate_limits, &probe, &operator) {
+        if let Err(wait) = limits.admit(req.method()) {
+            return Ok(ApiError::TooManyRequests(wait).into_response(head_only));
+        }
+    }
     let site = match (&probe, &operator) {
         (None, None) => ctx.extensions.site(req.uri().path()),
         _ => None,

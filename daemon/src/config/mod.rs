@@ -21,6 +21,7 @@ mod duration;
 #[cfg(test)]
 mod extension_tests;
 mod extensions;
+mod ratelimit;
 mod retention;
 #[cfg(test)]
 mod retention_tests;
@@ -41,6 +42,7 @@ use std::time::Duration;
 pub use access::{AccessConfig, Action, MetricsAccessConfig, PolicyConfig, RepositoryPolicyConfig};
 pub use auth::{AuthConfig, Htpasswd, HtpasswdError};
 pub use duration::parse_go_duration;
+pub use ratelimit::RateLimitConfig;
 pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
 pub use retention::{KeepTagsConfig, RetentionConfig, RetentionPolicyConfig, TimeWindow};
 pub use sync::{
@@ -252,6 +254,8 @@ pub struct HttpConfig {
     pub compat: Vec<String>,
     /// `http.tls`: HTTPS (and mutual TLS with `cacert`); `None` = plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// `http.ratelimit`: `None` = no limit.
+    pub ratelimit: Option<RateLimitConfig>,
 }
 
 /// `log.format` (berth key).

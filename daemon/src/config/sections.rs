@@ -341,12 +341,9 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
             "auth",
             "accessControl",
             "tls",
+            "ratelimit",
         ],
         &[
-            (
-                "ratelimit",
-                "rate limiting is not implemented yet in this build; ignored",
-            ),
             (
                 "allowOrigin",
                 "CORS is not implemented yet in this build; ignored",
@@ -380,6 +377,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     let compat = compat(ctx, &section);
     let auth = super::auth::auth(ctx, &section);
     let tls = super::tls::tls(ctx, &section);
+    let ratelimit = super::ratelimit::ratelimit(ctx, &section);
     // Who can be named: htpasswd users, or the common names of client certificates (mTLS).
     let identified =
         matches!(auth, Some(Some(_))) || matches!(&tls, Some(Some(tls)) if tls.cacert.is_some());
@@ -414,6 +412,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
         auth: auth?,
         access: access?,
         tls: tls?,
+        ratelimit: ratelimit?,
     })
 }
 

@@ -109,6 +109,7 @@ fn defaults_of_a_minimal_config() {
             realm: None,
             compat: Vec::new(),
             tls: None,
+            ratelimit: None,
             auth: None,
             access: None,
         },
@@ -187,7 +188,6 @@ fn full_zot_example_is_accepted_with_warnings() {
     for key_path in [
         "http.auth",
         "http.accessControl",
-        "http.ratelimit",
         "http.writeTimeout",
         "http.readTimeout",
         "storage.subPaths",

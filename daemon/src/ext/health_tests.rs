@@ -220,6 +220,7 @@ fn context(root: &std::path::Path, config_text: &str) -> Ctx {
         access: None,
         extensions: Arc::new(crate::ext::Registry::new(Vec::new())),
         trust: None,
+        rate_limits: None,
     }
 }
 

@@ -5,5 +5,6 @@
 
 pub mod gc;
 pub mod quota;
+pub mod ratelimit;
 pub mod retention;
 pub mod tag_policy;

@@ -70,6 +70,7 @@ pub struct Shared {
     pub access: Option<Arc<crate::auth::access::AccessControl>>,
     pub extensions: Arc<crate::ext::Registry>,
     pub trust: Option<Arc<crate::ext::trust::Trust>>,
+    pub rate_limits: Option<Arc<crate::policy::ratelimit::RateLimits>>,
     /// `http.tls`: every shard serves HTTPS.
     pub tls: Option<Arc<tls::Tls>>,
 }
@@ -179,6 +180,7 @@ async fn shard_main(
         access: shared.access.clone(),
         extensions: shared.extensions.clone(),
         trust: shared.trust.clone(),
+        rate_limits: shared.rate_limits.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),
