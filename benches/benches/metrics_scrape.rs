@@ -130,9 +130,9 @@ fn scrape_costs(c: &mut Criterion) {
         b.iter(|| black_box(engine.usage().expect("usage")))
     });
     group.bench_function("exposition", |b| {
-        b.iter(|| black_box(scrape(&metrics, &engine, &usage, "zot", None, None)))
+        b.iter(|| black_box(scrape(&metrics, &engine, &usage, "zot", None, None, None)))
     });
-    let text = scrape(&metrics, &engine, &usage, "zot", None, None);
+    let text = scrape(&metrics, &engine, &usage, "zot", None, None, None);
     eprintln!(
         "exposition of {REPOS} repositories: {} bytes, {} lines",
         text.len(),

@@ -58,6 +58,9 @@ pub enum Refusal {
     Missing,
     /// Credentials that do not verify: answered after `failDelay`.
     Failed,
+    /// Too many failed logins of this user from this address, or from this address: 429
+    /// with `Retry-After` after this wait, the password not checked (auth/backoff.rs).
+    Throttled(Duration),
 }
 
 /// The htpasswd users of the running daemon, their cache and the 401 answer.
@@ -74,6 +77,8 @@ pub struct Authenticator {
     /// Milliseconds since `epoch` of the last look at the file.
     checked_ms: AtomicU64,
     epoch: Instant,
+    /// Failed logins by account and address (berth's backoff beyond `failDelay`).
+    pub backoff: super::backoff::LoginBackoff,
 }
 
 /// One version of the htpasswd file and the logins verified against it.
@@ -132,6 +137,7 @@ impl Authenticator {
             current: ArcSwap::from_pointee(Version::new(identity, users)),
             checked_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            backoff: Default::default(),
         })
     }
 
@@ -145,6 +151,9 @@ impl Authenticator {
     ) -> Result<String, Response<Body>> {
         match self.check(headers, peer).await {
             Ok(user) => Ok(user),
+            Err(Refusal::Throttled(wait)) => {
+                Err(crate::api::error::ApiError::TooManyRequests(wait).into_response(head_only))
+            }
             Err(refusal) => {
                 if refusal == Refusal::Failed && !self.fail_delay.is_zero() {
                     tokio::time::sleep(self.fail_delay).await;
@@ -183,9 +192,17 @@ impl Authenticator {
     ) -> Result<String, Refusal> {
         self.refresh().await;
         let key = (user.clone(), self.password_key(&password));
+        let name = user.clone();
         let version = self.current.load_full();
         if version.is_verified(&key) {
             return Ok(user);
+        }
+        let address = peer.map(|peer| peer.ip());
+        if let Some(address) = address {
+            if let Err(wait) = self.backoff.check(&user, address, Instant::now()) {
+                tracing::warn!(user = %user, client = %address, wait_s = wait.as_secs_f64(), "login refused: too many failed attempts");
+                return Err(Refusal::Throttled(wait));
+            }
         }
         let known = version.users.hash_of(&user).map(str::to_owned);
         let hash = known
@@ -194,7 +211,7 @@ impl Authenticator {
         let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
             .unwrap_or(Ok(false));
-        match (known.is_some(), verified) {
+        let outcome = match (known.is_some(), verified) {
             (true, Ok(true)) => {
                 version.remember(key);
                 Ok(user)
@@ -212,7 +229,18 @@ impl Authenticator {
                 log_failure(&user, peer, "unknown user");
                 Err(Refusal::Failed)
             }
+        };
+        if let Some(address) = address {
+            match &outcome {
+                Ok(user) => self.backoff.succeeded(user, address),
+                Err(_) => {
+                    if let Some(block) = self.backoff.failed(&name, address, Instant::now()) {
+                        tracing::warn!(user = %name, client = %address, block_s = block.as_secs_f64(), "failed logins: further attempts refused for a while");
+                    }
+                }
+            }
         }
+        outcome
     }
 
     /// `http.auth.failDelay`: how long a refused login waits.

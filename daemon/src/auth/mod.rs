@@ -3,4 +3,5 @@
 //! handler runs; neither touches storage except to learn whether a tag already exists.
 
 pub mod access;
+pub mod backoff;
 pub mod htpasswd;

@@ -45,6 +45,7 @@ async fn scrape(ctx: &Ctx) -> Response<Body> {
     // neither runs on the shard, whose other connections would wait.
     let sync = ctx.sync.clone();
     let trust = ctx.trust.clone();
+    let auth = ctx.auth.clone();
     let scraped = tokio::task::spawn_blocking(move || {
         let usage = engine.usage()?;
         Ok::<_, berth_storage::StorageError>(super::scrape(
@@ -54,6 +55,7 @@ async fn scrape(ctx: &Ctx) -> Response<Body> {
             &namespace,
             sync.as_deref(),
             trust.as_deref(),
+            auth.as_deref(),
         ))
     })
     .await;

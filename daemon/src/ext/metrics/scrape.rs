@@ -23,6 +23,7 @@ pub fn scrape(
     namespace: &str,
     sync: Option<&OnDemand>,
     trust: Option<&crate::ext::trust::Trust>,
+    auth: Option<&crate::auth::htpasswd::Authenticator>,
 ) -> String {
     let totals = metrics.totals();
     let mut out = Exposition::with_capacity(16 * 1024 + totals.repos.len() * 600);
@@ -266,6 +267,25 @@ pub fn scrape(
     sync_families(&mut out, sync.map_or(&[][..], |sync| sync.registries()));
     if let Some(trust) = trust {
         trust_families(&mut out, trust);
+    }
+    if let Some(auth) = auth {
+        use std::sync::atomic::Ordering::Relaxed;
+        let backoff = &auth.backoff;
+        for (name, help, count) in [
+            (
+                "berth_auth_failed_logins_total",
+                "Logins whose password check failed (Basic credentials and the UI's form).",
+                backoff.failed.load(Relaxed),
+            ),
+            (
+                "berth_auth_throttled_logins_total",
+                "Logins refused with 429 after repeated failures (login backoff).",
+                backoff.throttled.load(Relaxed),
+            ),
+        ] {
+            out.family(name, Kind::Counter, help);
+            out.count(name, &[], count);
+        }
     }
 
     // ---- process

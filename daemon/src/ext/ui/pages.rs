@@ -452,6 +452,15 @@ pub async fn login(page: &Page<'_>, req: Request<RequestBody>) -> Response<Body>
                 )
             }
         },
+        Err(crate::auth::htpasswd::Refusal::Throttled(wait)) => form(
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            &user,
+            Some(&format!(
+                "Too many failed logins. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            )),
+        ),
         Err(_) => {
             if !auth.fail_delay().is_zero() {
                 tokio::time::sleep(auth.fail_delay()).await;
