@@ -252,6 +252,21 @@ pub fn run(options: &TlsOptions) -> Result<String> {
 
 type Figures = BTreeMap<String, BTreeMap<Target, Vec<f64>>>;
 
+/// The medians over rounds of berth http, berth https and Distribution https (NaN: none).
+fn medians(per_target: &BTreeMap<Target, Vec<f64>>) -> (f64, f64, f64) {
+    let value = |target: Target| {
+        per_target
+            .get(&target)
+            .map(|values| median(values.clone()))
+            .unwrap_or(f64::NAN)
+    };
+    (
+        value(Target::BerthHttp),
+        value(Target::BerthHttps),
+        value(Target::DistributionHttps),
+    )
+}
+
 fn report(options: &TlsOptions, figures: &Figures, cpu: &Figures) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -277,17 +292,7 @@ fn report(options: &TlsOptions, figures: &Figures, cpu: &Figures) -> String {
         let Some(per_target) = figures.get(name) else {
             continue;
         };
-        let value = |target: Target| {
-            per_target
-                .get(&target)
-                .map(|values| median(values.clone()))
-                .unwrap_or(f64::NAN)
-        };
-        let (http, https, distribution) = (
-            value(Target::BerthHttp),
-            value(Target::BerthHttps),
-            value(Target::DistributionHttps),
-        );
+        let (http, https, distribution) = medians(per_target);
         let unit = if large { "MB/s" } else { "req/s" };
         let _ = writeln!(
             out,
@@ -313,17 +318,7 @@ fn report(options: &TlsOptions, figures: &Figures, cpu: &Figures) -> String {
         let Some(per_target) = cpu.get(name) else {
             continue;
         };
-        let value = |target: Target| {
-            per_target
-                .get(&target)
-                .map(|values| median(values.clone()))
-                .unwrap_or(f64::NAN)
-        };
-        let (http, https, distribution) = (
-            value(Target::BerthHttp),
-            value(Target::BerthHttps),
-            value(Target::DistributionHttps),
-        );
+        let (http, https, distribution) = medians(per_target);
         let _ = writeln!(
             out,
             "| {name} | {http:.1} | {https:.1} | {distribution:.1} | {:.1} |",

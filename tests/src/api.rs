@@ -328,6 +328,19 @@ pub fn get_base(stream: &mut TcpStream) -> Option<String> {
     }
 }
 
+/// The `Retry-After` of a 429 answer, in whole seconds (panics when absent or not a number).
+#[track_caller]
+pub fn retry_after(response: &reqwest::blocking::Response) -> u64 {
+    response
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .expect("ASCII Retry-After")
+        .parse()
+        .expect("Retry-After in whole seconds")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

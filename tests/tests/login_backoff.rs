@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use berth_tests::api::retry_after;
 use berth_tests::{Berth, Client};
 use serde_json::{json, Value};
 
@@ -27,17 +28,6 @@ fn login(client: &Client, url: &str, password: &str) -> reqwest::blocking::Respo
         .basic_auth("alice", Some(password))
         .send()
         .expect("GET /v2/")
-}
-
-fn retry_after(response: &reqwest::blocking::Response) -> u64 {
-    response
-        .headers()
-        .get("retry-after")
-        .expect("Retry-After")
-        .to_str()
-        .unwrap()
-        .parse()
-        .expect("whole seconds")
 }
 
 #[test]

@@ -34,14 +34,7 @@ fn requests_over_the_rate_wait_for_retry_after() {
     assert!(statuses.contains(&429), "{statuses:?}");
     let refused = get(&client, url, "/v2/_catalog");
     assert_eq!(refused.status(), 429);
-    let retry: u64 = refused
-        .headers()
-        .get("retry-after")
-        .expect("Retry-After")
-        .to_str()
-        .unwrap()
-        .parse()
-        .expect("whole seconds");
+    let retry = berth_tests::api::retry_after(&refused);
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
     let body: Value = serde_json::from_slice(&refused.bytes().unwrap()).unwrap();
     assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS", "{body}");
