@@ -126,6 +126,8 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         sync: on_demand,
         trust,
         tls: tls.clone(),
+        cors: (!config.http.allow_origin.is_empty())
+            .then(|| Arc::new(crate::policy::cors::Cors::new(&config.http.allow_origin))),
         rate_limits: config
             .http
             .ratelimit

@@ -69,6 +69,8 @@ pub struct Ctx {
     pub access: Option<Arc<access::AccessControl>>,
     /// The extensions (serve.rs builds the list).
     pub extensions: Arc<Registry>,
+    /// `http.allowOrigin`: CORS headers for admitted web origins.
+    pub cors: Option<Arc<crate::policy::cors::Cors>>,
     /// `http.ratelimit`: requests over the rates get 429.
     pub rate_limits: Option<Arc<crate::policy::ratelimit::RateLimits>>,
     /// `extensions.trust` when it verifies anything: pushed signatures are judged.
@@ -78,6 +80,24 @@ pub struct Ctx {
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every
 /// error becomes an OCI error body.
 pub async fn handle(
+    req: Request<RequestBody>,
+    ctx: Rc<Ctx>,
+    info: &mut RequestInfo,
+) -> Result<Response<Body>, Infallible> {
+    let Some(cors) = ctx.cors.clone() else {
+        return serve(req, ctx, info).await;
+    };
+    if let Some(preflight) = cors.preflight(req.method(), req.headers()) {
+        return Ok(preflight);
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut response = serve(req, ctx, info).await?;
+    cors.decorate(origin.as_ref(), response.headers_mut());
+    Ok(response)
+}
+
+/// [`handle`] without CORS.
+async fn serve(
     req: Request<RequestBody>,
     ctx: Rc<Ctx>,
     info: &mut RequestInfo,

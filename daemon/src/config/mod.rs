@@ -256,6 +256,8 @@ pub struct HttpConfig {
     pub tls: Option<TlsConfig>,
     /// `http.ratelimit`: `None` = no limit.
     pub ratelimit: Option<RateLimitConfig>,
+    /// `http.allowOrigin`, split: `*` or `scheme://host[:port]` entries (empty: no CORS).
+    pub allow_origin: Vec<String>,
 }
 
 /// `log.format` (berth key).

@@ -342,17 +342,12 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
             "accessControl",
             "tls",
             "ratelimit",
+            "allowOrigin",
         ],
-        &[
-            (
-                "allowOrigin",
-                "CORS is not implemented yet in this build; ignored",
-            ),
-            (
-                "writeTimeout",
-                "berth does not bound the time to send a response; ignored",
-            ),
-        ],
+        &[(
+            "writeTimeout",
+            "berth does not bound the time to send a response; ignored",
+        )],
     )?;
     let address = address(ctx, &section);
     let port = port(ctx, &section);
@@ -378,6 +373,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     let auth = super::auth::auth(ctx, &section);
     let tls = super::tls::tls(ctx, &section);
     let ratelimit = super::ratelimit::ratelimit(ctx, &section);
+    let allow_origin = allow_origin(ctx, &section);
     // Who can be named: htpasswd users, or the common names of client certificates (mTLS).
     let identified =
         matches!(auth, Some(Some(_))) || matches!(&tls, Some(Some(tls)) if tls.cacert.is_some());
@@ -413,7 +409,38 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
         access: access?,
         tls: tls?,
         ratelimit: ratelimit?,
+        allow_origin: allow_origin?,
     })
+}
+
+/// `http.allowOrigin`: zot's comma-separated origins, each `*` or `scheme://host[:port]`.
+fn allow_origin(ctx: &mut Ctx, section: &Section<'_>) -> Option<Vec<String>> {
+    let key = "allowOrigin";
+    let Some(text) = section.string(ctx, key) else {
+        return (!section.has(key)).then(Vec::new);
+    };
+    let mut origins = Vec::new();
+    for origin in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let valid = origin == "*"
+            || origin.split_once("://").is_some_and(|(scheme, host)| {
+                matches!(scheme, "http" | "https")
+                    && !host.is_empty()
+                    && !host.contains(['/', '?', '#', ' ', '*'])
+            });
+        if !valid {
+            let message =
+                format!("{origin:?} is not an origin: expected * or scheme://host[:port], no path");
+            ctx.error(&section.path_of(key), message);
+            return None;
+        }
+        origins.push(origin.trim_end_matches('/').to_owned());
+    }
+    if origins.iter().any(|origin| origin == "*") {
+        let message = "every web origin may read answers, without credentials (berth never \
+                       allows credentials with *; list origins to allow them)";
+        ctx.warn(&section.path_of(key), message);
+    }
+    Some(origins)
 }
 
 fn address(ctx: &mut Ctx, section: &Section<'_>) -> Option<IpAddr> {

@@ -110,6 +110,7 @@ fn defaults_of_a_minimal_config() {
             compat: Vec::new(),
             tls: None,
             ratelimit: None,
+            allow_origin: Vec::new(),
             auth: None,
             access: None,
         },

@@ -221,6 +221,7 @@ fn context(root: &std::path::Path, config_text: &str) -> Ctx {
         extensions: Arc::new(crate::ext::Registry::new(Vec::new())),
         trust: None,
         rate_limits: None,
+        cors: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! compiled from its `storage.*` section at start; the periodic GC pass is started by the
 //! composition root (serve.rs), the others are asked by the API before a commit.
 
+pub mod cors;
 pub mod gc;
 pub mod quota;
 pub mod ratelimit;

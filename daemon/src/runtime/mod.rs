@@ -71,6 +71,7 @@ pub struct Shared {
     pub extensions: Arc<crate::ext::Registry>,
     pub trust: Option<Arc<crate::ext::trust::Trust>>,
     pub rate_limits: Option<Arc<crate::policy::ratelimit::RateLimits>>,
+    pub cors: Option<Arc<crate::policy::cors::Cors>>,
     /// `http.tls`: every shard serves HTTPS.
     pub tls: Option<Arc<tls::Tls>>,
 }
@@ -181,6 +182,7 @@ async fn shard_main(
         extensions: shared.extensions.clone(),
         trust: shared.trust.clone(),
         rate_limits: shared.rate_limits.clone(),
+        cors: shared.cors.clone(),
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),
