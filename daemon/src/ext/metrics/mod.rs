@@ -19,6 +19,7 @@ mod endpoint;
 pub mod expose;
 mod process;
 mod scrape;
+mod security;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};

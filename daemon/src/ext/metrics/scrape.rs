@@ -266,26 +266,10 @@ pub fn scrape(
     scrub_families(&mut out, engine);
     sync_families(&mut out, sync.map_or(&[][..], |sync| sync.registries()));
     if let Some(trust) = trust {
-        trust_families(&mut out, trust);
+        super::security::trust_families(&mut out, trust);
     }
     if let Some(auth) = auth {
-        use std::sync::atomic::Ordering::Relaxed;
-        let backoff = &auth.backoff;
-        for (name, help, count) in [
-            (
-                "berth_auth_failed_logins_total",
-                "Logins whose password check failed (Basic credentials and the UI's form).",
-                backoff.failed.load(Relaxed),
-            ),
-            (
-                "berth_auth_throttled_logins_total",
-                "Logins refused with 429 after repeated failures (login backoff).",
-                backoff.throttled.load(Relaxed),
-            ),
-        ] {
-            out.family(name, Kind::Counter, help);
-            out.count(name, &[], count);
-        }
+        super::security::auth_families(&mut out, auth);
     }
 
     // ---- process
@@ -466,40 +450,6 @@ fn scrub_families(out: &mut Exposition, engine: &Engine) {
     );
     let ratio = maintenance.scrub_progress_ppm.load(Relaxed) as f64 / 1e6;
     out.sample("berth_scrub_progress_ratio", &[], ratio);
-}
-
-/// The trust extension's families (present while it verifies anything).
-fn trust_families(out: &mut Exposition, trust: &crate::ext::trust::Trust) {
-    let name = "berth_trust_signatures_verified_total";
-    out.family(
-        name,
-        Kind::Counter,
-        "Signature layers judged (on push, sync, trust-store changes and passes), by tool and result.",
-    );
-    for (tool, result, count) in trust.counts.verified() {
-        out.count(name, &[("tool", tool), ("result", result)], count);
-    }
-    let name = "berth_trust_passes_total";
-    out.family(name, Kind::Counter, "Re-verification passes finished.");
-    out.count(
-        name,
-        &[],
-        trust
-            .counts
-            .passes
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    let name = "berth_trust_store_entries";
-    out.family(
-        name,
-        Kind::Gauge,
-        "Uploaded cosign keys and notation certificates, by kind.",
-    );
-    let loaded = trust.loaded();
-    for kind in berth_storage::trust::TrustKind::ALL {
-        let count = loaded.materials.iter().filter(|m| m.kind == kind).count();
-        out.count(name, &[("kind", kind.as_str())], count as u64);
-    }
 }
 
 /// Per-upstream sync families, one series set per configured upstream (none without sync).
