@@ -4,4 +4,5 @@
 
 pub mod access;
 pub mod backoff;
+pub mod bearer;
 pub mod htpasswd;

@@ -1,10 +1,15 @@
-//! `http.auth`, typed: zot's htpasswd Basic authentication (`htpasswd.path`, `failDelay`), and
-//! the htpasswd file format ([`Htpasswd`]).
+//! `http.auth`, typed: zot's htpasswd Basic authentication (`htpasswd.path`, `failDelay`), API
+//! keys (`apikey`), bearer tokens (`bearer`, config/bearer.rs), the mTLS identity
+//! (`mtls`, config/tls.rs), and the htpasswd file format ([`Htpasswd`]).
 //!
 //! Rules:
-//! - Only htpasswd is implemented. Every other zot authentication method (LDAP, bearer, OpenID,
-//!   API keys, mTLS, sessions) is accepted with a warning that says it is ignored; without
-//!   `htpasswd`, the whole section is ignored with the loud "no authentication" warning.
+//! - htpasswd and bearer are the methods berth enforces. As in zot, a `bearer` section makes
+//!   tokens the only way in: `htpasswd` and `apikey` beside it are ignored with a warning.
+//!   LDAP and OpenID are accepted with a warning that says they are ignored; with neither
+//!   `htpasswd` nor `bearer`, the section is ignored with the loud "no authentication"
+//!   warning.
+//! - `apikey: true` needs `htpasswd` (a key belongs to a user who logs in); without it the
+//!   key is ignored with a warning.
 //! - The htpasswd file is read when the config loads, so `berth verify` and `berth serve`
 //!   refuse a missing file or a line that is not `user:bcrypt-hash` (`$2a$`, `$2b$`, `$2y$`:
 //!   zot accepts bcrypt only), naming the file and the line. The running daemon re-reads the
@@ -26,10 +31,12 @@ pub const MAX_HTPASSWD_BYTES: u64 = 64 * 1024 * 1024;
 const NOT_YET: &str = "authentication method not implemented yet in this build; ignored";
 const SESSIONS: &str = "ignored: berth's UI sessions are random tokens kept (hashed) in the \
     storage engine's index, which needs no session key or session driver";
-/// The warning on `http.auth` when it has no htpasswd: nothing authenticates.
+/// The warning on `http.auth` when it has neither htpasswd nor bearer: nothing authenticates.
 pub(crate) const NO_AUTH_WARNING: &str =
-    "only http.auth.htpasswd is implemented in this build and it is not set; ignored: EVERY \
-     CLIENT CAN PULL, PUSH AND DELETE WITHOUT CREDENTIALS";
+    "neither http.auth.htpasswd nor http.auth.bearer is set (the methods this build enforces); \
+     ignored: EVERY CLIENT CAN PULL, PUSH AND DELETE WITHOUT CREDENTIALS";
+const BEARER_ONLY: &str = "ignored: with http.auth.bearer set, berth (as zot) accepts bearer \
+    tokens only";
 
 /// `http.auth` with htpasswd set (the only form berth enforces).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,24 +51,37 @@ pub struct AuthConfig {
     pub secure_session: bool,
 }
 
-/// `http.auth`: `Some(None)` when the section is absent or has no htpasswd (authentication
-/// off), `None` when it is invalid (errors recorded in `ctx`).
-pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<Option<AuthConfig>> {
+/// `http.auth`, typed: each method `None`/false when off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AuthSection {
+    pub htpasswd: Option<AuthConfig>,
+    pub bearer: Option<super::bearer::BearerConfig>,
+    pub apikey: bool,
+    pub mtls: Option<super::tls::MtlsConfig>,
+}
+
+/// `http.auth`: every method off when the section is absent, `None` when it is invalid
+/// (errors recorded in `ctx`).
+pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<AuthSection> {
     let Some(value) = http.raw("auth") else {
-        return Some(None);
+        return Some(AuthSection::default());
     };
     let path = http.path_of("auth");
     let section = Section::read(
         ctx,
         &path,
         value,
-        &["htpasswd", "failDelay", "secureSession"],
+        &[
+            "htpasswd",
+            "failDelay",
+            "secureSession",
+            "bearer",
+            "apikey",
+            "mtls",
+        ],
         &[
             ("ldap", NOT_YET),
-            ("bearer", NOT_YET),
             ("openid", NOT_YET),
-            ("apikey", NOT_YET),
-            ("mtls", NOT_YET),
             ("sessionKeysFile", SESSIONS),
             ("sessionHashKey", SESSIONS),
             ("sessionEncryptKey", SESSIONS),
@@ -76,9 +96,40 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<Option<AuthConfi
     if section.has("secureSession") && secure_session.is_none() {
         return None;
     }
-    let Some(htpasswd) = section.raw("htpasswd") else {
-        ctx.warn(&path, NO_AUTH_WARNING);
-        return Some(None);
+    let bearer = super::bearer::bearer(ctx, &section)?;
+    let mtls = super::tls::mtls(ctx, &section)?;
+    let apikey = section.boolean(ctx, "apikey");
+    if section.has("apikey") && apikey.is_none() {
+        return None;
+    }
+    let mut apikey = apikey.unwrap_or(false);
+    if bearer.is_some() {
+        for key in ["htpasswd", "apikey"] {
+            if section.has(key) {
+                ctx.warn(&section.path_of(key), BEARER_ONLY);
+            }
+        }
+        apikey = false;
+    }
+    let htpasswd = match (section.raw("htpasswd"), &bearer) {
+        (Some(htpasswd), None) => Some(htpasswd),
+        _ => None,
+    };
+    let Some(htpasswd) = htpasswd else {
+        if bearer.is_none() {
+            ctx.warn(&path, NO_AUTH_WARNING);
+        }
+        if apikey && bearer.is_none() {
+            ctx.warn(
+                &section.path_of("apikey"),
+                "ignored: API keys need http.auth.htpasswd (a key belongs to a user who logs in)",
+            );
+        }
+        return Some(AuthSection {
+            bearer,
+            mtls,
+            ..AuthSection::default()
+        });
     };
     let htpasswd = Section::read(ctx, &section.path_of("htpasswd"), htpasswd, &["path"], &[])?;
     let key_path = htpasswd.path_of("path");
@@ -99,11 +150,16 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<Option<AuthConfi
         ctx.error(&key_path, error.to_string());
         return None;
     }
-    Some(Some(AuthConfig {
-        htpasswd_path: file,
-        fail_delay: Duration::from_secs(fail_delay.unwrap_or(0)),
-        secure_session: secure_session.unwrap_or(false),
-    }))
+    Some(AuthSection {
+        htpasswd: Some(AuthConfig {
+            htpasswd_path: file,
+            fail_delay: Duration::from_secs(fail_delay.unwrap_or(0)),
+            secure_session: secure_session.unwrap_or(false),
+        }),
+        bearer: None,
+        apikey,
+        mtls,
+    })
 }
 
 /// The users of an htpasswd file: user name -> bcrypt hash.

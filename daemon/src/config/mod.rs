@@ -16,6 +16,7 @@ mod access;
 mod auth;
 #[cfg(test)]
 mod auth_tests;
+mod bearer;
 mod document;
 mod duration;
 #[cfg(test)]
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 pub use access::{AccessConfig, Action, MetricsAccessConfig, PolicyConfig, RepositoryPolicyConfig};
 pub use auth::{AuthConfig, Htpasswd, HtpasswdError};
+pub use bearer::BearerConfig;
 pub use duration::parse_go_duration;
 pub use ratelimit::RateLimitConfig;
 pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
@@ -50,6 +52,7 @@ pub use sync::{
     DEFAULT_REQ_CONCURRENT, DEFAULT_RETRY_DELAY, DEFAULT_SYNC_TIMEOUT,
 };
 pub use tls::TlsConfig;
+pub use tls::{IdentityAttribute, MtlsConfig};
 
 /// The embedded default config, used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.json");
@@ -245,8 +248,14 @@ pub struct HttpConfig {
     pub external_url: Option<String>,
     /// `http.realm` (zot's default `zot`): the realm of the Basic challenge.
     pub realm: Option<String>,
-    /// `http.auth` with htpasswd: `None` = no authentication.
+    /// `http.auth` with htpasswd: `None` = no Basic authentication.
     pub auth: Option<AuthConfig>,
+    /// `http.auth.bearer`: tokens from an external token server are the only way in.
+    pub bearer: Option<BearerConfig>,
+    /// `http.auth.apikey` (with htpasswd only): users may create API keys and log in with them.
+    pub apikey: bool,
+    /// `http.auth.mtls`: which part of a verified client certificate names the caller.
+    pub mtls: MtlsConfig,
     /// `http.accessControl`: `None` = no authorization (every authenticated user, or every
     /// client without htpasswd, may do everything).
     pub access: Option<AccessConfig>,

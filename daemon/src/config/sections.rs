@@ -374,9 +374,17 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     let tls = super::tls::tls(ctx, &section);
     let ratelimit = super::ratelimit::ratelimit(ctx, &section);
     let allow_origin = allow_origin(ctx, &section);
-    // Who can be named: htpasswd users, or the common names of client certificates (mTLS).
-    let identified =
-        matches!(auth, Some(Some(_))) || matches!(&tls, Some(Some(tls)) if tls.cacert.is_some());
+    // Who can be named: htpasswd users, token subjects, or client certificates (mTLS).
+    let identified = matches!(&auth, Some(auth) if auth.htpasswd.is_some() || auth.bearer.is_some())
+        || matches!(&tls, Some(Some(tls)) if tls.cacert.is_some());
+    if let (Some(auth), Some(None)) = (&auth, &tls) {
+        if auth.mtls.is_some() {
+            ctx.warn(
+                "http.auth.mtls",
+                "ignored: client certificates are asked for only with http.tls.cacert",
+            );
+        }
+    }
     let access = super::access::access(ctx, &section, identified);
     let parsed = |key: &str, ok: bool| !section.has(key) || ok;
     let all_parsed = parsed("workers", workers.is_some())
@@ -391,7 +399,12 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     if !all_parsed {
         return None;
     }
+    let auth = auth?;
     Some(HttpConfig {
+        auth: auth.htpasswd,
+        bearer: auth.bearer,
+        apikey: auth.apikey,
+        mtls: auth.mtls.unwrap_or_default(),
         address: address?,
         port: port?,
         workers: workers.map(|count| usize::try_from(count).expect("workers is at most 256")),
@@ -405,7 +418,6 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
         external_url,
         realm,
         compat: compat?,
-        auth: auth?,
         access: access?,
         tls: tls?,
         ratelimit: ratelimit?,

@@ -112,6 +112,9 @@ fn defaults_of_a_minimal_config() {
             ratelimit: None,
             allow_origin: Vec::new(),
             auth: None,
+            bearer: None,
+            apikey: false,
+            mtls: super::MtlsConfig::default(),
             access: None,
         },
         log: LogConfig {

@@ -67,6 +67,138 @@ pub(crate) fn tls(ctx: &mut Ctx, http: &Section<'_>) -> Option<Option<TlsConfig>
     }
 }
 
+/// One part of a verified client certificate that can name the caller (zot's
+/// `http.auth.mtls.identityAttributes`; names case-insensitive, with zot's aliases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityAttribute {
+    /// `CommonName` / `CN`: the subject's common name (the default).
+    CommonName,
+    /// `Subject` / `DN`: the whole subject distinguished name, as Go prints a pkix.Name.
+    Subject,
+    /// `Email` / `rfc822name`: an email subject alternative name.
+    Email,
+    /// `URI` / `URL`: a URI subject alternative name, through `uriSanPattern` when set.
+    Uri,
+    /// `DNSName` / `DNS`: a DNS subject alternative name.
+    DnsName,
+}
+
+impl IdentityAttribute {
+    fn parse(name: &str) -> Option<IdentityAttribute> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "commonname" | "cn" => IdentityAttribute::CommonName,
+            "subject" | "dn" => IdentityAttribute::Subject,
+            "email" | "rfc822name" => IdentityAttribute::Email,
+            "uri" | "url" => IdentityAttribute::Uri,
+            "dnsname" | "dns" => IdentityAttribute::DnsName,
+            _ => return None,
+        })
+    }
+}
+
+/// `http.auth.mtls`: which part of a verified client certificate is the user. The first
+/// attribute of `identity_attributes` that the certificate has wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MtlsConfig {
+    /// Tried in order; default `[CommonName]`.
+    pub identity_attributes: Vec<IdentityAttribute>,
+    /// `uriSanPattern`: a regular expression the URI must match; its first capture group (or
+    /// the whole URI without one) is the user.
+    pub uri_san_pattern: Option<String>,
+    /// `uriSanIndex`, `dnsSanIndex`, `emailSanIndex`: which SAN of that kind (0-based).
+    pub uri_san_index: usize,
+    pub dns_san_index: usize,
+    pub email_san_index: usize,
+}
+
+impl Default for MtlsConfig {
+    fn default() -> MtlsConfig {
+        MtlsConfig {
+            identity_attributes: vec![IdentityAttribute::CommonName],
+            uri_san_pattern: None,
+            uri_san_index: 0,
+            dns_san_index: 0,
+            email_san_index: 0,
+        }
+    }
+}
+
+/// Largest SAN index accepted (a certificate with more SANs than this is not a client's).
+const MAX_SAN_INDEX: u64 = 1024;
+
+/// `http.auth.mtls` within `http.auth`: `Some(None)` when absent, `None` when invalid.
+pub(crate) fn mtls(ctx: &mut Ctx, auth: &Section<'_>) -> Option<Option<MtlsConfig>> {
+    let Some(value) = auth.raw("mtls") else {
+        return Some(None);
+    };
+    let section = Section::read(
+        ctx,
+        &auth.path_of("mtls"),
+        value,
+        &[
+            "identityAttributes",
+            "uriSanPattern",
+            "uriSanIndex",
+            "dnsSanIndex",
+            "emailSanIndex",
+        ],
+        &[],
+    )?;
+    let mut config = MtlsConfig::default();
+    let mut ok = true;
+    if section.has("identityAttributes") {
+        let names = section.strings(ctx, "identityAttributes")?;
+        let mut attributes = Vec::new();
+        for name in &names {
+            match IdentityAttribute::parse(name) {
+                Some(attribute) => attributes.push(attribute),
+                None => {
+                    ctx.error(
+                        &section.path_of("identityAttributes"),
+                        format!(
+                            "unknown attribute {name:?} (CommonName, Subject, Email, URI, DNSName)"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if attributes.is_empty() && ok {
+            ctx.error(
+                &section.path_of("identityAttributes"),
+                "must name at least one attribute",
+            );
+            ok = false;
+        }
+        config.identity_attributes = attributes;
+    }
+    if section.has("uriSanPattern") {
+        match section.string(ctx, "uriSanPattern") {
+            Some(pattern) => match regex::Regex::new(&pattern) {
+                Ok(_) => config.uri_san_pattern = Some(pattern),
+                Err(error) => {
+                    ctx.error(&section.path_of("uriSanPattern"), error.to_string());
+                    ok = false;
+                }
+            },
+            None => ok = false,
+        }
+    }
+    for (key, slot) in [
+        ("uriSanIndex", &mut config.uri_san_index),
+        ("dnsSanIndex", &mut config.dns_san_index),
+        ("emailSanIndex", &mut config.email_san_index),
+    ] {
+        if section.has(key) {
+            match section.integer(ctx, key, 0, MAX_SAN_INDEX) {
+                Some(index) => *slot = index as usize,
+                None => ok = false,
+            }
+        }
+    }
+    ok.then_some(Some(config))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::parse_str;

@@ -3,8 +3,7 @@
 //!
 //! Rules: only enabled authentication methods appear, in zot's shapes: `htpasswd: {}` (the
 //! path blanked), `bearer: {realm, service}`, `openid: {providers: {NAME: {name}}}`,
-//! `apikey: true`; `http: {}` without authentication. berth has htpasswd only today. The
-//! route needs no credentials even when htpasswd is on (as zot's: the login page reads it
+//! `apikey: true`; `http: {}` without authentication. The route needs no credentials even when htpasswd is on (as zot's: the login page reads it
 //! before anyone logged in); credentials that are sent are checked as anywhere else.
 use serde_json::{json, Map, Value};
 
@@ -16,8 +15,21 @@ pub const PATH: &str = "/v2/_zot/ext/mgmt";
 /// The document for `config`.
 pub fn document(config: &Config) -> Value {
     let mut http = Map::new();
+    let mut auth = Map::new();
     if config.http.auth.is_some() {
-        http.insert("auth".into(), json!({"htpasswd": {}}));
+        auth.insert("htpasswd".into(), json!({}));
+    }
+    if let Some(bearer) = &config.http.bearer {
+        auth.insert(
+            "bearer".into(),
+            json!({"realm": bearer.realm, "service": bearer.service}),
+        );
+    }
+    if config.http.apikey {
+        auth.insert("apikey".into(), json!(true));
+    }
+    if !auth.is_empty() {
+        http.insert("auth".into(), Value::Object(auth));
     }
     json!({
         "distSpecVersion": config.dist_spec_version,
@@ -110,9 +122,26 @@ mod tests {
         });
         let closed = document(&config);
         assert_eq!(closed["http"], json!({"auth": {"htpasswd": {}}}));
+        config.http.apikey = true;
+        assert_eq!(
+            document(&config)["http"],
+            json!({"auth": {"htpasswd": {}, "apikey": true}})
+        );
+        config.http.auth = None;
+        config.http.apikey = false;
+        config.http.bearer = Some(crate::config::BearerConfig {
+            realm: "https://auth.example/token".into(),
+            service: "registry".into(),
+            cert: "/secret/token.pem".into(),
+        });
+        assert_eq!(
+            document(&config)["http"],
+            json!({"auth": {"bearer": {"realm": "https://auth.example/token", "service": "registry"}}})
+        );
         assert!(
-            !closed.to_string().contains("/secret"),
-            "the path is never shown"
+            !closed.to_string().contains("/secret")
+                && !document(&config).to_string().contains("/secret"),
+            "no path is ever shown"
         );
     }
 }
