@@ -118,7 +118,8 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     };
     let tls = match &config.http.tls {
         Some(tls) => Some(
-            runtime::tls::Tls::new(tls).map_err(|error| anyhow::anyhow!("http.tls: {error}"))?,
+            runtime::tls::Tls::new(tls, &config.http.mtls)
+                .map_err(|error| anyhow::anyhow!("http.tls: {error}"))?,
         ),
         None => None,
     };

@@ -318,6 +318,59 @@ fn mutual_tls_admits_certificates_of_its_ca_and_names_the_user() {
     assert!(!ok, "skopeo without a client certificate got in");
 }
 
+#[test]
+fn mutual_tls_names_the_user_by_the_configured_attributes() {
+    if !tools_present() {
+        return;
+    }
+    let pki = Pki::new();
+    let mut config = tls_config(&pki, true);
+    // zot's SPIFFE example: the workload ID from the URI SAN, else the common name.
+    config["http"]["auth"] = json!({"mtls": {
+        "identityAttributes": ["URI", "CommonName"],
+        "uriSanPattern": "spiffe://example.org/workload/(.*)",
+    }});
+    config["http"]["accessControl"] = json!({
+        "repositories": {
+            "builder/**": {"policies": [{"users": ["builder"], "actions": ["read", "create"]}]},
+            "alice/**": {"policies": [{"users": ["alice"], "actions": ["read", "create"]}]},
+            "build-host-7/**": {"policies": [{"users": ["build-host-7"], "actions": ["read", "create"]}]},
+        },
+    });
+    let berth = Berth::start_with(config);
+    let image = random_image(1, 256);
+    let builder = pki.client(Some("builder"));
+    assert_eq!(push(&builder, &berth.url, "builder/app", &image), 201);
+    assert_eq!(
+        push(&builder, &berth.url, "build-host-7/app", &image),
+        403,
+        "the URI names the user, not the common name"
+    );
+    // alice's certificate has no URI: her common name names her.
+    let alice = pki.client(Some("alice"));
+    assert_eq!(push(&alice, &berth.url, "alice/app", &image), 201);
+    assert_eq!(push(&alice, &berth.url, "builder/app", &image), 403);
+
+    // The email SAN instead, with the whole subject as the fallback.
+    let mut config = tls_config(&pki, true);
+    config["http"]["auth"] = json!({"mtls": {"identityAttributes": ["Email", "Subject"]}});
+    config["http"]["accessControl"] = json!({
+        "repositories": {"**": {"policies": [
+            {"users": ["builder@example.org"], "actions": ["read", "create"]},
+            {"users": ["CN=alice,O=berth tests"], "actions": ["read"]},
+        ]}},
+    });
+    let berth = Berth::start_with(config);
+    assert_eq!(push(&builder, &berth.url, "any/app", &image), 201);
+    assert_eq!(push(&alice, &berth.url, "any/app", &image), 403);
+    let read = alice
+        .get(format!("{}/v2/any/app/manifests/v1", berth.url))
+        .header("Accept", berth_tests::api::OCI_MANIFEST)
+        .send()
+        .expect("GET as alice");
+    assert_eq!(read.status(), 200, "alice is named by her subject");
+}
+
 /// Replaces `dst` with `src` atomically (a rename, as certificate tooling does).
 fn replace(src: &Path, dst: &Path) {
     let staged = dst.with_extension("new");

@@ -8,6 +8,9 @@ writes into DIR:
   server2.crt, server2.key     another server certificate (rotation), by the CA
   alice.crt, alice.key         client certificate CN=alice, by the CA
   mallory.crt, mallory.key     client certificate CN=mallory, by another CA (other-ca.crt)
+  builder.crt, builder.key     client certificate CN=build-host-7 with the SANs
+                               URI spiffe://example.org/workload/builder and
+                               email builder@example.org, by the CA
 and prints the serial numbers of server.crt and server2.crt as JSON.
 """
 import datetime
@@ -57,7 +60,7 @@ def ca(common_name):
     return certificate, key
 
 
-def leaf(issuer, issuer_key, common_name, server):
+def leaf(issuer, issuer_key, common_name, server, sans=()):
     key = ec.generate_private_key(ec.SECP256R1())
     builder = (
         x509.CertificateBuilder()
@@ -79,6 +82,9 @@ def leaf(issuer, issuer_key, common_name, server):
     else:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)),
+                                            critical=False)
     return builder.sign(issuer_key, hashes.SHA256()), key
 
 
@@ -95,6 +101,11 @@ def main(directory):
     for stem, issuer, issuer_key in [("alice", root, root_key), ("mallory", other, other_key)]:
         certificate, key = leaf(issuer, issuer_key, stem, server=False)
         write(directory, stem, certificate, key)
+    certificate, key = leaf(root, root_key, "build-host-7", server=False, sans=[
+        x509.UniformResourceIdentifier("spiffe://example.org/workload/builder"),
+        x509.RFC822Name("builder@example.org"),
+    ])
+    write(directory, "builder", certificate, key)
     print(json.dumps({k: str(v) for k, v in serials.items()}))
 
 

@@ -28,6 +28,7 @@ mod testing;
 pub use certificate::{StoreType, TrustedCertificate, UnknownStoreType};
 pub use cosign::{verify_cosign_bundle, verify_cosign_legacy};
 pub use keys::{CosignKey, KeyError};
+pub use name::go_string as pkix_name_string;
 pub use notation::verify_notation;
 pub use verdict::{Subject, Tool, TrustStore, Verdict};
 

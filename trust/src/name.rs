@@ -23,7 +23,7 @@ const KNOWN_ATTRIBUTES: [(&str, &str); 9] = [
 ];
 
 /// Formats `name` like Go's `pkix.Name.String()`.
-pub(crate) fn go_string(name: &X509Name) -> String {
+pub fn go_string(name: &X509Name) -> String {
     let attributes: Vec<&AttributeTypeAndValue> = name.iter_attributes().collect();
     let mut sequence: Vec<Vec<String>> = Vec::new();
     for (oid, short_name) in KNOWN_ATTRIBUTES {

@@ -6,3 +6,4 @@ pub mod access;
 pub mod backoff;
 pub mod bearer;
 pub mod htpasswd;
+pub mod mtls;

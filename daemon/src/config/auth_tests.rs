@@ -212,3 +212,132 @@ fn malformed_auth_sections_are_errors() {
         );
     }
 }
+
+#[test]
+fn bearer_takes_over_and_api_keys_need_htpasswd() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let htpasswd = write_htpasswd(dir.path(), &format!("alice:{}\n", bcrypt_of("x")));
+    let cert = dir.path().join("token.pem");
+    std::fs::write(&cert, "placeholder").expect("write");
+    let bearer = serde_json::json!({"realm": "https://auth.example/token", "service": "registry", "cert": cert});
+    let (config, warnings) = config_with_auth(serde_json::json!({
+        "htpasswd": {"path": htpasswd}, "apikey": true, "bearer": bearer.clone(),
+    }))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let on = config.http.bearer.expect("bearer on");
+    assert_eq!(
+        (on.realm.as_str(), on.service.as_str(), on.cert.as_path()),
+        ("https://auth.example/token", "registry", cert.as_path())
+    );
+    assert_eq!(config.http.auth, None, "bearer alone, as zot");
+    assert!(!config.http.apikey);
+    let mut paths: Vec<&str> = warnings.iter().map(|w| w.key_path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["http.auth.apikey", "http.auth.htpasswd"]);
+
+    let (config, warnings) = config_with_auth(serde_json::json!({"apikey": true}))
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(!config.http.apikey, "no key without a user to own it");
+    assert!(warnings.iter().any(|w| w.key_path == "http.auth.apikey"));
+
+    for (section, key_path) in [
+        (
+            serde_json::json!({"service": "s", "cert": cert}),
+            "http.auth.bearer.realm",
+        ),
+        (
+            serde_json::json!({"realm": "https://a/t", "cert": cert}),
+            "http.auth.bearer.service",
+        ),
+        (
+            serde_json::json!({"realm": "https://a/t", "service": "s"}),
+            "http.auth.bearer.cert",
+        ),
+        (
+            serde_json::json!({"realm": "auth.example", "service": "s", "cert": cert}),
+            "http.auth.bearer.realm",
+        ),
+        (
+            serde_json::json!({"realm": "https://a/\"t", "service": "s", "cert": cert}),
+            "http.auth.bearer.realm",
+        ),
+        (
+            serde_json::json!({"realm": "https://a/t", "service": "s\"", "cert": cert}),
+            "http.auth.bearer.service",
+        ),
+        (
+            serde_json::json!({"realm": "https://a/t", "service": "s", "cert": dir.path().join("absent")}),
+            "http.auth.bearer.cert",
+        ),
+        (
+            serde_json::json!({"realm": "https://a/t", "service": "", "cert": cert}),
+            "http.auth.bearer.service",
+        ),
+    ] {
+        let errors = config_with_auth(serde_json::json!({"bearer": section}))
+            .expect_err(&section.to_string());
+        assert!(
+            errors.0.iter().any(|error| error.key_path == key_path),
+            "{section}: {errors}"
+        );
+    }
+    let errors = config_with_auth(serde_json::json!({"apikey": "yes"})).expect_err("not a bool");
+    assert!(errors.to_string().contains("http.auth.apikey"), "{errors}");
+}
+
+#[test]
+fn mtls_identity_attributes_are_zots_names_in_any_case() {
+    use super::IdentityAttribute::*;
+    let (config, _) = config_with_auth(serde_json::json!({"mtls": {
+        "identityAttributes": ["uri", "CN", "DN", "rfc822Name", "DNSName"],
+        "uriSanPattern": "spiffe://example.org/workload/(.*)",
+        "uriSanIndex": 1, "dnsSanIndex": 2, "emailSanIndex": 3,
+    }}))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let mtls = config.http.mtls;
+    assert_eq!(
+        mtls.identity_attributes,
+        [Uri, CommonName, Subject, Email, DnsName]
+    );
+    assert_eq!(
+        mtls.uri_san_pattern.as_deref(),
+        Some("spiffe://example.org/workload/(.*)")
+    );
+    assert_eq!(
+        (mtls.uri_san_index, mtls.dns_san_index, mtls.email_san_index),
+        (1, 2, 3)
+    );
+    let (config, warnings) = config_with_auth(serde_json::json!({"mtls": {}}))
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(
+        config.http.mtls.identity_attributes,
+        [CommonName],
+        "zot's default"
+    );
+    assert!(
+        warnings.iter().any(|w| w.key_path == "http.auth.mtls"),
+        "without http.tls.cacert nothing asks for certificates: {warnings:?}"
+    );
+    for (section, key_path) in [
+        (
+            serde_json::json!({"identityAttributes": ["Serial"]}),
+            "identityAttributes",
+        ),
+        (
+            serde_json::json!({"identityAttributes": []}),
+            "identityAttributes",
+        ),
+        (serde_json::json!({"uriSanPattern": "("}), "uriSanPattern"),
+        (serde_json::json!({"uriSanIndex": -1}), "uriSanIndex"),
+        (serde_json::json!({"dnsSanIndex": "0"}), "dnsSanIndex"),
+        (serde_json::json!({"subjectIndex": 0}), "subjectIndex"),
+    ] {
+        let errors =
+            config_with_auth(serde_json::json!({"mtls": section})).expect_err(&section.to_string());
+        let path = format!("http.auth.mtls.{key_path}");
+        assert!(
+            errors.0.iter().any(|error| error.key_path == path),
+            "{section}: {errors}"
+        );
+    }
+}

@@ -44,10 +44,17 @@ pub struct Connection {
 
 impl Connection {
     /// Serves `stream` to its end (after a TLS handshake with `tls` when given).
-    pub async fn run(self, stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
+    pub async fn run(
+        self,
+        stream: TcpStream,
+        tls: Option<(
+            tokio_rustls::TlsAcceptor,
+            std::sync::Arc<crate::auth::mtls::CertIdentity>,
+        )>,
+    ) {
         let watch = ConnWatch::new();
         let stream = WatchedStream::new(stream, watch.clone());
-        let Some(acceptor) = tls else {
+        let Some((acceptor, names)) = tls else {
             return self.serve(TokioIo::new(stream), watch, None).await;
         };
         match tokio::time::timeout(self.head, acceptor.accept(stream)).await {
@@ -55,7 +62,7 @@ impl Connection {
                 // rustls buffers at most 64 KiB of records by default: a large blob would be
                 // encrypted and written in many small rounds.
                 tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_BYTES));
-                let identity = super::tls::peer_identity(tls.get_ref().1).map(TlsIdentity);
+                let identity = super::tls::peer_identity(&names, tls.get_ref().1).map(TlsIdentity);
                 self.serve(TokioIo::new(tls), watch, identity).await;
             }
             Ok(Err(error)) => {

@@ -236,7 +236,10 @@ async fn shard_main(
             idle: settings.idle_timeout,
             head: settings.header_read_timeout,
         };
-        let tls = shared.tls.as_ref().map(|tls| tls.acceptor());
+        let tls = shared
+            .tls
+            .as_ref()
+            .map(|tls| (tls.acceptor(), tls.identity()));
         tokio::task::spawn_local(connection.run(stream, tls));
     }
     drop(listener);

@@ -5,7 +5,7 @@
 //! - TLS 1.3 and 1.2 only, rustls' default (modern, forward-secret AEAD) cipher suites on
 //!   `ring`; ALPN offers `h2` then `http/1.1`.
 //! - With `cacert`, every client must present a certificate that chains to it (zot's mTLS);
-//!   the verified leaf's common name is the caller's identity ([`peer_identity`]).
+//!   the verified leaf names the caller (`http.auth.mtls`, [`peer_identity`]).
 //! - [`Tls::reload`] rebuilds from the files (on SIGHUP, and by the watcher when a file's
 //!   size, time or inode changes). A broken file keeps the last good setup and logs why.
 //!   Connections already open keep their session; new handshakes use the new setup.
@@ -23,7 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
-use crate::config::TlsConfig;
+use crate::config::{MtlsConfig, TlsConfig};
 
 /// How often the watcher looks at the files.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,6 +44,8 @@ fn stamp(path: &Path) -> Stamp {
 /// The running TLS setup.
 pub struct Tls {
     config: TlsConfig,
+    /// `http.auth.mtls`: who a verified client certificate names.
+    identity: Arc<crate::auth::mtls::CertIdentity>,
     current: ArcSwap<ServerConfig>,
     stamps: Mutex<Vec<Stamp>>,
 }
@@ -92,10 +94,11 @@ fn build(config: &TlsConfig) -> Result<ServerConfig, String> {
 
 impl Tls {
     /// Builds the setup (blocking: reads the files); an error names the file and the problem.
-    pub fn new(config: &TlsConfig) -> Result<Arc<Tls>, String> {
+    pub fn new(config: &TlsConfig, mtls: &MtlsConfig) -> Result<Arc<Tls>, String> {
         let server = build(config)?;
         let tls = Tls {
             config: config.clone(),
+            identity: Arc::new(crate::auth::mtls::CertIdentity::new(mtls)?),
             current: ArcSwap::from_pointee(server),
             stamps: Mutex::new(Vec::new()),
         };
@@ -107,6 +110,11 @@ impl Tls {
         let mut paths = vec![self.config.cert.as_path(), self.config.key.as_path()];
         paths.extend(self.config.cacert.as_deref());
         paths.into_iter().map(stamp).collect()
+    }
+
+    /// Who a verified client certificate names.
+    pub fn identity(&self) -> Arc<crate::auth::mtls::CertIdentity> {
+        self.identity.clone()
     }
 
     /// The acceptor for a new connection (the setup current now).
@@ -156,11 +164,12 @@ impl Tls {
     }
 }
 
-/// The identity of a verified client certificate: its subject's common name (zot's default
-/// `identityAttributes`). `None` without a client certificate or a common name.
-pub fn peer_identity(connection: &rustls::ServerConnection) -> Option<String> {
+/// The identity of a connection's verified client certificate (`http.auth.mtls`, by default
+/// its subject's common name). `None` without a client certificate or a name.
+pub fn peer_identity(
+    identity: &crate::auth::mtls::CertIdentity,
+    connection: &rustls::ServerConnection,
+) -> Option<String> {
     let leaf = connection.peer_certificates()?.first()?;
-    let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    let common_name = certificate.subject().iter_common_name().next()?;
-    common_name.as_str().ok().map(str::to_owned)
+    identity.identify(leaf.as_ref())
 }
