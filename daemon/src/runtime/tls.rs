@@ -63,7 +63,15 @@ fn read_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'stat
 
 /// Builds the rustls server setup from the files `config` names.
 fn build(config: &TlsConfig) -> Result<ServerConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    // AES-128-GCM first, then AES-256-GCM, then ChaCha20-Poly1305, whatever the client's
+    // order: what Go's servers (Distribution, zot) pick for clients with AES hardware, and
+    // what Go's clients (docker, containerd, podman, skopeo) ask for first. AES-128 costs
+    // both ends about a fifth less CPU per byte than AES-256 on a large pull.
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| cipher_preference(suite.suite()));
+    let provider = Arc::new(provider);
     let chain = read_certificates(&config.cert, "http.tls.cert")?;
     let key = PrivateKeyDer::from_pem_file(&config.key)
         .map_err(|error| format!("http.tls.key {}: {error}", config.key.display()))?;
@@ -89,7 +97,22 @@ fn build(config: &TlsConfig) -> Result<ServerConfig, String> {
         .with_single_cert(chain, key)
         .map_err(|error| format!("http.tls.cert and http.tls.key do not go together: {error}"))?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    server.ignore_client_order = true;
     Ok(server)
+}
+
+/// The rank of a cipher suite in berth's order (lower is preferred; see [`build`]).
+fn cipher_preference(suite: rustls::CipherSuite) -> u8 {
+    use rustls::CipherSuite::*;
+    match suite {
+        TLS13_AES_128_GCM_SHA256
+        | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        TLS13_AES_256_GCM_SHA384
+        | TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 1,
+        _ => 2,
+    }
 }
 
 impl Tls {
