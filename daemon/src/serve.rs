@@ -102,16 +102,22 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let sync = SyncExt::new(config.sync.as_ref(), &engine, trust.clone(), workers, uring)?;
     let on_demand = sync.on_demand();
     let extensions = Arc::new(extensions(&config, &engine, &live, sync, trust.clone())?);
+    // LDAP logins write the groups the directory gives; access control reads them.
+    let directory_groups = Arc::new(crate::auth::ldap::DirectoryGroups::default());
     let auth = match &config.http.auth {
         Some(auth) => Some(Arc::new(
-            crate::auth::htpasswd::Authenticator::new(auth, config.http.realm.as_deref())
-                .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?,
+            crate::auth::htpasswd::Authenticator::with_groups(
+                auth,
+                config.http.realm.as_deref(),
+                directory_groups.clone(),
+            )
+            .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?,
         )),
         None => None,
     };
     let access = match &config.http.access {
         Some(access) => Some(Arc::new(
-            crate::auth::access::AccessControl::new(access)
+            crate::auth::access::AccessControl::with_directory_groups(access, directory_groups)
                 .map_err(|error| anyhow::anyhow!("http.accessControl: {error}"))?,
         )),
         None => None,

@@ -37,6 +37,8 @@ pub struct AccessControl {
     repositories: Vec<PolicyGroup>,
     admin: PolicyConfig,
     metrics: Option<MetricsAccessConfig>,
+    /// The groups LDAP logins gave their users (beside `groups`).
+    directory: std::sync::Arc<super::ldap::DirectoryGroups>,
 }
 
 struct PolicyGroup {
@@ -49,6 +51,14 @@ struct PolicyGroup {
 impl AccessControl {
     /// Compiles the config (its globs were checked at load; this fails only on a bad glob).
     pub fn new(config: &AccessConfig) -> Result<AccessControl, String> {
+        AccessControl::with_directory_groups(config, Default::default())
+    }
+
+    /// [`AccessControl::new`], with the groups a directory gives users at login.
+    pub fn with_directory_groups(
+        config: &AccessConfig,
+        directory: std::sync::Arc<super::ldap::DirectoryGroups>,
+    ) -> Result<AccessControl, String> {
         let mut groups: HashMap<String, Vec<String>> = HashMap::new();
         for (group, users) in &config.groups {
             for user in users {
@@ -73,12 +83,18 @@ impl AccessControl {
             repositories: written.into_iter().map(|(_, group)| group).collect(),
             admin: config.admin_policy.clone(),
             metrics: config.metrics.clone(),
+            directory,
         })
     }
 
-    fn groups_of(&self, user: Option<&str>) -> &[String] {
-        user.and_then(|user| self.groups.get(user))
-            .map_or(&[], Vec::as_slice)
+    /// The config's groups of `user`, then the directory's.
+    fn groups_of(&self, user: Option<&str>) -> Vec<String> {
+        let Some(user) = user else {
+            return Vec::new();
+        };
+        let mut groups = self.groups.get(user).cloned().unwrap_or_default();
+        groups.extend(self.directory.of(user).iter().cloned());
+        groups
     }
 
     /// Whether `user` (`None`: anonymous) may do `action` on `repo`.
@@ -88,7 +104,7 @@ impl AccessControl {
             .repositories
             .iter()
             .find(|group| group.glob.is_match(repo));
-        let granted = group.is_some_and(|group| group.permits(user, groups, action));
+        let granted = group.is_some_and(|group| group.permits(user, &groups, action));
         granted || (self.is_admin(user) && self.admin.actions.contains(&action))
     }
 

@@ -65,7 +65,10 @@ pub enum Refusal {
 
 /// The htpasswd users of the running daemon, their cache and the 401 answer.
 pub struct Authenticator {
-    path: PathBuf,
+    /// `http.auth.htpasswd.path` (`None`: LDAP only).
+    path: Option<PathBuf>,
+    /// `http.auth.ldap`: asked before the htpasswd file, as zot does.
+    ldap: Option<super::ldap::LdapLogins>,
     fail_delay: Duration,
     challenge: HeaderValue,
     /// Per-process random salt of the cache keys.
@@ -114,22 +117,38 @@ impl Authenticator {
     /// Reads the htpasswd file (blocking: call before the shards start). `realm` is
     /// `http.realm`.
     pub fn new(config: &AuthConfig, realm: Option<&str>) -> Result<Authenticator, String> {
+        Authenticator::with_groups(config, realm, Default::default())
+    }
+
+    /// [`Authenticator::new`], writing LDAP users' groups into `groups` (which access control
+    /// reads).
+    pub fn with_groups(
+        config: &AuthConfig,
+        realm: Option<&str>,
+        groups: Arc<super::ldap::DirectoryGroups>,
+    ) -> Result<Authenticator, String> {
         let realm = realm.unwrap_or(DEFAULT_REALM);
         let quoted = realm.replace('\\', "\\\\").replace('"', "\\\"");
         let challenge = HeaderValue::from_str(&format!("Basic realm=\"{quoted}\""))
             .map_err(|_| format!("http.realm {realm:?} cannot be sent in a header"))?;
-        let identity = FileIdentity::of(&config.htpasswd_path).ok();
-        let users = Htpasswd::load(&config.htpasswd_path).map_err(|error| error.to_string())?;
-        tracing::info!(
-            path = %config.htpasswd_path.display(),
-            users = users.len(),
-            "htpasswd authentication on"
-        );
+        let (identity, users) = match &config.htpasswd_path {
+            Some(path) => {
+                let users = Htpasswd::load(path).map_err(|error| error.to_string())?;
+                tracing::info!(path = %path.display(), users = users.len(), "htpasswd authentication on");
+                (FileIdentity::of(path).ok(), users)
+            }
+            None => (None, Htpasswd::default()),
+        };
+        let ldap = match &config.ldap {
+            Some(ldap) => Some(super::ldap::LdapLogins::new(ldap, groups)?),
+            None => None,
+        };
         let salt = random_salt()?;
         let unknown_user_hash =
             bcrypt::hash(salt, UNKNOWN_USER_COST).map_err(|error| format!("bcrypt: {error}"))?;
         Ok(Authenticator {
             path: config.htpasswd_path.clone(),
+            ldap,
             fail_delay: config.fail_delay,
             challenge,
             salt: random_salt()?,
@@ -194,7 +213,8 @@ impl Authenticator {
         let key = (user.clone(), self.password_key(&password));
         let name = user.clone();
         let version = self.current.load_full();
-        if version.is_verified(&key) {
+        if version.is_verified(&key) || self.ldap.as_ref().is_some_and(|ldap| ldap.is_cached(&key))
+        {
             return Ok(user);
         }
         let address = peer.map(|peer| peer.ip());
@@ -202,6 +222,29 @@ impl Authenticator {
             if let Err(wait) = self.backoff.check(&user, address, Instant::now()) {
                 tracing::warn!(user = %user, client = %address, wait_s = wait.as_secs_f64(), "login refused: too many failed attempts");
                 return Err(Refusal::Throttled(wait));
+            }
+        }
+        // LDAP first (zot's order); a refusal or an unreachable directory falls back to the
+        // htpasswd file when there is one.
+        let mut directory_down = false;
+        if let Some(ldap) = &self.ldap {
+            match ldap.login(key.clone(), &password).await {
+                super::ldap::Login::Verified => {
+                    if let Some(address) = address {
+                        self.backoff.succeeded(&user, address);
+                    }
+                    return Ok(user);
+                }
+                super::ldap::Login::Refused(reason) if self.path.is_none() => {
+                    log_failure(&user, peer, reason);
+                    return Err(self.failed(&name, address));
+                }
+                super::ldap::Login::Unavailable if self.path.is_none() => {
+                    log_failure(&user, peer, "the LDAP directory is unavailable");
+                    return Err(Refusal::Failed);
+                }
+                super::ldap::Login::Refused(_) => {}
+                super::ldap::Login::Unavailable => directory_down = true,
             }
         }
         let known = version.users.hash_of(&user).map(str::to_owned);
@@ -214,6 +257,10 @@ impl Authenticator {
         let outcome = match (known.is_some(), verified) {
             (true, Ok(true)) => {
                 version.remember(key);
+                if let Some(ldap) = &self.ldap {
+                    // Logged in by the file: no groups of the directory.
+                    ldap.forget_groups(&user);
+                }
                 Ok(user)
             }
             (true, Err(error)) => {
@@ -230,17 +277,29 @@ impl Authenticator {
                 Err(Refusal::Failed)
             }
         };
-        if let Some(address) = address {
-            match &outcome {
-                Ok(user) => self.backoff.succeeded(user, address),
-                Err(_) => {
-                    if let Some(block) = self.backoff.failed(&name, address, Instant::now()) {
-                        tracing::warn!(user = %name, client = %address, block_s = block.as_secs_f64(), "failed logins: further attempts refused for a while");
-                    }
+        match &outcome {
+            Ok(user) => {
+                if let Some(address) = address {
+                    self.backoff.succeeded(user, address);
                 }
+            }
+            // An unreachable directory is nobody's wrong password.
+            Err(_) if directory_down => {}
+            Err(_) => {
+                self.failed(&name, address);
             }
         }
         outcome
+    }
+
+    /// Counts a failed login of `user` from `address` (the backoff); the refusal to return.
+    fn failed(&self, user: &str, address: Option<std::net::IpAddr>) -> Refusal {
+        if let Some(address) = address {
+            if let Some(block) = self.backoff.failed(user, address, Instant::now()) {
+                tracing::warn!(user = %user, client = %address, block_s = block.as_secs_f64(), "failed logins: further attempts refused for a while");
+            }
+        }
+        Refusal::Failed
     }
 
     /// `http.auth.failDelay`: how long a refused login waits.
@@ -281,14 +340,17 @@ impl Authenticator {
         {
             return;
         }
-        let path = self.path.clone();
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let shown = path.display().to_string();
         let known = self.current.load().identity.clone();
         let looked = tokio::task::spawn_blocking(move || look(&path, known)).await;
         match looked {
             Ok(Look::Unchanged) | Err(_) => {}
             Ok(Look::Changed(identity, users)) => {
                 tracing::info!(
-                    path = %self.path.display(),
+                    path = %shown,
                     users = users.len(),
                     "htpasswd file changed: reloaded"
                 );

@@ -40,7 +40,8 @@ fn authenticator(dir: &Path, users: &[(&str, &str)]) -> Authenticator {
     let path = dir.join("htpasswd");
     write_users(&path, users);
     let config = AuthConfig {
-        htpasswd_path: path,
+        htpasswd_path: Some(path),
+        ldap: None,
         fail_delay: Duration::ZERO,
         secure_session: false,
     };

@@ -6,4 +6,5 @@ pub mod access;
 pub mod backoff;
 pub mod bearer;
 pub mod htpasswd;
+pub mod ldap;
 pub mod mtls;

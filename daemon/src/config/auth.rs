@@ -1,15 +1,16 @@
-//! `http.auth`, typed: zot's htpasswd Basic authentication (`htpasswd.path`, `failDelay`), API
-//! keys (`apikey`), bearer tokens (`bearer`, config/bearer.rs), the mTLS identity
-//! (`mtls`, config/tls.rs), and the htpasswd file format ([`Htpasswd`]).
+//! `http.auth`, typed: zot's Basic authentication against htpasswd (`htpasswd.path`) and LDAP
+//! (`ldap`, config/ldap.rs) with `failDelay`, API keys (`apikey`), bearer tokens (`bearer`,
+//! config/bearer.rs), the mTLS identity (`mtls`, config/tls.rs), and the htpasswd file format
+//! ([`Htpasswd`]).
 //!
 //! Rules:
-//! - htpasswd and bearer are the methods berth enforces. As in zot, a `bearer` section makes
-//!   tokens the only way in: `htpasswd` and `apikey` beside it are ignored with a warning.
-//!   LDAP and OpenID are accepted with a warning that says they are ignored; with neither
-//!   `htpasswd` nor `bearer`, the section is ignored with the loud "no authentication"
-//!   warning.
-//! - `apikey: true` needs `htpasswd` (a key belongs to a user who logs in); without it the
-//!   key is ignored with a warning.
+//! - htpasswd, LDAP and bearer are the methods berth enforces. As in zot, a `bearer` section
+//!   makes tokens the only way in: `htpasswd`, `ldap` and `apikey` beside it are ignored with
+//!   a warning. OpenID is accepted with a warning that says it is ignored; with none of
+//!   `htpasswd`, `ldap` and `bearer`, the section is ignored with the loud "no
+//!   authentication" warning.
+//! - `apikey: true` needs `htpasswd` or `ldap` (a key belongs to a user who logs in); without
+//!   them it is ignored with a warning.
 //! - The htpasswd file is read when the config loads, so `berth verify` and `berth serve`
 //!   refuse a missing file or a line that is not `user:bcrypt-hash` (`$2a$`, `$2b$`, `$2y$`:
 //!   zot accepts bcrypt only), naming the file and the line. The running daemon re-reads the
@@ -38,11 +39,13 @@ pub(crate) const NO_AUTH_WARNING: &str =
 const BEARER_ONLY: &str = "ignored: with http.auth.bearer set, berth (as zot) accepts bearer \
     tokens only";
 
-/// `http.auth` with htpasswd set (the only form berth enforces).
+/// `http.auth` with Basic authentication: htpasswd, LDAP or both (LDAP asked first, as zot).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// `http.auth.htpasswd.path`: the htpasswd file (bcrypt lines only).
-    pub htpasswd_path: PathBuf,
+    /// `http.auth.htpasswd.path`: the htpasswd file (bcrypt lines only), if any.
+    pub htpasswd_path: Option<PathBuf>,
+    /// `http.auth.ldap`: the directory.
+    pub ldap: Option<super::LdapConfig>,
     /// `http.auth.failDelay` (integer seconds, default 0): wait before answering a failed
     /// login.
     pub fail_delay: Duration,
@@ -54,7 +57,7 @@ pub struct AuthConfig {
 /// `http.auth`, typed: each method `None`/false when off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct AuthSection {
-    pub htpasswd: Option<AuthConfig>,
+    pub basic: Option<AuthConfig>,
     pub bearer: Option<super::bearer::BearerConfig>,
     pub apikey: bool,
     pub mtls: Option<super::tls::MtlsConfig>,
@@ -78,9 +81,9 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<AuthSection> {
             "bearer",
             "apikey",
             "mtls",
+            "ldap",
         ],
         &[
-            ("ldap", NOT_YET),
             ("openid", NOT_YET),
             ("sessionKeysFile", SESSIONS),
             ("sessionHashKey", SESSIONS),
@@ -98,39 +101,60 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<AuthSection> {
     }
     let bearer = super::bearer::bearer(ctx, &section)?;
     let mtls = super::tls::mtls(ctx, &section)?;
+    let ldap = super::ldap::ldap(ctx, &section)?;
     let apikey = section.boolean(ctx, "apikey");
     if section.has("apikey") && apikey.is_none() {
         return None;
     }
-    let mut apikey = apikey.unwrap_or(false);
     if bearer.is_some() {
-        for key in ["htpasswd", "apikey"] {
+        for key in ["htpasswd", "ldap", "apikey"] {
             if section.has(key) {
                 ctx.warn(&section.path_of(key), BEARER_ONLY);
             }
-        }
-        apikey = false;
-    }
-    let htpasswd = match (section.raw("htpasswd"), &bearer) {
-        (Some(htpasswd), None) => Some(htpasswd),
-        _ => None,
-    };
-    let Some(htpasswd) = htpasswd else {
-        if bearer.is_none() {
-            ctx.warn(&path, NO_AUTH_WARNING);
-        }
-        if apikey && bearer.is_none() {
-            ctx.warn(
-                &section.path_of("apikey"),
-                "ignored: API keys need http.auth.htpasswd (a key belongs to a user who logs in)",
-            );
         }
         return Some(AuthSection {
             bearer,
             mtls,
             ..AuthSection::default()
         });
+    }
+    let htpasswd_path = match section.raw("htpasswd") {
+        Some(htpasswd) => Some(htpasswd_file(ctx, &section, htpasswd)?),
+        None => None,
     };
+    if htpasswd_path.is_none() && ldap.is_none() {
+        ctx.warn(&path, NO_AUTH_WARNING);
+        if apikey == Some(true) {
+            ctx.warn(
+                &section.path_of("apikey"),
+                "ignored: API keys need http.auth.htpasswd or http.auth.ldap (a key belongs to \
+                 a user who logs in)",
+            );
+        }
+        return Some(AuthSection {
+            mtls,
+            ..AuthSection::default()
+        });
+    }
+    Some(AuthSection {
+        basic: Some(AuthConfig {
+            htpasswd_path,
+            ldap,
+            fail_delay: Duration::from_secs(fail_delay.unwrap_or(0)),
+            secure_session: secure_session.unwrap_or(false),
+        }),
+        bearer: None,
+        apikey: apikey.unwrap_or(false),
+        mtls,
+    })
+}
+
+/// `http.auth.htpasswd.path`, its file checked.
+fn htpasswd_file(
+    ctx: &mut Ctx,
+    section: &Section<'_>,
+    htpasswd: &serde_json::Value,
+) -> Option<PathBuf> {
     let htpasswd = Section::read(ctx, &section.path_of("htpasswd"), htpasswd, &["path"], &[])?;
     let key_path = htpasswd.path_of("path");
     let file = match htpasswd.string(ctx, "path") {
@@ -150,16 +174,7 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<AuthSection> {
         ctx.error(&key_path, error.to_string());
         return None;
     }
-    Some(AuthSection {
-        htpasswd: Some(AuthConfig {
-            htpasswd_path: file,
-            fail_delay: Duration::from_secs(fail_delay.unwrap_or(0)),
-            secure_session: secure_session.unwrap_or(false),
-        }),
-        bearer: None,
-        apikey,
-        mtls,
-    })
+    Some(file)
 }
 
 /// The users of an htpasswd file: user name -> bcrypt hash.

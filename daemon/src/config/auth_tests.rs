@@ -92,7 +92,8 @@ fn htpasswd_config_is_typed_with_its_fail_delay() {
     assert_eq!(
         config.http.auth,
         Some(AuthConfig {
-            htpasswd_path: path.clone(),
+            htpasswd_path: Some(path.clone()),
+            ldap: None,
             fail_delay: Duration::from_secs(2),
             secure_session: false,
         })
@@ -119,7 +120,7 @@ fn other_methods_warn_and_without_htpasswd_nothing_authenticates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_htpasswd(dir.path(), &format!("alice:{}\n", bcrypt_of("x")));
     let (config, warnings) = config_with_auth(serde_json::json!({
-        "htpasswd": {"path": path}, "ldap": {"address": "ldap"}, "apikey": true,
+        "htpasswd": {"path": path}, "openid": {"providers": {}}, "apikey": true,
         "sessionKeysFile": "/k",
     }))
     .unwrap_or_else(|errors| panic!("{errors}"));
@@ -127,8 +128,8 @@ fn other_methods_warn_and_without_htpasswd_nothing_authenticates() {
     assert!(config.http.apikey, "API keys are on beside htpasswd");
     let mut paths: Vec<&str> = warnings.iter().map(|w| w.key_path.as_str()).collect();
     paths.sort_unstable();
-    assert_eq!(paths, ["http.auth.ldap", "http.auth.sessionKeysFile"]);
-    let (config, warnings) = config_with_auth(serde_json::json!({"ldap": {}, "failDelay": 1}))
+    assert_eq!(paths, ["http.auth.openid", "http.auth.sessionKeysFile"]);
+    let (config, warnings) = config_with_auth(serde_json::json!({"openid": {}, "failDelay": 1}))
         .unwrap_or_else(|errors| panic!("{errors}"));
     assert_eq!(config.http.auth, None);
     let auth = warnings
@@ -340,4 +341,105 @@ fn mtls_identity_attributes_are_zots_names_in_any_case() {
             "{section}: {errors}"
         );
     }
+}
+
+#[test]
+fn ldap_keys_are_zots_and_the_bind_password_stays_secret() {
+    use super::LdapTransport;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let credentials = dir.path().join("ldap-credentials.json");
+    std::fs::write(
+        &credentials,
+        r#"{"bindDN": "cn=reader,dc=example,dc=org", "bindPassword": "s3cret-bind"}"#,
+    )
+    .expect("write");
+    let (config, warnings) = config_with_auth(serde_json::json!({"ldap": {
+        "address": "ldap.example.org", "startTLS": true, "baseDN": "ou=people,dc=example,dc=org",
+        "userAttribute": "uid", "userGroupAttribute": "memberOf", "subtreeSearch": true,
+        "userFilter": "(objectClass=person)", "credentialsFile": credentials,
+    }}))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let auth = config.http.auth.expect("Basic authentication on");
+    assert_eq!(auth.htpasswd_path, None);
+    let ldap = auth.ldap.expect("ldap");
+    assert_eq!(
+        (ldap.port, ldap.transport, ldap.subtree_search),
+        (389, LdapTransport::StartTls, true)
+    );
+    let (bind_dn, bind_password) = ldap.service_account().expect("the file is read");
+    assert_eq!(bind_dn.as_deref(), Some("cn=reader,dc=example,dc=org"));
+    assert_eq!(bind_password.as_deref(), Some("s3cret-bind"));
+    assert!(!format!("{ldap:?}").contains("s3cret"), "Debug hides it");
+
+    let (config, _) = config_with_auth(serde_json::json!({"ldap": {
+        "address": "ldap.example.org", "baseDN": "dc=example,dc=org",
+    }}))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let ldap = config.http.auth.expect("on").ldap.expect("ldap");
+    assert_eq!((ldap.port, ldap.transport), (636, LdapTransport::Ldaps));
+    assert_eq!(ldap.user_attribute, "uid");
+
+    let (_, warnings) = config_with_auth(serde_json::json!({"ldap": {
+        "address": "a", "baseDN": "dc=x", "insecure": true, "skipVerify": true,
+    }}))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let mut paths: Vec<&str> = warnings.iter().map(|w| w.key_path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        ["http.auth.ldap.insecure", "http.auth.ldap.skipVerify"]
+    );
+
+    let bad_credentials = dir.path().join("bad.json");
+    std::fs::write(&bad_credentials, "bindPassword: s3cret-bind").expect("write");
+    for (section, key_path) in [
+        (serde_json::json!({"baseDN": "dc=x"}), "address"),
+        (serde_json::json!({"address": "a"}), "baseDN"),
+        (
+            serde_json::json!({"address": "a", "baseDN": "dc=x", "port": 0}),
+            "port",
+        ),
+        (
+            serde_json::json!({"address": "a", "baseDN": "dc=x", "userFilter": "objectClass=person"}),
+            "userFilter",
+        ),
+        (
+            serde_json::json!({"address": "a", "baseDN": "dc=x", "userAttribute": "uid)(x"}),
+            "userAttribute",
+        ),
+        (
+            serde_json::json!({"address": "a", "baseDN": "dc=x", "startTLS": "yes"}),
+            "startTLS",
+        ),
+        (
+            serde_json::json!({"address": "a", "baseDN": "dc=x", "bindPasswrd": "x"}),
+            "bindPasswrd",
+        ),
+    ] {
+        let errors =
+            config_with_auth(serde_json::json!({"ldap": section})).expect_err(&section.to_string());
+        let path = format!("http.auth.ldap.{key_path}");
+        assert!(
+            errors.0.iter().any(|error| error.key_path == path),
+            "{section}: {errors}"
+        );
+    }
+    // The file is read when the daemon starts: a broken one is refused without its contents.
+    let (config, _) = config_with_auth(serde_json::json!({"ldap": {
+        "address": "a", "baseDN": "dc=x", "credentialsFile": bad_credentials,
+    }}))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let error = config
+        .http
+        .auth
+        .expect("on")
+        .ldap
+        .expect("ldap")
+        .service_account()
+        .expect_err("bad file");
+    assert!(
+        error.contains("bad.json") && !error.contains("s3cret"),
+        "{error}"
+    );
 }

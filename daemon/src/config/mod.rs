@@ -22,6 +22,7 @@ mod duration;
 #[cfg(test)]
 mod extension_tests;
 mod extensions;
+mod ldap;
 mod ratelimit;
 mod retention;
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub use access::{AccessConfig, Action, MetricsAccessConfig, PolicyConfig, Reposi
 pub use auth::{AuthConfig, Htpasswd, HtpasswdError};
 pub use bearer::BearerConfig;
 pub use duration::parse_go_duration;
+pub use ldap::{LdapConfig, LdapTransport};
 pub use ratelimit::RateLimitConfig;
 pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
 pub use retention::{KeepTagsConfig, RetentionConfig, RetentionPolicyConfig, TimeWindow};
@@ -248,7 +250,7 @@ pub struct HttpConfig {
     pub external_url: Option<String>,
     /// `http.realm` (zot's default `zot`): the realm of the Basic challenge.
     pub realm: Option<String>,
-    /// `http.auth` with htpasswd: `None` = no Basic authentication.
+    /// `http.auth` with htpasswd and/or LDAP: `None` = no Basic authentication.
     pub auth: Option<AuthConfig>,
     /// `http.auth.bearer`: tokens from an external token server are the only way in.
     pub bearer: Option<BearerConfig>,

@@ -375,7 +375,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     let ratelimit = super::ratelimit::ratelimit(ctx, &section);
     let allow_origin = allow_origin(ctx, &section);
     // Who can be named: htpasswd users, token subjects, or client certificates (mTLS).
-    let identified = matches!(&auth, Some(auth) if auth.htpasswd.is_some() || auth.bearer.is_some())
+    let identified = matches!(&auth, Some(auth) if auth.basic.is_some() || auth.bearer.is_some())
         || matches!(&tls, Some(Some(tls)) if tls.cacert.is_some());
     if let (Some(auth), Some(None)) = (&auth, &tls) {
         if auth.mtls.is_some() {
@@ -401,7 +401,7 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
     }
     let auth = auth?;
     Some(HttpConfig {
-        auth: auth.htpasswd,
+        auth: auth.basic,
         bearer: auth.bearer,
         apikey: auth.apikey,
         mtls: auth.mtls.unwrap_or_default(),

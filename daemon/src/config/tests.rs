@@ -189,9 +189,17 @@ fn full_zot_example_is_accepted_with_warnings() {
             namespace: "zot".into()
         }
     );
+    // LDAP authenticates (so accessControl has users); API keys are on beside it.
+    let ldap = config.http.auth.as_ref().and_then(|auth| auth.ldap.as_ref());
+    assert_eq!(ldap.map(|ldap| ldap.address.as_str()), Some("ldap.example.com"));
+    assert!(config.http.apikey);
+    for key_path in ["http.auth", "http.accessControl", "http.auth.ldap"] {
+        assert!(
+            warnings.iter().all(|w| w.key_path != key_path),
+            "{key_path}: {warnings:?}"
+        );
+    }
     for key_path in [
-        "http.auth",
-        "http.accessControl",
         "http.writeTimeout",
         "http.readTimeout",
         "storage.subPaths",

@@ -2,7 +2,7 @@
 //! its login page. Enabled with search, as zot's.
 //!
 //! Rules: only enabled authentication methods appear, in zot's shapes: `htpasswd: {}` (the
-//! path blanked), `bearer: {realm, service}`, `openid: {providers: {NAME: {name}}}`,
+//! path blanked), `ldap: {address}`, `bearer: {realm, service}`, `openid: {providers: {NAME: {name}}}`,
 //! `apikey: true`; `http: {}` without authentication. The route needs no credentials even when htpasswd is on (as zot's: the login page reads it
 //! before anyone logged in); credentials that are sent are checked as anywhere else.
 use serde_json::{json, Map, Value};
@@ -16,8 +16,13 @@ pub const PATH: &str = "/v2/_zot/ext/mgmt";
 pub fn document(config: &Config) -> Value {
     let mut http = Map::new();
     let mut auth = Map::new();
-    if config.http.auth.is_some() {
-        auth.insert("htpasswd".into(), json!({}));
+    if let Some(basic) = &config.http.auth {
+        if basic.htpasswd_path.is_some() {
+            auth.insert("htpasswd".into(), json!({}));
+        }
+        if let Some(ldap) = &basic.ldap {
+            auth.insert("ldap".into(), json!({"address": ldap.address}));
+        }
     }
     if let Some(bearer) = &config.http.bearer {
         auth.insert(
@@ -116,7 +121,8 @@ mod tests {
         assert_eq!(open["http"], json!({}));
         assert_eq!(open["distSpecVersion"], json!("1.1.1"));
         config.http.auth = Some(crate::config::AuthConfig {
-            htpasswd_path: "/secret/htpasswd".into(),
+            htpasswd_path: Some("/secret/htpasswd".into()),
+            ldap: None,
             fail_delay: std::time::Duration::ZERO,
             secure_session: false,
         });
