@@ -133,7 +133,7 @@ async fn serve(
             head_only,
         ) {
             Ok(user) => info.user = user,
-            Err(refused) => return Ok(refused),
+            Err(refused) => return Ok(*refused),
         }
     }
     let site = match (&probe, &operator) {

@@ -472,8 +472,8 @@ impl Bearer {
     }
 
     /// Checks the request's token and its scopes; returns the token's user (`None`:
-    /// anonymous token), or the 401 to send. `extension_route`: the path is an extension's
-    /// route (no scope).
+    /// anonymous token), or the 401 to send (boxed: a response is large).
+    /// `extension_route`: the path is an extension's route (no scope).
     pub fn admit(
         &self,
         method: &Method,
@@ -482,7 +482,7 @@ impl Bearer {
         extension_route: bool,
         peer: Option<SocketAddr>,
         head_only: bool,
-    ) -> Result<Option<String>, Response<Body>> {
+    ) -> Result<Option<String>, Box<Response<Body>>> {
         let needed = match extension_route {
             true => Vec::new(),
             false => scopes(method, uri.path(), uri.query()),
@@ -490,16 +490,18 @@ impl Bearer {
         let remote = peer.map(|peer| peer.to_string()).unwrap_or_default();
         let token = match self.token(headers) {
             Ok(Some(token)) => token,
-            Ok(None) => return Err(self.unauthorized(&needed, None, head_only)),
+            Ok(None) => return Err(Box::new(self.unauthorized(&needed, None, head_only))),
             Err(invalid) => {
                 tracing::info!(remote = %remote, reason = %invalid, "bearer token refused");
-                return Err(self.unauthorized(&needed, Some("invalid_token"), head_only));
+                let refused = self.unauthorized(&needed, Some("invalid_token"), head_only);
+                return Err(Box::new(refused));
             }
         };
         if let Some(missing) = needed.iter().find(|scope| !token.grants(scope)) {
             let user = token.subject.as_deref().unwrap_or("");
             tracing::info!(remote = %remote, user, scope = %missing, "bearer token lacks the scope");
-            return Err(self.unauthorized(&needed, Some("insufficient_scope"), head_only));
+            let refused = self.unauthorized(&needed, Some("insufficient_scope"), head_only);
+            return Err(Box::new(refused));
         }
         Ok(token.subject)
     }

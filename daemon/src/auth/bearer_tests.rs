@@ -229,7 +229,7 @@ fn kid_must_name_a_configured_key() {
     let unknown = sign(&key, Algorithm::ES256, Some("AAAA:BBBB"), &good);
     assert_eq!(bearer.verify(&unknown).err(), Some(Invalid::UnknownKid));
     // The other key's kid on a token this key signed: the named key does not verify it.
-    let crossed = sign(&key, Algorithm::ES256, Some(&ids[0].1.to_owned()), &good);
+    let crossed = sign(&key, Algorithm::ES256, Some(ids[0].1), &good);
     assert_eq!(bearer.verify(&crossed).err(), Some(Invalid::Signature));
 }
 
