@@ -115,6 +115,13 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let bearer = match &config.http.bearer {
+        Some(bearer) => Some(Arc::new(
+            crate::auth::bearer::Bearer::new(bearer)
+                .map_err(|error| anyhow::anyhow!("http.auth.bearer: {error}"))?,
+        )),
+        None => None,
+    };
     let access = match &config.http.access {
         Some(access) => Some(Arc::new(
             crate::auth::access::AccessControl::with_directory_groups(access, directory_groups)
@@ -142,6 +149,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
             .map(|limits| Arc::new(crate::policy::ratelimit::RateLimits::new(limits))),
         extensions: extensions.clone(),
         auth,
+        bearer,
         access,
         engine,
         live: live.clone(),

@@ -9,7 +9,8 @@
 //! and berth's metric families with a strict exposition parser ([`METRIC_FAMILIES`],
 //! [`Exposition`]). Real-browser scenarios in Debian's headless Chromium driven by Python
 //! playwright, and a static site for pages berth does not serve ([`browser`]). The trust
-//! extension's signer (tests/trust/sign.py), endpoints and verdicts ([`trust`]).
+//! extension's signer (tests/trust/sign.py), endpoints and verdicts ([`trust`]). The bearer
+//! token issuer and minter (tests/tokens/issuer.py, [`tokens`]).
 //!
 //! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
 //! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
@@ -30,6 +31,7 @@ mod peer;
 mod prometheus;
 pub mod search;
 mod snapshot;
+pub mod tokens;
 pub mod trust;
 
 use std::path::{Path, PathBuf};

@@ -64,6 +64,9 @@ pub struct Ctx {
     /// `http.auth.htpasswd`: every request but the health probes needs Basic credentials
     /// (with `access`, a request without credentials is anonymous instead).
     pub auth: Option<Arc<htpasswd::Authenticator>>,
+    /// `http.auth.bearer`: every request but the health probes and public routes needs a
+    /// token (auth/bearer.rs); then `auth` is `None`.
+    pub bearer: Option<Arc<crate::auth::bearer::Bearer>>,
     /// `http.accessControl`: who may do what (auth/access.rs); `None` = everyone admitted
     /// may do everything.
     pub access: Option<Arc<access::AccessControl>>,
@@ -116,6 +119,23 @@ async fn serve(
             return Ok(ApiError::TooManyRequests(wait).into_response(head_only));
         }
     }
+    // http.auth.bearer: a token is the only way in; the probes and public routes need none.
+    let route = ctx.extensions.route(req.uri().path());
+    let public = route.is_some_and(|(_, route)| route.need == access::Need::Public);
+    if let (Some(bearer), None, false) = (&ctx.bearer, &probe, public) {
+        let (method, uri) = (req.method(), req.uri());
+        match bearer.admit(
+            method,
+            uri,
+            req.headers(),
+            route.is_some(),
+            info.peer,
+            head_only,
+        ) {
+            Ok(user) => info.user = user,
+            Err(refused) => return Ok(*refused),
+        }
+    }
     let site = match (&probe, &operator) {
         (None, None) => ctx.extensions.site(req.uri().path()),
         _ => None,
@@ -134,17 +154,15 @@ async fn serve(
     }
     // With access control, a request without credentials is anonymous (the policies decide);
     // so is one to a public extension route.
-    let public = ctx
-        .extensions
-        .route(req.uri().path())
-        .is_some_and(|(_, route)| route.need == access::Need::Public);
     let anonymous =
         (ctx.access.is_some() || public) && htpasswd::sends_no_credentials(req.headers());
     let certified = req
         .extensions()
         .get::<crate::runtime::connection::TlsIdentity>()
         .map(|identity| identity.0.clone());
-    if let Some(identity) = certified {
+    if ctx.bearer.is_some() {
+        // The token (checked above) named the caller; nothing else may.
+    } else if let Some(identity) = certified {
         // Mutual TLS: the verified client certificate names the caller (zot's mTLS).
         info.user = Some(identity);
     } else if let (Some(auth), false, false) = (&ctx.auth, probe.is_some(), anonymous) {

@@ -10,7 +10,8 @@
 //! - Methods: GET/HEAD read; POST/PUT/PATCH create; DELETE delete; a manifest PUT that names
 //!   a tag that already exists (the reference or a `?tag=`) is update instead.
 //! - A refused anonymous request gets the 401 Basic challenge when htpasswd is on (so clients
-//!   send credentials), 403 DENIED otherwise; a refused user gets 403 DENIED.
+//!   send credentials), the Bearer challenge with `insufficient_scope` when bearer is on (an
+//!   anonymous token), 403 DENIED otherwise; a refused user gets 403 DENIED.
 //! - `/v2/` itself: an anonymous request gets the 401 challenge when htpasswd is on (a Docker
 //!   client only sends credentials after one); anyone admitted gets 200.
 //! - An extension's route says what it needs ([`Need`]); berth's extension endpoints (scrub
@@ -205,8 +206,9 @@ pub fn permit(
 /// The answer to a refused request: the 401 challenge for anonymous when htpasswd is on,
 /// else 403 DENIED naming the repository (or "this endpoint").
 fn refusal(ctx: &Ctx, user: Option<&str>, head_only: bool, need: &Need) -> Response<Body> {
-    match (&ctx.auth, user) {
-        (Some(auth), None) => auth.unauthorized(head_only),
+    match (&ctx.auth, &ctx.bearer, user) {
+        (Some(auth), _, None) => auth.unauthorized(head_only),
+        (_, Some(bearer), None) => bearer.refuse_anonymous(need, head_only),
         _ => {
             let what = match need {
                 Need::Action(_, repo) => repo.to_string(),

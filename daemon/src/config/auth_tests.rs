@@ -219,7 +219,8 @@ fn bearer_takes_over_and_api_keys_need_htpasswd() {
     let dir = tempfile::tempdir().expect("tempdir");
     let htpasswd = write_htpasswd(dir.path(), &format!("alice:{}\n", bcrypt_of("x")));
     let cert = dir.path().join("token.pem");
-    std::fs::write(&cert, "placeholder").expect("write");
+    let key = rcgen::KeyPair::generate().expect("key");
+    std::fs::write(&cert, key.public_key_pem()).expect("write");
     let bearer = serde_json::json!({"realm": "https://auth.example/token", "service": "registry", "cert": cert});
     let (config, warnings) = config_with_auth(serde_json::json!({
         "htpasswd": {"path": htpasswd}, "apikey": true, "bearer": bearer.clone(),

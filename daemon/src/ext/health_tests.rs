@@ -217,6 +217,7 @@ fn context(root: &std::path::Path, config_text: &str) -> Ctx {
         quotas: Arc::new(Quotas::new(&config.storage.quotas).expect("valid quotas")),
         sync: None,
         auth: None,
+        bearer: None,
         access: None,
         extensions: Arc::new(crate::ext::Registry::new(Vec::new())),
         trust: None,
