@@ -103,10 +103,15 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let on_demand = sync.on_demand();
     let extensions = Arc::new(extensions(&config, &engine, &live, sync, trust.clone())?);
     let auth = match &config.http.auth {
-        Some(auth) => Some(Arc::new(
-            crate::auth::htpasswd::Authenticator::new(auth, config.http.realm.as_deref())
-                .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?,
-        )),
+        Some(auth) => {
+            let authenticator =
+                crate::auth::htpasswd::Authenticator::new(auth, config.http.realm.as_deref())
+                    .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?;
+            Some(Arc::new(match config.http.apikey {
+                true => authenticator.with_api_keys(engine.clone()),
+                false => authenticator,
+            }))
+        }
         None => None,
     };
     let access = match &config.http.access {
@@ -226,6 +231,7 @@ fn extensions(
         Arc::new(MetricsExt),
         Arc::new(ui),
         Arc::new(TrustExt::new(trust)),
+        Arc::new(crate::ext::apikeys::ApiKeysExt::new(config)),
     ]))
 }
 
