@@ -145,7 +145,7 @@ pub fn authed(user: &str) -> Client {
 }
 
 /// Basic-auth header value, without a base64 dependency.
-fn basic(user: &str, password: &str) -> String {
+pub fn basic(user: &str, password: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let input = format!("{user}:{password}");
     let mut out = String::new();

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use daemon::{merge_patch, Berth};
-pub use fixture::{authed, Seeded, HTPASSWD_SECRET};
+pub use fixture::{authed, basic, Seeded, HTPASSWD_SECRET};
 pub use image::{
     fetch_blob, fetch_manifest, gzip_stored, push_blob, push_image, random_bytes, random_image,
     tar_layer, try_push_blob, try_push_manifest, write_oci_layout, Image, PushError,
