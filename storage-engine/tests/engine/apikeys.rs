@@ -152,3 +152,29 @@ fn a_read_only_engine_reads_keys_and_writes_none() {
     drop(reader);
     assert!(engine.api_key(&key).expect("lookup").is_some());
 }
+
+#[test]
+fn a_store_from_before_api_keys_gets_the_family_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(open(dir.path(), IoBackendKind::Threads));
+    {
+        let path = dir.path().join("index");
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).expect("families");
+        let mut db =
+            rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, &names).expect("open");
+        db.drop_cf("api_keys").expect("drop the api_keys family");
+    }
+    let options = EngineOptions {
+        root: dir.path().to_path_buf(),
+        commit: true,
+        io: IoBackendKind::Threads,
+    };
+    let refused = Engine::open_read_only(options.clone())
+        .expect_err("a read-only open cannot create the family")
+        .to_string();
+    assert!(refused.contains("has no api_keys family"), "{refused}");
+    let engine = open(dir.path(), IoBackendKind::Threads);
+    let (key, _) = block_on(engine.create_api_key(new_key("gina", "g", None))).expect("create");
+    assert!(engine.api_key(&key).expect("lookup").is_some());
+    assert_clean(&engine);
+}
