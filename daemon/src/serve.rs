@@ -105,14 +105,18 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     // LDAP logins write the groups the directory gives; access control reads them.
     let directory_groups = Arc::new(crate::auth::ldap::DirectoryGroups::default());
     let auth = match &config.http.auth {
-        Some(auth) => Some(Arc::new(
-            crate::auth::htpasswd::Authenticator::with_groups(
+        Some(auth) => {
+            let authenticator = crate::auth::htpasswd::Authenticator::with_groups(
                 auth,
                 config.http.realm.as_deref(),
                 directory_groups.clone(),
             )
-            .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?,
-        )),
+            .map_err(|error| anyhow::anyhow!("http.auth: {error}"))?;
+            Some(Arc::new(match config.http.apikey {
+                true => authenticator.with_api_keys(engine.clone()),
+                false => authenticator,
+            }))
+        }
         None => None,
     };
     let bearer = match &config.http.bearer {
@@ -241,6 +245,7 @@ fn extensions(
         Arc::new(MetricsExt),
         Arc::new(ui),
         Arc::new(TrustExt::new(trust)),
+        Arc::new(crate::ext::apikeys::ApiKeysExt::new(config)),
     ]))
 }
 

@@ -8,10 +8,11 @@
 //! manifest; a manifest whose bytes do not hash to its key, that no longer parses, whose
 //! config/layers are not linked in its repository or whose index children are absent; a
 //! referrer entry or reference record whose manifest is gone; search records that disagree
-//! with the manifests and tags (search/fsck.rs); a login session record that does not decode.
+//! with the manifests and tags (search/fsck.rs); a login session record that does not decode;
+//! an API key record that does not decode or disagrees with its user's list.
 //! Info (reported, not failures): complete blob files without a record (orphans of an
-//! interrupted commit or an unlink; GC reclaims them), idle upload sessions and expired
-//! login sessions not yet pruned.
+//! interrupted commit or an unlink; GC reclaims them), idle upload sessions, expired
+//! login sessions not yet pruned, expired API keys and last uses of revoked keys.
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
@@ -70,6 +71,7 @@ impl Engine {
         self.fsck_tags_and_refs(&mut report)?;
         self.fsck_search(&mut report)?;
         self.fsck_login_sessions(&mut report)?;
+        self.fsck_api_keys(&mut report)?;
         self.fsck_trust(&mut report);
         let index = &self.inner.index;
         index.visit(Cf::Uploads, b"", None, |key, _| {
@@ -177,6 +179,29 @@ impl Engine {
             report.note(format!(
                 "{expired} expired login sessions are not pruned yet"
             ));
+        }
+        Ok(())
+    }
+
+    /// Every API key record decodes and agrees with its user's list; expired keys and
+    /// last-use records of revoked keys are info.
+    fn fsck_api_keys(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+        let mut findings = Vec::new();
+        self.inner
+            .index
+            .visit(Cf::ApiKeys, b"", None, |key, value| {
+                findings.push((
+                    hex::encode(key),
+                    crate::apikeys::check_record(self, key, value),
+                ));
+                Ok(true)
+            })?;
+        for (key, finding) in findings {
+            match finding {
+                Ok(None) => {}
+                Ok(Some(note)) => report.note(note),
+                Err(error) => report.problem(format!("API key record {key}: {error}")),
+            }
         }
         Ok(())
     }

@@ -52,10 +52,13 @@ pub(crate) enum Cf {
     Sessions,
     /// The trust extension: keys, certificates, signature verdicts (trust.rs).
     Trust,
+    /// API keys (`http.auth.apikey`), by the SHA-256 of the key, with each user's list and
+    /// last uses (apikeys.rs).
+    ApiKeys,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 21] = [
+    pub(crate) const ALL: [Cf; 22] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -77,6 +80,7 @@ impl Cf {
         Cf::Tagged,
         Cf::Sessions,
         Cf::Trust,
+        Cf::ApiKeys,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -102,6 +106,7 @@ impl Cf {
             Cf::Tagged => "tagged",
             Cf::Sessions => "sessions",
             Cf::Trust => "trust",
+            Cf::ApiKeys => "api_keys",
         }
     }
 }

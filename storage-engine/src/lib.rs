@@ -4,6 +4,8 @@
 pub mod oci;
 
 #[cfg(feature = "engine")]
+pub mod apikeys;
+#[cfg(feature = "engine")]
 mod blobstore;
 #[cfg(feature = "engine")]
 mod direct;

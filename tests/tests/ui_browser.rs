@@ -517,3 +517,26 @@ fn every_page_is_clean_and_fits_a_phone_in_both_color_schemes() {
     ]});
     run_script("ui_tour:every_page", ui.url(), &args);
 }
+
+/// The API keys page (`http.auth.apikey`): create, copy once, use, list, revoke in the page;
+/// the key then fails at once (a light registry of its own: no catalogue needed).
+#[test]
+fn an_api_key_is_created_used_and_revoked_in_the_page() {
+    if !require_browser() {
+        return;
+    }
+    let mut patch = search_config();
+    patch["extensions"]["ui"] = json!({"enable": true});
+    patch["http"] = json!({"auth": {"apikey": true}});
+    let access =
+        json!({"repositories": {"**": {"policies": [{"users": ["alice"], "actions": ALL}]}}});
+    let berth = start(access, patch);
+    run_script(
+        "ui_apikeys:create_use_list_and_revoke",
+        &berth.url,
+        &json!({"user": "alice"}),
+    );
+    let alice = authed("alice");
+    let (_, keys) = get_json(&alice, &format!("{}/zot/auth/apikey", berth.url));
+    assert_eq!(keys, json!({"apiKeys": []}), "revoked in the page");
+}

@@ -66,9 +66,15 @@ fn with_link(mut response: Response<Body>, link: Option<String>) -> Response<Bod
     response
 }
 
-/// The catalog, filtered to the repositories `user` may read when access control is on
-/// (the pages then walk the index until they are full or it ends).
-pub fn catalog(ctx: &Ctx, query: &Query, user: Option<&str>) -> Result<Response<Body>, ApiError> {
+/// The catalog, filtered to the repositories `user` may read when access control is on and
+/// to those in the scopes of the API key `key` when it has any (the pages then walk the
+/// index until they are full or it ends).
+pub fn catalog(
+    ctx: &Ctx,
+    query: &Query,
+    user: Option<&str>,
+    key: Option<&crate::auth::apikey::KeyGrant>,
+) -> Result<Response<Body>, ApiError> {
     let n = page_size(query)?;
     let mut last = query
         .get("last")
@@ -82,7 +88,9 @@ pub fn catalog(ctx: &Ctx, query: &Query, user: Option<&str>) -> Result<Response<
         repos.extend(
             batch
                 .into_iter()
-                .filter(|repo| access::can_read(ctx, user, repo))
+                .filter(|repo| {
+                    access::can_read(ctx, user, repo) && crate::auth::apikey::in_scope(key, repo)
+                })
                 .map(|repo| repo.to_string()),
         );
         if exhausted || repos.len() > n {

@@ -22,7 +22,7 @@ use std::{convert::Infallible, rc::Rc, sync::Arc, time::Duration};
 use berth_storage::Engine;
 use hyper::{header, Method, Request, Response};
 
-use crate::auth::{access, htpasswd};
+use crate::auth::{access, apikey, htpasswd};
 use crate::ext::metrics::{Metrics, RepoAction};
 use crate::ext::Registry;
 use crate::policy::quota::Quotas;
@@ -167,7 +167,7 @@ async fn serve(
         info.user = Some(identity);
     } else if let (Some(auth), false, false) = (&ctx.auth, probe.is_some(), anonymous) {
         match auth.admit(req.headers(), info.peer, head_only).await {
-            Ok(user) => info.user = Some(user),
+            Ok(identity) => (info.user, info.key) = (Some(identity.user), identity.key),
             Err(refused) => return Ok(refused),
         }
     }
@@ -177,6 +177,9 @@ async fn serve(
     } else if let Some((extension, need)) = operator {
         info.counted = false;
         if let Some(refused) = access::permit(&ctx, user.as_deref(), &need, head_only) {
+            return Ok(refused);
+        }
+        if let Some(refused) = apikey::confine(info.key.as_deref(), &need, head_only) {
             return Ok(refused);
         }
         match extension.handle(req, &ctx, user.as_deref()).await {
@@ -224,6 +227,9 @@ async fn dispatch(
         if let Some(refused) = access::permit(ctx, user, &route.need, head_only) {
             return Ok(refused);
         }
+        if let Some(refused) = apikey::confine(info.key.as_deref(), &route.need, head_only) {
+            return Ok(refused);
+        }
         return extension.handle(req, ctx, user).await;
     }
     let endpoint = match router::route(req.method(), req.uri().path()) {
@@ -242,13 +248,16 @@ async fn dispatch(
         (Endpoint::Manifest { .. }, &Method::PUT) => RepoAction::ManifestPushed,
         _ => RepoAction::Other,
     };
+    if let Some(refused) = apikey::confine_endpoint(info.key.as_deref(), &endpoint, head_only) {
+        return Ok(refused);
+    }
     if let Some(refused) = access::check(ctx, user, &endpoint, &method, &query, head_only)? {
         return Ok(refused);
     }
     match endpoint {
         Endpoint::Base => Ok(listing::base()),
         Endpoint::Discover => Ok(listing::discover(ctx)),
-        Endpoint::Catalog => listing::catalog(ctx, &query, user),
+        Endpoint::Catalog => listing::catalog(ctx, &query, user, info.key.as_deref()),
         Endpoint::TagsList { name } => listing::tags(ctx, &name, &query),
         Endpoint::Referrers { name, digest } => listing::referrers(ctx, &name, &digest, &query),
         Endpoint::Manifest { name, reference } => match method {

@@ -21,6 +21,9 @@
 //!   anonymous and goes on to the policies (auth/access.rs); without it, it gets the 401.
 //! - The Authorization header and passwords never reach a log; a failed login is logged at
 //!   info with the user name and remote address only.
+//! - With `http.auth.apikey`, a Basic password that begins with `zak_` is an API key
+//!   (auth/apikey.rs), checked without bcrypt and never cached; its failures are failed logins
+//!   as above. The UI's login form ([`Authenticator::verify`]) takes passwords only.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -82,6 +85,16 @@ pub struct Authenticator {
     epoch: Instant,
     /// Failed logins by account and address (berth's backoff beyond `failDelay`).
     pub backoff: super::backoff::LoginBackoff,
+    /// `http.auth.apikey`: keys are passwords too.
+    api_keys: Option<super::apikey::ApiKeys>,
+}
+
+/// Who a Basic header names, once verified.
+#[derive(Debug)]
+pub struct Identity {
+    pub user: String,
+    /// Set when the password was an API key.
+    pub key: Option<Arc<super::apikey::KeyGrant>>,
 }
 
 /// One version of the htpasswd file and the logins verified against it.
@@ -157,19 +170,31 @@ impl Authenticator {
             checked_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             backoff: Default::default(),
+            api_keys: None,
         })
     }
 
-    /// Checks the request's Basic credentials; returns the user name, or the 401 response to
-    /// send (without a body when `head_only`).
+    /// Turns API keys on (`http.auth.apikey`): a `zak_` password is looked up in `engine`.
+    pub fn with_api_keys(mut self, engine: Arc<berth_storage::Engine>) -> Authenticator {
+        self.api_keys = Some(super::apikey::ApiKeys::new(engine));
+        self
+    }
+
+    /// Whether API keys are on.
+    pub fn api_keys_on(&self) -> bool {
+        self.api_keys.is_some()
+    }
+
+    /// Checks the request's Basic credentials (a password, or an API key when they are on);
+    /// returns who it is, or the 401 response to send (without a body when `head_only`).
     pub async fn admit(
         &self,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
         head_only: bool,
-    ) -> Result<String, Response<Body>> {
-        match self.check(headers, peer).await {
-            Ok(user) => Ok(user),
+    ) -> Result<Identity, Response<Body>> {
+        match self.identify(headers, peer).await {
+            Ok(identity) => Ok(identity),
             Err(Refusal::Throttled(wait)) => {
                 Err(crate::api::error::ApiError::TooManyRequests(wait).into_response(head_only))
             }
@@ -182,7 +207,82 @@ impl Authenticator {
         }
     }
 
-    /// The check without the delay: the user name, or why it was refused.
+    /// The check without the delay: who it is (a password or an API key), or why refused.
+    pub async fn identify(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<Identity, Refusal> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(Refusal::Missing);
+        };
+        let Some(encoded) = basic_payload(value.as_bytes()) else {
+            return Err(Refusal::Missing);
+        };
+        let Some((user, password)) = decode_basic(encoded) else {
+            log_failure("", peer, "malformed Basic credentials");
+            return Err(Refusal::Failed);
+        };
+        match &self.api_keys {
+            Some(keys) if super::apikey::ApiKeys::is_key(&password) => {
+                self.verify_key(keys, user, &password, peer)
+            }
+            _ => self
+                .verify(user, password, peer)
+                .await
+                .map(|user| Identity { user, key: None }),
+        }
+    }
+
+    /// An API key for `user`: one index lookup, no cache. Failures count in the backoff as
+    /// a wrong password's.
+    fn verify_key(
+        &self,
+        keys: &super::apikey::ApiKeys,
+        user: String,
+        key: &[u8],
+        peer: Option<SocketAddr>,
+    ) -> Result<Identity, Refusal> {
+        use super::apikey::KeyRefusal;
+        let address = peer.map(|peer| peer.ip());
+        if let Some(address) = address {
+            if let Err(wait) = self.backoff.check(&user, address, Instant::now()) {
+                tracing::warn!(user = %user, client = %address, wait_s = wait.as_secs_f64(), "login refused: too many failed attempts");
+                return Err(Refusal::Throttled(wait));
+            }
+        }
+        let outcome = match keys.verify(&user, key) {
+            Ok(Ok(grant)) => Ok(grant),
+            Ok(Err(KeyRefusal::Unknown)) => Err("unknown, revoked or expired API key"),
+            Ok(Err(KeyRefusal::OtherUser)) => Err("API key of another user"),
+            Err(error) => {
+                tracing::error!(user = %user, %error, "reading an API key failed");
+                Err("API key cannot be read")
+            }
+        };
+        match outcome {
+            Ok(grant) => {
+                if let Some(address) = address {
+                    self.backoff.succeeded(&user, address);
+                }
+                Ok(Identity {
+                    user,
+                    key: Some(Arc::new(grant)),
+                })
+            }
+            Err(reason) => {
+                log_failure(&user, peer, reason);
+                if let Some(address) = address {
+                    if let Some(block) = self.backoff.failed(&user, address, Instant::now()) {
+                        tracing::warn!(user = %user, client = %address, block_s = block.as_secs_f64(), "failed logins: further attempts refused for a while");
+                    }
+                }
+                Err(Refusal::Failed)
+            }
+        }
+    }
+
+    /// The password check without the delay: the user name, or why it was refused.
     pub async fn check(
         &self,
         headers: &HeaderMap,

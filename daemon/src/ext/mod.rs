@@ -17,6 +17,7 @@
 //! - Workers watch the daemon's maintenance stop flag; serve.rs sets it, then joins them.
 //! - Adding an extension: its folder, its config section, and one line in serve.rs's list.
 
+pub mod apikeys;
 pub mod health;
 pub mod lint;
 pub mod metrics;

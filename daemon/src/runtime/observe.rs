@@ -46,6 +46,8 @@ pub struct RequestInfo {
     pub counted: bool,
     /// The authenticated user (`http.auth`); None when anonymous.
     pub user: Option<String>,
+    /// The API key `user` logged in with (auth/apikey.rs: its scopes confine the request).
+    pub key: Option<std::sync::Arc<crate::auth::apikey::KeyGrant>>,
     /// The client's address (None only in tests that build a request by hand).
     pub peer: Option<SocketAddr>,
 }
@@ -57,6 +59,7 @@ impl Default for RequestInfo {
             action: RepoAction::Other,
             counted: true,
             user: None,
+            key: None,
             peer: None,
         }
     }

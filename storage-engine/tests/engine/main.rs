@@ -8,6 +8,7 @@ use berth_storage::oci::{Algorithm, Digest, RepoName, Tag};
 use berth_storage::{Engine, EngineOptions, IoBackendKind};
 use bytes::Bytes;
 
+mod apikeys;
 mod blobs;
 mod faults;
 mod gc;

@@ -1,6 +1,7 @@
 //! The web UI (`extensions.ui`): server-rendered pages under `/` (zui's routes: `/home`,
 //! `/explore`, `/image/<repo>`, `/image/<repo>/tag/<tag>`, `/login`) plus berth's operator
-//! page (`/operator`), with the stylesheet, script and icon embedded in the binary.
+//! page (`/operator`) and, with `http.auth.apikey`, the API keys page (`/apikeys`, keys.rs),
+//! with the stylesheet, script and icon embedded in the binary.
 //!
 //! Owns: the routes (here), who is browsing (session.rs), the data, asked of search in process
 //! (data.rs), how it is written (view.rs) and the pages (pages.rs, repo.rs, image.rs,
@@ -15,6 +16,7 @@
 //!   session's CSRF token (session.rs).
 mod data;
 mod image;
+mod keys;
 mod operator;
 mod pages;
 mod repo;
@@ -85,6 +87,10 @@ enum Route {
     Login,
     Logout,
     Operator,
+    /// The API keys page and its two forms (keys.rs).
+    ApiKeys,
+    CreateApiKey,
+    RevokeApiKey,
     Favicon,
     Asset(usize),
     Repo(String),
@@ -102,6 +108,9 @@ impl Route {
             "/login" => Route::Login,
             "/logout" => Route::Logout,
             "/operator" => Route::Operator,
+            "/apikeys" => Route::ApiKeys,
+            "/apikeys/create" => Route::CreateApiKey,
+            "/apikeys/revoke" => Route::RevokeApiKey,
             "/favicon.ico" => Route::Favicon,
             _ => {
                 if let Some(found) = ASSETS.iter().position(|asset| asset.path == path) {
@@ -117,7 +126,9 @@ impl Route {
         let read = method == Method::GET || method == Method::HEAD;
         match self {
             Route::Login | Route::DeleteTag(..) => read || method == Method::POST,
-            Route::Logout | Route::Toggle(..) => method == Method::POST,
+            Route::Logout | Route::Toggle(..) | Route::CreateApiKey | Route::RevokeApiKey => {
+                method == Method::POST
+            }
             _ => read,
         }
     }
@@ -167,6 +178,8 @@ pub struct UiExt {
     mgmt: serde_json::Value,
     /// `http.auth.secureSession`.
     secure_session: bool,
+    /// `http.auth.apikey`: the API keys page exists.
+    apikeys: bool,
 }
 
 impl UiExt {
@@ -184,6 +197,7 @@ impl UiExt {
                     .auth
                     .as_ref()
                     .is_some_and(|auth| auth.secure_session),
+            apikeys: config.http.apikey,
         }
     }
 }
@@ -194,7 +208,13 @@ impl crate::ext::Extension for UiExt {
     }
 
     fn site(&self, path: &str) -> bool {
-        self.enabled && Route::of(path).is_some()
+        match Route::of(path) {
+            Some(Route::ApiKeys | Route::CreateApiKey | Route::RevokeApiKey) => {
+                self.enabled && self.apikeys
+            }
+            Some(_) => self.enabled,
+            None => false,
+        }
     }
 
     fn handle<'a>(
@@ -269,6 +289,9 @@ impl UiExt {
             Route::Home => pages::home(&page).await,
             Route::Explore => pages::explore(&page).await,
             Route::Operator => operator::page(&page).await,
+            Route::ApiKeys => keys::page(&page).await,
+            Route::CreateApiKey => keys::create_key(&page, req).await,
+            Route::RevokeApiKey => keys::revoke_key(&page, req).await,
             Route::Repo(name) => repo::page(&page, &name).await,
             Route::Toggle(name, pref) => repo::toggle(&page, req, &name, pref).await,
             Route::Image(name, tag) => image::page(&page, &name, &tag).await,

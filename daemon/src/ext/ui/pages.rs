@@ -53,6 +53,8 @@ pub struct Chrome {
     pub csrf: String,
     pub admin: bool,
     pub login: bool,
+    /// The API keys page is offered (`http.auth.apikey`, logged in).
+    pub apikeys: bool,
     pub section: &'static str,
     pub here: String,
 }
@@ -96,6 +98,7 @@ impl<'a> Page<'a> {
             csrf: self.visitor.csrf.clone().unwrap_or_default(),
             admin: self.visitor.admin,
             login: self.visitor.login,
+            apikeys: self.ui.apikeys && self.visitor.user.is_some(),
             section,
             here: self.here.clone(),
         }
