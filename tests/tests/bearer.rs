@@ -190,7 +190,10 @@ fn no_token_gets_the_challenge_with_the_scope_it_needs() {
         (anonymous.get(format!("{url}/v2/")), None),
         (anonymous.get(format!("{url}/v2/_oci/ext/discover")), None),
         (anonymous.get(format!("{url}/metrics")), None),
-        (anonymous.post(format!("{url}/v2/_zot/ext/search")), None),
+        (
+            anonymous.post(format!("{url}/v2/_zot/ext/search")),
+            Some("registry:catalog:*".into()),
+        ),
         (
             anonymous.get(format!("{url}/v2/_catalog")),
             Some("registry:catalog:*".into()),
@@ -387,7 +390,7 @@ fn scopes_are_enforced_per_repository_and_action() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (keys, berth) = setup(dir.path(), "rsa", json!({}));
+    let (keys, berth) = setup(dir.path(), "rsa", json!({"extensions": {"search": {}}}));
     let url = &berth.url;
     let admin = admin(&keys);
     let image = seed(&admin, url);
@@ -438,6 +441,18 @@ fn scopes_are_enforced_per_repository_and_action() {
         pull.get(format!("{url}/v2/_catalog")),
         Some("registry:catalog:*"),
         insufficient,
+    );
+    // Search can show any repository: it needs the catalog's scope too.
+    let search =
+        format!("{url}/v2/_zot/ext/search?query={{RepoListWithNewestImage{{Results{{Name}}}}}}");
+    assert_challenged(pull.get(&search), Some("registry:catalog:*"), insufficient);
+    let found: Value =
+        serde_json::from_slice(&admin.get(&search).send().expect("search").bytes().unwrap())
+            .expect("JSON");
+    assert_eq!(
+        found["data"]["RepoListWithNewestImage"]["Results"][0]["Name"],
+        json!(REPO),
+        "{found}"
     );
     // Pull-only cannot push; nothing is stored.
     let data = b"pushed with a pull token".to_vec();

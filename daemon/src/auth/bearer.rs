@@ -24,8 +24,10 @@
 //!   zot's per-entry `exp` is ignored): GET/HEAD of a repository need `pull`, POST/PUT/PATCH
 //!   `pull,push` (a push needs both, as in Distribution), DELETE `delete` (its own action,
 //!   GHSA-qg67), every method of an upload session `pull,push` (Distribution), the catalog
-//!   `registry:catalog:*`, a mount `pull` on its `from` repository as well. `/v2/`, extension
-//!   routes, the metrics path and unknown paths need a valid token and no scope. The token's
+//!   `registry:catalog:*`, a mount `pull` on its `from` repository as well. Extension routes
+//!   (search, userprefs, trust, berth's reports: they can show any repository) need
+//!   `registry:catalog:*` too. `/v2/`, the metrics path and unknown paths need a valid token
+//!   and no scope. The token's
 //!   user then also goes through `http.accessControl` when it is configured.
 //! - Answers: 401 `UNAUTHORIZED` with `WWW-Authenticate: Bearer realm=..,service=..[,scope=..]`
 //!   and `,error="invalid_token"` for a bad token or `,error="insufficient_scope"` for a token
@@ -80,6 +82,15 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// `registry:catalog:*`: what listing the whole registry needs.
+    fn catalog() -> Scope {
+        Scope {
+            resource: Resource::Registry,
+            name: "catalog".to_owned(),
+            actions: vec!["*"],
+        }
+    }
+
     fn repository(name: &RepoName, actions: &[&'static str]) -> Scope {
         Scope {
             resource: Resource::Repository,
@@ -110,11 +121,7 @@ pub fn scopes(method: &Method, path: &str, query: Option<&str>) -> Vec<Scope> {
     };
     match endpoint {
         Endpoint::Base | Endpoint::Discover => Vec::new(),
-        Endpoint::Catalog => vec![Scope {
-            resource: Resource::Registry,
-            name: "catalog".to_owned(),
-            actions: vec!["*"],
-        }],
+        Endpoint::Catalog => vec![Scope::catalog()],
         Endpoint::Upload { name, .. } => vec![Scope::repository(&name, PUSH)],
         Endpoint::UploadStart { name } => {
             let mut needed = vec![Scope::repository(&name, PUSH)];
@@ -249,8 +256,10 @@ impl Bearer {
         peer: Option<SocketAddr>,
         head_only: bool,
     ) -> Result<Option<String>, Box<Response<Body>>> {
+        // An extension's route (search, userprefs, trust, berth's reports) may show any
+        // repository: it needs what the catalog needs.
         let needed = match extension_route {
-            true => Vec::new(),
+            true => vec![Scope::catalog()],
             false => scopes(method, uri.path(), uri.query()),
         };
         let remote = peer.map(|peer| peer.to_string()).unwrap_or_default();

@@ -190,8 +190,15 @@ fn full_zot_example_is_accepted_with_warnings() {
         }
     );
     // LDAP authenticates (so accessControl has users); API keys are on beside it.
-    let ldap = config.http.auth.as_ref().and_then(|auth| auth.ldap.as_ref());
-    assert_eq!(ldap.map(|ldap| ldap.address.as_str()), Some("ldap.example.com"));
+    let ldap = config
+        .http
+        .auth
+        .as_ref()
+        .and_then(|auth| auth.ldap.as_ref());
+    assert_eq!(
+        ldap.map(|ldap| ldap.address.as_str()),
+        Some("ldap.example.com")
+    );
     assert!(config.http.apikey);
     for key_path in ["http.auth", "http.accessControl", "http.auth.ldap"] {
         assert!(
