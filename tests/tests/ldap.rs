@@ -98,10 +98,15 @@ fn directory_logins_and_groups_drive_access_for_real_clients() {
         return;
     }
     let slapd = Slapd::start(None);
-    let berth = Berth::start_with(json!({"http": {
-        "auth": {"ldap": ldap_section(&slapd, json!({}))},
-        "accessControl": access(),
-    }}));
+    let logs = tempfile::tempdir().unwrap();
+    let audit_path = logs.path().join("audit.log");
+    let berth = Berth::start_with(json!({
+        "http": {
+            "auth": {"ldap": ldap_section(&slapd, json!({}))},
+            "accessControl": access(),
+        },
+        "log": {"format": "json", "audit": audit_path},
+    }));
     assert_eq!(login(&berth, "alice", "alice-pw"), 200);
     let image = random_image(1, 512);
     // Groups by their short name (devs) and by their DN (ops).
@@ -168,9 +173,32 @@ fn directory_logins_and_groups_drive_access_for_real_clients() {
         .unwrap();
     assert_eq!(denied.status(), 403);
     let log = berth.log();
+    // Audit lines are written by the logging thread: wait for the last login's.
+    let audit = berth_tests::wait_for(
+        "the audit line of the last login",
+        || std::fs::read_to_string(&audit_path).unwrap_or_default(),
+        |text| text.matches("\"event\":\"login\"").count() >= 2 && text.contains("mallory"),
+    );
     for secret in ["alice-pw", "bob-pw", ADMIN_PASSWORD] {
         assert!(!log.contains(secret), "{secret} reached the log");
+        assert!(!audit.contains(secret), "{secret} reached the audit log");
     }
+    // The audit log has every checked login and every failed attempt, with the method.
+    let events: Vec<Value> = audit
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line.get("fields").cloned().unwrap_or(line))
+        .filter(|fields| fields.get("event").is_some())
+        .collect();
+    let has = |event: &str, method: &str, subject: &str| {
+        events.iter().any(|fields| {
+            fields["event"] == event && fields["method"] == method && fields["subject"] == subject
+        })
+    };
+    assert!(has("login", "ldap", "alice"), "{audit}");
+    assert!(has("login", "ldap", "bob"), "{audit}");
+    assert!(has("login_failed", "basic", "mallory"), "{audit}");
+    assert!(has("login_failed", "basic", "*"), "{audit}");
 }
 
 fn pki(dir: &Path) {

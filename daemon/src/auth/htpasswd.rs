@@ -213,16 +213,7 @@ impl Authenticator {
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
     ) -> Result<Identity, Refusal> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(Refusal::Missing);
-        };
-        let Some(encoded) = basic_payload(value.as_bytes()) else {
-            return Err(Refusal::Missing);
-        };
-        let Some((user, password)) = decode_basic(encoded) else {
-            log_failure("", peer, "malformed Basic credentials");
-            return Err(Refusal::Failed);
-        };
+        let (user, password) = credentials(headers, peer)?;
         match &self.api_keys {
             Some(keys) if super::apikey::ApiKeys::is_key(&password) => {
                 self.verify_key(keys, user, &password, peer)
@@ -288,16 +279,7 @@ impl Authenticator {
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
     ) -> Result<String, Refusal> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(Refusal::Missing);
-        };
-        let Some(encoded) = basic_payload(value.as_bytes()) else {
-            return Err(Refusal::Missing);
-        };
-        let Some((user, password)) = decode_basic(encoded) else {
-            log_failure("", peer, "malformed Basic credentials");
-            return Err(Refusal::Failed);
-        };
+        let (user, password) = credentials(headers, peer)?;
         self.verify(user, password, peer).await
     }
 
@@ -330,6 +312,7 @@ impl Authenticator {
         if let Some(ldap) = &self.ldap {
             match ldap.login(key.clone(), &password).await {
                 super::ldap::Login::Verified => {
+                    super::audit("login", "ldap", &user, peer);
                     if let Some(address) = address {
                         self.backoff.succeeded(&user, address);
                     }
@@ -357,6 +340,7 @@ impl Authenticator {
         let outcome = match (known.is_some(), verified) {
             (true, Ok(true)) => {
                 version.remember(key);
+                super::audit("login", "htpasswd", &user, peer);
                 if let Some(ldap) = &self.ldap {
                     // Logged in by the file: no groups of the directory.
                     ldap.forget_groups(&user);
@@ -530,9 +514,28 @@ fn look(path: &Path, known: Option<FileIdentity>) -> Look {
     }
 }
 
+/// The Basic user name and password of a request: `Missing` without a Basic header, `Failed`
+/// (logged) when it does not decode.
+fn credentials(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<(String, Vec<u8>), Refusal> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(Refusal::Missing);
+    };
+    let Some(encoded) = basic_payload(value.as_bytes()) else {
+        return Err(Refusal::Missing);
+    };
+    decode_basic(encoded).ok_or_else(|| {
+        log_failure("", peer, "malformed Basic credentials");
+        Refusal::Failed
+    })
+}
+
 fn log_failure(user: &str, peer: Option<SocketAddr>, reason: &str) {
     let remote = peer.map(|peer| peer.to_string()).unwrap_or_default();
     tracing::info!(user, remote = %remote, reason, "login failed");
+    super::audit("login_failed", "basic", user, peer);
 }
 
 /// Whether the request carries no credentials: no Authorization header, another scheme, or

@@ -504,11 +504,9 @@ pub async fn logout(page: &Page<'_>, req: Request<RequestBody>) -> Response<Body
                 "The logout could not be saved.",
             );
         }
-        tracing::info!(
-            component = "ui",
-            user = page.visitor.user.as_deref().unwrap_or(""),
-            "logged out of the UI"
-        );
+        let user = page.visitor.user.as_deref().unwrap_or("");
+        tracing::info!(component = "ui", user, "logged out of the UI");
+        crate::auth::audit("logout", "ui", user, page.peer);
     }
     super::redirect("/login", Some(session::clear_cookie()))
 }
