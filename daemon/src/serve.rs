@@ -103,7 +103,15 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     let on_demand = sync.on_demand();
     let extensions = Arc::new(extensions(&config, &engine, &live, sync, trust.clone())?);
     // LDAP logins write the groups the directory gives; access control reads them.
-    let directory_groups = Arc::new(crate::auth::ldap::DirectoryGroups::default());
+    let ldap_on = config
+        .http
+        .auth
+        .as_ref()
+        .is_some_and(|auth| auth.ldap.is_some());
+    let directory_groups = Arc::new(match ldap_on {
+        true => crate::auth::ldap::DirectoryGroups::stored(engine.clone()),
+        false => crate::auth::ldap::DirectoryGroups::default(),
+    });
     let auth = match &config.http.auth {
         Some(auth) => {
             let authenticator = crate::auth::htpasswd::Authenticator::with_groups(

@@ -72,6 +72,7 @@ impl Engine {
         self.fsck_search(&mut report)?;
         self.fsck_login_sessions(&mut report)?;
         self.fsck_api_keys(&mut report)?;
+        self.fsck_user_groups(&mut report)?;
         self.fsck_trust(&mut report);
         let index = &self.inner.index;
         index.visit(Cf::Uploads, b"", None, |key, _| {
@@ -202,6 +203,23 @@ impl Engine {
                 Ok(Some(note)) => report.note(note),
                 Err(error) => report.problem(format!("API key record {key}: {error}")),
             }
+        }
+        Ok(())
+    }
+
+    /// Every user groups record decodes.
+    fn fsck_user_groups(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+        let mut bad = Vec::new();
+        self.inner
+            .index
+            .visit(Cf::UserGroups, b"", None, |key, value| {
+                if let Err(error) = crate::groups::check_record(key, value) {
+                    bad.push(format!("user groups record {}: {error}", hex::encode(key)));
+                }
+                Ok(true)
+            })?;
+        for problem in bad {
+            report.problem(problem);
         }
         Ok(())
     }

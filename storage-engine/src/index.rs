@@ -55,10 +55,12 @@ pub(crate) enum Cf {
     /// API keys (`http.auth.apikey`), by the SHA-256 of the key, with each user's list and
     /// last uses (apikeys.rs).
     ApiKeys,
+    /// Users' groups from their identity provider's last login (groups.rs).
+    UserGroups,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 22] = [
+    pub(crate) const ALL: [Cf; 23] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -81,6 +83,7 @@ impl Cf {
         Cf::Sessions,
         Cf::Trust,
         Cf::ApiKeys,
+        Cf::UserGroups,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -107,6 +110,7 @@ impl Cf {
             Cf::Sessions => "sessions",
             Cf::Trust => "trust",
             Cf::ApiKeys => "api_keys",
+            Cf::UserGroups => "user_groups",
         }
     }
 }

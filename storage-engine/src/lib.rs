@@ -20,6 +20,8 @@ mod fsck;
 #[cfg(feature = "engine")]
 mod gc;
 #[cfg(feature = "engine")]
+mod groups;
+#[cfg(feature = "engine")]
 mod import;
 #[cfg(feature = "engine")]
 mod index;

@@ -302,3 +302,34 @@ fn a_directory_that_is_down_fails_logins_but_nothing_else() {
         "back with the directory"
     );
 }
+
+#[test]
+fn directory_groups_outlive_a_restart_for_api_keys() {
+    if !slapd_available() {
+        return;
+    }
+    let mut slapd = Slapd::start(None);
+    let mut berth = Berth::start_with(json!({"http": {
+        "auth": {"ldap": ldap_section(&slapd, json!({})), "apikey": true},
+        "accessControl": access(),
+    }}));
+    // alice logs in with her directory password and makes a key for CI.
+    let created = client("alice", "alice-pw")
+        .post(format!("{}/zot/auth/apikey", berth.url))
+        .body(r#"{"label": "ci"}"#)
+        .send()
+        .expect("create a key");
+    assert_eq!(created.status(), 201);
+    let created: Value = serde_json::from_slice(&created.bytes().unwrap()).unwrap();
+    let key = created["apiKey"].as_str().expect("apiKey").to_owned();
+
+    // After a restart, with the directory down, the key still carries her groups: they were
+    // kept in the index at her last login.
+    berth.restart();
+    slapd.stop();
+    let image = random_image(1, 256);
+    assert_eq!(push(&berth, "alice", &key, "devs/ci", &image), 201);
+    assert_eq!(push(&berth, "alice", &key, "ops/ci", &image), 403);
+    let (clean, report) = berth.fsck();
+    assert!(clean, "{report}");
+}

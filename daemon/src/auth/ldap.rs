@@ -291,37 +291,78 @@ pub const LOGIN_CACHE_TTL: Duration = Duration::from_secs(60);
 const MAX_CACHED_LOGINS: usize = 4096;
 
 /// The groups the directory gave each user at their last login: read by access control
-/// beside `accessControl.groups`, replaced (never merged) at every directory login.
-#[derive(Debug, Default)]
+/// beside `accessControl.groups`, replaced (never merged) at every directory login, and kept
+/// in the storage engine's index (`user_groups`) so that sessions and API keys used after a
+/// restart keep them. Cached in memory per user (bounded).
+#[derive(Default)]
 pub struct DirectoryGroups {
     by_user: std::sync::RwLock<std::collections::HashMap<String, Arc<[String]>>>,
+    engine: Option<Arc<berth_storage::Engine>>,
+}
+
+impl std::fmt::Debug for DirectoryGroups {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DirectoryGroups")
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirectoryGroups {
-    /// `user`'s directory groups (empty when none or never logged in through LDAP).
+    /// Groups kept in `engine`'s index.
+    pub fn stored(engine: Arc<berth_storage::Engine>) -> DirectoryGroups {
+        DirectoryGroups {
+            by_user: Default::default(),
+            engine: Some(engine),
+        }
+    }
+
+    /// `user`'s directory groups (empty when none or never logged in through LDAP): from
+    /// memory, else one index lookup.
     pub fn of(&self, user: &str) -> Arc<[String]> {
-        self.by_user
+        if let Some(groups) = self
+            .by_user
             .read()
             .expect("the groups lock is never poisoned")
             .get(user)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(Vec::new()))
+        {
+            return groups.clone();
+        }
+        let Some(engine) = &self.engine else {
+            return Arc::from(Vec::new());
+        };
+        match engine.user_groups(user) {
+            Ok(groups) => {
+                let groups: Arc<[String]> = Arc::from(groups);
+                self.remember(user, groups.clone());
+                groups
+            }
+            Err(error) => {
+                tracing::error!(user, %error, "reading a user's directory groups failed");
+                Arc::from(Vec::new())
+            }
+        }
     }
 
-    /// Replaces `user`'s groups (an empty list forgets them).
+    /// Replaces `user`'s groups (an empty list forgets them), in memory and in the index.
     pub fn set(&self, user: &str, groups: Vec<String>) {
+        if let Some(engine) = &self.engine {
+            if let Err(error) = engine.set_user_groups(user, &groups) {
+                tracing::error!(user, %error, "storing a user's directory groups failed");
+            }
+        }
+        self.remember(user, Arc::from(groups));
+    }
+
+    fn remember(&self, user: &str, groups: Arc<[String]>) {
         let mut by_user = self
             .by_user
             .write()
             .expect("the groups lock is never poisoned");
-        if groups.is_empty() {
-            by_user.remove(user);
-        } else {
-            if by_user.len() >= MAX_CACHED_LOGINS && !by_user.contains_key(user) {
-                by_user.clear();
-            }
-            by_user.insert(user.to_owned(), Arc::from(groups));
+        if by_user.len() >= MAX_CACHED_LOGINS && !by_user.contains_key(user) {
+            by_user.clear();
         }
+        by_user.insert(user.to_owned(), groups);
     }
 }
 
