@@ -318,6 +318,35 @@ fn scopes_and_access_control_confine_a_key() {
         status_of(&berth, "alice", &scoped, "/v2/team/x/manifests/v1"),
         200
     );
+    // A mount from a repository outside the scopes is a fresh upload (202), never a link, even
+    // though alice herself may read the source; from inside them it links (201).
+    let layer = berth_tests::sha256_digest(&image.layers[0]);
+    let outside = with_key
+        .post(format!(
+            "{}/v2/team/y/blobs/uploads/?mount={layer}&from=other/x",
+            berth.url
+        ))
+        .send()
+        .expect("mount from outside the scopes");
+    assert_eq!(outside.status(), 202);
+    assert_eq!(
+        status_of(
+            &berth,
+            "alice",
+            &scoped,
+            &format!("/v2/team/y/blobs/{layer}")
+        ),
+        404,
+        "nothing was linked"
+    );
+    let inside = with_key
+        .post(format!(
+            "{}/v2/team/z/blobs/uploads/?mount={layer}&from=team/x",
+            berth.url
+        ))
+        .send()
+        .expect("mount from inside the scopes");
+    assert_eq!(inside.status(), 201);
     let catalog: Value = serde_json::from_str(
         &with_key
             .get(format!("{}/v2/_catalog", berth.url))
@@ -327,7 +356,8 @@ fn scopes_and_access_control_confine_a_key() {
             .expect("body"),
     )
     .expect("json");
-    assert_eq!(catalog["repositories"], json!(["team/x"]));
+    // team/z got the mounted blob; team/y only an upload session (nothing linked).
+    assert_eq!(catalog["repositories"], json!(["team/x", "team/z"]));
     // Not about one repository: closed to a scoped key.
     assert_eq!(
         status_of(&berth, "alice", &scoped, "/v2/_zot/ext/search"),

@@ -278,7 +278,9 @@ async fn dispatch(
             Method::DELETE => blobs::delete(ctx, &name, &digest).await,
             _ => blobs::get(ctx, &name, &digest, req.headers(), method == Method::HEAD).await,
         },
-        Endpoint::UploadStart { name } => uploads::start(ctx, &name, &query, user, req).await,
+        Endpoint::UploadStart { name } => {
+            uploads::start(ctx, &name, &query, user, info.key.as_deref(), req).await
+        }
         Endpoint::Upload { name, session } => {
             let session = uploads::session(ctx, &name, &session, user)?;
             match method {

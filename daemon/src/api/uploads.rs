@@ -144,13 +144,15 @@ async fn receive_chunk(
 }
 
 /// POST: a new session (owned by `user` when authenticated), a monolithic upload or a mount.
-/// A mount links only from a repository `user` may read (`from`, else the target itself);
-/// otherwise it is a fresh upload (202), as when the blob is missing.
+/// A mount links only from a repository `user` may read (`from`, else the target itself) and,
+/// for a request admitted by an API key with scopes, one inside them; otherwise it is a fresh
+/// upload (202), as when the blob is missing.
 pub async fn start(
     ctx: &Ctx,
     name: &RepoName,
     query: &Query,
     user: Option<&str>,
+    key: Option<&crate::auth::apikey::KeyGrant>,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, ApiError> {
     ctx.quotas.check_new_repository(&ctx.engine, name).await?;
@@ -165,7 +167,9 @@ pub async fn start(
             ),
             None => None,
         };
-        let readable = access::can_read(ctx, user, from.as_ref().unwrap_or(name));
+        let source = from.as_ref().unwrap_or(name);
+        let readable =
+            access::can_read(ctx, user, source) && crate::auth::apikey::in_scope(key, source);
         if let Some(from) = from
             .as_ref()
             .filter(|_| ctx.quotas.limits_bytes(name) && readable)

@@ -2,7 +2,8 @@
 //! its login page. Enabled with search, as zot's.
 //!
 //! Rules: only enabled authentication methods appear, in zot's shapes: `htpasswd: {}` (the
-//! path blanked), `ldap: {address}`, `bearer: {realm, service}`, `openid: {providers: {NAME: {name}}}`,
+//! path blanked; also for LDAP, as zot, since zui draws its password form from it),
+//! `ldap: {address}`, `bearer: {realm, service}`, `openid: {providers: {NAME: {name}}}`,
 //! `apikey: true`; `http: {}` without authentication. The route needs no credentials even when htpasswd is on (as zot's: the login page reads it
 //! before anyone logged in); credentials that are sent are checked as anywhere else.
 use serde_json::{json, Map, Value};
@@ -17,9 +18,8 @@ pub fn document(config: &Config) -> Value {
     let mut http = Map::new();
     let mut auth = Map::new();
     if let Some(basic) = &config.http.auth {
-        if basic.htpasswd_path.is_some() {
-            auth.insert("htpasswd".into(), json!({}));
-        }
+        // zot sets `htpasswd` for LDAP too: zui draws its password form from it.
+        auth.insert("htpasswd".into(), json!({}));
         if let Some(ldap) = &basic.ldap {
             auth.insert("ldap".into(), json!({"address": ldap.address}));
         }
@@ -149,5 +149,23 @@ mod tests {
                 && !document(&config).to_string().contains("/secret"),
             "no path is ever shown"
         );
+    }
+
+    #[test]
+    fn ldap_shows_the_password_form_and_its_address() {
+        let text = serde_json::json!({
+            "storage": {"rootDirectory": "/d"},
+            "http": {"auth": {"ldap": {
+                "address": "ldap.example.org", "baseDN": "dc=example,dc=org",
+                "bindDN": "cn=reader", "bindPassword": "secret-bind",
+            }}},
+        });
+        let (config, _) = crate::config::parse_str(&text.to_string()).expect("loads");
+        let shown = document(&config);
+        assert_eq!(
+            shown["http"],
+            json!({"auth": {"htpasswd": {}, "ldap": {"address": "ldap.example.org"}}})
+        );
+        assert!(!shown.to_string().contains("secret-bind"));
     }
 }
