@@ -88,6 +88,22 @@ impl Containers {
         cmd
     }
 
+    /// Puts `image` into the build store as `localhost/app:v1` (through the OCI layout
+    /// `dir()/layout`, tag `v1`, and skopeo; podman 4 cannot name an image pulled from a
+    /// mixed-case path) and returns that name, ready for `podman push`.
+    pub fn stage_image(&self, image: &crate::Image) -> String {
+        let layout = self.dir().join("layout");
+        crate::write_oci_layout(&layout, "v1", image);
+        let local = "localhost/app:v1".to_owned();
+        crate::run_ok(
+            self.cmd("skopeo", Store::Build)
+                .args(["--insecure-policy", "copy"])
+                .arg(format!("oci:{}:v1", layout.display()))
+                .arg(format!("containers-storage:{local}")),
+        );
+        local
+    }
+
     /// The temp dir (for files the test writes next to the stores).
     pub fn dir(&self) -> &Path {
         self.tmp.path()

@@ -11,8 +11,7 @@ use std::time::Duration;
 use berth_tests::api::parts;
 use berth_tests::containers::{Containers, Store};
 use berth_tests::{
-    fetch_manifest, http, push_image, random_image, require_tool, run_cmd, run_ok,
-    write_oci_layout, Berth, Client,
+    fetch_manifest, http, push_image, random_image, require_tool, run_cmd, run_ok, Berth, Client,
 };
 use serde_json::{json, Value};
 
@@ -429,16 +428,7 @@ fn podman_and_skopeo_log_in_with_a_key() {
     let containers = Containers::new(&berth.addr);
     let podman = |store: Store| containers.cmd("podman", store);
     let image = random_image(1, 20_000);
-    let layout = containers.dir().join("layout");
-    write_oci_layout(&layout, "v1", &image);
-    let local = "localhost/app:v1".to_owned();
-    run_ok(
-        containers
-            .cmd("skopeo", Store::Build)
-            .args(["--insecure-policy", "copy"])
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(format!("containers-storage:{local}")),
-    );
+    let local = containers.stage_image(&image);
     let remote = format!("{}/team/podman:v1", berth.addr);
     run_ok(podman(Store::Build).args(["login", "-u", "alice", "-p", &key, &berth.addr]));
     run_ok(podman(Store::Build).args(["push", &local, &remote]));
@@ -455,7 +445,10 @@ fn podman_and_skopeo_log_in_with_a_key() {
                 "--dest-creds",
                 &creds,
             ])
-            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!(
+                "oci:{}:v1",
+                containers.dir().join("layout").display()
+            ))
             .arg(&skopeo_remote),
     );
     let out = dir.path().join("out");

@@ -308,17 +308,7 @@ fn podman_logs_in_pushes_and_pulls() {
     let containers = Containers::new(&berth.addr);
     let podman = |store: Store| containers.cmd("podman", store);
     let image = random_image(1, 20_000);
-    let layout = containers.dir().join("layout");
-    write_oci_layout(&layout, "v1", &image);
-    // Into podman's build store (podman 4 cannot name an image pulled from a mixed-case path).
-    let local = "localhost/app:v1".to_owned();
-    run_ok(
-        containers
-            .cmd("skopeo", Store::Build)
-            .args(["--insecure-policy", "copy"])
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(format!("containers-storage:{local}")),
-    );
+    let local = containers.stage_image(&image);
     let remote = format!("{}/team/podman:v1", berth.addr);
     let (ok, _, stderr) = run_cmd(podman(Store::Build).args(["push", &local, &remote]));
     assert!(!ok, "a push before login fails: {stderr}");

@@ -70,19 +70,10 @@ fn podman_logs_in_pushes_and_pulls_through_the_token_server() {
     let containers = Containers::new(&berth.addr);
     let podman = |store: Store| containers.cmd("podman", store);
     let image = random_image(1, 20_000);
-    let layout = containers.dir().join("layout");
-    write_oci_layout(&layout, "v1", &image);
-    let local = "localhost/app:v1";
-    run_ok(
-        containers
-            .cmd("skopeo", Store::Build)
-            .args(["--insecure-policy", "copy"])
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(format!("containers-storage:{local}")),
-    );
+    let local = containers.stage_image(&image);
     let remote = format!("{}/alice/app:v1", berth.addr);
     let admin = admin(&keys, &["alice/app"]);
-    let (ok, _, stderr) = run_cmd(podman(Store::Build).args(["push", local, &remote]));
+    let (ok, _, stderr) = run_cmd(podman(Store::Build).args(["push", &local, &remote]));
     assert!(!ok, "an anonymous token cannot push: {stderr}");
     let (ok, _, stderr) =
         run_cmd(podman(Store::Build).args(["login", "-u", "alice", "-p", "wrong", &berth.addr]));
@@ -90,7 +81,7 @@ fn podman_logs_in_pushes_and_pulls_through_the_token_server() {
     // bob (pull only) cannot push: the client fails and nothing is stored.
     let creds = format!("bob:{PASSWORD}");
     let (ok, _, stderr) =
-        run_cmd(podman(Store::Build).args(["push", "--creds", &creds, local, &remote]));
+        run_cmd(podman(Store::Build).args(["push", "--creds", &creds, &local, &remote]));
     assert!(!ok, "bob cannot push: {stderr}");
     assert_eq!(manifest_status(&admin, &berth.url, "alice/app", "v1"), 404);
     run_ok(podman(Store::Build).args(["login", "-u", "alice", "-p", PASSWORD, &berth.addr]));
@@ -99,7 +90,7 @@ fn podman_logs_in_pushes_and_pulls_through_the_token_server() {
         podman(Store::Build)
             .args(["push", "--digestfile"])
             .arg(&digest_file)
-            .args([local, &remote]),
+            .args([&local, &remote]),
     );
     let pushed = std::fs::read_to_string(&digest_file).expect("digest file");
     let response = admin
