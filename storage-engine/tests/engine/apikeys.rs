@@ -86,6 +86,8 @@ fn revoking_removes_every_record_and_only_the_owner_may() {
     let engine = open(dir.path(), IoBackendKind::Threads);
     let (key, created) =
         block_on(engine.create_api_key(new_key("bob", "one", None))).expect("create");
+    // Creation times are milliseconds: let the clock move so "newest" has one answer.
+    std::thread::sleep(std::time::Duration::from_millis(5));
     let (kept, kept_details) =
         block_on(engine.create_api_key(new_key("bob", "two", None))).expect("create");
     let (hash, _) = engine.api_key(&key).expect("lookup").expect("found");
