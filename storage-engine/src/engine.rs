@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) usage: Usage,
     /// The last [`Engine::downloads_by_repo`] and when it was counted.
     pub(crate) downloads: crate::search::DownloadsCache,
+    /// Held while a single sign-on login is read and deleted (each is taken once).
+    pub(crate) sso_takes: tokio::sync::Mutex<()>,
 }
 
 /// The storage engine. Clone it or wrap it in an `Arc`; all clones share one store.
@@ -139,6 +141,7 @@ impl Engine {
             stats,
             usage,
             downloads: Default::default(),
+            sso_takes: Default::default(),
         };
         inner.recover_uploads()?;
         Ok(Engine {

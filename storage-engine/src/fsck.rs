@@ -163,7 +163,7 @@ impl Engine {
 
     /// Every login session record decodes; expired ones are counted as info.
     fn fsck_login_sessions(&self, report: &mut FsckReport) -> Result<(), StorageError> {
-        let mut expired = 0;
+        let (mut expired, mut expired_sso) = (0, 0);
         self.inner
             .index
             .visit(Cf::Sessions, b"", None, |key, value| {
@@ -176,9 +176,27 @@ impl Engine {
                 }
                 Ok(true)
             })?;
+        self.inner
+            .index
+            .visit(Cf::SsoLogins, b"", None, |key, value| {
+                match crate::ssologins::check_record(key, value) {
+                    Ok(true) => expired_sso += 1,
+                    Ok(false) => {}
+                    Err(error) => report.problem(format!(
+                        "single sign-on login {}: {error}",
+                        hex::encode(key)
+                    )),
+                }
+                Ok(true)
+            })?;
         if expired > 0 {
             report.note(format!(
                 "{expired} expired login sessions are not pruned yet"
+            ));
+        }
+        if expired_sso > 0 {
+            report.note(format!(
+                "{expired_sso} expired single sign-on logins are not pruned yet"
             ));
         }
         Ok(())

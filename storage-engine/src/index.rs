@@ -57,10 +57,12 @@ pub(crate) enum Cf {
     ApiKeys,
     /// Users' groups from their identity provider's last login (groups.rs).
     UserGroups,
+    /// Single sign-on logins in flight, by the SHA-256 of their state (ssologins.rs).
+    SsoLogins,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 23] = [
+    pub(crate) const ALL: [Cf; 24] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -84,6 +86,7 @@ impl Cf {
         Cf::Trust,
         Cf::ApiKeys,
         Cf::UserGroups,
+        Cf::SsoLogins,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -111,6 +114,7 @@ impl Cf {
             Cf::Trust => "trust",
             Cf::ApiKeys => "api_keys",
             Cf::UserGroups => "user_groups",
+            Cf::SsoLogins => "sso_logins",
         }
     }
 }

@@ -40,6 +40,8 @@ pub mod search;
 #[cfg(feature = "engine")]
 mod sessions;
 #[cfg(feature = "engine")]
+mod ssologins;
+#[cfg(feature = "engine")]
 pub mod stats;
 #[cfg(feature = "engine")]
 pub mod trust;

@@ -169,7 +169,8 @@ impl Engine {
         Ok(true)
     }
 
-    /// Deletes every expired session; returns how many. Scans the family inline (one entry
+    /// Deletes every expired session, and every expired single sign-on login in flight
+    /// (ssologins.rs); returns how many. Scans the family inline (one entry
     /// per login still within its lifetime or not yet pruned), then writes one batch.
     /// Cancel: the deletes are applied together or not at all.
     pub async fn prune_sessions(&self) -> Result<usize, StorageError> {
@@ -189,7 +190,7 @@ impl Engine {
         if !batch.is_empty() {
             self.inner.write_index(batch).await?;
         }
-        Ok(expired)
+        Ok(expired + self.prune_sso_logins().await?)
     }
 }
 

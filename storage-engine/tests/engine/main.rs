@@ -20,6 +20,7 @@ mod scrub;
 mod search;
 mod search_upgrade;
 mod sessions;
+mod ssologins;
 mod trust;
 
 /// Runs a scenario on the runtime its backend needs.
