@@ -101,17 +101,26 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     // Sync's own runtime: every upstream request runs there (the shards are tokio-uring).
     let sync = SyncExt::new(config.sync.as_ref(), &engine, trust.clone(), workers, uring)?;
     let on_demand = sync.on_demand();
-    let extensions = Arc::new(extensions(&config, &engine, &live, sync, trust.clone())?);
-    // LDAP logins write the groups the directory gives; access control reads them.
-    let ldap_on = config
+    // LDAP and OpenID logins write the groups the provider gives; access control reads them.
+    let providers_groups = config
         .http
         .auth
         .as_ref()
-        .is_some_and(|auth| auth.ldap.is_some());
-    let directory_groups = Arc::new(match ldap_on {
+        .is_some_and(|auth| auth.ldap.is_some() || auth.openid.is_some());
+    let directory_groups = Arc::new(match providers_groups {
         true => crate::auth::ldap::DirectoryGroups::stored(engine.clone()),
         false => crate::auth::ldap::DirectoryGroups::default(),
     });
+    let openid = crate::ext::openid::OpenIdExt::new(&config, directory_groups.clone())
+        .map_err(|error| anyhow::anyhow!("http.auth.openid: {error}"))?;
+    let extensions = Arc::new(extensions(
+        &config,
+        &engine,
+        &live,
+        sync,
+        trust.clone(),
+        openid,
+    )?);
     let auth = match &config.http.auth {
         Some(auth) => {
             let authenticator = crate::auth::htpasswd::Authenticator::with_groups(
@@ -238,6 +247,7 @@ fn extensions(
     live: &Arc<Live>,
     sync: SyncExt,
     trust: Option<Arc<Trust>>,
+    openid: crate::ext::openid::OpenIdExt,
 ) -> anyhow::Result<Registry> {
     let search = config.search.enabled;
     let searcher =
@@ -254,6 +264,7 @@ fn extensions(
         Arc::new(ui),
         Arc::new(TrustExt::new(trust)),
         Arc::new(crate::ext::apikeys::ApiKeysExt::new(config)),
+        Arc::new(openid),
     ]))
 }
 

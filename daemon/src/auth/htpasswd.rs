@@ -581,7 +581,8 @@ fn decode_basic(encoded: &[u8]) -> Option<(String, Vec<u8>)> {
 }
 
 /// 32 random bytes from the kernel (startup only).
-fn random_salt() -> Result<[u8; 32], String> {
+/// 32 bytes from the kernel's random source.
+pub(crate) fn random_salt() -> Result<[u8; 32], String> {
     use std::io::Read as _;
     let mut salt = [0u8; 32];
     std::fs::File::open("/dev/urandom")

@@ -42,6 +42,7 @@ fn authenticator(dir: &Path, users: &[(&str, &str)]) -> Authenticator {
     let config = AuthConfig {
         htpasswd_path: Some(path),
         ldap: None,
+        openid: None,
         fail_delay: Duration::ZERO,
         secure_session: false,
     };

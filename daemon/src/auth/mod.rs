@@ -10,6 +10,7 @@ pub mod bearer;
 pub mod htpasswd;
 pub mod ldap;
 pub mod mtls;
+pub mod openid;
 
 /// Writes an authentication event to the audit log (`log.audit`, JSON lines beside the
 /// mutating requests'): `event` is `login` (a password or directory check that succeeded; a

@@ -5,12 +5,13 @@
 //!
 //! Rules:
 //! - htpasswd, LDAP and bearer are the methods berth enforces. As in zot, a `bearer` section
-//!   makes tokens the only way in: `htpasswd`, `ldap` and `apikey` beside it are ignored with
-//!   a warning. OpenID is accepted with a warning that says it is ignored; with none of
-//!   `htpasswd`, `ldap` and `bearer`, the section is ignored with the loud "no
-//!   authentication" warning.
-//! - `apikey: true` needs `htpasswd` or `ldap` (a key belongs to a user who logs in); without
-//!   them it is ignored with a warning.
+//!   makes tokens the only way in: `htpasswd`, `ldap`, `openid` and `apikey` beside it are
+//!   ignored with a warning. `openid` (config/openid.rs) logs people into the web UI; as in
+//!   zot it turns API keys on (the way its users reach the API). With none of `htpasswd`,
+//!   `ldap`, `openid` and `bearer`, the section is ignored with the loud "no authentication"
+//!   warning.
+//! - `apikey: true` needs `htpasswd`, `ldap` or `openid` (a key belongs to a user who logs
+//!   in); without them it is ignored with a warning.
 //! - The htpasswd file is read when the config loads, so `berth verify` and `berth serve`
 //!   refuse a missing file or a line that is not `user:bcrypt-hash` (`$2a$`, `$2b$`, `$2y$`:
 //!   zot accepts bcrypt only), naming the file and the line. The running daemon re-reads the
@@ -29,23 +30,24 @@ pub const MAX_FAIL_DELAY_SECONDS: u64 = 600;
 /// Largest htpasswd file read (a million users is ~70 MB; this is a sanity bound).
 pub const MAX_HTPASSWD_BYTES: u64 = 64 * 1024 * 1024;
 
-const NOT_YET: &str = "authentication method not implemented yet in this build; ignored";
 const SESSIONS: &str = "ignored: berth's UI sessions are random tokens kept (hashed) in the \
     storage engine's index, which needs no session key or session driver";
 /// The warning on `http.auth` when it has neither htpasswd nor bearer: nothing authenticates.
 pub(crate) const NO_AUTH_WARNING: &str =
-    "neither http.auth.htpasswd nor http.auth.bearer is set (the methods this build enforces); \
+    "none of http.auth.htpasswd, ldap, openid and bearer is set (the methods berth enforces); \
      ignored: EVERY CLIENT CAN PULL, PUSH AND DELETE WITHOUT CREDENTIALS";
 const BEARER_ONLY: &str = "ignored: with http.auth.bearer set, berth (as zot) accepts bearer \
     tokens only";
 
-/// `http.auth` with Basic authentication: htpasswd, LDAP or both (LDAP asked first, as zot).
+/// `http.auth` with logins: htpasswd, LDAP (asked first, as zot), OpenID for the UI.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthConfig {
     /// `http.auth.htpasswd.path`: the htpasswd file (bcrypt lines only), if any.
     pub htpasswd_path: Option<PathBuf>,
     /// `http.auth.ldap`: the directory.
     pub ldap: Option<super::LdapConfig>,
+    /// `http.auth.openid`: single sign-on providers for the web UI.
+    pub openid: Option<super::OpenIdConfig>,
     /// `http.auth.failDelay` (integer seconds, default 0): wait before answering a failed
     /// login.
     pub fail_delay: Duration,
@@ -82,9 +84,9 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<AuthSection> {
             "apikey",
             "mtls",
             "ldap",
+            "openid",
         ],
         &[
-            ("openid", NOT_YET),
             ("sessionKeysFile", SESSIONS),
             ("sessionHashKey", SESSIONS),
             ("sessionEncryptKey", SESSIONS),
@@ -102,12 +104,13 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<AuthSection> {
     let bearer = super::bearer::bearer(ctx, &section)?;
     let mtls = super::tls::mtls(ctx, &section)?;
     let ldap = super::ldap::ldap(ctx, &section)?;
+    let openid = super::openid::openid(ctx, &section)?;
     let apikey = section.boolean(ctx, "apikey");
     if section.has("apikey") && apikey.is_none() {
         return None;
     }
     if bearer.is_some() {
-        for key in ["htpasswd", "ldap", "apikey"] {
+        for key in ["htpasswd", "ldap", "openid", "apikey"] {
             if section.has(key) {
                 ctx.warn(&section.path_of(key), BEARER_ONLY);
             }
@@ -122,13 +125,13 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<AuthSection> {
         Some(htpasswd) => Some(htpasswd_file(ctx, &section, htpasswd)?),
         None => None,
     };
-    if htpasswd_path.is_none() && ldap.is_none() {
+    if htpasswd_path.is_none() && ldap.is_none() && openid.is_none() {
         ctx.warn(&path, NO_AUTH_WARNING);
         if apikey == Some(true) {
             ctx.warn(
                 &section.path_of("apikey"),
-                "ignored: API keys need http.auth.htpasswd or http.auth.ldap (a key belongs to \
-                 a user who logs in)",
+                "ignored: API keys need http.auth.htpasswd, ldap or openid (a key belongs to a \
+                 user who logs in)",
             );
         }
         return Some(AuthSection {
@@ -136,15 +139,17 @@ pub(crate) fn auth(ctx: &mut Ctx, http: &Section<'_>) -> Option<AuthSection> {
             ..AuthSection::default()
         });
     }
+    let openid_on = openid.is_some();
     Some(AuthSection {
         basic: Some(AuthConfig {
             htpasswd_path,
             ldap,
+            openid,
             fail_delay: Duration::from_secs(fail_delay.unwrap_or(0)),
             secure_session: secure_session.unwrap_or(false),
         }),
         bearer: None,
-        apikey: apikey.unwrap_or(false),
+        apikey: apikey.unwrap_or(false) || openid_on,
         mtls,
     })
 }

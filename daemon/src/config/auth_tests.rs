@@ -94,6 +94,7 @@ fn htpasswd_config_is_typed_with_its_fail_delay() {
         Some(AuthConfig {
             htpasswd_path: Some(path.clone()),
             ldap: None,
+            openid: None,
             fail_delay: Duration::from_secs(2),
             secure_session: false,
         })
@@ -128,7 +129,10 @@ fn other_methods_warn_and_without_htpasswd_nothing_authenticates() {
     assert!(config.http.apikey, "API keys are on beside htpasswd");
     let mut paths: Vec<&str> = warnings.iter().map(|w| w.key_path.as_str()).collect();
     paths.sort_unstable();
-    assert_eq!(paths, ["http.auth.openid", "http.auth.sessionKeysFile"]);
+    assert_eq!(
+        paths,
+        ["http.auth.openid.providers", "http.auth.sessionKeysFile"]
+    );
     let (config, warnings) = config_with_auth(serde_json::json!({"openid": {}, "failDelay": 1}))
         .unwrap_or_else(|errors| panic!("{errors}"));
     assert_eq!(config.http.auth, None);
@@ -443,4 +447,78 @@ fn ldap_keys_are_zots_and_the_bind_password_stays_secret() {
         error.contains("bad.json") && !error.contains("s3cret"),
         "{error}"
     );
+}
+
+#[test]
+fn openid_providers_are_read_with_zots_keys_and_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, warnings) = config_with_auth(serde_json::json!({"openid": {
+        "providers": {
+            "oidc": {"name": "Corporate SSO", "issuer": "https://sso.example.com/realms/x/",
+                     "clientid": "berth", "clientsecret": "s", "scopes": ["groups"],
+                     "claimMapping": {"username": "preferred_username"}, "keypath": "/k"},
+            "github": {"clientid": "gh", "clientsecret": "s2"},
+        },
+        "callbackAllowOrigins": ["https://ui.example.com/"],
+    }}))
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let openid = config.http.auth.expect("auth").openid.expect("openid");
+    assert!(config.http.apikey, "OpenID turns API keys on, as zot");
+    assert_eq!(openid.callback_allow_origins, ["https://ui.example.com"]);
+    let [github, oidc] = &openid.providers[..] else {
+        panic!("{:?}", openid.providers)
+    };
+    assert_eq!(oidc.name, "Corporate SSO");
+    assert_eq!(
+        oidc.kind,
+        crate::config::ProviderKind::OpenIdConnect {
+            issuer: "https://sso.example.com/realms/x/".into()
+        }
+    );
+    assert_eq!(oidc.scopes, ["openid", "groups"], "openid comes first");
+    assert_eq!(
+        (oidc.username_claim.as_str(), oidc.groups_claim.as_str()),
+        ("preferred_username", "groups")
+    );
+    assert_eq!(github.name, "github");
+    assert!(matches!(
+        &github.kind,
+        crate::config::ProviderKind::GitHub { api_url, .. } if api_url == "https://api.github.com"
+    ));
+    assert_eq!(github.scopes, ["read:org", "user:email"]);
+    assert_eq!(github.username_claim, "email");
+    let paths: Vec<&str> = warnings.iter().map(|w| w.key_path.as_str()).collect();
+    assert_eq!(paths, ["http.auth.openid.providers.oidc.keypath"]);
+    assert!(!format!("{oidc:?}").contains("\"s\""), "no secret in Debug");
+    drop(dir);
+
+    for (bad, at) in [
+        (
+            serde_json::json!({"oidc": {"clientid": "c"}}),
+            "http.auth.openid.providers.oidc.issuer",
+        ),
+        (
+            serde_json::json!({"oidc": {"issuer": "https://i"}}),
+            "http.auth.openid.providers.oidc.clientid",
+        ),
+        (
+            serde_json::json!({"oidc": {"issuer": "sso.example.com", "clientid": "c"}}),
+            "http.auth.openid.providers.oidc.issuer",
+        ),
+        (
+            serde_json::json!({"a/b": {"issuer": "https://i", "clientid": "c"}}),
+            "http.auth.openid.providers[\"a/b\"]",
+        ),
+        (
+            serde_json::json!({"oidc": {"issuer": "https://i", "clientid": "c", "claimMapping": {"username": ""}}}),
+            "http.auth.openid.providers.oidc.claimMapping.username",
+        ),
+    ] {
+        let errors = config_with_auth(serde_json::json!({"openid": {"providers": bad}}))
+            .expect_err("refused");
+        assert!(
+            errors.0.iter().any(|error| error.key_path == at),
+            "{at}: {errors}"
+        );
+    }
 }

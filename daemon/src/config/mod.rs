@@ -23,6 +23,7 @@ mod duration;
 mod extension_tests;
 mod extensions;
 mod ldap;
+mod openid;
 mod ratelimit;
 mod retention;
 #[cfg(test)]
@@ -46,6 +47,8 @@ pub use auth::{AuthConfig, Htpasswd, HtpasswdError};
 pub use bearer::BearerConfig;
 pub use duration::parse_go_duration;
 pub use ldap::{LdapConfig, LdapTransport};
+pub(crate) use openid::is_http_url;
+pub use openid::{OpenIdConfig, OpenIdProvider, ProviderKind};
 pub use ratelimit::RateLimitConfig;
 pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
 pub use retention::{KeepTagsConfig, RetentionConfig, RetentionPolicyConfig, TimeWindow};

@@ -22,6 +22,7 @@ pub mod health;
 pub mod lint;
 pub mod metrics;
 pub mod mgmt;
+pub mod openid;
 pub mod scrub;
 pub mod search;
 pub mod sync;

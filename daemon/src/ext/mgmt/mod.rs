@@ -19,9 +19,19 @@ pub fn document(config: &Config) -> Value {
     let mut auth = Map::new();
     if let Some(basic) = &config.http.auth {
         // zot sets `htpasswd` for LDAP too: zui draws its password form from it.
-        auth.insert("htpasswd".into(), json!({}));
+        if basic.htpasswd_path.is_some() || basic.ldap.is_some() {
+            auth.insert("htpasswd".into(), json!({}));
+        }
         if let Some(ldap) = &basic.ldap {
             auth.insert("ldap".into(), json!({"address": ldap.address}));
+        }
+        if let Some(openid) = &basic.openid {
+            let providers: Map<String, Value> = openid
+                .providers
+                .iter()
+                .map(|provider| (provider.key.clone(), json!({"name": provider.name})))
+                .collect();
+            auth.insert("openid".into(), json!({"providers": providers}));
         }
     }
     if let Some(bearer) = &config.http.bearer {
@@ -123,6 +133,7 @@ mod tests {
         config.http.auth = Some(crate::config::AuthConfig {
             htpasswd_path: Some("/secret/htpasswd".into()),
             ldap: None,
+            openid: None,
             fail_delay: std::time::Duration::ZERO,
             secure_session: false,
         });
@@ -167,5 +178,26 @@ mod tests {
             json!({"auth": {"htpasswd": {}, "ldap": {"address": "ldap.example.org"}}})
         );
         assert!(!shown.to_string().contains("secret-bind"));
+    }
+
+    #[test]
+    fn openid_lists_each_provider_by_name_and_turns_api_keys_on() {
+        let text = serde_json::json!({
+            "storage": {"rootDirectory": "/d"},
+            "http": {"auth": {"openid": {"providers": {
+                "oidc": {"name": "Corporate SSO", "issuer": "https://sso.example.com",
+                         "clientid": "berth", "clientsecret": "secret-client"},
+                "gitlab": {"issuer": "https://gitlab.example.com", "clientid": "g"},
+            }}}},
+        });
+        let (config, _) = crate::config::parse_str(&text.to_string()).expect("loads");
+        let shown = document(&config);
+        assert_eq!(
+            shown["http"],
+            json!({"auth": {"openid": {"providers": {
+                "gitlab": {"name": "gitlab"}, "oidc": {"name": "Corporate SSO"},
+            }}, "apikey": true}})
+        );
+        assert!(!shown.to_string().contains("secret-client"));
     }
 }

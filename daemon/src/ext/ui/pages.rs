@@ -380,7 +380,8 @@ struct Login {
     error: Option<String>,
     username: String,
     htpasswd: bool,
-    providers: Vec<String>,
+    /// `(key, button label)` of each single sign-on provider.
+    providers: Vec<(String, String)>,
 }
 
 /// The login page (GET) and the login (POST): the methods come from mgmt's document, as
@@ -390,9 +391,17 @@ pub async fn login(page: &Page<'_>, req: Request<RequestBody>) -> Response<Body>
     // `openid.providers` entry a button.
     let auth = &page.ui.mgmt["http"]["auth"];
     let htpasswd = auth.get("htpasswd").is_some();
-    let providers: Vec<String> = auth["openid"]["providers"]
+    let providers: Vec<(String, String)> = auth["openid"]["providers"]
         .as_object()
-        .map(|providers| providers.keys().cloned().collect())
+        .map(|providers| {
+            providers
+                .iter()
+                .map(|(key, entry)| {
+                    let name = entry["name"].as_str().unwrap_or(key);
+                    (key.clone(), name.to_owned())
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let form = |status: StatusCode, next: &str, username: &str, error: Option<&str>| {
         page.render_status(
