@@ -115,6 +115,7 @@ pub(crate) fn access(
     ctx: &mut Ctx,
     http: &Section<'_>,
     htpasswd: bool,
+    provider_groups: bool,
 ) -> Option<Option<AccessConfig>> {
     let Some(value) = http.raw("accessControl") else {
         return Some(None);
@@ -146,13 +147,13 @@ pub(crate) fn access(
     for repository in &config.repositories {
         for policy in &repository.policies {
             for group in &policy.groups {
-                if !config.groups.contains_key(group) {
+                if !provider_groups && !config.groups.contains_key(group) {
                     let at = join(&section.path_of("repositories"), &repository.pattern);
                     ctx.warn(
                         &format!("{at}.policies"),
                         format!(
-                            "group {group:?} is not defined in accessControl.groups (berth \
-                             has no LDAP or OIDC groups): it grants nothing"
+                            "group {group:?} is not defined in accessControl.groups (and \
+                             neither http.auth.ldap nor openid gives groups): it grants nothing"
                         ),
                     );
                 }

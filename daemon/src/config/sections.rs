@@ -385,7 +385,10 @@ fn http(ctx: &mut Ctx, value: &Value) -> Option<HttpConfig> {
             );
         }
     }
-    let access = super::access::access(ctx, &section, identified);
+    // LDAP and OpenID logins bring groups the config cannot list.
+    let provider_groups = matches!(&auth, Some(auth) if auth.basic.as_ref()
+        .is_some_and(|basic| basic.ldap.is_some() || basic.openid.is_some()));
+    let access = super::access::access(ctx, &section, identified, provider_groups);
     let parsed = |key: &str, ok: bool| !section.has(key) || ok;
     let all_parsed = parsed("workers", workers.is_some())
         && parsed("readHeaderTimeout", read_header_timeout.is_some())

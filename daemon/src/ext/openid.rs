@@ -16,8 +16,8 @@
 //!   scheme and `Host` this request came with (decided: zot's `address:port` is wrong behind
 //!   a proxy and for `0.0.0.0`).
 //! - `callback_ui` may be a path of this registry, or a URL on an origin of
-//!   `callbackAllowOrigins` or `http.externalUrl`; anything else is 400 (no open redirect).
-//!   Default: `/home`.
+//!   `callbackAllowOrigins` or `http.externalUrl`; anything else (and no `callback_ui`) lands
+//!   on `/home` (no open redirect).
 //! - Success: the groups the provider gave replace the user's kept groups (read by access
 //!   control, as LDAP's), a UI session is created, `login` is audited with method
 //!   `openid:NAME`, and the answer is a 200 page that moves on to the target with a meta
@@ -47,6 +47,8 @@ pub const LOGIN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(6
 pub const STATE_COOKIE: &str = "berth_oidc";
 const LOGIN_PATH: &str = "/zot/auth/login";
 const CALLBACK_PREFIX: &str = "/zot/auth/callback/";
+/// The state cookie's path: every provider's callback.
+const CALLBACK_PATH: &str = "/zot/auth/callback";
 const LOGOUT_PATH: &str = "/zot/auth/logout";
 
 /// What the index keeps of a login in flight.
@@ -205,19 +207,16 @@ impl OpenIdExt {
                 None,
             );
         };
-        let target =
-            match param("callback_ui").filter(|target| !target.is_empty()) {
-                None => "/home".to_owned(),
-                Some(target) => match self.allowed_target(target) {
-                    Some(target) => target,
-                    None => return self.page(
-                        StatusCode::BAD_REQUEST,
-                        "Log in",
-                        "callback_ui is neither a page of this registry nor on an allowed origin.",
-                        None,
-                    ),
-                },
-            };
+        let target = match param("callback_ui").filter(|target| !target.is_empty()) {
+            None => "/home".to_owned(),
+            Some(asked) => self.allowed_target(asked).unwrap_or_else(|| {
+                tracing::info!(
+                    callback_ui = asked,
+                    "callback_ui not allowed: the login lands on /home"
+                );
+                "/home".to_owned()
+            }),
+        };
         let secrets = match (
             crate::auth::htpasswd::random_salt(),
             crate::auth::htpasswd::random_salt(),
@@ -272,7 +271,7 @@ impl OpenIdExt {
         }
         let secure = if self.secure_cookie { "; Secure" } else { "" };
         let cookie = format!(
-            "{STATE_COOKIE}={state}; Path={CALLBACK_PREFIX}; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+            "{STATE_COOKIE}={state}; Path={CALLBACK_PATH}; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
             LOGIN_LIFETIME.as_secs()
         );
         Response::builder()
@@ -495,7 +494,7 @@ fn state_cookie(headers: &HeaderMap) -> Option<String> {
 
 fn clear_state_cookie() -> HeaderValue {
     HeaderValue::from_str(&format!(
-        "{STATE_COOKIE}=; Path={CALLBACK_PREFIX}; HttpOnly; SameSite=Lax; Max-Age=0"
+        "{STATE_COOKIE}=; Path={CALLBACK_PATH}; HttpOnly; SameSite=Lax; Max-Age=0"
     ))
     .expect("a static cookie is a valid header")
 }
