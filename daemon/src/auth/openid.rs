@@ -93,7 +93,6 @@ struct Discovery {
     token_endpoint: String,
     userinfo_endpoint: Option<String>,
     jwks_uri: String,
-    end_session_endpoint: Option<String>,
     secret_post_only: bool,
 }
 
@@ -181,14 +180,6 @@ impl Provider {
         }
         let separator = if endpoint.contains('?') { '&' } else { '?' };
         Ok(format!("{endpoint}{separator}{}", query.finish()))
-    }
-
-    /// Where the provider ends its own session, when it says.
-    pub async fn end_session_url(&self) -> Option<String> {
-        match &self.config.kind {
-            ProviderKind::OpenIdConnect { .. } => self.discovery().await.ok()?.end_session_endpoint,
-            ProviderKind::GitHub { .. } => None,
-        }
     }
 
     /// Completes a login: the code for tokens, the tokens for who it is.
@@ -518,7 +509,6 @@ fn parse_discovery(document: &Value, issuer: &str) -> Result<Discovery, LoginErr
         token_endpoint: required("token_endpoint")?,
         userinfo_endpoint: text("userinfo_endpoint"),
         jwks_uri: required("jwks_uri")?,
-        end_session_endpoint: text("end_session_endpoint"),
         secret_post_only: methods.contains(&"client_secret_post")
             && !methods.contains(&"client_secret_basic"),
     })
