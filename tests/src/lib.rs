@@ -10,11 +10,14 @@
 //! [`Exposition`]). Real-browser scenarios in Debian's headless Chromium driven by Python
 //! playwright, and a static site for pages berth does not serve ([`browser`]). The trust
 //! extension's signer (tests/trust/sign.py), endpoints and verdicts ([`trust`]). The bearer
-//! token issuer and minter (tests/tokens/issuer.py, [`tokens`]).
+//! token issuer and minter (tests/tokens/issuer.py, [`tokens`]). The OpenID providers of the
+//! single sign-on tests, a real one (`oidc-provider`, tests/oidc) and an adversarial one
+//! (tests/tokens/oidc_idp.py), and a cookie-keeping user agent for code flows ([`oidc`]).
 //!
 //! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
-//! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1, and a missing
-//! external client never passes silently when `BERTH_REQUIRE_TOOLS=1` (CI sets it).
+//! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1 (the OpenID
+//! provider also on [::1], where `localhost` may resolve), and a missing external client never
+//! passes silently when `BERTH_REQUIRE_TOOLS=1` (CI sets it).
 
 pub mod access;
 pub mod api;
@@ -27,6 +30,7 @@ pub mod gc;
 mod image;
 pub mod ldap;
 mod metrics;
+pub mod oidc;
 mod peer;
 mod prometheus;
 pub mod search;
