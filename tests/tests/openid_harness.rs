@@ -4,13 +4,15 @@
 //! ID token whose signature jwcrypto verifies, refusing a wrong password, a replayed code, a
 //! missing PKCE challenge and a wrong verifier; it exits when its stdin closes. The
 //! adversarial IdP issues each token mode as its name says, and its token endpoint holds
-//! clients to client_secret_basic and PKCE.
+//! clients to client_secret_basic and PKCE. In Chromium, the provider's pages take a login
+//! and a consent to a stand-in client on another site (tests/browser/ui_openid.py `idp_pages`).
 
 use berth_tests::oidc::{
     evil_idp_available, get_json, jwt_parts, oidc_provider_available, query_param, redeem_code,
     verify_id_token, AuthorizationRequest, EvilIdp, EvilMode, OidcProvider, UserAgent, ACCOUNTS,
     EVIL_SUB,
 };
+use berth_tests::browser::{require_browser, run_script, Page, StaticSite};
 use serde_json::{json, Value};
 
 const CLIENT_ID: &str = "selftest";
@@ -357,5 +359,60 @@ fn the_adversarial_idp_issues_each_mode_as_named() {
             .iter()
             .any(|o| o.contains("code_verifier does not match")),
         "{outcomes:?}"
+    );
+}
+
+/// The provider's pages in Chromium (the part of tests/browser/ui_openid.py that needs no
+/// berth): `localhost` reaches it, a wrong password and the consent page work without console
+/// errors, and the code that comes back to a stand-in client at 127.0.0.1 redeems.
+#[test]
+fn the_real_provider_s_pages_work_in_chromium() {
+    if !require_browser() || !oidc_provider_available() {
+        return;
+    }
+    let provider = OidcProvider::start();
+    let client = StaticSite::start(vec![
+        (
+            "/zot/auth/callback/oidc",
+            Page::html("<!DOCTYPE html><title>client</title><p>back at the client</p>"),
+        ),
+        ("/favicon.ico", Page::new("image/x-icon", Vec::new())),
+    ]);
+    let redirect_uri = format!("{}/zot/auth/callback/oidc", client.url);
+    provider.register_client(CLIENT_ID, CLIENT_SECRET, &[&redirect_uri]);
+    let (_, discovery) = get_json(
+        &format!("{}/.well-known/openid-configuration", provider.issuer()),
+        None,
+    );
+    let authorize = discovery["authorization_endpoint"].as_str().expect("authorize");
+    let request = AuthorizationRequest::new(authorize, CLIENT_ID, &redirect_uri, SCOPE, true);
+    let (login, password, _, _) = ACCOUNTS[1];
+    let run = run_script(
+        "ui_openid:idp_pages",
+        &client.url,
+        &json!({
+            "authorize_url": request.url, "issuer": provider.issuer(),
+            "login": login, "password": password, "redirect_uri": redirect_uri,
+        }),
+    );
+    let callback = reqwest::Url::parse(run.data["callback_url"].as_str().expect("callback_url"))
+        .expect("a URL");
+    assert_eq!(query_param(&callback, "state"), Some(request.state.clone()));
+    let code = query_param(&callback, "code").unwrap_or_else(|| panic!("no code: {callback}"));
+    let (status, tokens) = redeem_code(
+        discovery["token_endpoint"].as_str().expect("token endpoint"),
+        CLIENT_ID,
+        CLIENT_SECRET,
+        &code,
+        &redirect_uri,
+        Some(&request.pkce.verifier),
+    );
+    assert_eq!(status, 200, "{tokens}");
+    let (_, claims) = jwt_parts(tokens["id_token"].as_str().expect("id_token"));
+    assert_eq!(claims["sub"], json!(login), "{claims}");
+    assert!(
+        provider.log().contains("POST /interaction/"),
+        "{}",
+        provider.log()
     );
 }
