@@ -7,12 +7,12 @@
 //! clients to client_secret_basic and PKCE. In Chromium, the provider's pages take a login
 //! and a consent to a stand-in client on another site (tests/browser/ui_openid.py `idp_pages`).
 
+use berth_tests::browser::{require_browser, run_script, Page, StaticSite};
 use berth_tests::oidc::{
     evil_idp_available, get_json, jwt_parts, oidc_provider_available, query_param, redeem_code,
     verify_id_token, AuthorizationRequest, EvilIdp, EvilMode, OidcProvider, UserAgent, ACCOUNTS,
     EVIL_SUB,
 };
-use berth_tests::browser::{require_browser, run_script, Page, StaticSite};
 use serde_json::{json, Value};
 
 const CLIENT_ID: &str = "selftest";
@@ -384,7 +384,9 @@ fn the_real_provider_s_pages_work_in_chromium() {
         &format!("{}/.well-known/openid-configuration", provider.issuer()),
         None,
     );
-    let authorize = discovery["authorization_endpoint"].as_str().expect("authorize");
+    let authorize = discovery["authorization_endpoint"]
+        .as_str()
+        .expect("authorize");
     let request = AuthorizationRequest::new(authorize, CLIENT_ID, &redirect_uri, SCOPE, true);
     let (login, password, _, _) = ACCOUNTS[1];
     let run = run_script(
@@ -400,7 +402,9 @@ fn the_real_provider_s_pages_work_in_chromium() {
     assert_eq!(query_param(&callback, "state"), Some(request.state.clone()));
     let code = query_param(&callback, "code").unwrap_or_else(|| panic!("no code: {callback}"));
     let (status, tokens) = redeem_code(
-        discovery["token_endpoint"].as_str().expect("token endpoint"),
+        discovery["token_endpoint"]
+            .as_str()
+            .expect("token endpoint"),
         CLIENT_ID,
         CLIENT_SECRET,
         &code,
