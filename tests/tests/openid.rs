@@ -327,6 +327,14 @@ fn wait_for_audit(
     audit_events(path)
 }
 
+/// How many times the adversarial IdP was asked to redeem a code.
+fn token_requests(evil: &EvilIdp) -> usize {
+    evil.requests()
+        .iter()
+        .filter(|request| request["path"] == "/token")
+        .count()
+}
+
 /// `GET /v2/_zot/ext/mgmt`: the providers' names by key; the body must not hold the secret.
 fn mgmt_providers(berth: &Berth) -> Value {
     let response = berth_tests::http()
@@ -566,10 +574,17 @@ fn the_callback_refuses_bad_tokens_states_and_cookies() {
     );
     wait_for_audit(&audit, "login", "openid:evil", Some("alice@example.org"), 1);
 
-    // The same callback again, cookie and all: a state is good once.
+    // The same callback again, cookie and all: a state is good once. Refusals of a state
+    // come before the code is redeemed: berth does not even ask the IdP.
+    let redeemed = token_requests(&evil);
     agent.set(host, CALLBACK_PATH, STATE_COOKIE, &start.state);
     let again = agent.get(callback.as_str());
     assert_refused(&again, "the same callback twice");
+    assert_eq!(
+        token_requests(&evil),
+        redeemed,
+        "a spent state's code was redeemed"
+    );
 
     // Logout: not from another site; from this one, the session ends.
     let logout = |origin: &str| {
@@ -620,6 +635,7 @@ fn the_callback_refuses_bad_tokens_states_and_cookies() {
     // A state changed in the callback: it matches neither the cookie nor a pending login.
     let start = start_login(&mut agent, &berth, "evil", &authorize, None);
     let callback = callback_from(&mut agent, &start);
+    let redeemed = token_requests(&evil);
     let mut tampered_state = start.state.clone();
     let last = tampered_state.pop().expect("a state");
     tampered_state.push(if last == 'A' { 'B' } else { 'A' });
@@ -660,6 +676,13 @@ fn the_callback_refuses_bad_tokens_states_and_cookies() {
     ))
     .expect("a URL");
     assert_refused(&agent.get(denied.as_str()), "error=access_denied");
+    // No code of a refused state was redeemed (tampered, forged, no cookie, another
+    // provider's path, an error).
+    assert_eq!(
+        token_requests(&evil),
+        redeemed,
+        "a refused state's code was redeemed"
+    );
 
     // Only the good logins logged anyone in; nothing secret was written.
     let events = audit_events(&audit);
