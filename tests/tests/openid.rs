@@ -442,10 +442,11 @@ fn a_browser_logs_in_at_a_real_provider_whose_groups_and_api_key_drive_access() 
     assert_eq!(query_param(&replay, "code"), Some(old_code));
     let reply = agent.get(replay.as_str());
     assert_refused(&reply, "a replayed code");
-    assert!(
-        provider.log().matches("POST /token -> 400").count() > refused_before,
-        "berth did not ask the provider: {}",
-        provider.log()
+    // The provider logs a request once its answer is sent, maybe after berth has it.
+    berth_tests::wait_for(
+        "the provider's refusal of the replayed code in its log",
+        || provider.log(),
+        |log| log.matches("POST /token -> 400").count() > refused_before,
     );
     // The browser's callback as it was: its state is spent.
     let old_state = query_param(&browser_callback, "state").expect("state");
