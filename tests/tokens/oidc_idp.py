@@ -21,6 +21,12 @@ Modes:
         GET  /jwks        the one RSA key (kid KID) the good tokens are signed with.
         GET  /userinfo    Bearer access token: the user's claims (by the token's mode).
         POST /__test/mode {"mode": MODE}: the mode of every token issued from now on.
+      And GitHub's OAuth2 as GitHub answers it (no OpenID): GET /login/oauth/authorize
+      (client_id, redirect_uri, state; PKCE when a challenge is sent), POST
+      /login/oauth/access_token (client_id and client_secret in the form; an error is a 200
+      with {"error"}, as GitHub's), and the API under /api: GET /api/user/emails (alice's
+      primary verified address and another one) and GET /api/user/orgs (["devs"] as logins);
+      the API refuses a request without a User-Agent (403), as GitHub's does.
         GET  /__test/requests  what it was sent: [{path, query, form, authorization,
                                outcome}] (test-only: secrets included).
       The user is alice: sub USER_SUB, email alice@example.org, groups ["devs"]; claims in
@@ -225,6 +231,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.authorize(url)
         if url.path == "/userinfo":
             return self.userinfo(url)
+        if url.path == "/login/oauth/authorize":
+            return self.github_authorize(url)
+        if url.path in ("/api/user/emails", "/api/user/orgs"):
+            return self.github_api(url)
         if url.path == "/__test/requests":
             with state.lock:
                 return self.reply(200, list(state.requests))
@@ -234,6 +244,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/token":
             return self.token(url)
+        if url.path == "/login/oauth/access_token":
+            return self.github_token(url)
         if url.path == "/__test/mode":
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(min(length, MAX_BODY_BYTES)) or b"{}")
@@ -352,6 +364,74 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(401, {"error": "invalid_token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         self.record(url, None, f"userinfo ({issued['mode']})")
         return self.reply(200, self.state.userinfo(issued["mode"]))
+
+
+    def github_authorize(self, url):
+        state = self.state
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        redirect_uri = query.get("redirect_uri", "")
+        if query.get("client_id") != state.client_id or not redirect_uri.startswith(("http://", "https://")):
+            self.record(url, None, "refused: unknown client or no redirect_uri")
+            return self.reply(400, {"error": "invalid_request"})
+        code = b64url(os.urandom(20))
+        with state.lock:
+            state.codes[code] = {
+                "redirect_uri": redirect_uri,
+                "challenge": query.get("code_challenge"),
+                "nonce": None,
+                "expires": time.time() + CODE_LIFETIME_SECONDS,
+                "used": False,
+            }
+        self.record(url, None, "github code")
+        return self.redirect(with_query(redirect_uri, {"code": code, "state": query.get("state", "")}))
+
+    def github_token(self, url):
+        state = self.state
+        form, _ = self.read_form()
+
+        def refuse(error):
+            # GitHub answers a bad code with 200 and an error field.
+            self.record(url, form, f"refused: {error}")
+            return self.reply(200, {"error": error, "error_description": error})
+
+        if form.get("client_id") != state.client_id or not hmac.compare_digest(form.get("client_secret", ""), state.client_secret):
+            return refuse("incorrect_client_credentials")
+        with state.lock:
+            issued = state.codes.get(form.get("code", ""))
+            replayed = issued is not None and issued["used"]
+            if issued is not None:
+                issued["used"] = True
+        if issued is None or replayed or issued["expires"] < time.time():
+            return refuse("bad_verification_code")
+        if form.get("redirect_uri") != issued["redirect_uri"]:
+            return refuse("redirect_uri_mismatch")
+        if issued["challenge"]:
+            verifier = form.get("code_verifier", "")
+            if b64url(hashlib.sha256(verifier.encode()).digest()) != issued["challenge"]:
+                return refuse("bad_verification_code")
+        access_token = "gho_" + b64url(os.urandom(24))
+        with state.lock:
+            state.access_tokens[access_token] = {"mode": "good", "expires": time.time() + TOKEN_LIFETIME_SECONDS}
+        self.record(url, form, "github token")
+        return self.reply(200, {"access_token": access_token, "token_type": "bearer", "scope": "read:org,user:email"})
+
+    def github_api(self, url):
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        with self.state.lock:
+            issued = self.state.access_tokens.get(token) if scheme.lower() in ("bearer", "token") else None
+        if not self.headers.get("User-Agent"):
+            self.record(url, None, "refused: no User-Agent")
+            return self.reply(403, {"message": "Request forbidden by administrative rules."})
+        if issued is None:
+            self.record(url, None, "refused: bad credentials")
+            return self.reply(401, {"message": "Bad credentials"})
+        self.record(url, None, "github api")
+        if url.path == "/api/user/emails":
+            return self.reply(200, [
+                {"email": "alice-old@example.org", "primary": False, "verified": True, "visibility": None},
+                {"email": USER_EMAIL, "primary": True, "verified": True, "visibility": "private"},
+            ])
+        return self.reply(200, [{"login": group, "id": index + 1} for index, group in enumerate(USER_GROUPS)])
 
 
 def serve(args):
