@@ -161,7 +161,7 @@ impl Extension for OpenIdExt {
                 (LOGOUT_PATH, &Method::OPTIONS) => {
                     return Ok(crate::ext::preflight("POST,OPTIONS"))
                 }
-                (LOGOUT_PATH, &Method::POST) => self.logout(ctx, req.headers()).await?,
+                (LOGOUT_PATH, &Method::POST) => self.logout(ctx, &req).await?,
                 (LOGOUT_PATH, _) => {
                     return Err(ApiError::Unsupported(format!(
                         "method {method} not allowed"
@@ -387,7 +387,16 @@ impl OpenIdExt {
         Ok((logged_in.user, token, record.target))
     }
 
-    async fn logout(&self, ctx: &Ctx, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    async fn logout(
+        &self,
+        ctx: &Ctx,
+        req: &Request<RequestBody>,
+    ) -> Result<Response<Body>, ApiError> {
+        let headers = req.headers();
+        let peer = req
+            .extensions()
+            .get::<crate::api::Peer>()
+            .and_then(|peer| peer.0);
         if !session::same_origin(headers) {
             return Err(ApiError::Forbidden(
                 "a logout must come from this site's pages".into(),
@@ -399,7 +408,7 @@ impl OpenIdExt {
                 .end_session(token)
                 .await
                 .map_err(ApiError::from)?;
-            crate::auth::audit("logout", "ui", user, None);
+            crate::auth::audit("logout", "ui", user, peer);
         }
         let mut response = crate::api::body::json_response(
             StatusCode::OK,
