@@ -35,6 +35,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use super::bearer::KeyKind;
 use crate::config::{OpenIdProvider, ProviderKind};
 
 /// How long a discovery document and key set are trusted.
@@ -52,17 +53,9 @@ pub const MAX_NAME_CHARS: usize = 256;
 /// Most groups taken from a claim (more are cut).
 pub const MAX_GROUPS: usize = 1024;
 
-const ALGORITHMS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+/// The kinds of keys an ID token may be signed with (bearer tokens' set: RSA, P-256, P-384,
+/// Ed25519; never HMAC).
+const KEY_KINDS: [KeyKind; 4] = [KeyKind::Rsa, KeyKind::P256, KeyKind::P384, KeyKind::Ed25519];
 
 /// Why a login failed: what the user is told and the log says (never a secret).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -347,7 +340,10 @@ impl Provider {
         let invalid = |why: &str| LoginError::Invalid(why.to_owned());
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("the ID token is not a signed JWT of a known algorithm"))?;
-        if !ALGORITHMS.contains(&header.alg) {
+        if !KEY_KINDS
+            .iter()
+            .any(|kind| kind.algorithms().contains(&header.alg))
+        {
             return Err(LoginError::Invalid(format!(
                 "the ID token is signed with {:?}, which berth does not accept",
                 header.alg
@@ -388,12 +384,7 @@ impl Provider {
             }
         }
         let matches = claims["nonce"].as_str().is_some_and(|sent| {
-            sent.len() == nonce.len()
-                && sent
-                    .bytes()
-                    .zip(nonce.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
+            crate::ext::ui::session::constant_time_equal(sent.as_bytes(), nonce.as_bytes())
         });
         if !matches {
             return Err(invalid("ID token refused: its nonce is not this login's"));
@@ -514,23 +505,22 @@ fn parse_discovery(document: &Value, issuer: &str) -> Result<Discovery, LoginErr
     })
 }
 
-/// Whether `key` can verify `alg` (its declared algorithm and use allowing it).
+/// Whether `key` can verify `alg` (its kind, declared algorithm and use allowing it).
 fn fits(key: &Jwk, alg: Algorithm) -> bool {
-    use jsonwebtoken::jwk::{AlgorithmParameters, PublicKeyUse};
-    let kind_fits = match &key.algorithm {
-        AlgorithmParameters::RSA(_) => matches!(
-            alg,
-            Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512
-        ),
-        AlgorithmParameters::EllipticCurve(_) => matches!(alg, Algorithm::ES256 | Algorithm::ES384),
-        AlgorithmParameters::OctetKeyPair(_) => alg == Algorithm::EdDSA,
-        AlgorithmParameters::OctetKey(_) => false,
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, PublicKeyUse};
+    let kind = match &key.algorithm {
+        AlgorithmParameters::RSA(_) => Some(KeyKind::Rsa),
+        AlgorithmParameters::EllipticCurve(params) => match params.curve {
+            EllipticCurve::P256 => Some(KeyKind::P256),
+            EllipticCurve::P384 => Some(KeyKind::P384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(params) => {
+            (params.curve == EllipticCurve::Ed25519).then_some(KeyKind::Ed25519)
+        }
+        AlgorithmParameters::OctetKey(_) => None,
     };
+    let kind_fits = kind.is_some_and(|kind| kind.algorithms().contains(&alg));
     let use_fits = !matches!(key.common.public_key_use, Some(PublicKeyUse::Encryption));
     let alg_fits = key
         .common

@@ -345,9 +345,9 @@ impl OpenIdExt {
         };
         let invalid = |why: &str| LoginError::Invalid(why.to_owned());
         let state = param("state").ok_or_else(|| invalid("the answer carries no state"))?;
-        let cookie = state_cookie(req.headers())
+        let cookie = session::cookie_named(req.headers(), STATE_COOKIE)
             .ok_or_else(|| invalid("this browser started no login (no state cookie)"))?;
-        if !equal(state.as_bytes(), cookie.as_bytes()) {
+        if !session::constant_time_equal(state.as_bytes(), cookie.as_bytes()) {
             return Err(invalid("the answer's state is not this browser's login"));
         }
         let payload = ctx
@@ -489,18 +489,6 @@ fn query_pairs(req: &Request<RequestBody>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// The `berth_oidc` cookie's value.
-fn state_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == STATE_COOKIE)
-        .map(|(_, value)| value.trim().to_owned())
-}
-
 fn clear_state_cookie() -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{STATE_COOKIE}=; Path={CALLBACK_PATH}; HttpOnly; SameSite=Lax; Max-Age=0"
@@ -511,15 +499,6 @@ fn clear_state_cookie() -> HeaderValue {
 fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn equal(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len()
-        && left
-            .iter()
-            .zip(right)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 #[cfg(test)]
@@ -546,8 +525,8 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("session=x; berth_oidc=abc"),
         );
-        assert_eq!(state_cookie(&headers).as_deref(), Some("abc"));
+        assert_eq!(session::cookie_named(&headers, STATE_COOKIE), Some("abc"));
         headers.insert(header::COOKIE, HeaderValue::from_static("xberth_oidc=abc"));
-        assert_eq!(state_cookie(&headers), None);
+        assert_eq!(session::cookie_named(&headers, STATE_COOKIE), None);
     }
 }

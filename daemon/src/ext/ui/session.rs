@@ -89,15 +89,20 @@ impl Visitor {
 
 /// The `session` cookie's value, when it looks like a token.
 fn cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie_named(headers, COOKIE)
+        .filter(|value| value.len() == 64 && value.bytes().all(|byte| byte.is_ascii_hexdigit()))
+}
+
+/// The value of the request's cookie `wanted` (the first, trimmed).
+pub fn cookie_named<'a>(headers: &'a HeaderMap, wanted: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.trim())
-        .filter(|value| value.len() == 64 && value.bytes().all(|byte| byte.is_ascii_hexdigit()))
 }
 
 /// The `Set-Cookie` value that logs the browser in; `secure` (`http.auth.secureSession`)
@@ -154,7 +159,8 @@ pub fn local_target(next: Option<&str>) -> &str {
     }
 }
 
-fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
+/// Whether two secrets are equal, in a time that does not depend on where they differ.
+pub fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
     left.len() == right.len()
         && left
             .iter()
