@@ -245,7 +245,12 @@ impl OpenIdExt {
             Ok(url) => url,
             Err(error) => {
                 tracing::warn!(provider = %provider.config.key, %error, "single sign-on login cannot start");
-                return self.page(StatusCode::BAD_GATEWAY, "Log in", &error.to_string(), None);
+                return self.page(
+                    StatusCode::BAD_GATEWAY,
+                    "Login failed",
+                    &error.to_string(),
+                    None,
+                );
             }
         };
         let record = InFlight {
@@ -455,9 +460,15 @@ impl OpenIdExt {
         message: &str,
         target: Option<&str>,
     ) -> Response<Body> {
+        // Sentences: the errors' own text starts in lower case (it is also a log line's).
+        let mut chars = message.chars();
+        let message = match chars.next() {
+            Some(first) => format!("{}{}", first.to_uppercase(), chars.as_str()),
+            None => String::new(),
+        };
         let page = SsoPage {
             title,
-            message,
+            message: &message,
             target,
             stylesheet: self.stylesheet,
         };
