@@ -19,10 +19,12 @@
 //! - Readiness: `pg_isready` over TCP answers 0 within [`START_TIMEOUT`] (crash recovery after
 //!   a kill included); otherwise a panic with the server's log. A first start that loses its
 //!   port race is retried on another port; later starts keep the port, so the URL holds.
-//! - [`Postgres::kill`] SIGKILLs the postmaster and its whole process group (backends,
-//!   checkpointer, WAL writer), as a crash would; [`Postgres::stop`] is a fast shutdown
-//!   (SIGINT) with a SIGKILL after [`STOP_TIMEOUT`]. Drop kills the group and removes the
-//!   directory.
+//! - [`Postgres::kill`] SIGKILLs the postmaster and every process it forked (backends,
+//!   checkpointer, WAL writer: each in a session of its own, so found by parent pid), as a
+//!   crash would; a backend left running would hold the shared memory and stop the next
+//!   start. [`Postgres::stop`] is a fast shutdown (SIGINT) with a SIGKILL after
+//!   [`STOP_TIMEOUT`]. Drop kills them all and removes the directory (2.5-3.4 s here: deleting
+//!   synced files is slow on this disk).
 //! - Callers check [`postgres_available`] first (skip, or fail under `BERTH_REQUIRE_TOOLS=1`).
 
 use std::fs::File;
@@ -191,18 +193,15 @@ impl Postgres {
 
     fn initdb(&self) {
         let mut initdb = self.command("initdb");
-        initdb
-            .arg("--pgdata")
-            .arg(&self.data)
-            .args([
-                &format!("--username={SUPERUSER}"),
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ]);
+        initdb.arg("--pgdata").arg(&self.data).args([
+            &format!("--username={SUPERUSER}"),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]);
         crate::run_ok(&mut initdb);
         std::fs::create_dir(&self.socket_dir).expect("create the socket directory");
         if let Some((uid, gid)) = self.run_as {
@@ -317,8 +316,8 @@ impl Postgres {
         self.postmaster.as_mut().is_some_and(GroupChild::running)
     }
 
-    /// Fast shutdown (SIGINT: clients disconnected, a checkpoint written), SIGKILL of the group
-    /// after [`STOP_TIMEOUT`]. Returns whether it shut down on its own. No-op when stopped.
+    /// Fast shutdown (SIGINT: clients disconnected, a checkpoint written), SIGKILL of all its
+    /// processes after [`STOP_TIMEOUT`]. Returns whether it shut down on its own. No-op when stopped.
     pub fn stop(&mut self) -> bool {
         match self.postmaster.take() {
             Some(mut postmaster) => postmaster.stop(libc::SIGINT, STOP_TIMEOUT),
@@ -326,7 +325,7 @@ impl Postgres {
         }
     }
 
-    /// SIGKILL of the postmaster and its whole process group: no shutdown checkpoint, so the
+    /// SIGKILL of the postmaster and every process it forked: no shutdown checkpoint, so the
     /// next start replays the WAL. No-op when stopped.
     pub fn kill(&mut self) {
         if let Some(mut postmaster) = self.postmaster.take() {

@@ -142,7 +142,13 @@ impl MemoryUse {
         let field = |name: &str| {
             text.lines()
                 .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
                 .unwrap_or(0)
         };
         MemoryUse {
@@ -188,7 +194,11 @@ impl std::fmt::Display for MemoryUse {
 fn processes() -> Vec<(u32, u32, u32)> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -236,7 +246,11 @@ fn family(leader: u32) -> Vec<u32> {
 pub(crate) fn listening_addresses(leader: u32) -> Vec<std::net::SocketAddr> {
     let mut inodes = std::collections::HashSet::new();
     for pid in family(leader) {
-        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let target = std::fs::read_link(fd.path()).unwrap_or_default();
             let target = target.to_string_lossy();
             if let Some(inode) = target

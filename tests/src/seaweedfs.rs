@@ -21,8 +21,9 @@
 //!   (`/dir/status`), the filer answers, and the gateway answers a signed ListBuckets with 200.
 //!   Every wait is bounded and panics with the servers' logs. A start that loses a port race
 //!   (a server exits) is retried on new ports.
-//! - [`SeaweedCluster::stop`] sends SIGTERM to every server, then SIGKILLs whatever still runs
-//!   after [`STOP_TIMEOUT`]: SeaweedFS stops slowly (a volume server ~2 s, the filer ~17 s).
+//! - [`SeaweedCluster::stop`] sends SIGTERM to every server, waits (up to [`STOP_TIMEOUT`]) for
+//!   all but the filer, then SIGKILLs whatever still runs: SeaweedFS stops slowly (a volume
+//!   server or the master ~2 s, the filer 15 s and more).
 //!   Drop SIGKILLs every server's process group and removes the directory.
 //! - Callers check [`seaweedfs_available`] first (skip, or fail under `BERTH_REQUIRE_TOOLS=1`).
 
@@ -75,7 +76,10 @@ pub fn weed_bin() -> PathBuf {
             return PathBuf::from(path);
         }
         let scripts = Command::new("python3")
-            .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_path('scripts'))",
+            ])
             .stderr(Stdio::null())
             .output()
             .ok()
@@ -437,7 +441,11 @@ impl SeaweedCluster {
             return Vec::new();
         };
         let mut urls = Vec::new();
-        for center in status["Topology"]["DataCenters"].as_array().into_iter().flatten() {
+        for center in status["Topology"]["DataCenters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             for rack in center["Racks"].as_array().into_iter().flatten() {
                 for node in rack["DataNodes"].as_array().into_iter().flatten() {
                     if let Some(url) = node["Url"].as_str() {
@@ -527,9 +535,11 @@ impl SeaweedCluster {
         self.volumes[index].kill();
         let url = format!("127.0.0.1:{}", self.ports.volumes[index].0);
         let deadline = Instant::now() + START_TIMEOUT;
-        let gone = self.wait("the master to drop the volume server", deadline, |cluster| {
-            !cluster.registered_volume_servers().contains(&url)
-        });
+        let gone = self.wait(
+            "the master to drop the volume server",
+            deadline,
+            |cluster| !cluster.registered_volume_servers().contains(&url),
+        );
         if let Err(why) = gone {
             panic!("{why}\n{}", self.log_tails());
         }
@@ -556,19 +566,25 @@ impl SeaweedCluster {
         server.process.is_some() && !server.exited()
     }
 
-    /// SIGTERM to every server, SIGKILL of what still runs after [`STOP_TIMEOUT`]. Returns
-    /// whether every server had exited on its own. The data stays until the cluster is
+    /// SIGTERM to every server; once all but the filer have exited (within [`STOP_TIMEOUT`]),
+    /// SIGKILL of what still runs. The filer is not waited for: its graceful stop first waits
+    /// 15 s for its own metadata subscription to end, which it never does (4.48), and only then
+    /// closes its store; a kill does no harm there (LevelDB replays its log). Returns whether
+    /// every server but the filer exited on its own. The data stays until the cluster is
     /// dropped.
     pub fn stop(&mut self) -> bool {
-        let mut processes: Vec<&mut GroupChild> = self
+        for server in self.servers_mut() {
+            if let Some(process) = &server.process {
+                process.signal(libc::SIGTERM);
+            }
+        }
+        let mut others: Vec<&mut GroupChild> = self
             .servers_mut()
             .into_iter()
+            .filter(|server| server.name != "filer")
             .filter_map(|server| server.process.as_mut())
             .collect();
-        for process in &processes {
-            process.signal(libc::SIGTERM);
-        }
-        let exited = wait_all(&mut processes, STOP_TIMEOUT);
+        let exited = wait_all(&mut others, STOP_TIMEOUT);
         for server in self.servers_mut() {
             server.kill();
         }
@@ -601,7 +617,10 @@ impl SeaweedCluster {
         let ports = &self.ports;
         let mut all = vec![ports.master, ports.filer, ports.s3];
         all.extend(ports.volumes);
-        let mut flat: Vec<u16> = all.into_iter().flat_map(|(http, grpc)| [http, grpc]).collect();
+        let mut flat: Vec<u16> = all
+            .into_iter()
+            .flat_map(|(http, grpc)| [http, grpc])
+            .collect();
         flat.sort_unstable();
         flat
     }
