@@ -317,7 +317,8 @@ impl Postgres {
     }
 
     /// Fast shutdown (SIGINT: clients disconnected, a checkpoint written), SIGKILL of all its
-    /// processes after [`STOP_TIMEOUT`]. Returns whether it shut down on its own. No-op when stopped.
+    /// processes after [`STOP_TIMEOUT`]. Returns whether it shut down on its own. No-op when
+    /// stopped.
     pub fn stop(&mut self) -> bool {
         match self.postmaster.take() {
             Some(mut postmaster) => postmaster.stop(libc::SIGINT, STOP_TIMEOUT),

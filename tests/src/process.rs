@@ -241,8 +241,9 @@ fn family(leader: u32) -> Vec<u32> {
     pids
 }
 
-/// The TCP addresses that `leader` and its family (see [`family`]) listen on, from `/proc/net/tcp` and
-/// `/proc/net/tcp6` matched against the sockets in each process's `/proc/PID/fd`.
+/// The TCP addresses that `leader` and its family (see [`family`]) listen on, from
+/// `/proc/net/tcp` and `/proc/net/tcp6` matched against the sockets in each process's
+/// `/proc/PID/fd`.
 pub(crate) fn listening_addresses(leader: u32) -> Vec<std::net::SocketAddr> {
     let mut inodes = std::collections::HashSet::new();
     for pid in family(leader) {

@@ -23,8 +23,8 @@
 //!   (a server exits) is retried on new ports.
 //! - [`SeaweedCluster::stop`] sends SIGTERM to every server, waits (up to [`STOP_TIMEOUT`]) for
 //!   all but the filer, then SIGKILLs whatever still runs: SeaweedFS stops slowly (a volume
-//!   server or the master ~2 s, the filer 15 s and more).
-//!   Drop SIGKILLs every server's process group and removes the directory.
+//!   server or the master ~2 s alone, the filer 15 s and more). Drop SIGKILLs every server's
+//!   process group and removes the directory.
 //! - Callers check [`seaweedfs_available`] first (skip, or fail under `BERTH_REQUIRE_TOOLS=1`).
 
 use std::fs::File;
@@ -50,9 +50,9 @@ pub const VOLUME_SIZE_LIMIT_MB: u32 = 64;
 /// Volumes per volume server: with two copies of everything, the cluster holds
 /// 3 x 16 x 64 MiB / 2 = 1.5 GiB of objects.
 pub const MAX_VOLUMES: u32 = 16;
-/// A volume server turns its volumes read-only below this much free disk (the default, 1% of
-/// the disk, is 2.5 GiB on this machine's disk and would stop writes sooner than needed).
-const MIN_FREE_SPACE: &str = "512MiB";
+/// A volume server turns its volumes read-only below this much free disk: a fixed amount, as
+/// the default (1% of the disk) depends on the machine.
+const MIN_FREE_SPACE: &str = "1GiB";
 /// Replication of every object: `001` = one more copy on another server of the same rack.
 pub const REPLICATION: &str = "001";
 const START_ATTEMPTS: usize = 3;
