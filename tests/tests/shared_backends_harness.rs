@@ -12,11 +12,11 @@
 //! evicted from the page cache first the figures were the same): SeaweedFS starts in 0.9 s
 //! (1.0-1.5 s beside the other tests), stops in 0.1-0.2 s when all its servers get SIGTERM
 //! together, and holds 6 processes, RSS 710-770 MiB, PSS 335-400 MiB (the 150 MB binary's
-//! pages are shared); its test takes 2.5 s. PostgreSQL starts (initdb, start, role and database) in
-//! 0.8-1.0 s (2.4-2.9 s beside the SeaweedFS tests), recovers from a SIGKILL in 0.9-1.2 s,
-//! shuts down fast in 0.1 s, and holds 7 processes, RSS ~67 MiB, PSS ~30 MiB; its test takes
-//! 5.8 s, 2.5-3.4 s of it removing the cluster's directory (deleting the 40 MB of synced files
-//! is slow on this disk). The whole file: 5-6 s.
+//! pages are shared); its test takes 2.5 s. PostgreSQL starts (initdb, start, role and
+//! database) in 0.8-1.0 s (2.4-2.9 s beside the SeaweedFS tests), recovers from a SIGKILL in
+//! 0.6-1.2 s, shuts down fast in 0.1 s, and holds 7 processes, RSS ~67 MiB, PSS ~30 MiB; its
+//! test takes 5.8 s, 2.5-3.4 s of it removing the cluster's directory (deleting the 40 MB of
+//! synced files is slow on this disk). The whole file: 5-6 s.
 
 use std::time::{Duration, Instant};
 
