@@ -13,6 +13,9 @@
 //! token issuer and minter (tests/tokens/issuer.py, [`tokens`]). The OpenID providers of the
 //! single sign-on tests, a real one (`oidc-provider`, tests/oidc) and an adversarial one
 //! (tests/tokens/oidc_idp.py), and a cookie-keeping user agent for code flows ([`oidc`]).
+//! The shared backend's real parts (issue 20): a SeaweedFS cluster behind its S3 gateway
+//! ([`seaweedfs`]) and a throwaway PostgreSQL server ([`postgres`]), each server leading its
+//! own process group ([`MemoryUse`] tells what one holds).
 //!
 //! Rules: every process the harness starts dies with its handle (SIGKILL in `Drop`), every
 //! test gets fresh temporary directories, nothing listens anywhere but 127.0.0.1 (the OpenID
@@ -32,8 +35,11 @@ pub mod ldap;
 mod metrics;
 pub mod oidc;
 mod peer;
+pub mod postgres;
+mod process;
 mod prometheus;
 pub mod search;
+pub mod seaweedfs;
 mod snapshot;
 pub mod tokens;
 pub mod trust;
@@ -50,6 +56,7 @@ pub use image::{
 };
 pub use metrics::{metric_families, scrape_metrics, Exposition, MetricSample, METRIC_FAMILIES};
 pub use peer::Distribution;
+pub use process::MemoryUse;
 pub use prometheus::{promtool_check_metrics, require_prometheus, Prometheus, Sample, ScrapeJob};
 pub use snapshot::{assert_no_state_change, snapshot, Snapshot};
 
