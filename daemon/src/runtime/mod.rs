@@ -12,9 +12,10 @@
 //! end the metrics, access and audit lines.
 //!
 //! Also here, what the shards run on: the connection watch (idle and header limits), the
-//! reloadable settings and lifecycle flags (live.rs), logging, and the loop of the periodic
-//! maintenance threads.
+//! reloadable settings and lifecycle flags (live.rs), logging, the loop of the periodic
+//! maintenance threads, and how threads that are not async call the engine (blocking.rs).
 
+pub mod blocking;
 pub mod conn_watch;
 pub mod connection;
 pub mod live;
