@@ -102,7 +102,7 @@ fn gc_passes(c: &mut Criterion) {
         started.elapsed()
     );
     let options = GcOptions::new(Duration::ZERO);
-    let first = engine.gc(&options).expect("first pass");
+    let first = runtime.block_on(engine.gc(&options)).expect("first pass");
     assert!(first.actions.is_empty(), "a clean store has no garbage");
     // 1% garbage: in every repository tag t0 moves to a new image, so the image it named
     // is untagged garbage (a manifest and two unique blobs).
@@ -124,7 +124,7 @@ fn gc_passes(c: &mut Criterion) {
             make_garbage(round);
             round += 1;
             let started = Instant::now();
-            let report = engine.gc(options).expect("pass");
+            let report = runtime.block_on(engine.gc(options)).expect("pass");
             total += started.elapsed();
             assert_eq!(report.performed(GcKind::Manifest), REPOS as u64);
             assert_eq!(report.performed(GcKind::Blob), 2 * REPOS as u64);
@@ -143,7 +143,7 @@ fn gc_passes(c: &mut Criterion) {
     });
     group.bench_function("nothing_changed", |b| {
         b.iter(|| {
-            let report = engine.gc(&options).expect("pass");
+            let report = runtime.block_on(engine.gc(&options)).expect("pass");
             assert_eq!(report.repos_visited, 0);
         })
     });

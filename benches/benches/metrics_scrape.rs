@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use berth::ext::metrics::{scrape, Finished, Metrics, RepoAction};
+use berth::ext::metrics::{scrape, Finished, IndexReads, Metrics, RepoAction};
 mod common;
 
 use berth_storage::oci::{Algorithm, Digest, Reference, RepoName};
@@ -104,7 +104,7 @@ fn scrape_costs(c: &mut Criterion) {
                 drop(engine.take());
                 let reopened = engine.insert(common::open_unsynced(dir.path()));
                 let start = Instant::now();
-                black_box(reopened.usage().expect("usage"));
+                black_box(runtime.block_on(reopened.usage()).expect("usage"));
                 total += start.elapsed();
             }
             total
@@ -112,27 +112,29 @@ fn scrape_costs(c: &mut Criterion) {
     });
     let engine = engine.expect("engine is open");
 
-    let usage = engine.usage().expect("usage");
-    assert_eq!(usage.repos.len(), REPOS);
+    let reads = runtime
+        .block_on(IndexReads::of(&engine))
+        .expect("usage and index figures");
+    assert_eq!(reads.usage.repos.len(), REPOS);
     group.bench_function("usage_100_changed", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for round in 0..iters {
                 touch(&runtime, &engine, &repos, &manifest, round);
                 let start = Instant::now();
-                black_box(engine.usage().expect("usage"));
+                black_box(runtime.block_on(engine.usage()).expect("usage"));
                 total += start.elapsed();
             }
             total
         })
     });
     group.bench_function("usage_unchanged", |b| {
-        b.iter(|| black_box(engine.usage().expect("usage")))
+        b.iter(|| black_box(runtime.block_on(engine.usage()).expect("usage")))
     });
     group.bench_function("exposition", |b| {
-        b.iter(|| black_box(scrape(&metrics, &engine, &usage, "zot", None, None, None)))
+        b.iter(|| black_box(scrape(&metrics, &engine, &reads, "zot", None, None, None)))
     });
-    let text = scrape(&metrics, &engine, &usage, "zot", None, None, None);
+    let text = scrape(&metrics, &engine, &reads, "zot", None, None, None);
     eprintln!(
         "exposition of {REPOS} repositories: {} bytes, {} lines",
         text.len(),

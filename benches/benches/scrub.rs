@@ -40,14 +40,22 @@ fn scrub_throughput(c: &mut Criterion) {
     });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let options = ScrubOptions::new(cores, None);
-    let warm = engine.scrub(&options, &|_, _| {}).expect("warm-up pass");
+    let warm = runtime
+        .block_on(engine.scrub(&options, &|_, _| {}))
+        .expect("warm-up pass");
     assert!(warm.damaged.is_empty());
 
     let mut group = c.benchmark_group("scrub");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(total));
     group.bench_function(format!("scrub_pass/{cores}_workers"), |b| {
-        b.iter(|| black_box(engine.scrub(&options, &|_, _| {}).expect("pass")))
+        b.iter(|| {
+            black_box(
+                runtime
+                    .block_on(engine.scrub(&options, &|_, _| {}))
+                    .expect("pass"),
+            )
+        })
     });
     let buffer = vec![7u8; 16 * MIB];
     group.throughput(Throughput::Bytes(buffer.len() as u64));

@@ -537,7 +537,7 @@ pub fn generate(options: &GenerateOptions) -> Result<Generated> {
         outcome
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let manifests = verify(&engine, &layout, &bases)?;
+    let manifests = runtime()?.block_on(verify(&engine, &layout, &bases))?;
     drop(engine);
 
     let (layout_path, config_path) = Layout::files_for(&options.data_dir);

@@ -9,7 +9,7 @@ use berth_storage::Engine;
 use super::Layout;
 
 /// Reads a few repositories' search records back; returns the manifests counted there.
-pub(super) fn verify(engine: &Engine, layout: &Layout, bases: &[Digest]) -> Result<u64> {
+pub(super) async fn verify(engine: &Engine, layout: &Layout, bases: &[Digest]) -> Result<u64> {
     let mut samples = vec![0, 1, layout.repos / 2, layout.repos - 1];
     samples.dedup();
     let mut manifests = 0;
@@ -17,7 +17,8 @@ pub(super) fn verify(engine: &Engine, layout: &Layout, bases: &[Digest]) -> Resu
         let name = layout.repo(number);
         let repo: RepoName = name.parse().map_err(|e| anyhow!("{name}: {e:?}"))?;
         let meta = engine
-            .repo_meta(&repo)?
+            .repo_meta(&repo)
+            .await?
             .ok_or_else(|| anyhow!("no search record (repo_meta) for {name}"))?;
         let expected = layout.tag_count(number);
         if meta.tags != expected as u64 {
@@ -31,10 +32,10 @@ pub(super) fn verify(engine: &Engine, layout: &Layout, bases: &[Digest]) -> Resu
             .as_ref()
             .ok_or_else(|| anyhow!("{name}: repo_meta has no newest image"))?;
         let digest: Digest = newest.digest.parse().map_err(|e| anyhow!("{e:?}"))?;
-        if engine.image_meta(&repo, &digest)?.is_none() {
+        if engine.image_meta(&repo, &digest).await?.is_none() {
             bail!("{name}: no image_meta for its newest image {digest}");
         }
-        manifests += engine.tag_entries(&repo)?.len() as u64;
+        manifests += engine.tag_entries(&repo).await?.len() as u64;
         eprintln!(
             "berth-bench generate: {name}: {} tags, newest {} , {} platforms, vendors {:?}",
             meta.tags,
@@ -43,7 +44,7 @@ pub(super) fn verify(engine: &Engine, layout: &Layout, bases: &[Digest]) -> Resu
             meta.vendors
         );
     }
-    let holders = engine.containing(&bases[0])?.len();
+    let holders = engine.containing(&bases[0]).await?.len();
     eprintln!(
         "berth-bench generate: base layer 0 is in {holders} manifests (ImageListForDigest's set)"
     );
@@ -51,10 +52,12 @@ pub(super) fn verify(engine: &Engine, layout: &Layout, bases: &[Digest]) -> Resu
         bail!("the digests family has no entry for base layer 0");
     }
     let mut tagged = 0;
-    engine.visit_tagged(&bases[0], |_| {
-        tagged += 1;
-        true
-    })?;
+    engine
+        .visit_tagged(&bases[0], |_| {
+            tagged += 1;
+            true
+        })
+        .await?;
     if tagged == 0 {
         bail!("the tagged family has no entry for base layer 0");
     }

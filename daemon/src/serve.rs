@@ -97,7 +97,8 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         drain_timeout: config.http.drain_timeout,
     });
     let live = Arc::new(Live::new(Settings::from_config(&config)));
-    let trust = Trust::open(&config.trust, &engine).context("extensions.trust")?;
+    let trust = runtime::blocking::block_on(Trust::open(&config.trust, &engine))
+        .context("extensions.trust")?;
     // Sync's own runtime: every upstream request runs there (the shards are tokio-uring).
     let sync = SyncExt::new(config.sync.as_ref(), &engine, trust.clone(), workers, uring)?;
     let on_demand = sync.on_demand();
@@ -232,7 +233,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
     for worker in extension_workers {
         worker.join();
     }
-    if let Err(error) = engine.flush_pulls() {
+    if let Err(error) = runtime::blocking::block_on(engine.flush_pulls()) {
         tracing::warn!(%error, "pull times since the last GC pass were not saved");
     }
     tracing::info!("stopped");
@@ -408,7 +409,7 @@ pub fn fsck(path: &Path) -> anyhow::Result<ExitCode> {
                 config.storage.root_directory.display()
             )
         })?;
-    let report = engine.fsck()?;
+    let report = crate::runtime::blocking::block_on(engine.fsck())?;
     for problem in &report.problems {
         println!("{problem}");
     }

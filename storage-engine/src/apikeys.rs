@@ -228,7 +228,7 @@ impl Engine {
 
     /// The live key `key`: `None` when it is malformed, unknown (revoked) or expired. One
     /// point lookup, no cache: a revocation counts from the next call.
-    pub fn api_key(&self, key: &str) -> Result<Option<(ApiKeyHash, ApiKey)>, StorageError> {
+    pub async fn api_key(&self, key: &str) -> Result<Option<(ApiKeyHash, ApiKey)>, StorageError> {
         let Some(hash) = api_key_hash(key) else {
             return Ok(None);
         };
@@ -240,7 +240,7 @@ impl Engine {
     }
 
     /// Every key of `user`, expired ones included, newest first, with their last use.
-    pub fn api_keys_of(&self, user: &str) -> Result<Vec<ListedApiKey>, StorageError> {
+    pub async fn api_keys_of(&self, user: &str) -> Result<Vec<ListedApiKey>, StorageError> {
         let index = &self.inner.index;
         let mut hashes = Vec::new();
         index.visit(

@@ -1,8 +1,9 @@
 //! `Engine`: the storage engine's public API (repositories, blobs) and its shared state.
 //!
 //! Rules: one `Engine` is shared by every shard (`Send + Sync`, cheap to clone: an `Arc`).
-//! Reads take no lock and run inline (RocksDB point reads and short scans take
-//! microseconds). Every mutation is one RocksDB `WriteBatch`; when `commit` is on it is
+//! Reads take no lock. Every public read of the index is an `async fn` (so that an index that
+//! answers over the network can be awaited, SHARED.md D1); on RocksDB it runs inline and its
+//! future is ready at the first poll (point reads and short scans take microseconds). Every mutation is one RocksDB `WriteBatch`; when `commit` is on it is
 //! written with a synced WAL on tokio's blocking pool, so the shard thread never waits on an
 //! fsync and concurrent commits meet in RocksDB's group commit. Read-check-write sequences
 //! inside a repository (manifest PUT/delete, blob unlink) hold the repository's stripe lock
@@ -157,7 +158,7 @@ impl Engine {
     }
 
     /// RocksDB's figures. Reads in-memory properties only (microseconds).
-    pub fn index_stats(&self) -> IndexStats {
+    pub async fn index_stats(&self) -> IndexStats {
         self.inner.index.stats()
     }
 
@@ -168,14 +169,18 @@ impl Engine {
 
     // ---- repositories
 
-    pub fn repo_exists(&self, repo: &RepoName) -> Result<bool, StorageError> {
+    pub async fn repo_exists(&self, repo: &RepoName) -> Result<bool, StorageError> {
         self.inner
             .index
             .contains(Cf::Repos, repo.as_str().as_bytes())
     }
 
     /// Repository names sorted bytewise, all greater than `last`, at most `n`.
-    pub fn catalog(&self, last: Option<&str>, n: usize) -> Result<Vec<RepoName>, StorageError> {
+    pub async fn catalog(
+        &self,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<RepoName>, StorageError> {
         let mut names = Vec::new();
         if n == 0 {
             return Ok(names);
@@ -196,7 +201,11 @@ impl Engine {
     // ---- blobs
 
     /// Size of the blob if it is linked in `repo`.
-    pub fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, StorageError> {
+    pub async fn stat_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StorageError> {
         let digest_text = digest.to_string();
         let link = index::key(&[repo.as_str(), &digest_text]);
         if !self.inner.index.contains(Cf::RepoBlobs, &link)? {
@@ -212,7 +221,11 @@ impl Engine {
 
     /// True if a manifest stored in `repo` references blob `digest` (config or layer),
     /// whether or not the blob is here: sync fetches such a blob on demand.
-    pub fn blob_referenced(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError> {
+    pub async fn blob_referenced(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, StorageError> {
         self.inner.index.any_with_prefix(
             Cf::BlobRefs,
             &index::prefix(&[repo.as_str(), &digest.to_string()]),
@@ -261,14 +274,14 @@ impl Engine {
     ) -> Result<bool, StorageError> {
         // Already linked in `to`: the link is written again all the same, so the 201 starts
         // the push grace anew (GC never unlinks a link younger than gcDelay).
-        let source = match (self.stat_blob(to, digest)?, from) {
+        let source = match (self.stat_blob(to, digest).await?, from) {
             (Some(_), _) => to,
             (None, Some(from)) => from,
             (None, None) => return Ok(false),
         };
         // Checked again under the digest lock: GC cannot remove the blob from here on.
         let guard = self.inner.digest_guard(digest).await?;
-        let Some(size) = self.stat_blob(source, digest)? else {
+        let Some(size) = self.stat_blob(source, digest).await? else {
             return Ok(false);
         };
         self.inner.link_blob(to, digest, size, None, &guard).await?;

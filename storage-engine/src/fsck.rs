@@ -61,7 +61,7 @@ impl FsckReport {
 
 impl Engine {
     /// Checks the whole store. See the module comment for what counts as a problem.
-    pub fn fsck(&self) -> Result<FsckReport, StorageError> {
+    pub async fn fsck(&self) -> Result<FsckReport, StorageError> {
         let mut report = FsckReport::default();
         let recorded = self.fsck_blob_records(&mut report)?;
         self.fsck_blob_files(&recorded, &mut report)?;
@@ -69,11 +69,11 @@ impl Engine {
         self.fsck_reverse_links(&mut report)?;
         self.fsck_manifests(&mut report)?;
         self.fsck_tags_and_refs(&mut report)?;
-        self.fsck_search(&mut report)?;
+        self.fsck_search(&mut report).await?;
         self.fsck_login_sessions(&mut report)?;
         self.fsck_api_keys(&mut report)?;
         self.fsck_user_groups(&mut report)?;
-        self.fsck_trust(&mut report);
+        self.fsck_trust(&mut report).await;
         let index = &self.inner.index;
         index.visit(Cf::Uploads, b"", None, |key, _| {
             report.info.push(FsckProblem(format!(
@@ -243,11 +243,11 @@ impl Engine {
     }
 
     /// The trust store and every signature verdict decode.
-    fn fsck_trust(&self, report: &mut FsckReport) {
-        if let Err(error) = self.trust_store() {
+    async fn fsck_trust(&self, report: &mut FsckReport) {
+        if let Err(error) = self.trust_store().await {
             report.problem(format!("trust store: {error}"));
         }
-        if let Err(error) = self.signature_verdicts() {
+        if let Err(error) = self.signature_verdicts().await {
             report.problem(format!("signature verdicts: {error}"));
         }
     }

@@ -42,7 +42,7 @@ pub(crate) fn check_record(key: &[u8], value: &[u8]) -> Result<(), StorageError>
 impl Engine {
     /// Replaces `user`'s groups (at most [`MAX_GROUPS`]; none deletes the record): one
     /// unsynced write, applied whole or not at all.
-    pub fn set_user_groups(&self, user: &str, groups: &[String]) -> Result<(), StorageError> {
+    pub async fn set_user_groups(&self, user: &str, groups: &[String]) -> Result<(), StorageError> {
         self.inner.writable()?;
         let mut batch = Batch::default();
         match groups.is_empty() {
@@ -57,7 +57,7 @@ impl Engine {
     }
 
     /// `user`'s groups from their last login (empty when none). One point lookup.
-    pub fn user_groups(&self, user: &str) -> Result<Vec<String>, StorageError> {
+    pub async fn user_groups(&self, user: &str) -> Result<Vec<String>, StorageError> {
         match self.inner.index.get(Cf::UserGroups, user.as_bytes())? {
             Some(value) => decode(&value),
             None => Ok(Vec::new()),

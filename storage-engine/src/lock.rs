@@ -17,7 +17,8 @@
 //!   digest locks only (several, taken in stripe order).
 //!
 //! tokio's locks are runtime-agnostic, so shards on different threads (each with its own
-//! runtime) share them safely, and GC's plain thread uses the `blocking_` forms.
+//! runtime) share them safely, and the maintenance passes (GC, search backfill), which run
+//! on their own threads' runtimes, await them like any request.
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -54,24 +55,21 @@ impl StripedLocks {
         self.stripes[self.stripe(key)].read().await
     }
 
-    /// `lock` from a plain thread (panics inside an async runtime).
-    pub(crate) fn blocking_lock(&self, key: &str) -> RwLockWriteGuard<'_, ()> {
-        self.stripes[self.stripe(key)].blocking_write()
-    }
-
     /// Exclusive guards on the stripes of all `keys`, taken in stripe order (so two callers
-    /// can never deadlock), each stripe once. From a plain thread.
-    pub(crate) fn blocking_lock_all<'a>(
+    /// can never deadlock), each stripe once. Cancel-safe: dropping the future releases the
+    /// guards taken so far.
+    pub(crate) async fn lock_all<'a>(
         &self,
         keys: impl IntoIterator<Item = &'a str>,
     ) -> Vec<RwLockWriteGuard<'_, ()>> {
         let mut stripes: Vec<usize> = keys.into_iter().map(|key| self.stripe(key)).collect();
         stripes.sort_unstable();
         stripes.dedup();
-        stripes
-            .into_iter()
-            .map(|stripe| self.stripes[stripe].blocking_write())
-            .collect()
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.stripes[stripe].write().await);
+        }
+        guards
     }
 }
 

@@ -183,7 +183,8 @@ impl Engine {
                 continue;
             }
             let size = self
-                .stat_blob(repo, &descriptor.digest)?
+                .stat_blob(repo, &descriptor.digest)
+                .await?
                 .ok_or_else(|| StorageError::ManifestBlobUnknown(descriptor.digest.clone()))?;
             if size != descriptor.size {
                 return Err(StorageError::ManifestInvalid(format!(
@@ -294,7 +295,7 @@ impl Engine {
     }
 
     /// The manifest `reference` names in `repo`, if any.
-    pub fn get_manifest(
+    pub async fn get_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
@@ -390,7 +391,7 @@ impl Engine {
     }
 
     /// Tags of `repo` sorted bytewise, all greater than `last`, at most `n`.
-    pub fn list_tags(
+    pub async fn list_tags(
         &self,
         repo: &RepoName,
         last: Option<&str>,
@@ -415,14 +416,14 @@ impl Engine {
         Ok(tags)
     }
 
-    pub fn tag_exists(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StorageError> {
+    pub async fn tag_exists(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StorageError> {
         let key = index::key(&[repo.as_str(), tag.as_str()]);
         self.inner.index.contains(Cf::Tags, &key)
     }
 
     /// Descriptors of the manifests in `repo` whose subject is `subject`, optionally only
     /// those whose artifact type is one of `artifact_types`. Ordered by referrer digest.
-    pub fn referrers(
+    pub async fn referrers(
         &self,
         repo: &RepoName,
         subject: &Digest,

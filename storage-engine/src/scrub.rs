@@ -2,8 +2,9 @@
 //! say which images (repository:tag) the damage reaches.
 //!
 //! Rules:
-//! - Blocking: the caller runs it on its own thread (the daemon's maintenance thread or the
-//!   `berth scrub` command), never on a shard. Blob files are immutable, so no lock is taken.
+//! - Blocking (an `async fn` for its index reads, but hashing holds the thread): the caller
+//!   awaits it on its own thread (the daemon's maintenance thread or the `berth scrub`
+//!   command, each on a runtime of its own), never on a shard. Blob files are immutable, so no lock is taken.
 //! - Parallel across blobs, largest first (sha256 of one blob is sequential, so the largest
 //!   blobs start first and the tail is short), on `workers` threads.
 //! - `max_bytes_per_second` paces the whole pass (checked between blobs), so a scrub leaves
@@ -179,7 +180,7 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 impl Engine {
     /// Runs one scrub pass over the whole store. See the module comment.
-    pub fn scrub(
+    pub async fn scrub(
         &self,
         options: &ScrubOptions,
         progress: Progress<'_>,
@@ -255,7 +256,7 @@ impl Engine {
 
     /// The last pass's report as JSON (see [`ScrubReport::to_json`]), if a pass ever ran on
     /// this store (by the daemon or `berth scrub`).
-    pub fn last_scrub_report(&self) -> Result<Option<Vec<u8>>, StorageError> {
+    pub async fn last_scrub_report(&self) -> Result<Option<Vec<u8>>, StorageError> {
         self.inner.index.get(Cf::Scrub, LAST_REPORT_KEY)
     }
 

@@ -141,7 +141,7 @@ impl Engine {
 
     /// The live session of `token`: `None` when the token is malformed, unknown or its
     /// session expired. One point lookup.
-    pub fn session(&self, token: &str) -> Result<Option<Session>, StorageError> {
+    pub async fn session(&self, token: &str) -> Result<Option<Session>, StorageError> {
         let Some(key) = token_key(token) else {
             return Ok(None);
         };

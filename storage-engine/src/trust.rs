@@ -214,7 +214,7 @@ fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StorageError
 
 impl Engine {
     /// The trust store: its generation and every entry, ordered by kind and id.
-    pub fn trust_store(&self) -> Result<(u64, Vec<TrustMaterial>), StorageError> {
+    pub async fn trust_store(&self) -> Result<(u64, Vec<TrustMaterial>), StorageError> {
         let generation = self.trust_generation()?;
         let mut materials = Vec::new();
         self.inner
@@ -302,7 +302,7 @@ impl Engine {
     }
 
     /// The verdict on signature manifest `digest` of `repo`, if judged. One point lookup.
-    pub fn signature_verdict(
+    pub async fn signature_verdict(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -315,7 +315,7 @@ impl Engine {
     }
 
     /// Every stored verdict, by repository and signature digest.
-    pub fn signature_verdicts(
+    pub async fn signature_verdicts(
         &self,
     ) -> Result<BTreeMap<(RepoName, Digest), SignatureRecord>, StorageError> {
         let mut found = BTreeMap::new();
@@ -339,7 +339,7 @@ impl Engine {
     /// Every signature manifest stored: cosign signature tags (`sha256-<hex>.sig`, signing
     /// the digest their name gives) and referrers of a signature artifact type. Two scans
     /// (tags, referrers), no manifest read.
-    pub fn signature_manifests(&self) -> Result<Vec<SignatureManifest>, StorageError> {
+    pub async fn signature_manifests(&self) -> Result<Vec<SignatureManifest>, StorageError> {
         let mut found = Vec::new();
         self.inner.index.visit(Cf::Tags, b"", None, |key, value| {
             let parts = index::split_key(key)?;

@@ -164,8 +164,8 @@ fn repo_sizes(index: &Index, repo: &str) -> Result<(u64, u64), StorageError> {
 impl Engine {
     /// Storage usage: store totals, bytes per repository, dedupe savings. Blocking (RocksDB
     /// scans of the repositories changed since the last call; of every repository on the
-    /// first call): call it from a blocking pool.
-    pub fn usage(&self) -> Result<UsageSnapshot, StorageError> {
+    /// first call): await it on the blocking pool, never on a shard.
+    pub async fn usage(&self) -> Result<UsageSnapshot, StorageError> {
         self.refresh_usage()?;
         let inner = &self.inner;
         let repos = inner
@@ -239,7 +239,7 @@ impl Engine {
     /// Bytes used by, and the number of, the repositories whose names `matches` accepts
     /// (a quota's namespace), with changed repositories recomputed first. Blocking (as
     /// [`Engine::usage`], without building the whole snapshot).
-    pub fn namespace_usage(
+    pub async fn namespace_usage(
         &self,
         matches: &dyn Fn(&RepoName) -> bool,
     ) -> Result<(u64, usize), StorageError> {

@@ -26,7 +26,7 @@ pub async fn get(
     head_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let digest = parse_digest(digest)?;
-    let size = match (ctx.engine.stat_blob(name, &digest)?, &ctx.sync) {
+    let size = match (ctx.engine.stat_blob(name, &digest).await?, &ctx.sync) {
         (Some(size), _) => size,
         (None, None) => return Err(ApiError::BlobUnknown(digest.to_string())),
         (None, Some(sync)) => {
@@ -36,7 +36,8 @@ pub async fn get(
                 Ok(BlobSource::Stream(stream)) => return Ok(streamed(&digest, stream)),
                 Ok(BlobSource::Stored) => ctx
                     .engine
-                    .stat_blob(name, &digest)?
+                    .stat_blob(name, &digest)
+                    .await?
                     .ok_or_else(|| ApiError::BlobUnknown(digest.to_string()))?,
                 // A stored manifest references it but upstream failed: a 5xx, so that the
                 // client retries, not a 404 that says the blob does not exist.

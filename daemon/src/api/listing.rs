@@ -69,7 +69,7 @@ fn with_link(mut response: Response<Body>, link: Option<String>) -> Response<Bod
 /// The catalog, filtered to the repositories `user` may read when access control is on and
 /// to those in the scopes of the API key `key` when it has any (the pages then walk the
 /// index until they are full or it ends).
-pub fn catalog(
+pub async fn catalog(
     ctx: &Ctx,
     query: &Query,
     user: Option<&str>,
@@ -82,7 +82,7 @@ pub fn catalog(
         .map(str::to_owned);
     let mut repos: Vec<String> = Vec::new();
     loop {
-        let batch = ctx.engine.catalog(last.as_deref(), n + 1)?;
+        let batch = ctx.engine.catalog(last.as_deref(), n + 1).await?;
         let exhausted = batch.len() <= n;
         last = batch.last().map(|repo| repo.to_string());
         repos.extend(
@@ -105,15 +105,16 @@ pub fn catalog(
     ))
 }
 
-pub fn tags(ctx: &Ctx, name: &RepoName, query: &Query) -> Result<Response<Body>, ApiError> {
+pub async fn tags(ctx: &Ctx, name: &RepoName, query: &Query) -> Result<Response<Body>, ApiError> {
     let n = page_size(query)?;
-    if !ctx.engine.repo_exists(name)? {
+    if !ctx.engine.repo_exists(name).await? {
         return Err(ApiError::NameUnknown(name.to_string()));
     }
     let last = query.get("last").filter(|l| !l.is_empty());
     let mut tags: Vec<String> = ctx
         .engine
-        .list_tags(name, last, n + 1)?
+        .list_tags(name, last, n + 1)
+        .await?
         .into_iter()
         .map(|t| t.to_string())
         .collect();
@@ -127,7 +128,7 @@ pub fn tags(ctx: &Ctx, name: &RepoName, query: &Query) -> Result<Response<Body>,
 
 /// Always an image index (200), even for an unknown repository or subject: the spec forbids
 /// a 404 from a registry that supports the referrers API.
-pub fn referrers(
+pub async fn referrers(
     ctx: &Ctx,
     name: &RepoName,
     digest: &str,
@@ -145,7 +146,7 @@ pub fn referrers(
     if let Some(sync) = &ctx.sync {
         sync.refresh_referrers(name, &subject);
     }
-    let descriptors = ctx.engine.referrers(name, &subject, &filters)?;
+    let descriptors = ctx.engine.referrers(name, &subject, &filters).await?;
     let body = json!({
         "schemaVersion": 2,
         "mediaType": media_types::OCI_INDEX,

@@ -33,16 +33,16 @@ fn parse_reference(text: &str) -> Result<Reference, ApiError> {
 /// digest of a supported algorithm cannot name a stored manifest, so it is not found, as from
 /// Distribution and zot (the released conformance suite asks for `.INVALID_MANIFEST_NAME` and
 /// expects 404): NAME_UNKNOWN when the repository does not exist, MANIFEST_UNKNOWN otherwise.
-fn lookup_reference(ctx: &Ctx, name: &RepoName, text: &str) -> Result<Reference, ApiError> {
+async fn lookup_reference(ctx: &Ctx, name: &RepoName, text: &str) -> Result<Reference, ApiError> {
     match text.parse() {
         Ok(reference) => Ok(reference),
-        Err(_) => Err(not_found(ctx, name, text)?),
+        Err(_) => Err(not_found(ctx, name, text).await?),
     }
 }
 
 /// The 404 for a reference that names nothing in `name`.
-fn not_found(ctx: &Ctx, name: &RepoName, reference: &str) -> Result<ApiError, ApiError> {
-    Ok(if ctx.engine.repo_exists(name)? {
+async fn not_found(ctx: &Ctx, name: &RepoName, reference: &str) -> Result<ApiError, ApiError> {
+    Ok(if ctx.engine.repo_exists(name).await? {
         ApiError::ManifestUnknown(reference.to_owned())
     } else {
         ApiError::NameUnknown(name.to_string())
@@ -71,8 +71,8 @@ pub async fn get(
     headers: &hyper::HeaderMap,
     head_only: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let reference = lookup_reference(ctx, name, reference)?;
-    let mut stored = ctx.engine.get_manifest(name, &reference)?;
+    let reference = lookup_reference(ctx, name, reference).await?;
+    let mut stored = ctx.engine.get_manifest(name, &reference).await?;
     if let Some(sync) = &ctx.sync {
         match (&stored, &reference) {
             (Some(found), Reference::Tag(tag)) => {
@@ -80,7 +80,7 @@ pub async fn get(
             }
             (Some(_), Reference::Digest(_)) => {}
             (None, _) => match sync.fetch_manifest(name, &reference).await {
-                Ok(true) => stored = ctx.engine.get_manifest(name, &reference)?,
+                Ok(true) => stored = ctx.engine.get_manifest(name, &reference).await?,
                 Ok(false) => {}
                 // As zot: a failed sync is a miss (the cause is in the log).
                 Err(error) => {
@@ -90,7 +90,7 @@ pub async fn get(
         }
     }
     let Some(manifest) = stored else {
-        return Err(not_found(ctx, name, &reference.to_string())?);
+        return Err(not_found(ctx, name, &reference.to_string()).await?);
     };
     // Several Accept headers are allowed; they form one list.
     let accept: Vec<&str> = headers
@@ -181,7 +181,8 @@ pub async fn put(
         let digest = Digest::of(Algorithm::Sha256, &bytes);
         if ctx
             .engine
-            .get_manifest(name, &Reference::Digest(digest))?
+            .get_manifest(name, &Reference::Digest(digest))
+            .await?
             .is_none()
         {
             let added = bytes.len() as u64;
@@ -233,8 +234,8 @@ pub async fn delete(
     name: &RepoName,
     reference: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let reference = lookup_reference(ctx, name, reference)?;
-    if !ctx.engine.repo_exists(name)? {
+    let reference = lookup_reference(ctx, name, reference).await?;
+    if !ctx.engine.repo_exists(name).await? {
         return Err(ApiError::NameUnknown(name.to_string()));
     }
     ctx.engine

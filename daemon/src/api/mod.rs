@@ -172,6 +172,7 @@ async fn serve(
         }
     }
     let user = info.user.clone();
+    access::load_groups(&ctx, user.as_deref()).await;
     let response = if let Some(probe) = probe {
         ops::serve(probe, &ctx)
     } else if let Some((extension, need)) = operator {
@@ -251,15 +252,17 @@ async fn dispatch(
     if let Some(refused) = apikey::confine_endpoint(info.key.as_deref(), &endpoint, head_only) {
         return Ok(refused);
     }
-    if let Some(refused) = access::check(ctx, user, &endpoint, &method, &query, head_only)? {
+    if let Some(refused) = access::check(ctx, user, &endpoint, &method, &query, head_only).await? {
         return Ok(refused);
     }
     match endpoint {
         Endpoint::Base => Ok(listing::base()),
         Endpoint::Discover => Ok(listing::discover(ctx)),
-        Endpoint::Catalog => listing::catalog(ctx, &query, user, info.key.as_deref()),
-        Endpoint::TagsList { name } => listing::tags(ctx, &name, &query),
-        Endpoint::Referrers { name, digest } => listing::referrers(ctx, &name, &digest, &query),
+        Endpoint::Catalog => listing::catalog(ctx, &query, user, info.key.as_deref()).await,
+        Endpoint::TagsList { name } => listing::tags(ctx, &name, &query).await,
+        Endpoint::Referrers { name, digest } => {
+            listing::referrers(ctx, &name, &digest, &query).await
+        }
         Endpoint::Manifest { name, reference } => match method {
             Method::PUT => manifests::put(ctx, &name, &reference, &query, user, req).await,
             Method::DELETE => manifests::delete(ctx, &name, &reference).await,

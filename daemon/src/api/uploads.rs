@@ -174,8 +174,8 @@ pub async fn start(
             .as_ref()
             .filter(|_| ctx.quotas.limits_bytes(name) && readable)
         {
-            if ctx.engine.stat_blob(name, &digest)?.is_none() {
-                if let Some(size) = ctx.engine.stat_blob(from, &digest)? {
+            if ctx.engine.stat_blob(name, &digest).await?.is_none() {
+                if let Some(size) = ctx.engine.stat_blob(from, &digest).await? {
                     ctx.quotas.check_bytes(&ctx.engine, name, size).await?;
                 }
             }
@@ -244,7 +244,7 @@ async fn check_quota(
     digest: &Digest,
     size: u64,
 ) -> Result<(), ApiError> {
-    if !ctx.quotas.limits_bytes(name) || ctx.engine.stat_blob(name, digest)?.is_some() {
+    if !ctx.quotas.limits_bytes(name) || ctx.engine.stat_blob(name, digest).await?.is_some() {
         return Ok(());
     }
     ctx.quotas.check_bytes(&ctx.engine, name, size).await

@@ -169,7 +169,7 @@ pub enum Need {
 
 /// Checks an OCI request against `http.accessControl`; `Some(response)` is the refusal to
 /// send.
-pub fn check(
+pub async fn check(
     ctx: &Ctx,
     user: Option<&str>,
     endpoint: &Endpoint,
@@ -181,7 +181,7 @@ pub fn check(
     if ctx.access.is_none() {
         return Ok(None);
     }
-    let need = need(ctx, endpoint, method, query)?;
+    let need = need(ctx, endpoint, method, query).await?;
     Ok(permit(ctx, user, &need, head_only))
 }
 
@@ -220,7 +220,12 @@ fn refusal(ctx: &Ctx, user: Option<&str>, head_only: bool, need: &Need) -> Respo
     }
 }
 
-fn need(ctx: &Ctx, endpoint: &Endpoint, method: &Method, query: &Query) -> Result<Need, ApiError> {
+async fn need(
+    ctx: &Ctx,
+    endpoint: &Endpoint,
+    method: &Method,
+    query: &Query,
+) -> Result<Need, ApiError> {
     let action = match *method {
         Method::GET | Method::HEAD => Action::Read,
         Method::DELETE => Action::Delete,
@@ -234,7 +239,7 @@ fn need(ctx: &Ctx, endpoint: &Endpoint, method: &Method, query: &Query) -> Resul
             let mut exists = false;
             for text in tags.by_ref() {
                 if let Ok(tag) = text.parse::<Tag>() {
-                    if ctx.engine.tag_exists(name, &tag)? {
+                    if ctx.engine.tag_exists(name, &tag).await? {
                         exists = true;
                         break;
                     }
@@ -254,6 +259,15 @@ fn need(ctx: &Ctx, endpoint: &Endpoint, method: &Method, query: &Query) -> Resul
         | Endpoint::Upload { name, .. }
         | Endpoint::Referrers { name, .. } => Need::Action(action, name.clone()),
     })
+}
+
+/// Brings `user`'s directory groups into memory (one index read when they are not there), so
+/// that access control's synchronous checks for this request find them: called where a
+/// request's user becomes known (after authentication; from the UI's session).
+pub async fn load_groups(ctx: &Ctx, user: Option<&str>) {
+    if let (Some(access), Some(user)) = (&ctx.access, user) {
+        access.directory.load(user).await;
+    }
 }
 
 /// Whether `user` may read `repo` (always, without access control).

@@ -145,7 +145,7 @@ impl ApiKeys {
     }
 
     /// Checks `key` for `user`: the grant, why not, or the index's error.
-    pub fn verify(
+    pub async fn verify(
         &self,
         user: &str,
         key: &[u8],
@@ -153,7 +153,7 @@ impl ApiKeys {
         let Ok(key) = std::str::from_utf8(key) else {
             return Ok(Err(KeyRefusal::Unknown));
         };
-        let Some((hash, details)) = self.engine.api_key(key)? else {
+        let Some((hash, details)) = self.engine.api_key(key).await? else {
             return Ok(Err(KeyRefusal::Unknown));
         };
         if details.user != user {

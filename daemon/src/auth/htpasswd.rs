@@ -216,7 +216,7 @@ impl Authenticator {
         let (user, password) = credentials(headers, peer)?;
         match &self.api_keys {
             Some(keys) if super::apikey::ApiKeys::is_key(&password) => {
-                self.verify_key(keys, user, &password, peer)
+                self.verify_key(keys, user, &password, peer).await
             }
             _ => self
                 .verify(user, password, peer)
@@ -227,7 +227,7 @@ impl Authenticator {
 
     /// An API key for `user`: one index lookup, no cache. Failures count in the backoff as
     /// a wrong password's.
-    fn verify_key(
+    async fn verify_key(
         &self,
         keys: &super::apikey::ApiKeys,
         user: String,
@@ -242,7 +242,7 @@ impl Authenticator {
                 return Err(Refusal::Throttled(wait));
             }
         }
-        let outcome = match keys.verify(&user, key) {
+        let outcome = match keys.verify(&user, key).await {
             Ok(Ok(grant)) => Ok(grant),
             Ok(Err(KeyRefusal::Unknown)) => Err("unknown, revoked or expired API key"),
             Ok(Err(KeyRefusal::OtherUser)) => Err("API key of another user"),
@@ -343,7 +343,7 @@ impl Authenticator {
                 super::audit("login", "htpasswd", &user, peer);
                 if let Some(ldap) = &self.ldap {
                     // Logged in by the file: no groups of the directory.
-                    ldap.forget_groups(&user);
+                    ldap.forget_groups(&user).await;
                 }
                 Ok(user)
             }

@@ -22,6 +22,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use ldap3::{LdapConn, LdapConnSettings, Scope, SearchEntry};
 
 use crate::config::{LdapConfig, LdapTransport};
@@ -294,6 +296,10 @@ const MAX_CACHED_LOGINS: usize = 4096;
 /// beside `accessControl.groups`, replaced (never merged) at every directory login, and kept
 /// in the storage engine's index (`user_groups`) so that sessions and API keys used after a
 /// restart keep them. Cached in memory per user (bounded).
+///
+/// Access control's checks are synchronous and read the memory only ([`DirectoryGroups::of`]);
+/// the index is read, awaited, where a request's user becomes known
+/// ([`DirectoryGroups::load`], through `access::load_groups`).
 #[derive(Default)]
 pub struct DirectoryGroups {
     by_user: std::sync::RwLock<std::collections::HashMap<String, Arc<[String]>>>,
@@ -317,21 +323,58 @@ impl DirectoryGroups {
         }
     }
 
-    /// `user`'s directory groups (empty when none or never logged in through LDAP): from
-    /// memory, else one index lookup.
+    /// Brings `user`'s groups into memory when they are not there: one index read.
+    pub async fn load(&self, user: &str) {
+        if self.cached(user).is_some() {
+            return;
+        }
+        if let Some(engine) = &self.engine {
+            let read = engine.user_groups(user).await;
+            self.read(user, read);
+        }
+    }
+
+    /// `user`'s directory groups (empty when none or never logged in through LDAP), from
+    /// memory: [`DirectoryGroups::load`] put them there when the request's user became known.
+    /// A miss (a caller that did not load, or the cache started over in between) polls the
+    /// index read once: the embedded index answers at that poll, so the groups are read as a
+    /// load would have; a read that cannot answer at once counts as no directory groups
+    /// (fewer rights, never more) and is logged.
     pub fn of(&self, user: &str) -> Arc<[String]> {
-        if let Some(groups) = self
-            .by_user
-            .read()
-            .expect("the groups lock is never poisoned")
-            .get(user)
-        {
-            return groups.clone();
+        if let Some(groups) = self.cached(user) {
+            return groups;
         }
         let Some(engine) = &self.engine else {
             return Arc::from(Vec::new());
         };
-        match engine.user_groups(user) {
+        match engine.user_groups(user).now_or_never() {
+            Some(read) => self.read(user, read),
+            None => {
+                tracing::warn!(
+                    user,
+                    "a user's directory groups were not loaded: none assumed"
+                );
+                Arc::from(Vec::new())
+            }
+        }
+    }
+
+    fn cached(&self, user: &str) -> Option<Arc<[String]>> {
+        self.by_user
+            .read()
+            .expect("the groups lock is never poisoned")
+            .get(user)
+            .cloned()
+    }
+
+    /// Remembers what an index read of `user`'s groups gave; a failed read is logged and
+    /// counts as no groups (not remembered: the next request reads again).
+    fn read(
+        &self,
+        user: &str,
+        read: Result<Vec<String>, berth_storage::StorageError>,
+    ) -> Arc<[String]> {
+        match read {
             Ok(groups) => {
                 let groups: Arc<[String]> = Arc::from(groups);
                 self.remember(user, groups.clone());
@@ -345,9 +388,9 @@ impl DirectoryGroups {
     }
 
     /// Replaces `user`'s groups (an empty list forgets them), in memory and in the index.
-    pub fn set(&self, user: &str, groups: Vec<String>) {
+    pub async fn set(&self, user: &str, groups: Vec<String>) {
         if let Some(engine) = &self.engine {
-            if let Err(error) = engine.set_user_groups(user, &groups) {
+            if let Err(error) = engine.set_user_groups(user, &groups).await {
                 tracing::error!(user, %error, "storing a user's directory groups failed");
             }
         }
@@ -418,7 +461,7 @@ impl LdapLogins {
             tokio::task::spawn_blocking(move || directory.authenticate(&user, &password)).await;
         match verdict {
             Ok(Verdict::Verified(groups)) => {
-                self.groups.set(&key.0, groups);
+                self.groups.set(&key.0, groups).await;
                 let mut verified = self
                     .verified
                     .lock()
@@ -442,7 +485,7 @@ impl LdapLogins {
     }
 
     /// Forgets `user`'s directory groups (they logged in by another method).
-    pub fn forget_groups(&self, user: &str) {
-        self.groups.set(user, Vec::new());
+    pub async fn forget_groups(&self, user: &str) {
+        self.groups.set(user, Vec::new()).await;
     }
 }

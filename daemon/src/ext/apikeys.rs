@@ -104,7 +104,7 @@ impl Extension for ApiKeysExt {
                     Err(refused) => return Ok(refused),
                 }
             } else {
-                let visitor = Visitor::of(ctx, req.headers());
+                let visitor = Visitor::of(ctx, req.headers()).await;
                 let Some(user) = visitor.user.clone() else {
                     return Ok(auth.unauthorized(head_only));
                 };
@@ -160,7 +160,7 @@ impl Extension for ApiKeysExt {
                     }
                 }
                 _ => {
-                    let keys = ctx.engine.api_keys_of(&user)?;
+                    let keys = ctx.engine.api_keys_of(&user).await?;
                     let listed: Vec<Value> = keys
                         .iter()
                         .map(|listed| details_json(&listed.key, listed.last_used_ms))
@@ -341,8 +341,8 @@ pub fn details_json(key: &ApiKey, last_used_ms: Option<u64>) -> Value {
 }
 
 /// The listed keys of `user` (for the UI).
-pub fn list(ctx: &Ctx, user: &str) -> Result<Vec<ListedApiKey>, ApiError> {
-    Ok(ctx.engine.api_keys_of(user)?)
+pub async fn list(ctx: &Ctx, user: &str) -> Result<Vec<ListedApiKey>, ApiError> {
+    Ok(ctx.engine.api_keys_of(user).await?)
 }
 
 #[cfg(test)]

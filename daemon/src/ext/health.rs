@@ -195,9 +195,11 @@ pub struct PeriodicPass {
 /// module comment); the rest is read from memory. Cancel: nothing to undo.
 pub async fn gather(ctx: &Ctx) -> Result<Health, ApiError> {
     let (engine, quotas) = (ctx.engine.clone(), ctx.quotas.clone());
-    let storage = tokio::task::spawn_blocking(move || storage_health(&engine, &quotas))
-        .await
-        .map_err(|error| ApiError::Internal(format!("health: usage task: {error}")))??;
+    let storage = tokio::task::spawn_blocking(move || {
+        crate::runtime::blocking::block_on(storage_health(&engine, &quotas))
+    })
+    .await
+    .map_err(|error| ApiError::Internal(format!("health: usage task: {error}")))??;
     let maintenance = &ctx.engine.stats().maintenance;
     let started = ctx.metrics.started();
     let uptime = SystemTime::now()
@@ -230,9 +232,9 @@ pub async fn gather(ctx: &Ctx) -> Result<Health, ApiError> {
     })
 }
 
-/// Blocking: `Engine::usage` may scan the index.
-fn storage_health(engine: &Engine, quotas: &Quotas) -> Result<StorageHealth, StorageError> {
-    Ok(summarize(&engine.usage()?, quotas.rules()))
+/// Run on the blocking pool: `Engine::usage` may scan the index.
+async fn storage_health(engine: &Engine, quotas: &Quotas) -> Result<StorageHealth, StorageError> {
+    Ok(summarize(&engine.usage().await?, quotas.rules()))
 }
 
 /// The namespace of a repository: its name's first component.

@@ -383,7 +383,7 @@ impl OpenIdExt {
         let logged_in = provider
             .complete(&record.redirect_uri, code, &record.nonce, &record.verifier)
             .await?;
-        self.groups.set(&logged_in.user, logged_in.groups);
+        self.groups.set(&logged_in.user, logged_in.groups).await;
         let (token, _) = ctx
             .engine
             .create_session(&logged_in.user, session::SESSION_LIFETIME)
@@ -407,7 +407,7 @@ impl OpenIdExt {
                 "a logout must come from this site's pages".into(),
             ));
         }
-        let visitor = session::Visitor::of(ctx, headers);
+        let visitor = session::Visitor::of(ctx, headers).await;
         if let (Some(token), Some(user)) = (&visitor.token, &visitor.user) {
             ctx.engine
                 .end_session(token)

@@ -67,7 +67,7 @@ pub fn spawn_periodic(
 fn run_pass(engine: &Engine, options: &GcOptions) {
     let maintenance = &engine.stats().maintenance;
     let started = Instant::now();
-    let result = engine.gc(options);
+    let result = crate::runtime::blocking::block_on(engine.gc(options));
     let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     maintenance
         .gc_duration_ns
@@ -206,7 +206,7 @@ pub fn run_offline(path: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let mut options = options(&config.storage)?;
     options.full = true;
     options.dry_run = dry_run;
-    let report = engine.gc(&options)?;
+    let report = crate::runtime::blocking::block_on(engine.gc(&options))?;
     print!("{}", table(&report));
     let verb = if dry_run { "would delete" } else { "deleted" };
     println!("gc: {}", summary(&report, verb));

@@ -121,7 +121,7 @@ impl Quotas {
         {
             return Ok(());
         }
-        if engine.repo_exists(repo)? {
+        if engine.repo_exists(repo).await? {
             return Ok(());
         }
         for rule in self.applying(repo) {
@@ -151,7 +151,9 @@ async fn namespace_usage(
 ) -> Result<(u64, usize), ApiError> {
     let (engine, glob) = (engine.clone(), glob.clone());
     tokio::task::spawn_blocking(move || {
-        engine.namespace_usage(&|name: &RepoName| glob.is_match(name.as_str()))
+        crate::runtime::blocking::block_on(
+            engine.namespace_usage(&|name: &RepoName| glob.is_match(name.as_str())),
+        )
     })
     .await
     .map_err(|error| ApiError::Internal(format!("quota check: {error}")))?

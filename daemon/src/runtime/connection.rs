@@ -102,7 +102,7 @@ impl Connection {
                 let mut response = api::handle(req, ctx, &mut scope.info)
                     .instrument(span)
                     .await?;
-                scope.status = response.status().as_u16();
+                scope.answered(response.status().as_u16()).await;
                 let id = scope.request_id.clone();
                 response.headers_mut().insert(REQUEST_ID_HEADER, id);
                 let bytes = scope.bytes.clone();

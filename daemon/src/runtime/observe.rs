@@ -8,6 +8,11 @@
 //! - Nothing here reads or logs request headers other than `X-Request-Id`.
 //! - Ending a request happens once, in `Drop`, whatever the way out (sent, error, client
 //!   gone), so the in-flight gauge cannot drift.
+//! - A failed request is attributed to its repository only if that exists, an index read
+//!   the drop cannot await: it is made when the response is ready
+//!   ([`RequestScope::answered`]). A request never answered (the client left) has none;
+//!   its drop polls the read once, which the embedded index answers at that poll, and counts
+//!   it under `N/A` if the read would have to wait.
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -17,6 +22,7 @@ use std::time::Instant;
 use berth_storage::oci::RepoName;
 use berth_storage::Engine;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use hyper::{header::HeaderValue, HeaderMap, Method, Uri};
 
 use crate::ext::metrics::{Finished, Metrics, RepoAction};
@@ -114,6 +120,7 @@ impl Observer {
                 peer: Some(peer),
                 ..RequestInfo::default()
             },
+            repo_exists: None,
         }
     }
 }
@@ -158,9 +165,21 @@ pub struct RequestScope {
     pub bytes: Rc<ByteCounts>,
     pub status: u16,
     pub info: RequestInfo,
+    /// Whether the repository of a failed request exists, read by [`RequestScope::answered`].
+    repo_exists: Option<bool>,
 }
 
 impl RequestScope {
+    /// Records the response's status and, when it is a failure naming a repository, whether
+    /// that repository exists (for the metrics' repository label, decided in the drop).
+    pub async fn answered(&mut self, status: u16) {
+        self.status = status;
+        if let (400.., Some(repo)) = (status, &self.info.repo) {
+            let exists = self.observer.engine.repo_exists(repo).await;
+            self.repo_exists = Some(exists.unwrap_or(false));
+        }
+    }
+
     fn mutating(&self) -> bool {
         matches!(
             self.method,
@@ -179,7 +198,11 @@ impl Drop for RequestScope {
         let (received, sent) = (self.bytes.received.get(), self.bytes.sent.get());
         // A failed request for a repository that does not exist counts under N/A.
         let repo = self.info.repo.as_ref().filter(|repo| {
-            self.status < 400 || self.observer.engine.repo_exists(repo).unwrap_or(false)
+            self.status < 400
+                || self.repo_exists.unwrap_or_else(|| {
+                    let read = self.observer.engine.repo_exists(repo).now_or_never();
+                    read.is_some_and(|exists| exists.unwrap_or(false))
+                })
         });
         let shard = self.observer.metrics.shard(self.observer.shard);
         if self.info.counted {

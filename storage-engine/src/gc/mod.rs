@@ -38,7 +38,7 @@ pub(crate) struct GcState {
     /// Queue entries settled since the queue family was last compacted (sweep.rs).
     pub(crate) queue_settled: std::sync::atomic::AtomicUsize,
     /// One pass at a time (the daemon's thread and an API call may meet).
-    pub(crate) running: Mutex<()>,
+    pub(crate) running: tokio::sync::Mutex<()>,
     /// Repositories holding garbage not old enough yet: name -> when it will be (ms).
     pending: Mutex<HashMap<String, u64>>,
 }

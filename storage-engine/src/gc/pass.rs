@@ -41,20 +41,22 @@ impl Engine {
             .record(repo.as_str(), digest, index::now_ms());
     }
 
-    /// Writes the pulls recorded in memory into the index (at shutdown). Blocking.
-    pub fn flush_pulls(&self) -> Result<(), StorageError> {
+    /// Writes the pulls recorded in memory into the index (at shutdown). Blocking (a synced
+    /// write).
+    pub async fn flush_pulls(&self) -> Result<(), StorageError> {
         self.inner.writable()?;
         self.inner.gc.pulls.flush(&self.inner.index)
     }
 
-    /// One GC pass (see the module docs of gc/ and the contract in DESIGN.md). Blocking:
-    /// call it from a plain thread. Problems with single repositories or blobs are reported
+    /// One GC pass (see the module docs of gc/ and the contract in DESIGN.md). Long and
+    /// blocking (file deletes, synced writes): await it on a thread of its own (its own
+    /// runtime), never on a shard. Problems with single repositories or blobs are reported
     /// in `GcReport::errors` and the pass goes on; only an index failure that stops the whole
     /// pass is an `Err`.
-    pub fn gc(&self, options: &GcOptions) -> Result<super::GcReport, StorageError> {
+    pub async fn gc(&self, options: &GcOptions) -> Result<super::GcReport, StorageError> {
         let inner = &self.inner;
         inner.writable()?;
-        let _one_at_a_time = inner.gc.running.lock().expect("gc lock is never poisoned");
+        let _one_at_a_time = inner.gc.running.lock().await;
         let now = index::now_ms();
         let full = options.full || !inner.gc.first_done.load(Ordering::Acquire);
         let mut report = GcReport {
@@ -64,15 +66,15 @@ impl Engine {
         inner.gc.pulls.flush(&inner.index)?;
         for repo in self.repos_to_visit(options, full, now)? {
             report.repos_visited += 1;
-            if let Err(error) = self.gc_repo(&repo, options, now, &mut report) {
+            if let Err(error) = self.gc_repo(&repo, options, now, &mut report).await {
                 // Fail closed for this repository (nothing of it was written), go on.
                 report.errors.push(format!("{repo}: {error}"));
                 inner.gc.mark_pending(repo.as_str(), now);
             }
         }
-        self.sweep_blobs(options, full, &mut report)?;
+        self.sweep_blobs(options, full, &mut report).await?;
         if full {
-            self.sweep_orphan_files(options, now, &mut report)?;
+            self.sweep_orphan_files(options, now, &mut report).await?;
         }
         if !options.dry_run {
             for id in self.expire_uploads(options.delay)? {
@@ -135,7 +137,7 @@ impl Engine {
         Ok(repos)
     }
 
-    fn gc_repo(
+    async fn gc_repo(
         &self,
         repo: &RepoName,
         options: &GcOptions,
@@ -144,7 +146,7 @@ impl Engine {
     ) -> Result<(), StorageError> {
         let inner = &self.inner;
         let name = repo.as_str();
-        let _repo_lock = inner.locks.blocking_lock(name);
+        let _repo_lock = inner.locks.lock(name).await;
         let rules = options
             .retention
             .as_ref()
@@ -316,7 +318,7 @@ impl Engine {
 
         // Links no remaining manifest references, once older than the push grace. From here
         // on no finish or mount may link into this repository until the batch is written.
-        let _links = inner.links.blocking_lock(name);
+        let _links = inner.links.lock(name).await;
         let referenced: HashSet<&str> = manifests
             .values()
             .flat_map(|manifest| manifest.references.iter())

@@ -27,7 +27,7 @@ const CHUNK: usize = 256;
 const QUEUE_COMPACT_AFTER: usize = 1024;
 
 impl Engine {
-    pub(super) fn sweep_blobs(
+    pub(super) async fn sweep_blobs(
         &self,
         options: &GcOptions,
         full: bool,
@@ -61,7 +61,8 @@ impl Engine {
         for chunk in candidates.chunks(CHUNK) {
             let _guards = inner
                 .blob_locks
-                .blocking_lock_all(chunk.iter().map(String::as_str));
+                .lock_all(chunk.iter().map(String::as_str))
+                .await;
             let mut batch = Batch::default();
             let mut files = Vec::new();
             for digest_text in chunk {
@@ -128,7 +129,7 @@ impl Engine {
     }
 
     /// Files under blobs/ without a record, older than the delay (full pass only).
-    pub(super) fn sweep_orphan_files(
+    pub(super) async fn sweep_orphan_files(
         &self,
         options: &GcOptions,
         now: u64,
@@ -159,7 +160,7 @@ impl Engine {
         }
         for (digest, path, size) in orphans {
             let digest_text = digest.to_string();
-            let _guard = inner.blob_locks.blocking_lock(&digest_text);
+            let _guard = inner.blob_locks.lock(&digest_text).await;
             // A commit may have recorded it since.
             if inner.index.contains(Cf::Blobs, digest_text.as_bytes())? {
                 continue;

@@ -54,14 +54,15 @@ pub(crate) fn read_config(path: &Path, size: u64) -> Option<Vec<u8>> {
 impl Engine {
     /// True once every manifest has its search records (always, for a store created by a
     /// berth with search).
-    pub fn search_ready(&self) -> Result<bool, StorageError> {
+    pub async fn search_ready(&self) -> Result<bool, StorageError> {
         Ok(self.inner.index.get(Cf::Meta, MARKER)?.as_deref() == Some(DONE))
     }
 
     /// Fills the search records of every repository not yet filled, reporting after each.
-    /// Returns true when the store is complete, false when `stop` ended it early. Blocking:
-    /// call it from a plain thread.
-    pub fn search_backfill(
+    /// Returns true when the store is complete, false when `stop` ended it early. Long and
+    /// blocking (config reads, synced writes): await it on a thread of its own (its own
+    /// runtime), never on a shard.
+    pub async fn search_backfill(
         &self,
         stop: &AtomicBool,
         mut progress: impl FnMut(BackfillProgress),
@@ -96,7 +97,7 @@ impl Engine {
             let name: RepoName = repo
                 .parse()
                 .map_err(|_| StorageError::Corrupt(format!("bad repository record {repo:?}")))?;
-            state.images += self.backfill_repo(&name)?;
+            state.images += self.backfill_repo(&name).await?;
             progress(state);
         }
         let mut batch = Batch::default();
@@ -108,10 +109,10 @@ impl Engine {
 
     /// One repository: an `images` record for each manifest without one, then the refresh;
     /// returns the images added.
-    fn backfill_repo(&self, repo: &RepoName) -> Result<u64, StorageError> {
+    async fn backfill_repo(&self, repo: &RepoName) -> Result<u64, StorageError> {
         let inner = &self.inner;
         let name = repo.as_str();
-        let _guard = inner.locks.blocking_lock(name);
+        let _guard = inner.locks.lock(name).await;
         let prefix = index::prefix(&[name]);
         let mut batch = Batch::default();
         let mut added = 0;

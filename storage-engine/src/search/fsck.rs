@@ -16,8 +16,8 @@ use crate::fsck::FsckReport;
 use crate::index::{self, Batch, Cf};
 
 impl Engine {
-    pub(crate) fn fsck_search(&self, report: &mut FsckReport) -> Result<(), StorageError> {
-        if !self.search_ready()? {
+    pub(crate) async fn fsck_search(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+        if !self.search_ready().await? {
             report.note("search backfill has not finished: search records not checked".into());
             return Ok(());
         }

@@ -151,7 +151,7 @@ impl crate::engine::Inner {
 
 impl Engine {
     /// The search record of manifest `digest` in `repo`.
-    pub fn image_meta(
+    pub async fn image_meta(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -164,7 +164,7 @@ impl Engine {
     }
 
     /// The summary of `repo` (none when it has no image tag).
-    pub fn repo_meta(&self, repo: &RepoName) -> Result<Option<RepoMeta>, StorageError> {
+    pub async fn repo_meta(&self, repo: &RepoName) -> Result<Option<RepoMeta>, StorageError> {
         match self
             .inner
             .index
@@ -177,17 +177,17 @@ impl Engine {
 
     /// Every repository that has an image tag with its summary, in name order (the in-memory
     /// copy of the summaries, shared with other readers: no index read, no copy).
-    pub fn repo_listing(&self) -> Result<RepoListing, StorageError> {
+    pub async fn repo_listing(&self) -> Result<RepoListing, StorageError> {
         self.inner.index.summaries.listing()
     }
 
     /// Calls `visit` with every repository that has an image tag, in name order, until it
     /// returns false (from the in-memory copy of the summaries: no index read).
-    pub fn visit_repo_metas(
+    pub async fn visit_repo_metas(
         &self,
         mut visit: impl FnMut(RepoName, std::sync::Arc<RepoMeta>) -> bool,
     ) -> Result<(), StorageError> {
-        for (name, meta) in self.repo_listing()?.iter() {
+        for (name, meta) in self.repo_listing().await?.iter() {
             if !visit(name.clone(), meta.clone()) {
                 break;
             }
@@ -196,7 +196,7 @@ impl Engine {
     }
 
     /// Every tag of `repo` (signature tags included), in tag order.
-    pub fn tag_entries(&self, repo: &RepoName) -> Result<Vec<TagEntry>, StorageError> {
+    pub async fn tag_entries(&self, repo: &RepoName) -> Result<Vec<TagEntry>, StorageError> {
         let prefix = index::prefix(&[repo.as_str()]);
         let mut tags = Vec::new();
         self.inner
@@ -214,7 +214,7 @@ impl Engine {
     }
 
     /// Every manifest, in every repository, that is or contains `digest`.
-    pub fn containing(&self, digest: &Digest) -> Result<Vec<Containing>, StorageError> {
+    pub async fn containing(&self, digest: &Digest) -> Result<Vec<Containing>, StorageError> {
         let prefix = index::prefix(&[&digest.to_string()]);
         let mut found = Vec::new();
         self.inner
@@ -242,7 +242,11 @@ impl Engine {
     }
 
     /// Manifest GETs of `digest` in `repo`, the recorded ones and those not yet flushed.
-    pub fn pull_stats(&self, repo: &RepoName, digest: &Digest) -> Result<PullStats, StorageError> {
+    pub async fn pull_stats(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<PullStats, StorageError> {
         let key = index::key(&[repo.as_str(), &digest.to_string()]);
         let (stored_last, stored_count) = match self.inner.index.get(Cf::Pulls, &key)? {
             Some(value) => crate::gc::decode_pulls(&value)?,
@@ -264,7 +268,7 @@ impl Engine {
     /// the tags: about 100 ms for 10,000 pulled repositories of 10 tags, too much for every
     /// request of a busy home page, so requests share one count for a moment. Two requests
     /// that find it stale may both count; neither waits for the other.
-    pub fn downloads_by_repo(&self) -> Result<Downloads, StorageError> {
+    pub async fn downloads_by_repo(&self) -> Result<Downloads, StorageError> {
         let cache = &self.inner.downloads;
         if let Some((at, counts)) = cache.0.lock().expect("never poisoned").as_ref() {
             if at.elapsed() < DOWNLOADS_MAX_AGE {

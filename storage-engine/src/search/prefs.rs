@@ -69,7 +69,7 @@ impl Engine {
             false => batch.delete(Cf::UserPrefs, key),
         }
         if pref == Pref::Star {
-            let stars = self.star_count(repo)?;
+            let stars = self.star_count(repo).await?;
             let stars = match set {
                 true => stars + 1,
                 false => stars.saturating_sub(1),
@@ -85,13 +85,18 @@ impl Engine {
     }
 
     /// Whether `user` has `pref` set on `repo`.
-    pub fn has_pref(&self, user: &str, repo: &RepoName, pref: Pref) -> Result<bool, StorageError> {
+    pub async fn has_pref(
+        &self,
+        user: &str,
+        repo: &RepoName,
+        pref: Pref,
+    ) -> Result<bool, StorageError> {
         let key = user_key(user, pref, repo.as_str());
         self.inner.index.contains(Cf::UserPrefs, &key)
     }
 
     /// The repositories `user` has `pref` set on, in name order.
-    pub fn prefs_of(&self, user: &str, pref: Pref) -> Result<Vec<RepoName>, StorageError> {
+    pub async fn prefs_of(&self, user: &str, pref: Pref) -> Result<Vec<RepoName>, StorageError> {
         let prefix = user_key(user, pref, "");
         let mut repos = Vec::new();
         self.inner
@@ -109,7 +114,9 @@ impl Engine {
     /// How many users starred `repo`.
     /// `StarCount` of every starred repository (one scan of the count records; a repository
     /// missing here has 0): for sorting a list by stars.
-    pub fn star_counts(&self) -> Result<std::collections::HashMap<String, u64>, StorageError> {
+    pub async fn star_counts(
+        &self,
+    ) -> Result<std::collections::HashMap<String, u64>, StorageError> {
         let mut counts = std::collections::HashMap::new();
         self.inner
             .index
@@ -123,7 +130,7 @@ impl Engine {
         Ok(counts)
     }
 
-    pub fn star_count(&self, repo: &RepoName) -> Result<u64, StorageError> {
+    pub async fn star_count(&self, repo: &RepoName) -> Result<u64, StorageError> {
         match self
             .inner
             .index

@@ -306,7 +306,7 @@ impl Engine {
     /// Calls `visit` with every manifest of a tagged image that is or holds `digest` (as
     /// itself, its config or a layer), in (repository, tag, manifest) order, until it
     /// returns false. One prefix scan; no image record is read.
-    pub fn visit_tagged(
+    pub async fn visit_tagged(
         &self,
         digest: &Digest,
         mut visit: impl FnMut(Tagged<'_>) -> bool,

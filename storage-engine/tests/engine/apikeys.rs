@@ -1,20 +1,11 @@
 //! API keys: durable across a reopen, found only by their exact key, invisible once expired
 //! or revoked (all three records gone), listed per user newest first, revoked only by their
 //! owner, refused by a read-only engine.
-use std::future::Future;
 
 use berth_storage::apikeys::NewApiKey;
 use berth_storage::{Engine, EngineOptions, IoBackendKind};
 
-use crate::{assert_clean, open};
-
-fn block_on<T>(future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(future)
-}
+use crate::{assert_clean, block_on, open};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -54,7 +45,9 @@ fn a_key_survives_a_reopen_and_is_found_only_exactly() {
     assert_eq!(created.user, "alice");
     assert_eq!(created.scopes, vec!["team/**".to_owned()]);
     let engine = open(dir.path(), IoBackendKind::Threads);
-    let (_, found) = engine.api_key(&key).expect("lookup").expect("found");
+    let (_, found) = block_on(engine.api_key(&key))
+        .expect("lookup")
+        .expect("found");
     assert_eq!(found, created);
     let last = key.chars().last().expect("characters");
     let flipped = format!(
@@ -73,11 +66,11 @@ fn a_key_survives_a_reopen_and_is_found_only_exactly() {
         String::new(),
     ] {
         assert!(
-            engine.api_key(&wrong).expect("lookup").is_none(),
+            block_on(engine.api_key(&wrong)).expect("lookup").is_none(),
             "{wrong:?}"
         );
     }
-    assert_clean(&engine);
+    block_on(assert_clean(&engine));
 }
 
 #[test]
@@ -90,9 +83,11 @@ fn revoking_removes_every_record_and_only_the_owner_may() {
     std::thread::sleep(std::time::Duration::from_millis(5));
     let (kept, kept_details) =
         block_on(engine.create_api_key(new_key("bob", "two", None))).expect("create");
-    let (hash, _) = engine.api_key(&key).expect("lookup").expect("found");
+    let (hash, _) = block_on(engine.api_key(&key))
+        .expect("lookup")
+        .expect("found");
     block_on(engine.record_api_key_use(hash, 1234)).expect("use");
-    let listed = engine.api_keys_of("bob").expect("list");
+    let listed = block_on(engine.api_keys_of("bob")).expect("list");
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].key, kept_details, "newest first");
     assert_eq!(listed[1].last_used_ms, Some(1234));
@@ -100,17 +95,17 @@ fn revoking_removes_every_record_and_only_the_owner_may() {
         !block_on(engine.revoke_api_key("carol", &created.uuid)).expect("revoke"),
         "another user's uuid is not theirs"
     );
-    assert!(engine.api_key(&key).expect("lookup").is_some());
+    assert!(block_on(engine.api_key(&key)).expect("lookup").is_some());
     assert!(block_on(engine.revoke_api_key("bob", &created.uuid)).expect("revoke"));
-    assert!(engine.api_key(&key).expect("lookup").is_none());
+    assert!(block_on(engine.api_key(&key)).expect("lookup").is_none());
     assert!(!block_on(engine.revoke_api_key("bob", &created.uuid)).expect("again"));
     // A late last-use write finds no key and writes nothing.
     block_on(engine.record_api_key_use(hash, 5678)).expect("late use");
-    let listed = engine.api_keys_of("bob").expect("list");
+    let listed = block_on(engine.api_keys_of("bob")).expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].key, kept_details);
-    assert!(engine.api_key(&kept).expect("lookup").is_some());
-    let report = engine.fsck().expect("fsck");
+    assert!(block_on(engine.api_key(&kept)).expect("lookup").is_some());
+    let report = block_on(engine.fsck()).expect("fsck");
     assert!(report.is_clean(), "{:?}", report.problems);
     assert!(
         !report.info.iter().any(|line| line.0.contains("API key")),
@@ -125,11 +120,11 @@ fn an_expired_key_is_listed_but_never_returned() {
     let engine = open(dir.path(), IoBackendKind::Threads);
     let (key, _) = block_on(engine.create_api_key(new_key("dave", "old", Some(now_ms() - 1))))
         .expect("create");
-    assert!(engine.api_key(&key).expect("lookup").is_none());
-    let listed = engine.api_keys_of("dave").expect("list");
+    assert!(block_on(engine.api_key(&key)).expect("lookup").is_none());
+    let listed = block_on(engine.api_keys_of("dave")).expect("list");
     assert_eq!(listed.len(), 1);
     assert!(listed[0].key.expired(now_ms()));
-    let report = engine.fsck().expect("fsck");
+    let report = block_on(engine.fsck()).expect("fsck");
     assert!(report.is_clean(), "{:?}", report.problems);
     assert!(report.info.iter().any(|line| line.0.contains("expired")));
 }
@@ -146,13 +141,15 @@ fn a_read_only_engine_reads_keys_and_writes_none() {
         io: IoBackendKind::Threads,
     })
     .expect("read-only open");
-    let (hash, found) = reader.api_key(&key).expect("lookup").expect("found");
+    let (hash, found) = block_on(reader.api_key(&key))
+        .expect("lookup")
+        .expect("found");
     assert_eq!(found, created);
     assert!(block_on(reader.create_api_key(new_key("erin", "y", None))).is_err());
     assert!(block_on(reader.revoke_api_key("erin", &created.uuid)).is_err());
     assert!(block_on(reader.record_api_key_use(hash, 1)).is_err());
     drop(reader);
-    assert!(engine.api_key(&key).expect("lookup").is_some());
+    assert!(block_on(engine.api_key(&key)).expect("lookup").is_some());
 }
 
 #[test]
@@ -177,6 +174,6 @@ fn a_store_from_before_api_keys_gets_the_family_at_open() {
     assert!(refused.contains("has no api_keys family"), "{refused}");
     let engine = open(dir.path(), IoBackendKind::Threads);
     let (key, _) = block_on(engine.create_api_key(new_key("gina", "g", None))).expect("create");
-    assert!(engine.api_key(&key).expect("lookup").is_some());
-    assert_clean(&engine);
+    assert!(block_on(engine.api_key(&key)).expect("lookup").is_some());
+    block_on(assert_clean(&engine));
 }

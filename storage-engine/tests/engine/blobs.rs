@@ -10,7 +10,7 @@ async fn chunked_upload_resumes_and_commits(kind: IoBackendKind) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = open(dir.path(), kind);
     let alpine = repo("library/alpine");
-    assert!(!engine.repo_exists(&alpine).expect("repo_exists"));
+    assert!(!engine.repo_exists(&alpine).await.expect("repo_exists"));
     let content = b"hello, registry: some layer bytes".repeat(1000);
     let id = engine.start_upload(&alpine).await.expect("start");
     assert_eq!(engine.upload_status(&alpine, &id).expect("status"), 0);
@@ -38,16 +38,16 @@ async fn chunked_upload_resumes_and_commits(kind: IoBackendKind) {
     );
 
     assert_eq!(
-        engine.stat_blob(&alpine, &digest).expect("stat"),
+        engine.stat_blob(&alpine, &digest).await.expect("stat"),
         Some(content.len() as u64)
     );
     assert_eq!(
         std::fs::read(engine.blob_path(&digest)).expect("blob file"),
         content
     );
-    assert!(engine.repo_exists(&alpine).expect("repo_exists"));
+    assert!(engine.repo_exists(&alpine).await.expect("repo_exists"));
     assert_eq!(
-        engine.catalog(None, 10).expect("catalog"),
+        engine.catalog(None, 10).await.expect("catalog"),
         vec![alpine.clone()]
     );
     assert!(matches!(
@@ -59,7 +59,7 @@ async fn chunked_upload_resumes_and_commits(kind: IoBackendKind) {
     let relative = path.strip_prefix(dir.path()).expect("under root");
     let expected = format!("blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex());
     assert_eq!(relative.to_str(), Some(expected.as_str()));
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn monolithic_upload_and_empty_blob(kind: IoBackendKind) {
@@ -75,6 +75,7 @@ async fn monolithic_upload_and_empty_blob(kind: IoBackendKind) {
     assert_eq!(
         engine
             .stat_blob(&name, &sha256(b"whole blob"))
+            .await
             .expect("stat"),
         Some(10)
     );
@@ -83,7 +84,7 @@ async fn monolithic_upload_and_empty_blob(kind: IoBackendKind) {
     let writer = engine.begin_monolithic(&name).await.expect("begin");
     writer.finish(&sha256(b"")).await.expect("finish empty");
     assert_eq!(
-        engine.stat_blob(&name, &sha256(b"")).expect("stat"),
+        engine.stat_blob(&name, &sha256(b"")).await.expect("stat"),
         Some(0)
     );
 
@@ -95,7 +96,7 @@ async fn monolithic_upload_and_empty_blob(kind: IoBackendKind) {
         .expect("write");
     writer.abandon().await.expect("abandon");
     assert!(files_under(&dir.path().join("uploads")).is_empty());
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn digest_mismatch_removes_session_and_bytes(kind: IoBackendKind) {
@@ -120,14 +121,15 @@ async fn digest_mismatch_removes_session_and_bytes(kind: IoBackendKind) {
         engine.upload_status(&name, &id),
         Err(StorageError::UploadUnknown)
     ));
-    assert_eq!(engine.stat_blob(&name, &claimed).expect("stat"), None);
+    assert_eq!(engine.stat_blob(&name, &claimed).await.expect("stat"), None);
     assert_eq!(
         engine
             .stat_blob(&name, &sha256(b"actual bytes"))
+            .await
             .expect("stat"),
         None
     );
-    assert!(!engine.repo_exists(&name).expect("repo_exists"));
+    assert!(!engine.repo_exists(&name).await.expect("repo_exists"));
     assert!(files_under(&dir.path().join("uploads")).is_empty());
     assert!(files_under(&dir.path().join("blobs")).is_empty());
 }
@@ -193,7 +195,7 @@ async fn other_algorithms(kind: IoBackendKind) {
             .expect("write");
         writer.finish(&digest).await.expect("finish");
         assert_eq!(
-            engine.stat_blob(&name, &digest).expect("stat"),
+            engine.stat_blob(&name, &digest).await.expect("stat"),
             Some(content.len() as u64)
         );
         assert_eq!(
@@ -201,7 +203,7 @@ async fn other_algorithms(kind: IoBackendKind) {
             content
         );
     }
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn dedupe_mount_and_repo_scoping(kind: IoBackendKind) {
@@ -210,7 +212,7 @@ async fn dedupe_mount_and_repo_scoping(kind: IoBackendKind) {
     let (a, b, c) = (repo("a"), repo("b"), repo("c"));
     let digest = push_blob(&engine, &a, b"shared layer").await;
     assert_eq!(
-        engine.stat_blob(&b, &digest).expect("stat"),
+        engine.stat_blob(&b, &digest).await.expect("stat"),
         None,
         "not visible in b"
     );
@@ -219,12 +221,12 @@ async fn dedupe_mount_and_repo_scoping(kind: IoBackendKind) {
         .mount_blob(Some(&c), &b, &digest)
         .await
         .expect("mount"));
-    assert_eq!(engine.stat_blob(&b, &digest).expect("stat"), None);
+    assert_eq!(engine.stat_blob(&b, &digest).await.expect("stat"), None);
     assert!(engine
         .mount_blob(Some(&a), &b, &digest)
         .await
         .expect("mount"));
-    assert_eq!(engine.stat_blob(&b, &digest).expect("stat"), Some(12));
+    assert_eq!(engine.stat_blob(&b, &digest).await.expect("stat"), Some(12));
     assert!(engine
         .mount_blob(None, &b, &digest)
         .await
@@ -233,15 +235,18 @@ async fn dedupe_mount_and_repo_scoping(kind: IoBackendKind) {
     push_blob(&engine, &c, b"shared layer").await;
     assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
     assert_eq!(
-        engine.catalog(None, 10).expect("catalog"),
+        engine.catalog(None, 10).await.expect("catalog"),
         vec![a.clone(), b.clone(), c.clone()]
     );
     assert_eq!(
-        engine.catalog(Some("a"), 1).expect("catalog"),
+        engine.catalog(Some("a"), 1).await.expect("catalog"),
         vec![b.clone()]
     );
-    assert_eq!(engine.catalog(Some("c"), 10).expect("catalog"), vec![]);
-    assert_clean(&engine);
+    assert_eq!(
+        engine.catalog(Some("c"), 10).await.expect("catalog"),
+        vec![]
+    );
+    assert_clean(&engine).await;
 }
 
 async fn delete_blob_unlinks_only_this_repo(kind: IoBackendKind) {
@@ -258,14 +263,14 @@ async fn delete_blob_unlinks_only_this_repo(kind: IoBackendKind) {
         Err(StorageError::BlobUnknown(_))
     ));
     engine.delete_blob(&a, &digest).await.expect("delete");
-    assert_eq!(engine.stat_blob(&a, &digest).expect("stat"), None);
-    assert_eq!(engine.stat_blob(&b, &digest).expect("stat"), Some(5));
+    assert_eq!(engine.stat_blob(&a, &digest).await.expect("stat"), None);
+    assert_eq!(engine.stat_blob(&b, &digest).await.expect("stat"), Some(5));
     assert!(matches!(
         engine.delete_blob(&a, &digest).await,
         Err(StorageError::BlobUnknown(_))
     ));
     assert!(engine.blob_path(&digest).exists(), "file stays for GC");
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn uploads_survive_restart(kind: IoBackendKind) {
@@ -307,7 +312,10 @@ async fn uploads_survive_restart(kind: IoBackendKind) {
         .await
         .expect("finish after re-hash");
     assert_eq!(
-        engine.stat_blob(&name, &sha256(&content)).expect("stat"),
+        engine
+            .stat_blob(&name, &sha256(&content))
+            .await
+            .expect("stat"),
         Some(3_000_000)
     );
 
@@ -315,10 +323,13 @@ async fn uploads_survive_restart(kind: IoBackendKind) {
     drop(engine);
     let engine = open(dir.path(), kind);
     assert_eq!(
-        engine.stat_blob(&name, &sha256(&content)).expect("stat"),
+        engine
+            .stat_blob(&name, &sha256(&content))
+            .await
+            .expect("stat"),
         Some(3_000_000)
     );
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn concurrent_finishes(kind: IoBackendKind) {
@@ -334,13 +345,13 @@ async fn concurrent_finishes(kind: IoBackendKind) {
     let digests = futures_util::future::join_all(pushes).await;
     for (content, digest) in contents.iter().zip(&digests) {
         assert_eq!(
-            engine.stat_blob(&name, digest).expect("stat"),
+            engine.stat_blob(&name, digest).await.expect("stat"),
             Some(content.len() as u64)
         );
     }
     assert_eq!(files_under(&dir.path().join("blobs")).len(), 8);
     assert!(files_under(&dir.path().join("uploads")).is_empty());
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn cancelled_write_keeps_session_consistent(kind: IoBackendKind) {
@@ -391,7 +402,7 @@ async fn cancelled_write_keeps_session_consistent(kind: IoBackendKind) {
         .finish(&sha256(&expected))
         .await
         .expect("finish at re-read offset");
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn persist_and_read_only_open(kind: IoBackendKind) {
@@ -415,8 +426,11 @@ async fn persist_and_read_only_open(kind: IoBackendKind) {
         io: kind,
     };
     let reader = berth_storage::Engine::open_read_only(options).expect("read-only open");
-    assert_eq!(reader.stat_blob(&name, &digest).expect("stat"), Some(9));
-    assert!(reader.fsck().expect("fsck").is_clean());
+    assert_eq!(
+        reader.stat_blob(&name, &digest).await.expect("stat"),
+        Some(9)
+    );
+    assert!(reader.fsck().await.expect("fsck").is_clean());
     assert!(reader.start_upload(&name).await.is_err());
     assert!(reader.delete_blob(&name, &digest).await.is_err());
     assert!(reader.open_upload(&name, &id).await.is_err());
@@ -429,7 +443,7 @@ async fn persist_and_read_only_open(kind: IoBackendKind) {
         .finish(&sha256(b"durable chunk!"))
         .await
         .expect("finish");
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 crate::backend_tests!(

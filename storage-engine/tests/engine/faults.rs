@@ -61,7 +61,7 @@ async fn enospc_during_write_then_resume(kind: IoBackendKind) {
         .await
         .expect("resume");
     writer.finish(&sha256(&content)).await.expect("finish");
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 /// A failure at each commit step: the blob is either absent or complete, never visible
@@ -94,7 +94,7 @@ async fn failure_at_each_commit_step(kind: IoBackendKind) {
                 "{point:?} fails the finish"
             );
             assert_eq!(
-                engine.stat_blob(&name, &digest).expect("stat"),
+                engine.stat_blob(&name, &digest).await.expect("stat"),
                 None,
                 "{point:?}"
             );
@@ -112,7 +112,7 @@ async fn failure_at_each_commit_step(kind: IoBackendKind) {
         }
         // "Crash" and restart: the store is consistent (orphans are info only).
         let engine = open(dir.path(), kind);
-        assert_clean(&engine);
+        assert_clean(&engine).await;
         assert!(
             files_under(&dir.path().join("uploads")).is_empty(),
             "{point:?}"
@@ -147,14 +147,16 @@ async fn failed_manifest_commit_changes_nothing(kind: IoBackendKind) {
         .is_err());
     let stored = engine
         .get_manifest(&name, &Reference::Tag(tag("latest")))
+        .await
         .expect("get")
         .expect("old manifest still tagged");
     assert_eq!(stored.digest, first_digest);
     assert!(engine
         .get_manifest(&name, &Reference::Digest(sha256(&second)))
+        .await
         .expect("get")
         .is_none());
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 /// Puts a file at a blob's final path behind the engine's back.
@@ -174,8 +176,8 @@ async fn fsck_detects_damage(kind: IoBackendKind) {
     let missing = push_blob(&engine, &name, b"delete me").await;
     let orphan = sha256(b"orphan");
     write_blob_file(&engine, &orphan, b"orphan");
-    assert_clean(&engine);
-    let report = engine.fsck().expect("fsck");
+    assert_clean(&engine).await;
+    let report = engine.fsck().await.expect("fsck");
     assert_eq!(report.blobs_checked, 3);
     assert!(report
         .info
@@ -190,7 +192,7 @@ async fn fsck_detects_damage(kind: IoBackendKind) {
     std::fs::remove_file(engine.blob_path(&missing)).expect("remove");
     let bad_name = sha256(b"right name");
     write_blob_file(&engine, &bad_name, b"wrong content");
-    let report = engine.fsck().expect("fsck");
+    let report = engine.fsck().await.expect("fsck");
     assert_eq!(report.problems.len(), 4, "{:?}", report.problems);
     for digest in [&flipped, &truncated, &missing] {
         assert!(

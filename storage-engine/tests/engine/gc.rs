@@ -12,7 +12,7 @@ use berth_storage::{
 };
 use bytes::Bytes;
 
-use crate::{image_manifest, index_manifest, open, push_blob, repo, sha256, tag};
+use crate::{block_on, image_manifest, index_manifest, open, push_blob, repo, sha256, tag};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -62,8 +62,8 @@ fn now() -> GcOptions {
     GcOptions::new(Duration::ZERO)
 }
 
-fn clean(engine: &Engine) {
-    let report = engine.fsck().expect("fsck");
+async fn clean(engine: &Engine) {
+    let report = engine.fsck().await.expect("fsck");
     assert!(report.is_clean(), "fsck: {report:?}");
 }
 
@@ -90,7 +90,7 @@ fn deleted_image_goes_shared_blobs_stay() {
             .expect("delete");
         first
     });
-    let report = engine.gc(&now()).expect("gc");
+    let report = block_on(engine.gc(&now())).expect("gc");
     assert!(report.full, "the first pass after open is full");
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.performed(GcKind::Link), 2, "{:?}", report.actions);
@@ -102,30 +102,33 @@ fn deleted_image_goes_shared_blobs_stay() {
     );
     for gone in [&b"config 1"[..], b"only 1"] {
         assert!(!blob_file(dir.path(), gone).exists());
-        assert_eq!(engine.stat_blob(&a, &sha256(gone)).expect("stat"), None);
+        assert_eq!(
+            block_on(engine.stat_blob(&a, &sha256(gone))).expect("stat"),
+            None
+        );
     }
     assert!(blob_file(dir.path(), b"shared").exists());
-    assert!(engine
-        .stat_blob(&a, &sha256(b"shared"))
+    assert!(block_on(engine.stat_blob(&a, &sha256(b"shared")))
         .expect("stat")
         .is_some());
-    assert!(engine
-        .stat_blob(&b, &sha256(b"shared"))
+    assert!(block_on(engine.stat_blob(&b, &sha256(b"shared")))
         .expect("stat")
         .is_some());
-    assert!(engine
-        .get_manifest(&a, &Reference::Tag(tag("v2")))
-        .expect("get")
-        .is_some());
-    assert!(engine
-        .get_manifest(&a, &Reference::Digest(first.0))
-        .expect("get")
-        .is_none());
-    let usage = engine.usage().expect("usage");
+    assert!(
+        block_on(engine.get_manifest(&a, &Reference::Tag(tag("v2"))))
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        block_on(engine.get_manifest(&a, &Reference::Digest(first.0)))
+            .expect("get")
+            .is_none()
+    );
+    let usage = block_on(engine.usage()).expect("usage");
     assert_eq!(usage.blobs, 3, "store totals follow the sweep");
-    clean(&engine);
+    block_on(clean(&engine));
     // Nothing left: a second pass deletes nothing.
-    let again = engine.gc(&now()).expect("gc");
+    let again = block_on(engine.gc(&now())).expect("gc");
     assert!(again.actions.is_empty(), "{:?}", again.actions);
 }
 
@@ -152,7 +155,7 @@ fn untagged_index_takes_its_children_along_and_young_links_stay() {
     });
     // Children are untagged but listed by a tagged index: kept. The young link too.
     let grace = GcOptions::new(Duration::from_secs(3600));
-    let report = engine.gc(&grace).expect("gc");
+    let report = block_on(engine.gc(&grace)).expect("gc");
     assert!(report.actions.is_empty(), "{:?}", report.actions);
     runtime().block_on(async {
         engine
@@ -160,7 +163,7 @@ fn untagged_index_takes_its_children_along_and_young_links_stay() {
             .await
             .expect("untag");
     });
-    let report = engine.gc(&now()).expect("gc");
+    let report = block_on(engine.gc(&now())).expect("gc");
     assert_eq!(
         report.performed(GcKind::Manifest),
         3,
@@ -170,8 +173,10 @@ fn untagged_index_takes_its_children_along_and_young_links_stay() {
     assert_eq!(report.performed(GcKind::Link), 5);
     assert_eq!(report.performed(GcKind::Blob), 5);
     assert_eq!(report.performed(GcKind::Repository), 1);
-    assert!(engine.catalog(None, 10).expect("catalog").is_empty());
-    clean(&engine);
+    assert!(block_on(engine.catalog(None, 10))
+        .expect("catalog")
+        .is_empty());
+    block_on(clean(&engine));
 }
 
 #[test]
@@ -193,7 +198,7 @@ fn referrers_keep_their_subject_and_orphans_go_only_when_asked() {
         (subject, signature)
     });
     // An untagged image with a referrer is kept, and so is the referrer.
-    let report = engine.gc(&now()).expect("gc");
+    let report = block_on(engine.gc(&now())).expect("gc");
     assert!(report.actions.is_empty(), "{:?}", report.actions);
     runtime().block_on(async {
         engine
@@ -202,17 +207,18 @@ fn referrers_keep_their_subject_and_orphans_go_only_when_asked() {
             .expect("delete subject");
     });
     // Default rules keep a referrer whose subject is gone.
-    let report = engine.gc(&now()).expect("gc");
+    let report = block_on(engine.gc(&now())).expect("gc");
     assert_eq!(
         report.performed(GcKind::Manifest),
         0,
         "{:?}",
         report.actions
     );
-    assert!(engine
-        .get_manifest(&r, &Reference::Digest(signature.0.clone()))
-        .expect("get")
-        .is_some());
+    assert!(
+        block_on(engine.get_manifest(&r, &Reference::Digest(signature.0.clone())))
+            .expect("get")
+            .is_some()
+    );
     // deleteReferrers collects it (and then its blobs and the empty repository).
     let mut options = now();
     options.retention = Some(Arc::new(Policy {
@@ -223,19 +229,20 @@ fn referrers_keep_their_subject_and_orphans_go_only_when_asked() {
         // Touch the repository so an incremental pass visits it.
         push_blob(&engine, &r, b"touch").await;
     });
-    let report = engine.gc(&options).expect("gc");
+    let report = block_on(engine.gc(&options)).expect("gc");
     assert_eq!(
         report.performed(GcKind::Manifest),
         1,
         "{:?}",
         report.actions
     );
-    assert!(engine
-        .get_manifest(&r, &Reference::Digest(signature.0))
-        .expect("get")
-        .is_none());
+    assert!(
+        block_on(engine.get_manifest(&r, &Reference::Digest(signature.0)))
+            .expect("get")
+            .is_none()
+    );
     assert_eq!(report.performed(GcKind::Repository), 1);
-    clean(&engine);
+    block_on(clean(&engine));
 }
 
 /// A test policy: keeps tags starting with `keep_prefix` (when set).
@@ -289,7 +296,7 @@ fn dry_runs_change_nothing_and_retention_drops_tags() {
     }));
     let before = files(dir.path());
     options.dry_run = true;
-    let planned = engine.gc(&options).expect("dry run");
+    let planned = block_on(engine.gc(&options)).expect("dry run");
     assert_eq!(files(dir.path()), before, "a dry run removes no file");
     assert!(planned.actions.iter().all(|action| !action.performed));
     let kinds = |report: &berth_storage::GcReport| {
@@ -305,22 +312,22 @@ fn dry_runs_change_nothing_and_retention_drops_tags() {
     // zot's retention dryRun: tags and manifests are only reported.
     options.dry_run = false;
     options.retention_dry_run = true;
-    let reported = engine.gc(&options).expect("retention dry run");
+    let reported = block_on(engine.gc(&options)).expect("retention dry run");
     assert_eq!(reported.performed(GcKind::Tag), 0);
-    assert!(engine.tag_exists(&r, &tag("dev")).expect("tag"));
+    assert!(block_on(engine.tag_exists(&r, &tag("dev"))).expect("tag"));
     assert_eq!(files(dir.path()), before);
     options.retention_dry_run = false;
-    let done = engine.gc(&options).expect("gc");
+    let done = block_on(engine.gc(&options)).expect("gc");
     assert_eq!(
         kinds(&done),
         kinds(&planned),
         "the dry run planned exactly this"
     );
-    assert!(!engine.tag_exists(&r, &tag("dev")).expect("tag"));
-    assert!(engine.tag_exists(&r, &tag("v1")).expect("tag"));
+    assert!(!block_on(engine.tag_exists(&r, &tag("dev"))).expect("tag"));
+    assert!(block_on(engine.tag_exists(&r, &tag("v1"))).expect("tag"));
     assert!(!blob_file(dir.path(), b"layer dev").exists());
     assert!(blob_file(dir.path(), b"layer v1").exists());
-    clean(&engine);
+    block_on(clean(&engine));
 }
 
 fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -349,9 +356,9 @@ fn later_passes_look_only_at_what_changed_and_full_passes_find_orphan_files() {
                 .await;
             }
         });
-        let first = engine.gc(&now()).expect("gc");
+        let first = block_on(engine.gc(&now())).expect("gc");
         assert_eq!((first.repos_visited, first.blobs_examined), (20, 21));
-        let quiet = engine.gc(&now()).expect("gc");
+        let quiet = block_on(engine.gc(&now())).expect("gc");
         assert_eq!((quiet.repos_visited, quiet.blobs_examined), (0, 0));
         runtime().block_on(async {
             engine
@@ -359,18 +366,18 @@ fn later_passes_look_only_at_what_changed_and_full_passes_find_orphan_files() {
                 .await
                 .expect("untag");
         });
-        let one = engine.gc(&now()).expect("gc");
+        let one = block_on(engine.gc(&now())).expect("gc");
         assert_eq!(one.repos_visited, 1);
         assert_eq!(one.blobs_examined, 2, "the two blobs gc/many3 unlinked");
         assert_eq!(one.performed(GcKind::Blob), 1, "the common layer stays");
-        clean(&engine);
+        block_on(clean(&engine));
     }
     // A file left by a crash between a commit's rename and its index write.
     let orphan = blob_file(dir.path(), b"crash leftover");
     std::fs::create_dir_all(orphan.parent().expect("fan-out")).expect("mkdir");
     std::fs::write(&orphan, b"crash leftover").expect("plant");
     let engine = open(dir.path(), IoBackendKind::Threads);
-    let report = engine.gc(&now()).expect("gc");
+    let report = block_on(engine.gc(&now())).expect("gc");
     assert!(report.full);
     assert_eq!(
         report.performed(GcKind::OrphanFile),
@@ -379,7 +386,7 @@ fn later_passes_look_only_at_what_changed_and_full_passes_find_orphan_files() {
         report.actions
     );
     assert!(!orphan.exists());
-    clean(&engine);
+    block_on(clean(&engine));
 }
 
 #[test]
@@ -400,8 +407,7 @@ fn pulls_are_recorded_for_retention() {
         image(&engine, &r, Some("idle"), b"config i", &[b"layer i"], None).await
     });
     let _ = pulled;
-    let digest = engine
-        .get_manifest(&r, &Reference::Tag(tag("pulled")))
+    let digest = block_on(engine.get_manifest(&r, &Reference::Tag(tag("pulled"))))
         .expect("get")
         .expect("stored")
         .digest;
@@ -425,7 +431,7 @@ fn pulls_are_recorded_for_retention() {
     let seen = Arc::new(Seen(Default::default()));
     let mut options = now();
     options.retention = Some(seen.clone());
-    engine.gc(&options).expect("gc");
+    block_on(engine.gc(&options)).expect("gc");
     let tags = seen.0.lock().expect("lock").clone();
     let of = |name: &str| {
         tags.iter()
@@ -449,7 +455,7 @@ fn gc_racing_pushes_of_the_same_content_never_loses_a_linked_blob() {
         std::thread::spawn(move || {
             let mut passes = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let report = engine.gc(&now()).expect("gc");
+                let report = block_on(engine.gc(&now())).expect("gc");
                 assert!(report.errors.is_empty(), "{:?}", report.errors);
                 passes += 1;
                 // A pass with nothing to do takes microseconds: leave pushes some room.
@@ -493,6 +499,7 @@ fn gc_racing_pushes_of_the_same_content_never_loses_a_linked_blob() {
                     for content in [&b"race config"[..], layer.as_bytes()] {
                         assert!(engine
                             .stat_blob(&r, &sha256(content))
+                            .await
                             .expect("stat")
                             .is_some());
                         assert!(blob_file(dir.path(), content).exists(), "round {round}");
@@ -511,5 +518,5 @@ fn gc_racing_pushes_of_the_same_content_never_loses_a_linked_blob() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let passes = collector.join().expect("collector");
     assert!(passes > 1 && stored > 0, "passes {passes}, stored {stored}");
-    clean(&engine);
+    block_on(clean(&engine));
 }

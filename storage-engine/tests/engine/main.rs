@@ -39,6 +39,15 @@ where
     }
 }
 
+/// Runs `future` on a fresh current-thread runtime: engine calls from a plain `#[test]`.
+pub fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(future)
+}
+
 /// Generates `threads::<name>` and `uring::<name>` tests for each scenario in the module.
 #[macro_export]
 macro_rules! backend_tests {
@@ -148,7 +157,7 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     found
 }
 
-pub fn assert_clean(engine: &Engine) {
-    let report = engine.fsck().expect("fsck runs");
+pub async fn assert_clean(engine: &Engine) {
+    let report = engine.fsck().await.expect("fsck runs");
     assert!(report.is_clean(), "fsck problems: {:?}", report.problems);
 }

@@ -38,6 +38,7 @@ async fn put_get_tags_byte_exact(kind: IoBackendKind) {
     ] {
         let stored = engine
             .get_manifest(&name, &reference)
+            .await
             .expect("get")
             .expect("present");
         assert_eq!(stored.bytes, manifest, "byte exact");
@@ -45,17 +46,24 @@ async fn put_get_tags_byte_exact(kind: IoBackendKind) {
         assert_eq!(stored.digest, outcome.digest);
     }
     assert_eq!(
-        engine.list_tags(&name, None, 10).expect("tags"),
+        engine.list_tags(&name, None, 10).await.expect("tags"),
         vec![tag("a"), tag("b"), tag("v1")]
     );
     assert_eq!(
-        engine.list_tags(&name, Some("a"), 1).expect("tags"),
+        engine.list_tags(&name, Some("a"), 1).await.expect("tags"),
         vec![tag("b")]
     );
-    assert_eq!(engine.list_tags(&name, None, 0).expect("tags"), vec![]);
-    assert!(engine.tag_exists(&name, &tag("v1")).expect("tag_exists"));
+    assert_eq!(
+        engine.list_tags(&name, None, 0).await.expect("tags"),
+        vec![]
+    );
+    assert!(engine
+        .tag_exists(&name, &tag("v1"))
+        .await
+        .expect("tag_exists"));
     assert!(engine
         .get_manifest(&repo("other"), &by_tag("v1"))
+        .await
         .expect("get")
         .is_none());
 
@@ -74,6 +82,7 @@ async fn put_get_tags_byte_exact(kind: IoBackendKind) {
         .expect("put second");
     let stored = engine
         .get_manifest(&name, &by_tag("v1"))
+        .await
         .expect("get")
         .expect("present");
     assert_eq!(stored.digest, moved.digest);
@@ -100,9 +109,10 @@ async fn put_get_tags_byte_exact(kind: IoBackendKind) {
         .expect("put by sha512");
     assert!(engine
         .get_manifest(&name, &Reference::Digest(sha512))
+        .await
         .expect("get")
         .is_some());
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn rejected_manifests_change_nothing(kind: IoBackendKind) {
@@ -153,12 +163,16 @@ async fn rejected_manifests_change_nothing(kind: IoBackendKind) {
             .await,
         Err(StorageError::ManifestInvalid(_))
     ));
-    assert_eq!(engine.list_tags(&name, None, 10).expect("tags"), vec![]);
+    assert_eq!(
+        engine.list_tags(&name, None, 10).await.expect("tags"),
+        vec![]
+    );
     assert!(engine
         .get_manifest(&name, &by_tag("t"))
+        .await
         .expect("get")
         .is_none());
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn index_children_and_referenced_deletes(kind: IoBackendKind) {
@@ -205,7 +219,10 @@ async fn index_children_and_referenced_deletes(kind: IoBackendKind) {
         .await
         .expect("delete index");
     assert!(
-        !engine.tag_exists(&name, &tag("multi")).expect("tag_exists"),
+        !engine
+            .tag_exists(&name, &tag("multi"))
+            .await
+            .expect("tag_exists"),
         "tags go with it"
     );
     engine
@@ -220,7 +237,7 @@ async fn index_children_and_referenced_deletes(kind: IoBackendKind) {
         .delete_blob(&name, &config)
         .await
         .expect("blob now unreferenced");
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn delete_by_tag_keeps_manifest(kind: IoBackendKind) {
@@ -250,13 +267,14 @@ async fn delete_by_tag_keeps_manifest(kind: IoBackendKind) {
     ));
     assert!(engine
         .get_manifest(&name, &Reference::Digest(digest))
+        .await
         .expect("get")
         .is_some());
     assert_eq!(
-        engine.list_tags(&name, None, 10).expect("tags"),
+        engine.list_tags(&name, None, 10).await.expect("tags"),
         vec![tag("two")]
     );
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn referrers_follow_subjects(kind: IoBackendKind) {
@@ -278,7 +296,10 @@ async fn referrers_follow_subjects(kind: IoBackendKind) {
         .await
         .expect("put referrer");
     assert_eq!(outcome.subject.as_ref(), Some(&subject));
-    let found = engine.referrers(&name, &subject, &[]).expect("referrers");
+    let found = engine
+        .referrers(&name, &subject, &[])
+        .await
+        .expect("referrers");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].digest, outcome.digest);
     assert_eq!(found[0].size, referrer.len() as u64);
@@ -301,14 +322,17 @@ async fn referrers_follow_subjects(kind: IoBackendKind) {
             &subject,
             &["application/vnd.example.sbom".to_string()],
         )
+        .await
         .expect("referrers");
     assert_eq!(filtered.len(), 1);
     assert!(engine
         .referrers(&name, &subject, &["other/type".to_string()])
+        .await
         .expect("referrers")
         .is_empty());
     assert!(engine
         .referrers(&repo("elsewhere"), &subject, &[])
+        .await
         .expect("referrers")
         .is_empty());
     engine
@@ -317,9 +341,10 @@ async fn referrers_follow_subjects(kind: IoBackendKind) {
         .expect("delete referrer");
     assert!(engine
         .referrers(&name, &subject, &[])
+        .await
         .expect("referrers")
         .is_empty());
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn manifest_put_races_blob_delete(kind: IoBackendKind) {
@@ -348,7 +373,7 @@ async fn manifest_put_races_blob_delete(kind: IoBackendKind) {
             other => panic!("round {round}: unexpected outcome {other:?}"),
         }
     }
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 async fn immutable_tags_refuse_a_move_and_store_nothing(kind: IoBackendKind) {
@@ -399,15 +424,20 @@ async fn immutable_tags_refuse_a_move_and_store_nothing(kind: IoBackendKind) {
         ));
     }
     // Nothing of the refused pushes was stored: v1 kept, no v2, no second manifest.
-    let stored = engine.get_manifest(&name, &by_tag("v1")).expect("get");
+    let stored = engine
+        .get_manifest(&name, &by_tag("v1"))
+        .await
+        .expect("get");
     assert_eq!(stored.map(|m| m.digest), Some(kept));
     assert_eq!(
-        engine.list_tags(&name, None, 10).expect("tags"),
+        engine.list_tags(&name, None, 10).await.expect("tags"),
         vec![tag("v1")]
     );
-    let missing = engine.get_manifest(&name, &Reference::Digest(second_digest));
+    let missing = engine
+        .get_manifest(&name, &Reference::Digest(second_digest))
+        .await;
     assert!(missing.expect("get").is_none());
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 }
 
 crate::backend_tests!(

@@ -70,19 +70,19 @@ fn mirrored_manifests_need_no_blobs_and_fsck_says_so() {
             "{wrong:?}"
         );
     });
-    assert!(engine
-        .blob_referenced(&mirror, &sha256(b"upstream layer"))
+    assert!(runtime
+        .block_on(engine.blob_referenced(&mirror, &sha256(b"upstream layer")))
         .expect("refs"));
-    assert!(!engine
-        .blob_referenced(&mirror, &sha256(b"not in any manifest"))
+    assert!(!runtime
+        .block_on(engine.blob_referenced(&mirror, &sha256(b"not in any manifest")))
         .expect("refs"));
     assert_eq!(
-        engine
-            .stat_blob(&mirror, &sha256(b"upstream layer"))
+        runtime
+            .block_on(engine.stat_blob(&mirror, &sha256(b"upstream layer")))
             .expect("stat"),
         None
     );
-    let report = engine.fsck().expect("fsck");
+    let report = runtime.block_on(engine.fsck()).expect("fsck");
     assert!(report.is_clean(), "{report:?}");
     let absent: Vec<_> = report
         .info
@@ -94,7 +94,7 @@ fn mirrored_manifests_need_no_blobs_and_fsck_says_so() {
     runtime.block_on(async {
         push_blob(&engine, &mirror, b"upstream layer").await;
     });
-    let report = engine.fsck().expect("fsck");
+    let report = runtime.block_on(engine.fsck()).expect("fsck");
     let absent = report
         .info
         .iter()
@@ -130,14 +130,17 @@ fn imports_commit_only_verified_bytes(kind: IoBackendKind) {
         assert_eq!(first, content[..1 << 20]);
         import.write(&content[1 << 20..]).expect("write rest");
         assert_eq!(import.written(), content.len() as u64);
-        assert_eq!(engine.stat_blob(&mirror, &digest).expect("stat"), None);
+        assert_eq!(
+            engine.stat_blob(&mirror, &digest).await.expect("stat"),
+            None
+        );
         let verified = import.verify().expect("digest verifies");
         assert_eq!(
             verified.commit(&mirror).await.expect("commit"),
             content.len() as u64
         );
         assert_eq!(
-            engine.stat_blob(&mirror, &digest).expect("stat"),
+            engine.stat_blob(&mirror, &digest).await.expect("stat"),
             Some(content.len() as u64)
         );
         // The reader still reads the committed file.
@@ -155,7 +158,7 @@ fn imports_commit_only_verified_bytes(kind: IoBackendKind) {
             Err(error) => panic!("wanted a digest mismatch, got {error}"),
             Ok(_) => panic!("wrong bytes verified"),
         }
-        assert_eq!(engine.stat_blob(&mirror, &other).expect("stat"), None);
+        assert_eq!(engine.stat_blob(&mirror, &other).await.expect("stat"), None);
         assert_eq!(staged(), 0, "a mismatch removes the staged bytes");
 
         // Dropped half-way (the download failed): no staged file.
@@ -165,7 +168,7 @@ fn imports_commit_only_verified_bytes(kind: IoBackendKind) {
         drop(import);
         assert_eq!(staged(), 0, "a dropped import removes its staged bytes");
     });
-    let report = engine.fsck().expect("fsck");
+    let report = runtime.block_on(engine.fsck()).expect("fsck");
     assert!(report.is_clean(), "{report:?}");
 }
 
@@ -227,10 +230,10 @@ fn untagged_mirrored_manifests_age_from_their_last_pull() {
     engine.record_pull(&mirror, &sha256(&pushed));
     let mut options = berth_storage::GcOptions::new(std::time::Duration::ZERO);
     options.manifest_delay = delay;
-    engine.gc(&options).expect("gc");
+    runtime.block_on(engine.gc(&options)).expect("gc");
     let stored = |manifest: &bytes::Bytes| {
-        engine
-            .get_manifest(&mirror, &Reference::Digest(sha256(manifest)))
+        runtime
+            .block_on(engine.get_manifest(&mirror, &Reference::Digest(sha256(manifest))))
             .expect("get")
             .is_some()
     };
@@ -245,8 +248,8 @@ fn untagged_mirrored_manifests_age_from_their_last_pull() {
     );
     // Once the pull is older than the delay too, the pulled one goes as well.
     std::thread::sleep(delay + std::time::Duration::from_millis(200));
-    engine.gc(&options).expect("gc");
+    runtime.block_on(engine.gc(&options)).expect("gc");
     assert!(!stored(&pulled));
-    let report = engine.fsck().expect("fsck");
+    let report = runtime.block_on(engine.fsck()).expect("fsck");
     assert!(report.is_clean(), "{report:?}");
 }

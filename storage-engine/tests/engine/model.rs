@@ -189,12 +189,13 @@ async fn apply(engine: &Engine, model: &mut Model, op: &Op) {
     }
 }
 
-fn check_state(engine: &Engine, model: &Model) {
+async fn check_state(engine: &Engine, model: &Model) {
     for (r, name) in REPOS.iter().enumerate() {
         let name = repo(name);
         for (b, blob) in BLOBS.iter().enumerate() {
             let linked = engine
                 .stat_blob(&name, &sha256(blob))
+                .await
                 .expect("stat")
                 .is_some();
             assert_eq!(linked, model.links.contains(&(r, b)), "link {r} {b}");
@@ -204,13 +205,14 @@ fn check_state(engine: &Engine, model: &Model) {
             .map(|t| tag(TAGS[t]))
             .collect();
         assert_eq!(
-            engine.list_tags(&name, None, 100).expect("tags"),
+            engine.list_tags(&name, None, 100).await.expect("tags"),
             expected_tags
         );
         for (&(tr, t), &layer) in &model.tags {
             if tr == r {
                 let stored = engine
                     .get_manifest(&name, &Reference::Tag(tag(TAGS[t])))
+                    .await
                     .expect("get")
                     .expect("tagged manifest present");
                 assert_eq!(stored.bytes, manifest_bytes(layer));
@@ -220,6 +222,7 @@ fn check_state(engine: &Engine, model: &Model) {
             let digest: Digest = sha256(&manifest_bytes(layer));
             let present = engine
                 .get_manifest(&name, &Reference::Digest(digest))
+                .await
                 .expect("get")
                 .is_some();
             assert_eq!(
@@ -247,9 +250,9 @@ proptest! {
                 } else {
                     apply(&engine, &mut model, op).await;
                 }
-                check_state(&engine, &model);
+                check_state(&engine, &model).await;
             }
-            let report = engine.fsck().expect("fsck");
+            let report = engine.fsck().await.expect("fsck");
             assert!(report.is_clean(), "{:?}", report.problems);
         });
     }

@@ -285,21 +285,22 @@ impl Harness {
 
     /// Call after each engine operation, once `acked` says what it acknowledged: a power
     /// cut after each of its file events (index as before it), then one after it.
-    fn crash(&mut self, operation: &str) {
+    async fn crash(&mut self, operation: &str) {
         let (acked_before, index_before) = self.before.take().expect("begin before crash");
         let events = self.faults.take_io_journal();
         for (step, event) in events.iter().enumerate() {
             self.model.apply(event);
             let label = format!("power cut in `{operation}` after {event:?} (event {step})");
-            self.check(index_before.path(), &acked_before, false, &label);
+            self.check(index_before.path(), &acked_before, false, &label)
+                .await;
         }
         self.crash_points += events.len() + 1;
         let label = format!("power cut after `{operation}`");
-        self.check(self.dir.path(), &self.acked, true, &label);
+        self.check(self.dir.path(), &self.acked, true, &label).await;
     }
 
     /// Materialises the power-cut state with `index/` from `index_root` and checks it.
-    fn check(&self, index_root: &Path, acked: &Acked, sessions: bool, label: &str) {
+    async fn check(&self, index_root: &Path, acked: &Acked, sessions: bool, label: &str) {
         let crashed = tempfile::tempdir().expect("tempdir");
         self.model.materialise(crashed.path());
         copy_directory(&index_root.join("index"), &crashed.path().join("index"));
@@ -310,7 +311,7 @@ impl Harness {
         })
         .unwrap_or_else(|error| panic!("{label}: open fails: {error}"));
         for ((name, digest), bytes) in &acked.blobs {
-            let size = engine.stat_blob(name, digest).expect("stat");
+            let size = engine.stat_blob(name, digest).await.expect("stat");
             assert_eq!(
                 size,
                 Some(bytes.len() as u64),
@@ -332,12 +333,13 @@ impl Harness {
             assert!(stored == *bytes, "{label}: blob {digest} bytes differ");
         }
         for (name, digest) in &acked.unlinked_blobs {
-            let size = engine.stat_blob(name, digest).expect("stat");
+            let size = engine.stat_blob(name, digest).await.expect("stat");
             assert_eq!(size, None, "{label}: deleted blob {digest} back in {name}");
         }
         for ((name, digest), bytes) in &acked.manifests {
             let stored = engine
                 .get_manifest(name, &Reference::Digest(digest.clone()))
+                .await
                 .expect("get manifest")
                 .unwrap_or_else(|| panic!("{label}: manifest {digest} missing in {name}"));
             assert_eq!(
@@ -348,16 +350,18 @@ impl Harness {
         for (name, digest) in &acked.deleted_manifests {
             let stored = engine
                 .get_manifest(name, &Reference::Digest(digest.clone()))
+                .await
                 .expect("get manifest");
             assert!(stored.is_none(), "{label}: deleted manifest {digest} back");
         }
         for (name, tags) in &acked.tags {
-            let listed = engine.list_tags(name, None, 1000).expect("list tags");
+            let listed = engine.list_tags(name, None, 1000).await.expect("list tags");
             let expected: Vec<Tag> = tags.keys().cloned().collect();
             assert_eq!(listed, expected, "{label}: tags of {name}");
             for (tag, digest) in tags {
                 let stored = engine
                     .get_manifest(name, &Reference::Tag(tag.clone()))
+                    .await
                     .expect("get manifest")
                     .unwrap_or_else(|| panic!("{label}: tag {tag} of {name} names nothing"));
                 assert_eq!(stored.digest, *digest, "{label}: tag {tag} of {name}");
@@ -376,7 +380,7 @@ impl Harness {
                 );
             }
         }
-        let report = engine.fsck().expect("fsck runs");
+        let report = engine.fsck().await.expect("fsck runs");
         assert!(
             report.is_clean(),
             "{label}: fsck problems: {:?}",
@@ -389,19 +393,19 @@ impl Harness {
         let digest = Digest::of(Algorithm::Sha256, bytes);
         self.begin();
         let mut writer = self.engine.begin_monolithic(name).await.expect("begin");
-        self.crash("begin_monolithic");
+        self.crash("begin_monolithic").await;
         self.begin();
         writer
             .write(Bytes::copy_from_slice(bytes))
             .await
             .expect("write");
-        self.crash("monolithic write");
+        self.crash("monolithic write").await;
         self.begin();
         writer.finish(&digest).await.expect("finish");
         self.acked
             .blobs
             .insert((name.clone(), digest.clone()), bytes.to_vec());
-        self.crash("monolithic finish");
+        self.crash("monolithic finish").await;
         digest
     }
 
@@ -420,7 +424,7 @@ impl Harness {
         self.acked
             .sessions
             .insert(key.clone(), (name.clone(), id.clone(), 0, 0, false));
-        self.crash("start_upload");
+        self.crash("start_upload").await;
         let mut writer = self.engine.open_upload(name, &id).await.expect("open");
         for (number, chunk) in chunks.iter().enumerate() {
             self.begin();
@@ -429,13 +433,13 @@ impl Harness {
                 .await
                 .expect("write");
             self.acked.sessions.get_mut(&key).expect("session").3 += chunk.len() as u64;
-            self.crash("chunk write");
+            self.crash("chunk write").await;
             if number == 0 {
                 self.begin();
                 let offset = writer.persist().await.expect("persist");
                 let session = self.acked.sessions.get_mut(&key).expect("session");
                 (session.2, session.4) = (offset, true);
-                self.crash("persist");
+                self.crash("persist").await;
                 writer = self.engine.open_upload(name, &id).await.expect("reopen");
             }
         }
@@ -445,7 +449,7 @@ impl Harness {
         self.acked
             .blobs
             .insert((name.clone(), digest.clone()), content);
-        self.crash("chunked finish");
+        self.crash("chunked finish").await;
         digest
     }
 
@@ -470,7 +474,7 @@ impl Harness {
             let repo_tags = self.acked.tags.entry(name.clone()).or_default();
             repo_tags.insert(tag.clone(), digest.clone());
         }
-        self.crash("put_manifest");
+        self.crash("put_manifest").await;
         digest
     }
 }
@@ -498,7 +502,7 @@ async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
         .await
         .expect("write");
     writer.abandon().await.expect("abandon");
-    h.crash("abandoned monolithic upload");
+    h.crash("abandoned monolithic upload").await;
 
     h.begin();
     let layer_one = crate::sha256(b"layer one bytes");
@@ -511,7 +515,7 @@ async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
         (other.clone(), layer_one.clone()),
         b"layer one bytes".to_vec(),
     );
-    h.crash("mount_blob");
+    h.crash("mount_blob").await;
 
     let first = image_manifest(b"config", &[b"layer one bytes"], None);
     let first = h
@@ -528,7 +532,7 @@ async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
         .await
         .expect("delete tag");
     h.acked.tags.get_mut(&app).expect("tags").remove(&tag("v1"));
-    h.crash("delete tag");
+    h.crash("delete tag").await;
 
     h.begin();
     h.engine
@@ -538,7 +542,7 @@ async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
     let key = (app.clone(), first);
     h.acked.manifests.remove(&key);
     h.acked.deleted_manifests.insert(key);
-    h.crash("delete manifest");
+    h.crash("delete manifest").await;
 
     let scratch = h.push_monolithic(&app, b"scratch").await;
     h.begin();
@@ -549,7 +553,7 @@ async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
     let key = (app.clone(), scratch);
     h.acked.blobs.remove(&key);
     h.acked.unlinked_blobs.insert(key);
-    h.crash("delete blob");
+    h.crash("delete blob").await;
 
     // A session left open with a persisted first chunk and an unpersisted second one.
     h.begin();
@@ -557,7 +561,7 @@ async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
     h.acked
         .sessions
         .insert(id.to_string(), (other.clone(), id.clone(), 0, 0, false));
-    h.crash("start_upload");
+    h.crash("start_upload").await;
     let mut writer = h.engine.open_upload(&other, &id).await.expect("open");
     h.begin();
     writer
@@ -567,7 +571,7 @@ async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
     let offset = writer.persist().await.expect("persist");
     let session = h.acked.sessions.get_mut(&id.to_string()).expect("session");
     (session.2, session.3, session.4) = (offset, offset, true);
-    h.crash("write + persist");
+    h.crash("write + persist").await;
     let mut writer = h.engine.open_upload(&other, &id).await.expect("reopen");
     h.begin();
     writer
@@ -579,7 +583,7 @@ async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
         .get_mut(&id.to_string())
         .expect("session")
         .3 += 8;
-    h.crash("unpersisted write");
+    h.crash("unpersisted write").await;
     writer.abandon().await.expect("abandon");
 
     assert!(h.crash_points > 50, "{} crash points", h.crash_points);

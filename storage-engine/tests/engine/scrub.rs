@@ -55,7 +55,9 @@ fn scrub_finds_planted_damage_and_maps_it_to_images() {
         tagged_image(&engine, "fine", b"config-fine", b"layer that stays").await;
     });
     let options = ScrubOptions::new(2, None);
-    let clean = engine.scrub(&options, &|_, _| {}).expect("pass");
+    let clean = runtime
+        .block_on(engine.scrub(&options, &|_, _| {}))
+        .expect("pass");
     assert!(clean.damaged.is_empty(), "{:?}", clean.damaged);
     assert_eq!((clean.blobs_checked, clean.manifests_checked), (8, 4));
     assert!(clean.images.iter().all(|image| image.affected.is_none()));
@@ -69,7 +71,9 @@ fn scrub_finds_planted_damage_and_maps_it_to_images() {
     std::fs::write(&cut, b"layer").expect("truncate");
     std::fs::remove_file(blob_file(root, b"layer to delete")).expect("remove");
 
-    let report = engine.scrub(&options, &|_, _| {}).expect("pass");
+    let report = runtime
+        .block_on(engine.scrub(&options, &|_, _| {}))
+        .expect("pass");
     let damage_of = |name: &str| {
         report
             .images
@@ -91,7 +95,10 @@ fn scrub_finds_planted_damage_and_maps_it_to_images() {
     assert_eq!(damage_of("gone").map(|(_, d)| d), Some(Damage::Missing));
     assert_eq!(damage_of("fine"), None);
     assert_eq!(report.damaged.len(), 3);
-    let last = engine.last_scrub_report().expect("read").expect("stored");
+    let last = runtime
+        .block_on(engine.last_scrub_report())
+        .expect("read")
+        .expect("stored");
     let last: serde_json::Value = serde_json::from_slice(&last).expect("json");
     assert_eq!(last["damaged"].as_array().map(Vec::len), Some(3));
 }
@@ -112,7 +119,9 @@ fn a_cancelled_pass_stops_and_a_paced_pass_keeps_its_rate() {
     });
     let cancelled = ScrubOptions::new(1, None);
     cancelled.cancel.store(true, Ordering::Relaxed);
-    let report = engine.scrub(&cancelled, &|_, _| {}).expect("pass");
+    let report = runtime
+        .block_on(engine.scrub(&cancelled, &|_, _| {}))
+        .expect("pass");
     assert_eq!(report.blobs_checked, 8, "listed");
     let verified = engine
         .stats()
@@ -123,7 +132,9 @@ fn a_cancelled_pass_stops_and_a_paced_pass_keeps_its_rate() {
     // 512 KiB at 1 MiB/s: at least half a second (the pause comes after each blob).
     let started = Instant::now();
     let paced = ScrubOptions::new(2, Some(1024 * 1024));
-    engine.scrub(&paced, &|_, _| {}).expect("pass");
+    runtime
+        .block_on(engine.scrub(&paced, &|_, _| {}))
+        .expect("pass");
     assert!(
         started.elapsed().as_millis() >= 450,
         "{:?}",

@@ -9,25 +9,26 @@ use serde_json::json;
 use crate::{index_manifest, open, push_blob, repo, sha256, tag};
 
 /// fsck is clean, and the in-memory summaries (what listings read) equal the index's.
-fn assert_clean(engine: &Engine) {
-    crate::assert_clean(engine);
+async fn assert_clean(engine: &Engine) {
+    crate::assert_clean(engine).await;
     let mut listed = Vec::new();
     engine
         .visit_repo_metas(|name, meta| {
             listed.push((name, (*meta).clone()));
             true
         })
+        .await
         .expect("visit");
     for (name, meta) in &listed {
         assert_eq!(
-            engine.repo_meta(name).expect("read").as_ref(),
+            engine.repo_meta(name).await.expect("read").as_ref(),
             Some(meta),
             "{name}"
         );
     }
     let mut stored = Vec::new();
-    for name in engine.catalog(None, 10_000).expect("catalog") {
-        if let Some(meta) = engine.repo_meta(&name).expect("read") {
+    for name in engine.catalog(None, 10_000).await.expect("catalog") {
+        if let Some(meta) = engine.repo_meta(&name).await.expect("read") {
             stored.push((name, meta));
         }
     }
@@ -108,7 +109,7 @@ async fn records_follow_pushes_tags_and_deletes(kind: IoBackendKind) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = open(dir.path(), kind);
     assert!(
-        engine.search_ready().expect("ready"),
+        engine.search_ready().await.expect("ready"),
         "a new store needs no backfill"
     );
     let name = repo("app");
@@ -120,6 +121,7 @@ async fn records_follow_pushes_tags_and_deletes(kind: IoBackendKind) {
 
     let meta = engine
         .image_meta(&name, &old)
+        .await
         .expect("read")
         .expect("present");
     assert_eq!(meta.pushed_by.as_deref(), Some("alice"));
@@ -140,7 +142,11 @@ async fn records_follow_pushes_tags_and_deletes(kind: IoBackendKind) {
         "d"
     );
 
-    let summary = engine.repo_meta(&name).expect("read").expect("summary");
+    let summary = engine
+        .repo_meta(&name)
+        .await
+        .expect("read")
+        .expect("summary");
     assert_eq!(summary.tags, 2);
     let newest = summary.newest.as_ref().expect("newest");
     assert_eq!(
@@ -158,6 +164,7 @@ async fn records_follow_pushes_tags_and_deletes(kind: IoBackendKind) {
     let manifests = old_size as usize
         + engine
             .image_meta(&name, &new)
+            .await
             .unwrap()
             .unwrap()
             .manifest_size as usize;
@@ -167,15 +174,15 @@ async fn records_follow_pushes_tags_and_deletes(kind: IoBackendKind) {
         "each blob counted once"
     );
 
-    let holders = engine.containing(&sha256(base)).expect("containing");
+    let holders = engine.containing(&sha256(base)).await.expect("containing");
     assert_eq!(holders.len(), 2);
     assert!(holders
         .iter()
         .all(|h| h.role == DigestRole::Layer && h.repo == name));
-    let itself = engine.containing(&old).expect("containing");
+    let itself = engine.containing(&old).await.expect("containing");
     assert_eq!(itself.len(), 1);
     assert_eq!(itself[0].role, DigestRole::Manifest);
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 
     // A cosign signature tag is not an image of the repository.
     let signature_tag = format!("sha256-{}.sig", new.hex());
@@ -188,38 +195,58 @@ async fn records_follow_pushes_tags_and_deletes(kind: IoBackendKind) {
         &[b"signature payload"],
     )
     .await;
-    let summary = engine.repo_meta(&name).expect("read").expect("summary");
+    let summary = engine
+        .repo_meta(&name)
+        .await
+        .expect("read")
+        .expect("summary");
     assert_eq!(summary.tags, 2, "the signature tag is no image");
     assert_eq!(summary.newest.as_ref().unwrap().tag, "v2");
-    assert_clean(&engine);
+    assert_clean(&engine).await;
 
     // Moving tags away moves the newest image; the last image tag gone, no summary.
     engine
         .delete_manifest(&name, &Reference::Tag(tag("v2")))
         .await
         .expect("untag");
-    let summary = engine.repo_meta(&name).expect("read").expect("summary");
+    let summary = engine
+        .repo_meta(&name)
+        .await
+        .expect("read")
+        .expect("summary");
     assert_eq!(summary.newest.as_ref().unwrap().tag, "v1");
     assert_eq!(summary.tags, 1);
-    assert_clean(&engine);
+    assert_clean(&engine).await;
     engine
         .delete_manifest(&name, &Reference::Digest(old.clone()))
         .await
         .expect("delete");
-    assert!(engine.image_meta(&name, &old).expect("read").is_none());
+    assert!(engine
+        .image_meta(&name, &old)
+        .await
+        .expect("read")
+        .is_none());
     assert!(
-        engine.repo_meta(&name).expect("read").is_none(),
+        engine.repo_meta(&name).await.expect("read").is_none(),
         "no image tag left"
     );
     assert_eq!(
-        engine.containing(&sha256(base)).expect("containing").len(),
+        engine
+            .containing(&sha256(base))
+            .await
+            .expect("containing")
+            .len(),
         1,
         "v2's manifest still holds it"
     );
-    assert!(engine.containing(&old).expect("containing").is_empty());
-    assert_clean(&engine);
+    assert!(engine
+        .containing(&old)
+        .await
+        .expect("containing")
+        .is_empty());
+    assert_clean(&engine).await;
     drop(engine);
-    assert_clean(&open(dir.path(), kind));
+    assert_clean(&open(dir.path(), kind)).await;
 }
 
 async fn an_index_summarises_its_children(kind: IoBackendKind) {
@@ -231,7 +258,7 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
     let (amd_digest, amd_size) = push(&engine, "multi", BY_DIGEST, &amd, &[b"amd layer"]).await;
     let (arm_digest, arm_size) = push(&engine, "multi", BY_DIGEST, &arm, &[b"arm layer"]).await;
     assert!(
-        engine.repo_meta(&name).expect("read").is_none(),
+        engine.repo_meta(&name).await.expect("read").is_none(),
         "untagged images are no summary"
     );
     let index = index_manifest(&[(&amd_digest, amd_size), (&arm_digest, arm_size)]);
@@ -246,7 +273,11 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
         .await
         .expect("put index")
         .digest;
-    let summary = engine.repo_meta(&name).expect("read").expect("summary");
+    let summary = engine
+        .repo_meta(&name)
+        .await
+        .expect("read")
+        .expect("summary");
     let newest = summary.newest.expect("newest");
     assert_eq!(newest.digest, index_digest.to_string());
     assert_eq!(
@@ -256,13 +287,13 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
     );
     let arches: Vec<_> = summary.platforms.iter().map(|p| p.arch.as_str()).collect();
     assert_eq!(arches, vec!["amd64", "arm64"]);
-    let children = engine.containing(&amd_digest).expect("containing");
+    let children = engine.containing(&amd_digest).await.expect("containing");
     assert!(children
         .iter()
         .any(|c| c.role == DigestRole::Child && c.manifest == index_digest));
     // The tagged family: a child's layer names the index's tag with that child only; the
     // index's own digest names the whole image.
-    let tagged = |digest: &berth_storage::oci::Digest| {
+    let tagged = async |digest: &berth_storage::oci::Digest| {
         let mut found = Vec::new();
         engine
             .visit_tagged(digest, |t| {
@@ -275,12 +306,13 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
                 ));
                 true
             })
+            .await
             .expect("visit");
         found
     };
     let amd_layer = sha256(b"amd layer");
     assert_eq!(
-        tagged(&amd_layer),
+        tagged(&amd_layer).await,
         vec![(
             "multi".into(),
             "latest".into(),
@@ -290,7 +322,7 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
         )]
     );
     assert_eq!(
-        tagged(&index_digest),
+        tagged(&index_digest).await,
         vec![(
             "multi".into(),
             "latest".into(),
@@ -302,6 +334,7 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
     // A second tag on the arm image alone is a whole image of its own.
     let arm_bytes = engine
         .get_manifest(&name, &Reference::Digest(arm_digest.clone()))
+        .await
         .expect("get")
         .expect("stored")
         .bytes;
@@ -317,7 +350,7 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
         .expect("tag arm");
     let arm_config = sha256(&arm);
     assert_eq!(
-        tagged(&arm_config),
+        tagged(&arm_config).await,
         vec![
             (
                 "multi".into(),
@@ -339,10 +372,10 @@ async fn an_index_summarises_its_children(kind: IoBackendKind) {
         .delete_manifest(&name, &Reference::Tag(tag("latest")))
         .await
         .expect("untag");
-    assert!(tagged(&index_digest).is_empty(), "untagged: gone");
-    assert_eq!(tagged(&amd_layer), vec![]);
-    assert_eq!(tagged(&arm_config).len(), 1);
-    assert_clean(&engine);
+    assert!(tagged(&index_digest).await.is_empty(), "untagged: gone");
+    assert_eq!(tagged(&amd_layer).await, vec![]);
+    assert_eq!(tagged(&arm_config).await.len(), 1);
+    assert_clean(&engine).await;
 }
 
 async fn stars_and_bookmarks_are_per_user_and_counted(kind: IoBackendKind) {
@@ -361,30 +394,38 @@ async fn stars_and_bookmarks_are_per_user_and_counted(kind: IoBackendKind) {
         .toggle_pref("bob", &name, Pref::Bookmark)
         .await
         .expect("toggle"));
-    assert_eq!(engine.star_count(&name).expect("count"), 2);
+    assert_eq!(engine.star_count(&name).await.expect("count"), 2);
     assert!(!engine
         .toggle_pref("alice", &name, Pref::Star)
         .await
         .expect("toggle"));
-    assert_eq!(engine.star_count(&name).expect("count"), 1);
+    assert_eq!(engine.star_count(&name).await.expect("count"), 1);
     assert!(engine
         .prefs_of("alice", Pref::Star)
+        .await
         .expect("prefs")
         .is_empty());
     assert_eq!(
-        engine.prefs_of("bob", Pref::Star).expect("prefs"),
+        engine.prefs_of("bob", Pref::Star).await.expect("prefs"),
         vec![name.clone()]
     );
     assert_eq!(
-        engine.prefs_of("bob", Pref::Bookmark).expect("prefs"),
+        engine.prefs_of("bob", Pref::Bookmark).await.expect("prefs"),
         vec![name.clone()]
     );
     // A user whose name extends another's sees only their own.
-    assert!(engine.prefs_of("bo", Pref::Star).expect("prefs").is_empty());
-    assert!(engine.has_pref("bob", &name, Pref::Bookmark).expect("has"));
+    assert!(engine
+        .prefs_of("bo", Pref::Star)
+        .await
+        .expect("prefs")
+        .is_empty());
+    assert!(engine
+        .has_pref("bob", &name, Pref::Bookmark)
+        .await
+        .expect("has"));
     drop(engine);
     let engine = open(dir.path(), kind);
-    assert_eq!(engine.star_count(&name).expect("count"), 1, "durable");
+    assert_eq!(engine.star_count(&name).await.expect("count"), 1, "durable");
 }
 
 crate::backend_tests!(
@@ -414,6 +455,7 @@ fn a_config_imported_after_its_mirrored_manifest_fills_the_record() {
             .expect("mirrored");
         let before = engine
             .image_meta(&name, &digest)
+            .await
             .expect("read")
             .expect("record");
         assert!(before.config_unread(), "no config yet");
@@ -427,12 +469,17 @@ fn a_config_imported_after_its_mirrored_manifest_fills_the_record() {
             .expect("commit");
         let after = engine
             .image_meta(&name, &digest)
+            .await
             .expect("read")
             .expect("record");
         assert!(!after.config_unread());
         let platform = after.config.unwrap().platform.unwrap();
         assert_eq!(platform.arch, "arm64");
-        let summary = engine.repo_meta(&name).expect("read").expect("summary");
+        let summary = engine
+            .repo_meta(&name)
+            .await
+            .expect("read")
+            .expect("summary");
         assert_eq!(
             summary.newest.unwrap().updated_ns,
             Some(1_714_867_200_000_000_000)
@@ -510,6 +557,7 @@ fn incremental_summaries_equal_full_recomputation() {
                     let digest = pushed[next(pushed.len() as u64) as usize].clone();
                     let stored = engine
                         .get_manifest(&name, &Reference::Digest(digest))
+                        .await
                         .expect("get");
                     if let Some(stored) = stored {
                         engine
@@ -537,10 +585,10 @@ fn incremental_summaries_equal_full_recomputation() {
                 }
                 _ => {}
             }
-            let report = engine.fsck().expect("fsck");
+            let report = engine.fsck().await.expect("fsck");
             assert!(report.is_clean(), "round {round}: {:?}", report.problems);
         }
         assert!(indexes >= 5, "the churn tags indexes too ({indexes})");
     });
-    assert_clean(&engine);
+    runtime.block_on(assert_clean(&engine));
 }

@@ -54,7 +54,7 @@ async fn push_image(
     (outcome.digest, size)
 }
 
-fn holders(engine: &Engine, digest: &Digest) -> Vec<(String, String, String, bool)> {
+async fn holders(engine: &Engine, digest: &Digest) -> Vec<(String, String, String, bool)> {
     let mut found = Vec::new();
     engine
         .visit_tagged(digest, |t| {
@@ -67,6 +67,7 @@ fn holders(engine: &Engine, digest: &Digest) -> Vec<(String, String, String, boo
             found.push(at);
             true
         })
+        .await
         .expect("visit");
     found
 }
@@ -116,7 +117,10 @@ fn a_store_filled_before_the_tagged_family_is_filled_again() {
             .await
             .expect("put index")
             .digest;
-        let found = (holders(&engine, &sha256(base)), holders(&engine, &index));
+        let found = (
+            holders(&engine, &sha256(base)).await,
+            holders(&engine, &index).await,
+        );
         (index, found.0, found.1)
     });
     // The base layer: the index's child (not whole) and the image (whole).
@@ -125,16 +129,22 @@ fn a_store_filled_before_the_tagged_family_is_filled_again() {
     forget_tagged(dir.path());
     let engine = open(dir.path(), IoBackendKind::Threads);
     assert!(
-        !engine.search_ready().expect("ready"),
+        !runtime.block_on(engine.search_ready()).expect("ready"),
         "the old marker is not this version's"
     );
-    assert!(holders(&engine, &sha256(base)).is_empty());
-    let done = engine
-        .search_backfill(&AtomicBool::new(false), |_| {})
+    assert!(runtime.block_on(holders(&engine, &sha256(base))).is_empty());
+    let done = runtime
+        .block_on(engine.search_backfill(&AtomicBool::new(false), |_| {}))
         .expect("backfill");
     assert!(done);
-    assert!(engine.search_ready().expect("ready"));
-    assert_eq!(holders(&engine, &sha256(base)), expected_base);
-    assert_eq!(holders(&engine, &index_digest), expected_index);
-    crate::assert_clean(&engine);
+    assert!(runtime.block_on(engine.search_ready()).expect("ready"));
+    assert_eq!(
+        runtime.block_on(holders(&engine, &sha256(base))),
+        expected_base
+    );
+    assert_eq!(
+        runtime.block_on(holders(&engine, &index_digest)),
+        expected_index
+    );
+    runtime.block_on(crate::assert_clean(&engine));
 }

@@ -1,22 +1,13 @@
 //! Login sessions (the web UI's): durable across a reopen, invisible once expired or ended,
 //! found only by their exact token, refused by a read-only engine, and created on a store
 //! written before their family existed.
-use std::future::Future;
 use std::time::Duration;
 
 use berth_storage::{Engine, EngineOptions, IoBackendKind};
 
-use crate::{assert_clean, open};
+use crate::{assert_clean, block_on, open};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn block_on<T>(future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(future)
-}
 
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -50,9 +41,12 @@ fn a_session_survives_a_reopen() {
     assert!((before + 3600..=now_unix() + 3600).contains(&created.expires_unix));
 
     let engine = open(dir.path(), IoBackendKind::Threads);
-    assert_eq!(engine.session(&token).expect("lookup"), Some(created));
-    assert_clean(&engine);
-    let report = engine.fsck().expect("fsck");
+    assert_eq!(
+        block_on(engine.session(&token)).expect("lookup"),
+        Some(created)
+    );
+    block_on(assert_clean(&engine));
+    let report = block_on(engine.fsck()).expect("fsck");
     assert!(
         !report.info.iter().any(|line| line.0.contains("login")),
         "{:?}",
@@ -71,7 +65,7 @@ fn tokens_are_distinct_and_found_only_exactly() {
     assert_ne!(first, second);
     assert_ne!(first_session.csrf, second_session.csrf);
     assert_eq!(
-        engine.session(&second).expect("lookup"),
+        block_on(engine.session(&second)).expect("lookup"),
         Some(second_session)
     );
 
@@ -87,14 +81,18 @@ fn tokens_are_distinct_and_found_only_exactly() {
         String::new(),
         "not a token".to_owned(),
     ] {
-        assert_eq!(engine.session(&wrong).expect("lookup"), None, "{wrong:?}");
+        assert_eq!(
+            block_on(engine.session(&wrong)).expect("lookup"),
+            None,
+            "{wrong:?}"
+        );
         assert!(
             !block_on(engine.end_session(&wrong)).expect("end"),
             "{wrong:?}"
         );
     }
     assert_eq!(
-        engine.session(&first).expect("lookup"),
+        block_on(engine.session(&first)).expect("lookup"),
         Some(first_session),
         "wrong tokens ended nothing"
     );
@@ -108,16 +106,23 @@ fn an_ended_session_is_gone() {
     let (kept, kept_session) =
         block_on(engine.create_session("bob", HOUR)).expect("create session");
     assert!(block_on(engine.end_session(&token)).expect("end"));
-    assert_eq!(engine.session(&token).expect("lookup"), None);
+    assert_eq!(block_on(engine.session(&token)).expect("lookup"), None);
     assert!(!block_on(engine.end_session(&token)).expect("end again"));
     assert_eq!(
-        engine.session(&kept).expect("lookup"),
+        block_on(engine.session(&kept)).expect("lookup"),
         Some(kept_session.clone())
     );
     drop(engine);
     let engine = open(dir.path(), IoBackendKind::Threads);
-    assert_eq!(engine.session(&token).expect("lookup"), None, "durable");
-    assert_eq!(engine.session(&kept).expect("lookup"), Some(kept_session));
+    assert_eq!(
+        block_on(engine.session(&token)).expect("lookup"),
+        None,
+        "durable"
+    );
+    assert_eq!(
+        block_on(engine.session(&kept)).expect("lookup"),
+        Some(kept_session)
+    );
 }
 
 #[test]
@@ -134,9 +139,9 @@ fn expired_sessions_are_not_returned_and_are_pruned() {
     let (live, live_session) =
         block_on(engine.create_session("carol", HOUR)).expect("create session");
     for token in &expired {
-        assert_eq!(engine.session(token).expect("lookup"), None);
+        assert_eq!(block_on(engine.session(token)).expect("lookup"), None);
     }
-    let report = engine.fsck().expect("fsck");
+    let report = block_on(engine.fsck()).expect("fsck");
     assert!(report.is_clean(), "{:?}", report.problems);
     assert!(
         report
@@ -152,8 +157,11 @@ fn expired_sessions_are_not_returned_and_are_pruned() {
     for token in &expired {
         assert!(!block_on(engine.end_session(token)).expect("end"), "pruned");
     }
-    assert_eq!(engine.session(&live).expect("lookup"), Some(live_session));
-    let report = engine.fsck().expect("fsck");
+    assert_eq!(
+        block_on(engine.session(&live)).expect("lookup"),
+        Some(live_session)
+    );
+    let report = block_on(engine.fsck()).expect("fsck");
     assert!(
         !report.info.iter().any(|line| line.0.contains("login")),
         "{:?}",
@@ -174,14 +182,17 @@ fn a_read_only_engine_reads_sessions_and_writes_none() {
     })
     .expect("read-only open");
     assert_eq!(
-        reader.session(&token).expect("lookup"),
+        block_on(reader.session(&token)).expect("lookup"),
         Some(session.clone())
     );
     assert!(block_on(reader.create_session("frank", HOUR)).is_err());
     assert!(block_on(reader.end_session(&token)).is_err());
     assert!(block_on(reader.prune_sessions()).is_err());
     drop(reader);
-    assert_eq!(engine.session(&token).expect("lookup"), Some(session));
+    assert_eq!(
+        block_on(engine.session(&token)).expect("lookup"),
+        Some(session)
+    );
     assert!(
         block_on(engine.end_session(&expired)).expect("end"),
         "not pruned"
@@ -215,9 +226,12 @@ fn a_store_from_before_sessions_gets_the_family_at_open() {
     );
     let engine = open(dir.path(), IoBackendKind::Threads);
     let (token, session) = block_on(engine.create_session("grace", HOUR)).expect("create");
-    assert_eq!(engine.session(&token).expect("lookup"), Some(session));
-    assert_clean(&engine);
+    assert_eq!(
+        block_on(engine.session(&token)).expect("lookup"),
+        Some(session)
+    );
+    block_on(assert_clean(&engine));
     drop(engine);
     let reader = Engine::open_read_only(options).expect("read-only open after the daemon's");
-    assert!(reader.fsck().expect("fsck").is_clean());
+    assert!(block_on(reader.fsck()).expect("fsck").is_clean());
 }

@@ -27,7 +27,7 @@ fn a_login_in_flight_survives_a_reopen_and_is_taken_once() {
             .expect("put");
     }
     let engine = open(dir.path(), IoBackendKind::Threads);
-    assert_clean(&engine);
+    runtime.block_on(assert_clean(&engine));
     assert_eq!(
         runtime
             .block_on(engine.take_sso_login("state-2"))
@@ -101,7 +101,7 @@ fn an_expired_login_is_never_returned_and_is_pruned() {
             .expect("take"),
         None
     );
-    let report = engine.fsck().expect("fsck");
+    let report = runtime.block_on(engine.fsck()).expect("fsck");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(
         report

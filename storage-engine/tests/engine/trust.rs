@@ -8,15 +8,7 @@ use berth_storage::trust::{
 };
 use berth_storage::{Engine, IoBackendKind};
 
-use crate::{assert_clean, image_manifest, open, push_blob, repo, sha256};
-
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(future)
-}
+use crate::{assert_clean, block_on, image_manifest, open, push_blob, repo, sha256};
 
 fn key(id: &str) -> TrustMaterial {
     TrustMaterial {
@@ -103,9 +95,12 @@ fn the_store_and_verdicts_survive_a_reopen_and_changes_raise_the_generation() {
     let name = repo("signed/app");
     let (image, cosign, notation) = block_on(async {
         let engine = open(dir.path(), IoBackendKind::Threads);
-        assert_eq!(engine.trust_store().unwrap(), (0, vec![]));
+        assert_eq!(engine.trust_store().await.unwrap(), (0, vec![]));
         let (image, cosign, notation) = signed_image(&engine).await;
-        let found = engine.signature_manifests().expect("signature manifests");
+        let found = engine
+            .signature_manifests()
+            .await
+            .expect("signature manifests");
         let mut expected = vec![
             SignatureManifest {
                 repo: name.clone(),
@@ -138,6 +133,7 @@ fn the_store_and_verdicts_survive_a_reopen_and_changes_raise_the_generation() {
         assert_eq!(again, None);
         let stored = engine
             .signature_verdict(&name, &expected[0].digest)
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -155,13 +151,13 @@ fn the_store_and_verdicts_survive_a_reopen_and_changes_raise_the_generation() {
             )
             .await
             .expect("verdicts");
-        assert_clean(&engine);
+        assert_clean(&engine).await;
         (image, cosign, notation)
     });
     let engine = open(dir.path(), IoBackendKind::Threads);
-    let (generation, materials) = engine.trust_store().unwrap();
+    let (generation, materials) = block_on(engine.trust_store()).unwrap();
     assert_eq!((generation, materials), (1, vec![key("sha256:aa")]));
-    let verdicts = engine.signature_verdicts().unwrap();
+    let verdicts = block_on(engine.signature_verdicts()).unwrap();
     assert_eq!(verdicts.len(), 2);
     assert_eq!(
         verdicts[&(name.clone(), cosign.clone())].subject,
@@ -194,12 +190,13 @@ fn the_store_and_verdicts_survive_a_reopen_and_changes_raise_the_generation() {
             .await
             .unwrap();
     });
-    assert_eq!(engine.trust_store().unwrap(), (2, vec![]));
-    assert!(engine
-        .signature_verdict(&name, &notation)
+    assert_eq!(block_on(engine.trust_store()).unwrap(), (2, vec![]));
+    assert!(block_on(engine.signature_verdict(&name, &notation))
         .unwrap()
         .is_none());
-    assert!(engine.signature_verdict(&name, &cosign).unwrap().is_some());
+    assert!(block_on(engine.signature_verdict(&name, &cosign))
+        .unwrap()
+        .is_some());
     drop(engine);
 
     let read_only = Engine::open_read_only(berth_storage::EngineOptions {
@@ -210,7 +207,7 @@ fn the_store_and_verdicts_survive_a_reopen_and_changes_raise_the_generation() {
     .expect("read-only open");
     let refused = block_on(read_only.change_trust(&TrustChange::Add(key("sha256:bb")), vec![]));
     assert!(refused.is_err(), "a read-only engine refuses trust changes");
-    assert_eq!(read_only.trust_store().unwrap().1, vec![]);
+    assert_eq!(block_on(read_only.trust_store()).unwrap().1, vec![]);
 }
 
 #[test]

@@ -115,7 +115,7 @@ async fn config_labels(
     repo: &RepoName,
     digest: &Digest,
 ) -> Option<BTreeSet<String>> {
-    let size = engine.stat_blob(repo, digest).ok()??;
+    let size = engine.stat_blob(repo, digest).await.ok()??;
     if size > CONFIG_MAX_BYTES {
         return None;
     }

@@ -47,11 +47,11 @@ async fn scrape(ctx: &Ctx) -> Response<Body> {
     let trust = ctx.trust.clone();
     let auth = ctx.auth.clone();
     let scraped = tokio::task::spawn_blocking(move || {
-        let usage = engine.usage()?;
+        let reads = crate::runtime::blocking::block_on(super::IndexReads::of(&engine))?;
         Ok::<_, berth_storage::StorageError>(super::scrape(
             &metrics,
             &engine,
-            &usage,
+            &reads,
             &namespace,
             sync.as_deref(),
             trust.as_deref(),

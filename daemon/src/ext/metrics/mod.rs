@@ -31,7 +31,7 @@ use berth_storage::stats::{Histogram, HistogramSnapshot};
 use hyper::Method;
 
 pub use endpoint::MetricsExt;
-pub use scrape::scrape;
+pub use scrape::{scrape, IndexReads};
 
 /// zot's buckets for `zot_http_method_latency_seconds`.
 pub const METHOD_LATENCY_BUCKETS: &[f64] = &[0.05, 0.5, 1.0, 5.0, 30.0, 60.0, 600.0];

@@ -6,7 +6,7 @@
 //! (sync, scheduler), so dashboards and alerts can be checked against a fresh daemon.
 
 use berth_storage::stats::ring_snapshots;
-use berth_storage::{Engine, UsageSnapshot};
+use berth_storage::{Engine, IndexStats, UsageSnapshot};
 
 use super::expose::{Exposition, Kind};
 use super::{process, Metrics, METHODS};
@@ -14,17 +14,36 @@ use crate::ext::sync::ondemand::OnDemand;
 use crate::ext::sync::registry::Registry;
 use crate::ext::sync::upstream_stats::UpstreamStats;
 
-/// Writes the whole exposition. `usage` comes from [`Engine::usage`] (blocking; the caller
-/// runs it on a blocking pool). `namespace` prefixes zot's families (`zot` or `berth`).
+/// What a scrape reads from the engine's index before it writes anything (the caller reads
+/// it on a blocking pool: usage scans the repositories changed since the last scrape).
+pub struct IndexReads {
+    /// [`Engine::usage`].
+    pub usage: UsageSnapshot,
+    /// [`Engine::index_stats`].
+    pub index: IndexStats,
+}
+
+impl IndexReads {
+    pub async fn of(engine: &Engine) -> Result<IndexReads, berth_storage::StorageError> {
+        Ok(IndexReads {
+            usage: engine.usage().await?,
+            index: engine.index_stats().await,
+        })
+    }
+}
+
+/// Writes the whole exposition from `reads` and the in-memory counters. `namespace` prefixes
+/// zot's families (`zot` or `berth`).
 pub fn scrape(
     metrics: &Metrics,
     engine: &Engine,
-    usage: &UsageSnapshot,
+    reads: &IndexReads,
     namespace: &str,
     sync: Option<&OnDemand>,
     trust: Option<&crate::ext::trust::Trust>,
     auth: Option<&crate::auth::htpasswd::Authenticator>,
 ) -> String {
+    let (usage, index) = (&reads.usage, &reads.index);
     let totals = metrics.totals();
     let mut out = Exposition::with_capacity(16 * 1024 + totals.repos.len() * 600);
     let ns = |name: &str| format!("{namespace}_{name}");
@@ -193,7 +212,6 @@ pub fn scrape(
         out.family(name, Kind::Gauge, help);
         out.count(name, &[], value);
     }
-    let index = engine.index_stats();
     let gauges = [
         (
             "berth_index_sst_bytes",

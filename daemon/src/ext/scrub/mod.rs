@@ -90,9 +90,11 @@ impl Extension for ScrubExt {
 /// `GET /v2/_zot/ext/scrub`: the last scrub pass's report (daemon or `berth scrub`), as
 /// `{"lastPass": REPORT}`, `{"lastPass": null}` before the first pass.
 async fn report(engine: Arc<Engine>) -> Result<hyper::Response<crate::api::body::Body>, ApiError> {
-    let report = tokio::task::spawn_blocking(move || engine.last_scrub_report())
-        .await
-        .map_err(|error| ApiError::Internal(error.to_string()))??;
+    let report = tokio::task::spawn_blocking(move || {
+        crate::runtime::blocking::block_on(engine.last_scrub_report())
+    })
+    .await
+    .map_err(|error| ApiError::Internal(error.to_string()))??;
     let last = match report {
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|error| ApiError::Internal(format!("stored scrub report: {error}")))?,
@@ -133,7 +135,7 @@ pub fn spawn_periodic(
 /// One pass: logged, and recorded as the engine's last scrub pass.
 fn run_pass(engine: &Engine, options: &ScrubOptions) {
     let started = std::time::Instant::now();
-    let result = engine.scrub(options, &|_, _| {});
+    let result = crate::runtime::blocking::block_on(engine.scrub(options, &|_, _| {}));
     let outcome = match &result {
         Ok(report) => Ok(pass_summary(report)),
         Err(error) => Err(error.to_string()),

@@ -34,7 +34,7 @@ pub fn run_offline(path: &Path) -> anyhow::Result<ExitCode> {
             bar.set_position(done);
         }
     };
-    let report = engine.scrub(&options, &progress)?;
+    let report = crate::runtime::blocking::block_on(engine.scrub(&options, &progress))?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

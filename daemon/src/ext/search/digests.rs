@@ -21,20 +21,21 @@ use super::view::{internal, Listed, View};
 
 /// Streams every tagged image whose manifest, config or a layer is `digest` (or that lists
 /// it as a child) into `pager`.
-pub fn scan(view: &View, digest: &Digest, pager: &mut Pager<'_>) -> Result<(), String> {
+pub async fn scan(view: &View, digest: &Digest, pager: &mut Pager<'_>) -> Result<(), String> {
     view.engine
         .visit_tagged(digest, |entry| {
             pager.add(&entry);
             true
         })
+        .await
         .map_err(internal)
 }
 
 /// Tagged images whose manifest (or an index child, config or layer) contains `id` as a
 /// substring (zot's match for anything that is not a whole digest).
-pub fn images_containing(view: &View, id: &str) -> Result<Vec<Listed>, String> {
+pub async fn images_containing(view: &View, id: &str) -> Result<Vec<Listed>, String> {
     let mut images = Vec::new();
-    for mut listed in view.all_images(|_| true)? {
+    for mut listed in view.all_images(|_| true).await? {
         if listed.meta.index && listed.digest.to_string() == id {
             images.push(listed);
             continue;
@@ -54,16 +55,27 @@ pub fn images_containing(view: &View, id: &str) -> Result<Vec<Listed>, String> {
     Ok(images)
 }
 
-pub fn image_list_for_digest(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+pub async fn image_list_for_digest(
+    view: &View,
+    args: &ObjectAccessor<'_>,
+) -> Result<Value, String> {
     let id = string_arg(args, "id");
     let page = Page::from_args(args);
     match id.parse::<Digest>() {
         Ok(digest) => {
             let mut pager = Pager::new(view, page, Sort::Relevance)?;
-            scan(view, &digest, &mut pager)?;
-            pager.finish()
+            scan(view, &digest, &mut pager).await?;
+            pager.finish().await
         }
-        Err(_) => images_page(view, images_containing(view, id)?, page, Sort::Relevance),
+        Err(_) => {
+            images_page(
+                view,
+                images_containing(view, id).await?,
+                page,
+                Sort::Relevance,
+            )
+            .await
+        }
     }
 }
 
@@ -79,7 +91,7 @@ pub enum Relation {
 type Holder = ((String, String, String), TaggedFacts);
 
 /// The tagged manifests related to one searched manifest with `layers`.
-fn related_to(
+async fn related_to(
     view: &View,
     layers: &BTreeSet<String>,
     relation: Relation,
@@ -102,6 +114,7 @@ fn related_to(
                 }
                 true
             })
+            .await
             .map_err(internal)?;
     }
     if layers.len() > 1 {
@@ -123,7 +136,7 @@ fn related_to(
     Ok(())
 }
 
-pub fn related(
+pub async fn related(
     view: &View,
     args: &ObjectAccessor<'_>,
     relation: Relation,
@@ -132,12 +145,17 @@ pub fn related(
     let name = repo
         .parse::<RepoName>()
         .map_err(|_| "repository not found".to_owned())?;
-    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
+    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).await.map_err(internal)? {
         return Err("repository not found".into());
     }
-    let entry = view.tags(&name)?.iter().find(|e| e.tag == tag).cloned();
+    let entry = view
+        .tags(&name)
+        .await?
+        .iter()
+        .find(|e| e.tag == tag)
+        .cloned();
     let mut searched = match entry {
-        Some(entry) => view.listed(&name, &entry)?,
+        Some(entry) => view.listed(&name, &entry).await?,
         None => None,
     }
     .ok_or_else(|| format!("can't find image: {repo}:{tag}"))?;
@@ -146,7 +164,8 @@ pub fn related(
             .parse()
             .map_err(|_| format!("image meta not found for digest {text}"))?;
         let meta = view
-            .image(&name, &digest)?
+            .image(&name, &digest)
+            .await?
             .ok_or_else(|| format!("image meta not found for digest {text}"))?;
         searched.manifests = vec![(digest, meta)];
     }
@@ -181,13 +200,14 @@ pub fn related(
                     }
                     true
                 })
+                .await
                 .map_err(internal)?;
-            return pager.finish();
+            return pager.finish().await;
         }
     }
     let mut found = Vec::new();
     for layers in &layer_sets {
-        related_to(view, layers, relation, &mut pager, &mut found)?;
+        related_to(view, layers, relation, &mut pager, &mut found).await?;
     }
     found.retain(|((_, _, manifest), _)| !excluded.contains(manifest));
     if layer_sets.len() > 1 {
@@ -202,5 +222,5 @@ pub fn related(
             facts: *facts,
         });
     }
-    pager.finish()
+    pager.finish().await
 }

@@ -75,16 +75,16 @@ impl Hit {
     }
 
     /// The image with its records (`None` when its tag moved or went away meanwhile).
-    fn listed(&self, view: &View) -> Result<Option<Listed>, String> {
+    async fn listed(&self, view: &View) -> Result<Option<Listed>, String> {
         let repo: RepoName = self
             .repo()
             .parse()
             .map_err(|_| "internal error".to_owned())?;
-        let tags = view.tags(&repo)?;
+        let tags = view.tags(&repo).await?;
         let Some(entry) = tags.iter().find(|entry| entry.tag == self.tag()) else {
             return Ok(None);
         };
-        let Some(mut listed) = view.listed(&repo, entry)? else {
+        let Some(mut listed) = view.listed(&repo, entry).await? else {
             return Ok(None);
         };
         if self.whole.is_some() {
@@ -284,12 +284,18 @@ impl<'a> Pager<'a> {
     }
 
     /// The `PaginatedImagesResult`: the page's records read, its summaries built.
-    pub fn finish(mut self) -> Result<Value, String> {
+    pub async fn finish(mut self) -> Result<Value, String> {
         self.close();
         let (view, total) = (self.view, self.total);
         let page: Vec<Hit> = match self.keep {
             Keep::All(hits) if self.sort == Sort::Downloads => {
-                return images_page(view, listed_all(view, &hits)?, self.page, self.default);
+                return images_page(
+                    view,
+                    listed_all(view, &hits).await?,
+                    self.page,
+                    self.default,
+                )
+                .await;
             }
             Keep::All(mut hits) => {
                 if self.sort == Sort::AlphabeticDsc {
@@ -310,8 +316,8 @@ impl<'a> Pager<'a> {
         };
         let mut results = Vec::with_capacity(page.len());
         for hit in &page {
-            if let Some(listed) = hit.listed(view)? {
-                results.push(image_summary(view, &listed, SummaryOptions::default())?);
+            if let Some(listed) = hit.listed(view).await? {
+                results.push(image_summary(view, &listed, SummaryOptions::default()).await?);
             }
         }
         let info = json!({"TotalCount": total, "ItemCount": results.len()});
@@ -320,10 +326,10 @@ impl<'a> Pager<'a> {
 }
 
 /// Every hit with its records (for a filter or a sort that needs them).
-pub fn listed_all(view: &View, hits: &[Hit]) -> Result<Vec<Listed>, String> {
+pub async fn listed_all(view: &View, hits: &[Hit]) -> Result<Vec<Listed>, String> {
     let mut images = Vec::with_capacity(hits.len());
     for hit in hits {
-        images.extend(hit.listed(view)?);
+        images.extend(hit.listed(view).await?);
     }
     Ok(images)
 }

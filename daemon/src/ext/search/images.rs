@@ -232,7 +232,7 @@ pub struct ShownSignature {
 
 /// The layers of signature manifest `signature` of `repo` from its stored verdict, or one
 /// untrusted entry of `tool` while it is not judged.
-fn signature_layers(
+async fn signature_layers(
     engine: &Engine,
     repo: &RepoName,
     signature: &Digest,
@@ -240,7 +240,7 @@ fn signature_layers(
     now_unix: i64,
     found: &mut Vec<ShownSignature>,
 ) -> Result<(), StorageError> {
-    match engine.signature_verdict(repo, signature)? {
+    match engine.signature_verdict(repo, signature).await? {
         Some(record) if !record.layers.is_empty() => {
             for layer in record.layers {
                 let trusted = layer.trusted_at(now_unix);
@@ -269,7 +269,7 @@ fn signature_layers(
 
 /// The signatures of `digest` in `repo` (whose tags are `tags`): cosign signature tags and
 /// signature referrers, one entry per signature layer, with their stored verdicts.
-pub fn shown_signatures(
+pub async fn shown_signatures(
     engine: &Engine,
     tags: &[TagEntry],
     repo: &RepoName,
@@ -280,22 +280,28 @@ pub fn shown_signatures(
     let mut found = Vec::new();
     for entry in tags {
         if signed_by_tag(&entry.tag).as_deref() == Some(signed.as_str()) {
-            signature_layers(engine, repo, &entry.digest, "cosign", now, &mut found)?;
+            signature_layers(engine, repo, &entry.digest, "cosign", now, &mut found).await?;
         }
     }
-    for referrer in engine.referrers(repo, digest, &[])? {
+    for referrer in engine.referrers(repo, digest, &[]).await? {
         let artifact_type = referrer.artifact_type.as_deref().unwrap_or_default();
         if let Some(tool) = signature_tool(artifact_type) {
-            signature_layers(engine, repo, &referrer.digest, tool, now, &mut found)?;
+            signature_layers(engine, repo, &referrer.digest, tool, now, &mut found).await?;
         }
     }
     Ok(found)
 }
 
 /// zot's `SignatureSummary` documents of `digest` in `repo`.
-pub fn signatures(view: &View, repo: &RepoName, digest: &Digest) -> Result<Vec<Value>, String> {
-    let tags = view.tags(repo)?;
-    let shown = shown_signatures(&view.engine, &tags, repo, digest).map_err(internal)?;
+pub async fn signatures(
+    view: &View,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Vec<Value>, String> {
+    let tags = view.tags(repo).await?;
+    let shown = shown_signatures(&view.engine, &tags, repo, digest)
+        .await
+        .map_err(internal)?;
     Ok(shown
         .into_iter()
         .map(
@@ -306,7 +312,7 @@ pub fn signatures(view: &View, repo: &RepoName, digest: &Digest) -> Result<Vec<V
 
 /// `Referrer` documents of `digest` in `repo`, optionally only these artifact types (`""`
 /// admits every type).
-pub fn referrers(
+pub async fn referrers(
     view: &View,
     repo: &RepoName,
     digest: &Digest,
@@ -315,7 +321,11 @@ pub fn referrers(
     let admits = |artifact_type: &str| {
         types.is_empty() || types.iter().any(|t| t.is_empty() || t == artifact_type)
     };
-    let descriptors = view.engine.referrers(repo, digest, &[]).map_err(internal)?;
+    let descriptors = view
+        .engine
+        .referrers(repo, digest, &[])
+        .await
+        .map_err(internal)?;
     Ok(descriptors
         .into_iter()
         .filter(|d| admits(d.artifact_type.as_deref().unwrap_or_default()))
@@ -342,14 +352,18 @@ pub fn zero_vulnerabilities() -> Value {
         "MediumCount": 0, "HighCount": 0, "CriticalCount": 0})
 }
 
-fn manifest_summary(
+async fn manifest_summary(
     view: &View,
     repo: &RepoName,
     digest: &Digest,
     meta: &ImageMeta,
 ) -> Result<Value, String> {
-    let signatures = signatures(view, repo, digest)?;
-    let pulls = view.engine.pull_stats(repo, digest).map_err(internal)?;
+    let signatures = signatures(view, repo, digest).await?;
+    let pulls = view
+        .engine
+        .pull_stats(repo, digest)
+        .await
+        .map_err(internal)?;
     let layers = meta
         .layers
         .iter()
@@ -373,7 +387,10 @@ fn manifest_summary(
         ("Layers", layers.into()),
         ("History", history(meta)),
         ("Vulnerabilities", Value::Null),
-        ("Referrers", referrers(view, repo, digest, &[])?.into()),
+        (
+            "Referrers",
+            referrers(view, repo, digest, &[]).await?.into(),
+        ),
         ("ArtifactType", artifact_type(meta)),
     ]))
 }
@@ -386,7 +403,7 @@ pub struct SummaryOptions {
 }
 
 /// The `ImageSummary` of a listed image.
-pub fn image_summary(
+pub async fn image_summary(
     view: &View,
     listed: &Listed,
     options: SummaryOptions,
@@ -421,14 +438,15 @@ pub fn image_summary(
             .unwrap_or_default(),
         (_, true) => String::new(),
     };
-    let signatures = signatures(view, repo, &listed.digest)?;
+    let signatures = signatures(view, repo, &listed.digest).await?;
     let pulls = view
         .engine
         .pull_stats(repo, &listed.digest)
+        .await
         .map_err(internal)?;
     let mut manifests = Vec::with_capacity(listed.manifests.len());
     for (digest, manifest) in &listed.manifests {
-        manifests.push(manifest_summary(view, repo, digest, manifest)?);
+        manifests.push(manifest_summary(view, repo, digest, manifest).await?);
     }
     let last_pull = match meta.index {
         true => Value::Null,
@@ -470,7 +488,7 @@ pub fn image_summary(
         ("Vulnerabilities", zero_vulnerabilities()),
         (
             "Referrers",
-            referrers(view, repo, &listed.digest, &[])?.into(),
+            referrers(view, repo, &listed.digest, &[]).await?.into(),
         ),
         ("IsDeletable", Value::Null),
     ]);

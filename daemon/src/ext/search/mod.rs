@@ -229,7 +229,8 @@ impl crate::ext::Extension for SearchExt {
         &self,
         stop: &Arc<std::sync::atomic::AtomicBool>,
     ) -> std::io::Result<Vec<crate::ext::Worker>> {
-        if self.engine.search_ready().unwrap_or(false) {
+        // At start, on the main thread.
+        if crate::runtime::blocking::block_on(self.engine.search_ready()).unwrap_or(false) {
             return Ok(Vec::new());
         }
         let engine = self.engine.clone();
@@ -260,7 +261,7 @@ fn backfill(engine: &Engine, stop: &std::sync::atomic::AtomicBool) {
         "search backfill: filling the search records of an older store"
     );
     let mut last_report = std::time::Instant::now();
-    let outcome = engine.search_backfill(stop, |progress| {
+    let outcome = crate::runtime::blocking::block_on(engine.search_backfill(stop, |progress| {
         if last_report.elapsed() >= std::time::Duration::from_secs(5) {
             last_report = std::time::Instant::now();
             tracing::info!(
@@ -271,7 +272,7 @@ fn backfill(engine: &Engine, stop: &std::sync::atomic::AtomicBool) {
                 "search backfill"
             );
         }
-    });
+    }));
     match outcome {
         Ok(true) => {
             tracing::info!(component = "search", elapsed = ?started.elapsed(), "search backfill done")

@@ -97,29 +97,30 @@ pub struct RepoHit<'a> {
 }
 
 /// Pulls over the repository's tags (signature tags excluded).
-fn downloads(view: &View, repo: &RepoName) -> Result<u64, String> {
+async fn downloads(view: &View, repo: &RepoName) -> Result<u64, String> {
     let mut total = 0;
-    for entry in view.tags(repo)?.iter() {
+    for entry in view.tags(repo).await?.iter() {
         if berth_storage::search::is_signature_tag(&entry.tag) {
             continue;
         }
         total += view
             .engine
             .pull_stats(repo, &entry.digest)
+            .await
             .map_err(internal)?
             .count;
     }
     Ok(total)
 }
 
-fn newest_signed(view: &View, hit: &RepoHit<'_>) -> Result<bool, String> {
+async fn newest_signed(view: &View, hit: &RepoHit<'_>) -> Result<bool, String> {
     let Some(newest) = hit.meta.and_then(|m| m.newest.as_ref()) else {
         return Ok(false);
     };
     let Ok(digest) = newest.digest.parse() else {
         return Ok(false);
     };
-    Ok(!signatures(view, hit.name, &digest)?.is_empty())
+    Ok(!signatures(view, hit.name, &digest).await?.is_empty())
 }
 
 /// Whether [`admitted`] admits every repository (no platform, signature, star or bookmark
@@ -134,7 +135,7 @@ fn admits_all(filter: &Filter) -> bool {
 
 /// Applies the repository filter (platforms of the summary, signed newest image, the caller's
 /// stars and bookmarks).
-fn admitted(
+async fn admitted(
     view: &View,
     filter: &Filter,
     hit: &RepoHit<'_>,
@@ -158,7 +159,7 @@ fn admitted(
     {
         return Ok(false);
     }
-    if filter.signed == Some(true) && !newest_signed(view, hit)? {
+    if filter.signed == Some(true) && !newest_signed(view, hit).await? {
         return Ok(false);
     }
     Ok(true)
@@ -171,23 +172,25 @@ pub struct Prefs {
 }
 
 impl Prefs {
-    pub fn of(view: &View) -> Result<Prefs, String> {
-        let read = |pref| -> Result<HashSet<String>, String> {
-            match &view.user {
-                Some(user) => Ok(view
-                    .engine
-                    .prefs_of(user, pref)
-                    .map_err(internal)?
-                    .into_iter()
-                    .map(|r| r.to_string())
-                    .collect()),
-                None => Ok(HashSet::new()),
-            }
-        };
+    pub async fn of(view: &View) -> Result<Prefs, String> {
         Ok(Prefs {
-            starred: read(Pref::Star)?,
-            bookmarked: read(Pref::Bookmark)?,
+            starred: Prefs::read(view, Pref::Star).await?,
+            bookmarked: Prefs::read(view, Pref::Bookmark).await?,
         })
+    }
+
+    async fn read(view: &View, pref: Pref) -> Result<HashSet<String>, String> {
+        match &view.user {
+            Some(user) => Ok(view
+                .engine
+                .prefs_of(user, pref)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|r| r.to_string())
+                .collect()),
+            None => Ok(HashSet::new()),
+        }
     }
 }
 
@@ -231,23 +234,24 @@ fn compare(sort: Sort) -> impl FnMut(&Key, &Key) -> Ordering {
 }
 
 /// The `RepoSummary` of one repository.
-pub fn repo_summary(view: &View, hit: &RepoHit<'_>, prefs: &Prefs) -> Result<Value, String> {
+pub async fn repo_summary(view: &View, hit: &RepoHit<'_>, prefs: &Prefs) -> Result<Value, String> {
     let name = hit.name.as_str();
     let none = RepoMeta::default();
     let meta: &RepoMeta = hit.meta.unwrap_or(&none);
     let newest = match &meta.newest {
         Some(newest) => {
             let entry = view
-                .tags(hit.name)?
+                .tags(hit.name)
+                .await?
                 .iter()
                 .find(|e| e.tag == newest.tag)
                 .cloned();
-            match entry
-                .map(|entry| view.listed(hit.name, &entry))
-                .transpose()?
-                .flatten()
-            {
-                Some(listed) => image_summary(view, &listed, SummaryOptions::default())?,
+            let listed = match entry {
+                Some(entry) => view.listed(hit.name, &entry).await?,
+                None => None,
+            };
+            match listed {
+                Some(listed) => image_summary(view, &listed, SummaryOptions::default()).await?,
                 None => Value::Null,
             }
         }
@@ -268,10 +272,14 @@ pub fn repo_summary(view: &View, hit: &RepoHit<'_>, prefs: &Prefs) -> Result<Val
     field("Platforms", platforms.into());
     field("Vendors", vendors.into());
     field("NewestImage", newest);
-    field("DownloadCount", downloads(view, hit.name)?.into());
+    field("DownloadCount", downloads(view, hit.name).await?.into());
     field(
         "StarCount",
-        view.engine.star_count(hit.name).map_err(internal)?.into(),
+        view.engine
+            .star_count(hit.name)
+            .await
+            .map_err(internal)?
+            .into(),
     );
     field("IsBookmarked", prefs.bookmarked.contains(name).into());
     field("IsStarred", prefs.starred.contains(name).into());
@@ -280,7 +288,7 @@ pub fn repo_summary(view: &View, hit: &RepoHit<'_>, prefs: &Prefs) -> Result<Val
 }
 
 /// Filters, sorts and pages `hits`; returns zot's `PaginatedReposResult` parts.
-pub fn page_of(
+pub async fn page_of(
     view: &View,
     mut hits: Vec<RepoHit<'_>>,
     filter: &Filter,
@@ -288,11 +296,11 @@ pub fn page_of(
     default: Sort,
 ) -> Result<(Vec<Value>, Value), String> {
     let (sort, limit, offset) = page.checked_for_repos(default)?;
-    let prefs = Prefs::of(view)?;
+    let prefs = Prefs::of(view).await?;
     if !admits_all(filter) {
         let mut kept = Vec::with_capacity(hits.len());
         for hit in hits.drain(..) {
-            if admitted(view, filter, &hit, &prefs)? {
+            if admitted(view, filter, &hit, &prefs).await? {
                 kept.push(hit);
             }
         }
@@ -300,13 +308,13 @@ pub fn page_of(
     }
     match sort {
         Sort::Downloads => {
-            let downloads = view.engine.downloads_by_repo().map_err(internal)?;
+            let downloads = view.engine.downloads_by_repo().await.map_err(internal)?;
             for hit in &mut hits {
                 hit.count = downloads.get(hit.name.as_str()).copied().unwrap_or(0);
             }
         }
         Sort::Stars => {
-            let stars = view.engine.star_counts().map_err(internal)?;
+            let stars = view.engine.star_counts().await.map_err(internal)?;
             for hit in &mut hits {
                 hit.count = stars.get(hit.name.as_str()).copied().unwrap_or(0);
             }
@@ -319,7 +327,7 @@ pub fn page_of(
     let page = pick(hits, &positions);
     let mut results = Vec::with_capacity(page.len());
     for hit in &page {
-        results.push(repo_summary(view, hit, &prefs)?);
+        results.push(repo_summary(view, hit, &prefs).await?);
     }
     Ok((results, info))
 }
@@ -362,16 +370,18 @@ pub fn hits_of(repos: &[Owned]) -> Vec<RepoHit<'_>> {
 }
 
 /// The readable repositories of the caller's stars or bookmarks (with or without images).
-pub fn preferred(view: &View, pref: Pref) -> Result<Vec<Owned>, String> {
+pub async fn preferred(view: &View, pref: Pref) -> Result<Vec<Owned>, String> {
     let Some(user) = &view.user else {
         return Ok(Vec::new());
     };
     let mut repos = Vec::new();
-    for name in view.engine.prefs_of(user, pref).map_err(internal)? {
-        if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
+    for name in view.engine.prefs_of(user, pref).await.map_err(internal)? {
+        if !view.can_read(name.as_str())
+            || !view.engine.repo_exists(&name).await.map_err(internal)?
+        {
             continue;
         }
-        let meta = view.engine.repo_meta(&name).map_err(internal)?;
+        let meta = view.engine.repo_meta(&name).await.map_err(internal)?;
         repos.push((name, meta));
     }
     Ok(repos)

@@ -24,7 +24,7 @@ const CVE_DISABLED: &str = "cve search is disabled";
 const REPO_NOT_FOUND: &str = "repo metadata not found for given repo name";
 
 /// Answers the `Query` field `name`.
-pub fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
+pub async fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
     let view = ctx.data::<Arc<View>>()?;
     let args = &ctx.args;
     let answer = match name {
@@ -32,17 +32,17 @@ pub fn query(name: &str, ctx: &ResolverContext<'_>) -> async_graphql::Result<Val
         | "CVEDiffListForImages"
         | "ImageListForCVE"
         | "ImageListWithCVEFixed" => Err(CVE_DISABLED.to_owned()),
-        "ImageListForDigest" => digests::image_list_for_digest(view, args),
-        "RepoListWithNewestImage" => repo_list(view, args),
-        "ImageList" => image_list(view, args),
-        "ExpandedRepoInfo" => expanded_repo_info(view, args),
-        "GlobalSearch" => global_search(view, args),
-        "DerivedImageList" => digests::related(view, args, Relation::Derived),
-        "BaseImageList" => digests::related(view, args, Relation::Base),
-        "Image" => image(view, args),
-        "Referrers" => referrers_query(view, args),
-        "StarredRepos" => preferred(view, args, Pref::Star),
-        "BookmarkedRepos" => preferred(view, args, Pref::Bookmark),
+        "ImageListForDigest" => digests::image_list_for_digest(view, args).await,
+        "RepoListWithNewestImage" => repo_list(view, args).await,
+        "ImageList" => image_list(view, args).await,
+        "ExpandedRepoInfo" => expanded_repo_info(view, args).await,
+        "GlobalSearch" => global_search(view, args).await,
+        "DerivedImageList" => digests::related(view, args, Relation::Derived).await,
+        "BaseImageList" => digests::related(view, args, Relation::Base).await,
+        "Image" => image(view, args).await,
+        "Referrers" => referrers_query(view, args).await,
+        "StarredRepos" => preferred(view, args, Pref::Star).await,
+        "BookmarkedRepos" => preferred(view, args, Pref::Bookmark).await,
         other => Err(format!("{other} is not served")),
     };
     answer.map_err(|message| {
@@ -60,7 +60,7 @@ pub(super) fn string_arg<'a>(args: &'a ObjectAccessor<'_>, name: &str) -> &'a st
         .unwrap_or_default()
 }
 
-pub(super) fn images_page(
+pub(super) async fn images_page(
     view: &View,
     images: Vec<Listed>,
     page: Page,
@@ -73,6 +73,7 @@ pub(super) fn images_page(
             *downloads = view
                 .engine
                 .pull_stats(&listed.repo, &listed.digest)
+                .await
                 .map_err(internal)?
                 .count;
         }
@@ -96,13 +97,17 @@ pub(super) fn images_page(
     let (page, info) = cut(keyed, limit, offset, compare);
     let mut results = Vec::with_capacity(page.len());
     for (listed, _) in &page {
-        results.push(image_summary(view, listed, SummaryOptions::default())?);
+        results.push(image_summary(view, listed, SummaryOptions::default()).await?);
     }
     Ok(object([("Page", info), ("Results", results.into())]))
 }
 
 /// Keeps the images the filter admits; an index keeps only its matching manifests.
-fn filtered(view: &View, images: Vec<Listed>, filter: &Filter) -> Result<Vec<Listed>, String> {
+async fn filtered(
+    view: &View,
+    images: Vec<Listed>,
+    filter: &Filter,
+) -> Result<Vec<Listed>, String> {
     let mut kept = Vec::with_capacity(images.len());
     for mut listed in images {
         if listed.meta.index && !listed.manifests.is_empty() {
@@ -124,7 +129,9 @@ fn filtered(view: &View, images: Vec<Listed>, filter: &Filter) -> Result<Vec<Lis
             }
         }
         if filter.signed == Some(true)
-            && super::images::signatures(view, &listed.repo, &listed.digest)?.is_empty()
+            && super::images::signatures(view, &listed.repo, &listed.digest)
+                .await?
+                .is_empty()
         {
             continue;
         }
@@ -133,20 +140,20 @@ fn filtered(view: &View, images: Vec<Listed>, filter: &Filter) -> Result<Vec<Lis
     Ok(kept)
 }
 
-fn image_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+async fn image_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
     let repo = string_arg(args, "repo");
     let page = Page::from_args(args);
     let images = match repo {
-        "" => view.all_images(|_| true)?,
+        "" => view.all_images(|_| true).await?,
         name => match name.parse::<RepoName>() {
-            Ok(name) if view.can_read(name.as_str()) => view.images_of(&name)?,
+            Ok(name) if view.can_read(name.as_str()) => view.images_of(&name).await?,
             _ => Vec::new(),
         },
     };
-    images_page(view, images, page, Sort::Relevance)
+    images_page(view, images, page, Sort::Relevance).await
 }
 
-fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+async fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
     let Ok(repo) = string_arg(args, "repo").parse::<RepoName>() else {
         return Err(REPO_NOT_FOUND.into());
     };
@@ -154,10 +161,10 @@ fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, S
         // As zot: nothing for a potential attacker, and no error either.
         return Ok(json!({"Images": null, "Summary": null}));
     }
-    if !view.engine.repo_exists(&repo).map_err(internal)? {
+    if !view.engine.repo_exists(&repo).await.map_err(internal)? {
         return Err(REPO_NOT_FOUND.into());
     }
-    let mut images = view.images_of(&repo)?;
+    let mut images = view.images_of(&repo).await?;
     images.sort_by(|a, b| {
         listed_updated(b)
             .cmp(&listed_updated(a))
@@ -166,39 +173,40 @@ fn expanded_repo_info(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, S
     let options = SummaryOptions { deletable: true };
     let mut documents = Vec::with_capacity(images.len());
     for listed in &images {
-        documents.push(image_summary(view, listed, options)?);
+        documents.push(image_summary(view, listed, options).await?);
     }
-    let prefs = repos::Prefs::of(view)?;
+    let prefs = repos::Prefs::of(view).await?;
     let repo = [(
         repo.clone(),
-        view.engine.repo_meta(&repo).map_err(internal)?,
+        view.engine.repo_meta(&repo).await.map_err(internal)?,
     )];
     let hit = repos::hits_of(&repo)[0];
     Ok(object([
         ("Images", documents.into()),
-        ("Summary", repos::repo_summary(view, &hit, &prefs)?),
+        ("Summary", repos::repo_summary(view, &hit, &prefs).await?),
     ]))
 }
 
 /// A `PaginatedReposResult` of `hits`, unfiltered, newest first by default.
-fn repos_result(
+async fn repos_result(
     view: &View,
     args: &ObjectAccessor<'_>,
     hits: Vec<repos::RepoHit<'_>>,
 ) -> Result<Value, String> {
     let page = Page::from_args(args);
-    let (results, info) = repos::page_of(view, hits, &Filter::default(), page, Sort::UpdateTime)?;
+    let (results, info) =
+        repos::page_of(view, hits, &Filter::default(), page, Sort::UpdateTime).await?;
     Ok(object([("Page", info), ("Results", results.into())]))
 }
 
-fn repo_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
-    let listing = view.readable()?;
-    repos_result(view, args, repos::search(&listing, ""))
+async fn repo_list(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+    let listing = view.readable().await?;
+    repos_result(view, args, repos::search(&listing, "")).await
 }
 
-fn preferred(view: &View, args: &ObjectAccessor<'_>, pref: Pref) -> Result<Value, String> {
-    let preferred = repos::preferred(view, pref)?;
-    repos_result(view, args, repos::hits_of(&preferred))
+async fn preferred(view: &View, args: &ObjectAccessor<'_>, pref: Pref) -> Result<Value, String> {
+    let preferred = repos::preferred(view, pref).await?;
+    repos_result(view, args, repos::hits_of(&preferred)).await
 }
 
 fn check_global_search(query: &str, page: Page) -> Result<(), String> {
@@ -233,7 +241,7 @@ fn images_found(mut result: Value) -> Value {
     ])
 }
 
-fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+async fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
     let raw = string_arg(args, "query");
     let page = Page::from_args(args);
     check_global_search(raw, page)?;
@@ -243,20 +251,20 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
         match query.parse::<Digest>() {
             Ok(digest) if filter == Filter::default() => {
                 let mut pager = Pager::new(view, page, Sort::Relevance)?;
-                digests::scan(view, &digest, &mut pager)?;
-                return Ok(images_found(pager.finish()?));
+                digests::scan(view, &digest, &mut pager).await?;
+                return Ok(images_found(pager.finish().await?));
             }
             Ok(digest) => {
                 let mut pager = Pager::everything(view);
-                digests::scan(view, &digest, &mut pager)?;
-                hits::listed_all(view, &pager.into_hits())?
+                digests::scan(view, &digest, &mut pager).await?;
+                hits::listed_all(view, &pager.into_hits()).await?
             }
-            Err(_) => digests::images_containing(view, &query)?,
+            Err(_) => digests::images_containing(view, &query).await?,
         }
     } else if !query.contains(':') && !query.contains('@') {
-        let listing = view.readable()?;
+        let listing = view.readable().await?;
         let hits = repos::search(&listing, &query);
-        let (results, info) = repos::page_of(view, hits, &filter, page, Sort::Relevance)?;
+        let (results, info) = repos::page_of(view, hits, &filter, page, Sort::Relevance).await?;
         return Ok(object([
             ("Page", info),
             ("Images", json!([])),
@@ -273,7 +281,8 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
                 let (repo, tag) = (repo.trim(), tag.trim());
                 match repo.parse::<RepoName>() {
                     Ok(name) if view.can_read(name.as_str()) => view
-                        .images_of(&name)?
+                        .images_of(&name)
+                        .await?
                         .into_iter()
                         .filter(|l| l.tag.starts_with(tag))
                         .collect(),
@@ -281,15 +290,16 @@ fn global_search(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String
                 }
             }
             Some(("", tag)) if !tag.is_empty() => view
-                .all_images(|_| true)?
+                .all_images(|_| true)
+                .await?
                 .into_iter()
                 .filter(|l| l.tag.to_lowercase().contains(tag))
                 .collect(),
             _ => return Err("invalid search query".into()),
         }
     };
-    let images = filtered(view, images, &filter)?;
-    let result = images_page(view, images, page, Sort::Relevance)?;
+    let images = filtered(view, images, &filter).await?;
+    let result = images_page(view, images, page, Sort::Relevance).await?;
     Ok(images_found(result))
 }
 
@@ -301,24 +311,29 @@ pub(super) fn image_reference(image: &str) -> Result<(&str, &str), String> {
     }
 }
 
-fn image(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+async fn image(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
     let (repo, tag) = image_reference(string_arg(args, "image"))?;
     let name = repo
         .parse::<RepoName>()
         .map_err(|_| REPO_NOT_FOUND.to_owned())?;
-    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
+    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).await.map_err(internal)? {
         return Err(REPO_NOT_FOUND.into());
     }
-    let entry = view.tags(&name)?.iter().find(|e| e.tag == tag).cloned();
+    let entry = view
+        .tags(&name)
+        .await?
+        .iter()
+        .find(|e| e.tag == tag)
+        .cloned();
     let listed = match entry {
-        Some(entry) => view.listed(&name, &entry)?,
+        Some(entry) => view.listed(&name, &entry).await?,
         None => None,
     };
     let listed = listed.ok_or_else(|| format!("can't find image: {repo}:{tag}"))?;
-    image_summary(view, &listed, SummaryOptions::default())
+    image_summary(view, &listed, SummaryOptions::default()).await
 }
 
-fn referrers_query(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
+async fn referrers_query(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, String> {
     let text = string_arg(args, "digest");
     let digest: Digest = text.parse().map_err(|_| {
         format!(
@@ -329,7 +344,7 @@ fn referrers_query(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, Stri
     let name = string_arg(args, "repo")
         .parse::<RepoName>()
         .map_err(|_| REPO_NOT_FOUND.to_owned())?;
-    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).map_err(internal)? {
+    if !view.can_read(name.as_str()) || !view.engine.repo_exists(&name).await.map_err(internal)? {
         return Err(REPO_NOT_FOUND.into());
     }
     let types: Vec<String> = match args.get("type").map(|v| v.list()) {
@@ -339,7 +354,7 @@ fn referrers_query(view: &View, args: &ObjectAccessor<'_>) -> Result<Value, Stri
             .collect(),
         _ => Vec::new(),
     };
-    Ok(Value::Array(referrers(view, &name, &digest, &types)?))
+    Ok(Value::Array(referrers(view, &name, &digest, &types).await?))
 }
 
 /// What go-digest's `Validate` says of a digest that does not parse (zot quotes it).

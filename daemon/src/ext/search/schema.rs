@@ -140,12 +140,9 @@ pub fn build() -> Result<Schema, SchemaError> {
                     let lends = objects.contains(&base_name(&field.ty.node));
                     let mut built = match query {
                         true => Field::new(name.clone(), ty, move |ctx| {
-                            let answer = resolve::query(&name, &ctx);
-                            FieldFuture::Value(match answer {
-                                Ok(value) => owned(value),
-                                Err(error) => {
-                                    return FieldFuture::Future(Box::pin(async move { Err(error) }))
-                                }
+                            let name = name.clone();
+                            FieldFuture::new(async move {
+                                Ok(owned(resolve::query(&name, &ctx).await?))
                             })
                         }),
                         false => Field::new(name.clone(), ty, move |ctx| {

@@ -64,27 +64,39 @@ impl View {
     }
 
     /// Every tag of `repo`, signature tags included (read once per request).
-    pub fn tags(&self, repo: &RepoName) -> Result<Arc<Vec<TagEntry>>, String> {
-        let mut cache = self.tags.lock().expect("tag cache lock is never poisoned");
-        if let Some(tags) = cache.get(repo.as_str()) {
-            return Ok(tags.clone());
+    /// Two resolvers asking at once may both read; the first list stored is the one both use.
+    pub async fn tags(&self, repo: &RepoName) -> Result<Arc<Vec<TagEntry>>, String> {
+        let cached = {
+            let cache = self.tags.lock().expect("tag cache lock is never poisoned");
+            cache.get(repo.as_str()).cloned()
+        };
+        if let Some(tags) = cached {
+            return Ok(tags);
         }
-        let tags = Arc::new(self.engine.tag_entries(repo).map_err(internal)?);
-        cache.insert(repo.to_string(), tags.clone());
-        Ok(tags)
+        let tags = Arc::new(self.engine.tag_entries(repo).await.map_err(internal)?);
+        let mut cache = self.tags.lock().expect("tag cache lock is never poisoned");
+        Ok(cache.entry(repo.to_string()).or_insert(tags).clone())
     }
 
-    pub fn image(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ImageMeta>, String> {
-        self.engine.image_meta(repo, digest).map_err(internal)
+    pub async fn image(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ImageMeta>, String> {
+        self.engine.image_meta(repo, digest).await.map_err(internal)
     }
 
     /// The image a tag names, with its manifests; `None` for a signature tag or a manifest
     /// search has no record of.
-    pub fn listed(&self, repo: &RepoName, entry: &TagEntry) -> Result<Option<Listed>, String> {
+    pub async fn listed(
+        &self,
+        repo: &RepoName,
+        entry: &TagEntry,
+    ) -> Result<Option<Listed>, String> {
         if is_signature_tag(&entry.tag) {
             return Ok(None);
         }
-        let Some(meta) = self.image(repo, &entry.digest)? else {
+        let Some(meta) = self.image(repo, &entry.digest).await? else {
             return Ok(None);
         };
         let mut manifests = Vec::new();
@@ -95,7 +107,7 @@ impl View {
                     let Ok(digest) = child.digest.parse::<Digest>() else {
                         continue;
                     };
-                    if let Some(child_meta) = self.image(repo, &digest)? {
+                    if let Some(child_meta) = self.image(repo, &digest).await? {
                         if !child_meta.index {
                             manifests.push((digest, child_meta));
                         }
@@ -115,19 +127,20 @@ impl View {
 
     /// The repositories the caller may read that have an image tag, in name order (the
     /// engine's shared listing, narrowed: no entry is copied).
-    pub fn readable(&self) -> Result<berth_storage::search::RepoListing, String> {
+    pub async fn readable(&self) -> Result<berth_storage::search::RepoListing, String> {
         Ok(self
             .engine
             .repo_listing()
+            .await
             .map_err(internal)?
             .retain(|name| self.can_read(name.as_str())))
     }
 
     /// Every tagged image of `repo`.
-    pub fn images_of(&self, repo: &RepoName) -> Result<Vec<Listed>, String> {
+    pub async fn images_of(&self, repo: &RepoName) -> Result<Vec<Listed>, String> {
         let mut images = Vec::new();
-        for entry in self.tags(repo)?.iter() {
-            if let Some(listed) = self.listed(repo, entry)? {
+        for entry in self.tags(repo).await?.iter() {
+            if let Some(listed) = self.listed(repo, entry).await? {
                 images.push(listed);
             }
         }
@@ -135,11 +148,11 @@ impl View {
     }
 
     /// Every tagged image of every readable repository whose name `wanted` admits.
-    pub fn all_images(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<Listed>, String> {
+    pub async fn all_images(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<Listed>, String> {
         let mut images = Vec::new();
-        for (repo, _) in self.readable()? {
+        for (repo, _) in self.readable().await? {
             if wanted(repo.as_str()) {
-                images.extend(self.images_of(&repo)?);
+                images.extend(self.images_of(&repo).await?);
             }
         }
         Ok(images)

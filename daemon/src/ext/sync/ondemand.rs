@@ -55,6 +55,15 @@ pub enum SyncError {
 /// Manifests in flight ("repo\0reference"), each with a channel that says "done".
 type Flights = Mutex<HashMap<String, watch::Receiver<bool>>>;
 
+/// The blob downloads in flight, and how many have left the table (each only after its
+/// commit, download.rs `Settle`): a count unchanged across an index read means no download
+/// stored anything meanwhile.
+#[derive(Default)]
+struct InFlight {
+    by_key: HashMap<String, Arc<Download>>,
+    left: u64,
+}
+
 pub struct OnDemand {
     registries: Vec<Registry>,
     engine: Arc<Engine>,
@@ -64,7 +73,7 @@ pub struct OnDemand {
     runtime: tokio::runtime::Handle,
     manifests: Flights,
     /// Blob downloads in flight ("repo\0digest").
-    downloads: Mutex<HashMap<String, Arc<Download>>>,
+    downloads: Mutex<InFlight>,
     /// "repo:tag" -> when upstream was last asked about it.
     checked: Mutex<HashMap<String, Instant>>,
 }
@@ -180,7 +189,7 @@ impl OnDemand {
     ) -> Result<bool, SyncError> {
         let key = format!("{repo}\0{reference}");
         for _ in 0..ATTEMPTS {
-            if self.engine.get_manifest(repo, reference)?.is_some() {
+            if self.engine.get_manifest(repo, reference).await?.is_some() {
                 return Ok(true);
             }
             match self.join(key.clone()) {
@@ -188,7 +197,7 @@ impl OnDemand {
                 Flight::Leader(_guard) => return self.fetch_manifest_now(repo, reference).await,
             }
         }
-        Ok(self.engine.get_manifest(repo, reference)?.is_some())
+        Ok(self.engine.get_manifest(repo, reference).await?.is_some())
     }
 
     async fn fetch_manifest_now(
@@ -447,17 +456,17 @@ impl OnDemand {
         digest: &Digest,
         stream_to_client: bool,
     ) -> Result<BlobSource, SyncError> {
-        if !self.covers(repo) || !self.engine.blob_referenced(repo, digest)? {
+        if !self.covers(repo) || !self.engine.blob_referenced(repo, digest).await? {
             return Ok(BlobSource::Unknown);
         }
-        if self.engine.stat_blob(repo, digest)?.is_some() {
+        if self.engine.stat_blob(repo, digest).await?.is_some() {
             return Ok(BlobSource::Stored);
         }
         // Stored for another repository already: link it, no upstream request.
         if self.engine.adopt_blob(repo, digest).await? {
             return Ok(BlobSource::Stored);
         }
-        let Some(download) = self.download(repo, digest)? else {
+        let Some(download) = self.download(repo, digest).await? else {
             return Ok(BlobSource::Stored);
         };
         if stream_to_client {
@@ -476,28 +485,43 @@ impl OnDemand {
 
     /// The download of `digest` into `repo` in flight, started now if there is none; None
     /// if the blob is stored by now.
-    fn download(
+    async fn download(
         self: &Arc<Self>,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<Arc<Download>>, SyncError> {
         let key = format!("{repo}\0{digest}");
-        let mut table = self
-            .downloads
-            .lock()
-            .expect("download table lock is never poisoned");
-        if let Some(download) = table.get(&key) {
-            return Ok(Some(Arc::clone(download)));
-        }
-        // Under the table lock: a download leaves the table only after its commit, so a
-        // miss here and a blob not stored means no download of it is running.
-        if self.engine.stat_blob(repo, digest)?.is_some() {
-            return Ok(None);
-        }
-        let import = self.engine.begin_import(digest)?;
-        let download = Arc::new(Download::new(import.reader()));
-        table.insert(key.clone(), Arc::clone(&download));
-        drop(table);
+        let lock = || {
+            self.downloads
+                .lock()
+                .expect("download table lock is never poisoned")
+        };
+        let (import, download) = loop {
+            let left = {
+                let table = lock();
+                if let Some(download) = table.by_key.get(&key) {
+                    return Ok(Some(Arc::clone(download)));
+                }
+                table.left
+            };
+            // A download leaves the table only after its commit: a miss before this read, a
+            // blob not stored, then a miss with no download gone from the table meanwhile
+            // mean that no download of it is running. One gone: look again.
+            if self.engine.stat_blob(repo, digest).await?.is_some() {
+                return Ok(None);
+            }
+            let mut table = lock();
+            if let Some(download) = table.by_key.get(&key) {
+                return Ok(Some(Arc::clone(download)));
+            }
+            if table.left != left {
+                continue;
+            }
+            let import = self.engine.begin_import(digest)?;
+            let download = Arc::new(Download::new(import.reader()));
+            table.by_key.insert(key.clone(), Arc::clone(&download));
+            break (import, download);
+        };
         let settle = download::Settle::new(Arc::clone(self), key, Arc::clone(&download));
         self.runtime.spawn(download::drive(
             settle,

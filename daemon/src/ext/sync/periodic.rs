@@ -198,7 +198,7 @@ async fn copy_tag(
             .map_err(|_| UpstreamError::Protocol(format!("bad tag {tag:?}")))?,
     );
     let head = registry.upstream.manifest(upstream_repo, tag, true).await?;
-    let stored = engine.get_manifest(local, &reference)?;
+    let stored = engine.get_manifest(local, &reference).await?;
     if let (Some(head), Some(stored)) = (&head, &stored) {
         if head.digest.as_ref() == Some(&stored.digest) {
             return Ok(Copied::Skipped);
@@ -274,7 +274,11 @@ fn copy_manifest<'a>(
             .map_err(StorageError::from)?;
         for child in &parsed.manifests {
             let child_reference = Reference::Digest(child.digest.clone());
-            if engine.get_manifest(local, &child_reference)?.is_none() {
+            if engine
+                .get_manifest(local, &child_reference)
+                .await?
+                .is_none()
+            {
                 let text = child.digest.to_string();
                 copy_manifest(
                     engine,
@@ -290,7 +294,7 @@ fn copy_manifest<'a>(
         for blob in parsed.blob_references() {
             let foreign = blob.media_type.contains(".nondistributable.")
                 || blob.media_type.contains(".rootfs.foreign.");
-            if foreign || engine.stat_blob(local, &blob.digest)?.is_some() {
+            if foreign || engine.stat_blob(local, &blob.digest).await?.is_some() {
                 continue;
             }
             if engine.adopt_blob(local, &blob.digest).await? {
@@ -353,7 +357,7 @@ async fn copy_referrers(
         .filter_map(|descriptor| descriptor["digest"].as_str()?.parse::<Digest>().ok());
     for digest in digests {
         let reference = Reference::Digest(digest.clone());
-        if engine.get_manifest(local, &reference)?.is_none() {
+        if engine.get_manifest(local, &reference).await?.is_none() {
             let text = digest.to_string();
             copy_manifest(engine, registry, upstream_repo, local, &text, &reference).await?;
             if let Some(trust) = trust {

@@ -47,7 +47,7 @@ pub fn cosign_tag(digest: &Digest) -> String {
 }
 
 /// Whether `manifest` (just fetched for `reference` of local `repo`) needs no signature.
-fn exempt(
+async fn exempt(
     engine: &Engine,
     repo: &RepoName,
     reference: &Reference,
@@ -69,11 +69,12 @@ fn exempt(
         .and_then(|text| text.parse::<Digest>().ok())
     {
         return Ok(engine
-            .get_manifest(repo, &Reference::Digest(subject))?
+            .get_manifest(repo, &Reference::Digest(subject))
+            .await?
             .is_some());
     }
     // A child of an index this repository holds (admitted when the index was).
-    let parents = engine.containing(digest)?;
+    let parents = engine.containing(digest).await?;
     Ok(parents.iter().any(|found| {
         &found.repo == repo
             && found.manifest != *digest
@@ -221,7 +222,7 @@ pub async fn admit(
         digest,
         bytes,
     } = fetched;
-    if exempt(engine, repo, reference, digest, bytes)? {
+    if exempt(engine, repo, reference, digest, bytes).await? {
         return Ok(Admission::Exempt);
     }
     let signatures = upstream_signatures(registry, upstream_repo, digest).await?;
@@ -283,7 +284,7 @@ pub async fn store_small(
     let parsed =
         parse_manifest(&bytes, Some(media_type)).map_err(berth_storage::StorageError::from)?;
     for blob in parsed.blob_references() {
-        if engine.stat_blob(repo, &blob.digest)?.is_some()
+        if engine.stat_blob(repo, &blob.digest).await?.is_some()
             || engine.adopt_blob(repo, &blob.digest).await?
         {
             continue;

@@ -193,8 +193,8 @@ pub fn now_unix() -> i64 {
 
 /// Reads a layer blob of `repo` for judging: linked in the repository, at most
 /// [`LAYER_MAX_BYTES`]. Blocking (a small file read).
-fn read_layer(engine: &Engine, repo: &RepoName, layer: &Layer) -> Result<Vec<u8>, String> {
-    match engine.stat_blob(repo, &layer.digest) {
+async fn read_layer(engine: &Engine, repo: &RepoName, layer: &Layer) -> Result<Vec<u8>, String> {
+    match engine.stat_blob(repo, &layer.digest).await {
         Ok(Some(size)) if size > LAYER_MAX_BYTES => Err(format!(
             "signature layer of {size} bytes is over the {LAYER_MAX_BYTES}-byte limit"
         )),
@@ -208,7 +208,7 @@ fn read_layer(engine: &Engine, repo: &RepoName, layer: &Layer) -> Result<Vec<u8>
 /// The verdicts on the stored signature manifest `signature`, against `store` of
 /// `generation`; `None` when the manifest is gone or is not a signature manifest. Blocking:
 /// run it on the blocking pool.
-pub fn judge_stored(
+pub async fn judge_stored(
     engine: &Engine,
     signature: &SignatureManifest,
     store: &TrustStore,
@@ -216,7 +216,9 @@ pub fn judge_stored(
     tools: Tools,
 ) -> Result<Option<SignatureRecord>, StorageError> {
     let repo = &signature.repo;
-    let Some(stored) = engine.get_manifest(repo, &Reference::Digest(signature.digest.clone()))?
+    let Some(stored) = engine
+        .get_manifest(repo, &Reference::Digest(signature.digest.clone()))
+        .await?
     else {
         return Ok(None);
     };
@@ -224,12 +226,13 @@ pub fn judge_stored(
     let Some(plan) = plan(&stored.bytes, by_tag) else {
         return Ok(None);
     };
-    let blobs = plan
-        .layers
-        .iter()
-        .map(|layer| read_layer(engine, repo, layer))
-        .collect();
-    let signed = engine.get_manifest(repo, &Reference::Digest(signature.subject.clone()))?;
+    let mut blobs = Vec::with_capacity(plan.layers.len());
+    for layer in &plan.layers {
+        blobs.push(read_layer(engine, repo, layer).await);
+    }
+    let signed = engine
+        .get_manifest(repo, &Reference::Digest(signature.subject.clone()))
+        .await?;
     let (media_type, size) = match (&signed, &plan.subject) {
         (Some(signed), _) => (signed.media_type.clone(), signed.bytes.len() as u64),
         (None, Some((_, media_type, size))) => (media_type.clone(), *size),

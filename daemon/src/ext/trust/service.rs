@@ -118,14 +118,14 @@ pub fn store_type(kind: TrustKind) -> StoreType {
 
 impl Trust {
     /// `None` when `extensions.trust` verifies nothing.
-    pub fn open(
+    pub async fn open(
         config: &TrustConfig,
         engine: &Arc<Engine>,
     ) -> Result<Option<Arc<Trust>>, StorageError> {
         if !config.active() {
             return Ok(None);
         }
-        let (generation, materials) = engine.trust_store()?;
+        let (generation, materials) = engine.trust_store().await?;
         let store = build_store(&materials);
         Ok(Some(Arc::new(Trust {
             engine: engine.clone(),
@@ -168,20 +168,23 @@ impl Trust {
         let engine = self.engine.clone();
         let tools = self.tools;
         let judged = tokio::task::spawn_blocking(move || {
-            let mut judged = Vec::with_capacity(signatures.len());
-            for signature in signatures {
-                let record = judge::judge_stored(
-                    &engine,
-                    &signature,
-                    &loaded.store,
-                    loaded.generation,
-                    tools,
-                )?;
-                if let Some(record) = record {
-                    judged.push((signature, record));
+            crate::runtime::blocking::block_on(async {
+                let mut judged = Vec::with_capacity(signatures.len());
+                for signature in signatures {
+                    let record = judge::judge_stored(
+                        &engine,
+                        &signature,
+                        &loaded.store,
+                        loaded.generation,
+                        tools,
+                    )
+                    .await?;
+                    if let Some(record) = record {
+                        judged.push((signature, record));
+                    }
                 }
-            }
-            Ok::<_, StorageError>(judged)
+                Ok::<_, StorageError>(judged)
+            })
         })
         .await
         .map_err(|error| ChangeError::Judging(error.to_string()))??;
@@ -222,12 +225,12 @@ impl Trust {
             store: build_store(&materials),
             materials,
         });
-        let signatures = self.engine.signature_manifests()?;
+        let signatures = self.engine.signature_manifests().await?;
         let verdicts = self.judge_all(signatures, next.clone()).await?;
         let Some(generation) = self.engine.change_trust(&change, verdicts).await? else {
             return Ok(false);
         };
-        let (stored_generation, materials) = self.engine.trust_store()?;
+        let (stored_generation, materials) = self.engine.trust_store().await?;
         debug_assert_eq!(stored_generation, generation);
         self.loaded.store(Arc::new(Loaded {
             generation,
@@ -280,10 +283,10 @@ impl Trust {
         let _judging = self.judging.lock().await;
         let loaded = self.loaded();
         let now = judge::now_unix();
-        let mut verdicts = self.engine.signature_verdicts()?;
+        let mut verdicts = self.engine.signature_verdicts().await?;
         self.next_expiry.store(i64::MAX, Relaxed);
         let mut due = Vec::new();
-        for signature in self.engine.signature_manifests()? {
+        for signature in self.engine.signature_manifests().await? {
             let key = (signature.repo.clone(), signature.digest.clone());
             let stale = match verdicts.remove(&key) {
                 None => true,

@@ -138,7 +138,7 @@ pub async fn page(page: &Page<'_>, repo: &str, tag: &str) -> Response<Body> {
         downloads: image.download_count.unwrap_or(0),
         facts,
         pulls: pull_commands(&page.host, repo, tag),
-        signatures: signatures(page, repo, image.digest.as_deref().unwrap_or_default()),
+        signatures: signatures(page, repo, image.digest.as_deref().unwrap_or_default()).await,
         referrers: referrers(&image.referrers),
         platforms,
     })
@@ -168,7 +168,7 @@ async fn platform(
             })
             .collect()
     };
-    let (labels, annotations) = labels_and_annotations(page, repo, manifest);
+    let (labels, annotations) = labels_and_annotations(page, repo, manifest).await;
     let config_digest = manifest.config_digest.clone().unwrap_or_default();
     PlatformView {
         label: manifest
@@ -189,7 +189,7 @@ async fn platform(
         layers: layers(manifest),
         labels,
         annotations,
-        signatures: signatures(page, repo, &manifest.digest),
+        signatures: signatures(page, repo, &manifest.digest).await,
         referrers: referrers(&manifest.referrers),
         base_more: related
             .base
@@ -250,14 +250,15 @@ fn layers(manifest: &ManifestSummary) -> Vec<LayerRow> {
 
 /// The signatures of manifest `digest` of `repo`, each layer with its verdict and, when it is
 /// not trusted, why (berth's verdicts, read as search reads them).
-fn signatures(page: &Page<'_>, repo: &str, digest: &str) -> Vec<ShownSignature> {
+async fn signatures(page: &Page<'_>, repo: &str, digest: &str) -> Vec<ShownSignature> {
     let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>()) else {
         return Vec::new();
     };
     let engine = &page.ctx.engine;
-    let shown = engine
-        .tag_entries(&repo)
-        .and_then(|tags| shown_signatures(engine, &tags, &repo, &digest));
+    let shown = match engine.tag_entries(&repo).await {
+        Ok(tags) => shown_signatures(engine, &tags, &repo, &digest).await,
+        Err(error) => Err(error),
+    };
     match shown {
         Ok(shown) => shown,
         Err(error) => {
@@ -287,7 +288,7 @@ fn referrers(found: &[Referrer]) -> Vec<ReferrerRow> {
 }
 
 /// The config's labels and the manifest's annotations, sorted by key.
-fn labels_and_annotations(
+async fn labels_and_annotations(
     page: &Page<'_>,
     repo: &str,
     manifest: &ManifestSummary,
@@ -316,22 +317,27 @@ fn labels_and_annotations(
     let engine = &page.ctx.engine;
     let annotations = engine
         .get_manifest(&repo, &Reference::Digest(digest))
+        .await
         .ok()
         .flatten()
         .and_then(|stored| serde_json::from_slice::<Value>(&stored.bytes).ok())
         .map(|document| pairs(&document["annotations"]))
         .unwrap_or_default();
-    let labels = manifest
+    let config = match manifest
         .config_digest
         .as_deref()
         .and_then(|text| text.parse::<Digest>().ok())
-        .filter(|config| {
-            engine
-                .stat_blob(&repo, config)
-                .ok()
-                .flatten()
-                .is_some_and(|size| size <= MAX_CONFIG_BYTES)
-        })
+    {
+        Some(config) => engine
+            .stat_blob(&repo, &config)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|size| size <= MAX_CONFIG_BYTES)
+            .then_some(config),
+        None => None,
+    };
+    let labels = config
         .and_then(|config| std::fs::read(engine.blob_path(&config)).ok())
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .map(|config| pairs(&config["config"]["Labels"]))

@@ -42,7 +42,7 @@ struct KeysPage {
 
 /// The page for a logged-in user; others go to login.
 pub async fn page(page: &Page<'_>) -> Response<Body> {
-    draw(page, StatusCode::OK, None, None, Default::default())
+    draw(page, StatusCode::OK, None, None, Default::default()).await
 }
 
 /// What the create form held, drawn again after an error.
@@ -53,7 +53,7 @@ struct Form {
     expires: String,
 }
 
-fn draw(
+async fn draw(
     page: &Page<'_>,
     status: StatusCode,
     created: Option<(String, String)>,
@@ -63,7 +63,7 @@ fn draw(
     let Some(user) = page.visitor.user.as_deref() else {
         return super::redirect("/login?next=%2Fapikeys", None);
     };
-    let keys = match apikeys::list(page.ctx, user) {
+    let keys = match apikeys::list(page.ctx, user).await {
         Ok(keys) => keys,
         Err(error) => {
             tracing::error!(component = "ui", %error, "listing API keys failed");
@@ -148,17 +148,20 @@ pub async fn create_key(page: &Page<'_>, req: Request<RequestBody>) -> Response<
     });
     let request = match checked {
         Ok(request) => request,
-        Err(why) => return draw(page, StatusCode::BAD_REQUEST, None, Some(why), form),
+        Err(why) => return draw(page, StatusCode::BAD_REQUEST, None, Some(why), form).await,
     };
     let label = request.label.clone();
     match create(page.ctx, &user, request, user_agent).await {
-        Ok((key, _)) => draw(
-            page,
-            StatusCode::CREATED,
-            Some((key, label)),
-            None,
-            Form::default(),
-        ),
+        Ok((key, _)) => {
+            draw(
+                page,
+                StatusCode::CREATED,
+                Some((key, label)),
+                None,
+                Form::default(),
+            )
+            .await
+        }
         Err(error) => {
             tracing::error!(component = "ui", %error, "creating an API key failed");
             page.error(

@@ -273,7 +273,7 @@ impl UiExt {
         if route == Route::Favicon {
             return redirect("/assets/favicon.svg", None);
         }
-        let visitor = Visitor::of(ctx, req.headers());
+        let visitor = Visitor::of(ctx, req.headers()).await;
         let page = pages::Page::new(self, ctx, &req, visitor);
         match route {
             Route::Login => return pages::login(&page, req).await,

@@ -146,7 +146,7 @@ pub async fn confirm_delete(page: &Page<'_>, name: &str, tag: &str) -> Response<
             "You may not delete tags of this repository.",
         );
     }
-    let digest = match tag_digest(page, name, tag) {
+    let digest = match tag_digest(page, name, tag).await {
         Ok(Some(digest)) => digest,
         Ok(None) => return page.error(StatusCode::NOT_FOUND, "There is no such tag."),
         Err(error) => {
@@ -169,7 +169,7 @@ pub async fn confirm_delete(page: &Page<'_>, name: &str, tag: &str) -> Response<
 }
 
 /// The digest `tag` names in `name`, if both exist.
-fn tag_digest(
+async fn tag_digest(
     page: &Page<'_>,
     name: &str,
     tag: &str,
@@ -177,7 +177,7 @@ fn tag_digest(
     let (Ok(repo), Ok(parsed)) = (name.parse::<RepoName>(), tag.parse()) else {
         return Ok(None);
     };
-    let found = page.ctx.engine.get_manifest(&repo, &parsed)?;
+    let found = page.ctx.engine.get_manifest(&repo, &parsed).await?;
     Ok(found.map(|manifest| manifest.digest.to_string()))
 }
 

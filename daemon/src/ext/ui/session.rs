@@ -43,10 +43,10 @@ pub struct Visitor {
 
 impl Visitor {
     /// Reads the session cookie; an unknown, expired or malformed one is no session.
-    pub fn of(ctx: &Ctx, headers: &HeaderMap) -> Visitor {
+    pub async fn of(ctx: &Ctx, headers: &HeaderMap) -> Visitor {
         let login = ctx.auth.is_some();
         let session = match (login, cookie(headers)) {
-            (true, Some(token)) => match ctx.engine.session(token) {
+            (true, Some(token)) => match ctx.engine.session(token).await {
                 Ok(found) => found.map(|session| (token.to_owned(), session)),
                 Err(error) => {
                     tracing::error!(component = "ui", %error, "reading a session failed");
@@ -59,6 +59,7 @@ impl Visitor {
             Some((token, session)) => (Some(token), Some(session.user), Some(session.csrf)),
             None => (None, None, None),
         };
+        access::load_groups(ctx, user.as_deref()).await;
         let admin = (user.is_some() || !login)
             && access::permit(ctx, user.as_deref(), &Need::Admin, false).is_none();
         Visitor {

@@ -50,7 +50,7 @@ pub async fn toggle(
     if !can_read(name.as_str()) {
         return Err(Refused::Status(403));
     }
-    if !engine.repo_exists(&name).map_err(Refused::Storage)? {
+    if !engine.repo_exists(&name).await.map_err(Refused::Storage)? {
         return Err(Refused::Status(404));
     }
     engine

@@ -207,11 +207,15 @@ impl Drop for Settle {
     fn drop(&mut self) {
         // Out of the table first: a request that comes after a failure starts afresh
         // instead of joining it.
-        self.owner
-            .downloads
-            .lock()
-            .expect("download table lock is never poisoned")
-            .remove(&self.key);
+        {
+            let mut table = self
+                .owner
+                .downloads
+                .lock()
+                .expect("download table lock is never poisoned");
+            table.by_key.remove(&self.key);
+            table.left += 1;
+        }
         let end = std::mem::replace(&mut self.end, End::Open);
         self.download.update(|progress| progress.end = end);
     }
