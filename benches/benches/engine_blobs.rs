@@ -79,6 +79,7 @@ fn open_store(kind: IoBackendKind, commit: bool) -> Store {
         root: dir.path().to_path_buf(),
         commit,
         io: kind,
+        postgres: None,
     })
     .expect("engine opens");
     Store { _dir: dir, engine }

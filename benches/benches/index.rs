@@ -78,6 +78,7 @@ fn open_store(commit: bool) -> Store {
         root: dir.path().to_path_buf(),
         commit,
         io: IoBackendKind::Threads,
+        postgres: None,
     })
     .expect("engine opens");
     Store { _dir: dir, engine }

@@ -480,6 +480,7 @@ pub fn generate(options: &GenerateOptions) -> Result<Generated> {
         root: options.data_dir.clone(),
         commit: options.commit,
         io: IoBackendKind::Threads,
+        postgres: None,
     })?;
     let bases = runtime()?.block_on(push_bases(&engine, &layout))?;
     layout.base_layers = bases.iter().map(ToString::to_string).collect();

@@ -21,6 +21,7 @@ pub(crate) mod test_support {
             root: root.to_path_buf(),
             commit: true,
             io: berth_storage::IoBackendKind::Threads,
+            postgres: None,
         })
         .expect("engine opens")
     }

@@ -46,6 +46,7 @@ pub(crate) fn engine_options(config: &config::Config, io: IoBackendKind) -> Engi
         root: config.storage.root_directory.clone(),
         commit: config.storage.commit,
         io,
+        postgres: None,
     }
 }
 

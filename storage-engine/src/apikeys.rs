@@ -147,7 +147,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], StorageError> {
 
 /// fsck's view of one record: `Err` when it does not decode, `Ok(Some(note))` for something
 /// worth a note (a last-use record without its key, an expired key), `Ok(None)` when fine.
-pub(crate) fn check_record(
+pub(crate) async fn check_record(
     engine: &Engine,
     key: &[u8],
     value: &[u8],
@@ -156,7 +156,9 @@ pub(crate) fn check_record(
     match key {
         [b'k', 0, hash @ ..] if hash.len() == HASH_BYTES => {
             let details = decode(value)?;
-            let listed = index.get(Cf::ApiKeys, &user_key(&details.user, &details.uuid))?;
+            let listed = index
+                .get(Cf::ApiKeys, &user_key(&details.user, &details.uuid))
+                .await?;
             if listed.as_deref() != Some(hash) {
                 return Err(corrupt("key not listed under its user"));
             }
@@ -167,7 +169,7 @@ pub(crate) fn check_record(
         [b'l', 0, hash @ ..] if hash.len() == HASH_BYTES => {
             decode_time(value)?;
             let hash = ApiKeyHash(hash.try_into().expect("length checked"));
-            Ok((!index.contains(Cf::ApiKeys, &details_key(&hash))?)
+            Ok((!index.contains(Cf::ApiKeys, &details_key(&hash)).await?)
                 .then(|| "a last-use record of a revoked API key remains".to_owned()))
         }
         [b'u', 0, ..] => {
@@ -177,7 +179,8 @@ pub(crate) fn check_record(
             };
             let hash: [u8; HASH_BYTES] = value.try_into().map_err(|_| corrupt("user record"))?;
             let details = index
-                .get(Cf::ApiKeys, &details_key(&ApiKeyHash(hash)))?
+                .get(Cf::ApiKeys, &details_key(&ApiKeyHash(hash)))
+                .await?
                 .ok_or_else(|| corrupt("user record without its key"))?;
             let details = decode(&details)?;
             if details.user != user || details.uuid != uuid {
@@ -232,7 +235,12 @@ impl Engine {
         let Some(hash) = api_key_hash(key) else {
             return Ok(None);
         };
-        let Some(value) = self.inner.index.get(Cf::ApiKeys, &details_key(&hash))? else {
+        let Some(value) = self
+            .inner
+            .index
+            .get(Cf::ApiKeys, &details_key(&hash))
+            .await?
+        else {
             return Ok(None);
         };
         let details = decode(&value)?;
@@ -243,24 +251,26 @@ impl Engine {
     pub async fn api_keys_of(&self, user: &str) -> Result<Vec<ListedApiKey>, StorageError> {
         let index = &self.inner.index;
         let mut hashes = Vec::new();
-        index.visit(
-            Cf::ApiKeys,
-            &index::prefix(&["u", user]),
-            None,
-            |_, value| {
-                let hash: [u8; HASH_BYTES] =
-                    value.try_into().map_err(|_| corrupt("user record"))?;
-                hashes.push(ApiKeyHash(hash));
-                Ok(true)
-            },
-        )?;
+        index
+            .visit(
+                Cf::ApiKeys,
+                &index::prefix(&["u", user]),
+                None,
+                |_, value| {
+                    let hash: [u8; HASH_BYTES] =
+                        value.try_into().map_err(|_| corrupt("user record"))?;
+                    hashes.push(ApiKeyHash(hash));
+                    Ok(true)
+                },
+            )
+            .await?;
         let mut keys = Vec::with_capacity(hashes.len());
         for hash in hashes {
             // A revocation between the scan and this read: the key is gone, skip it.
-            let Some(value) = index.get(Cf::ApiKeys, &details_key(&hash))? else {
+            let Some(value) = index.get(Cf::ApiKeys, &details_key(&hash)).await? else {
                 continue;
             };
-            let last_used_ms = match index.get(Cf::ApiKeys, &last_used_key(&hash))? {
+            let last_used_ms = match index.get(Cf::ApiKeys, &last_used_key(&hash)).await? {
                 Some(value) => Some(decode_time(&value)?),
                 None => None,
             };
@@ -279,7 +289,7 @@ impl Engine {
     pub async fn revoke_api_key(&self, user: &str, uuid: &str) -> Result<bool, StorageError> {
         self.inner.writable()?;
         let listed = user_key(user, uuid);
-        let Some(value) = self.inner.index.get(Cf::ApiKeys, &listed)? else {
+        let Some(value) = self.inner.index.get(Cf::ApiKeys, &listed).await? else {
             return Ok(false);
         };
         let hash: [u8; HASH_BYTES] = value
@@ -307,7 +317,8 @@ impl Engine {
         if !self
             .inner
             .index
-            .contains(Cf::ApiKeys, &details_key(&hash))?
+            .contains(Cf::ApiKeys, &details_key(&hash))
+            .await?
         {
             return Ok(());
         }

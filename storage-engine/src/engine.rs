@@ -17,7 +17,7 @@ use crate::error::StorageError;
 use crate::index::{self, BlobRecord, Cf, Index, RefKind};
 use crate::index_stats::IndexStats;
 use crate::io::{FaultInjector, FaultPoint, Io, IoBackendKind};
-use crate::lock::StripedLocks;
+use crate::lock::{Held, StripedLocks};
 use crate::oci::{Digest, RepoName};
 use crate::stats::{timed, EngineStats};
 use crate::upload::Sessions;
@@ -32,6 +32,8 @@ pub struct EngineOptions {
     pub commit: bool,
     /// File I/O backend.
     pub io: IoBackendKind,
+    /// The index in PostgreSQL instead of RocksDB under `root` (several nodes, SHARED.md).
+    pub postgres: Option<crate::index::PostgresOptions>,
 }
 
 impl EngineOptions {
@@ -41,6 +43,7 @@ impl EngineOptions {
             root: root.into(),
             commit: true,
             io: IoBackendKind::Threads,
+            postgres: None,
         }
     }
 }
@@ -65,8 +68,8 @@ pub(crate) struct Inner {
     pub(crate) usage: Usage,
     /// The last [`Engine::downloads_by_repo`] and when it was counted.
     pub(crate) downloads: crate::search::DownloadsCache,
-    /// Held while a single sign-on login is read and deleted (each is taken once).
-    pub(crate) sso_takes: tokio::sync::Mutex<()>,
+    /// Locks by name for records taken once (a single sign-on login in flight).
+    pub(crate) named: StripedLocks,
 }
 
 /// The storage engine. Clone it or wrap it in an `Arc`; all clones share one store.
@@ -117,12 +120,15 @@ impl Engine {
         if !read_only {
             store.prepare()?;
         }
-        let index = Index::open(&store.index_dir(), read_only)?;
+        let index = match &options.postgres {
+            Some(postgres) => Index::open_postgres(postgres, read_only)?,
+            None => Index::open(&store.index_dir(), read_only)?,
+        };
         if !read_only {
-            index.backfill_blob_links()?;
-            crate::search::backfill::init(&index)?;
+            index::block_on(index.backfill_blob_links())?;
+            index::block_on(crate::search::backfill::init(&index))?;
         }
-        let usage = Usage::load(&index)?;
+        let usage = index::block_on(Usage::load(&index))?;
         let stats = Arc::new(EngineStats::default());
         let inner = Inner {
             commit: options.commit,
@@ -135,16 +141,16 @@ impl Engine {
                 stats: stats.clone(),
             },
             sessions: Sessions::new(),
-            locks: StripedLocks::new(),
-            links: StripedLocks::new(),
-            blob_locks: StripedLocks::new(),
+            locks: StripedLocks::new(b'R'),
+            links: StripedLocks::new(b'L'),
+            blob_locks: StripedLocks::new(b'D'),
             gc: crate::gc::GcState::default(),
             stats,
             usage,
             downloads: Default::default(),
-            sso_takes: Default::default(),
+            named: StripedLocks::new(b'N'),
         };
-        inner.recover_uploads()?;
+        index::block_on(inner.recover_uploads())?;
         Ok(Engine {
             inner: Arc::new(inner),
         })
@@ -173,6 +179,7 @@ impl Engine {
         self.inner
             .index
             .contains(Cf::Repos, repo.as_str().as_bytes())
+            .await
     }
 
     /// Repository names sorted bytewise, all greater than `last`, at most `n`.
@@ -194,7 +201,8 @@ impl Engine {
                     .ok_or_else(|| StorageError::Corrupt("bad repository key".into()))?;
                 names.push(name);
                 Ok(names.len() < n)
-            })?;
+            })
+            .await?;
         Ok(names)
     }
 
@@ -208,10 +216,15 @@ impl Engine {
     ) -> Result<Option<u64>, StorageError> {
         let digest_text = digest.to_string();
         let link = index::key(&[repo.as_str(), &digest_text]);
-        if !self.inner.index.contains(Cf::RepoBlobs, &link)? {
+        if !self.inner.index.contains(Cf::RepoBlobs, &link).await? {
             return Ok(None);
         }
-        match self.inner.index.get(Cf::Blobs, digest_text.as_bytes())? {
+        match self
+            .inner
+            .index
+            .get(Cf::Blobs, digest_text.as_bytes())
+            .await?
+        {
             Some(value) => Ok(Some(BlobRecord::decode(&value)?.size)),
             None => Err(StorageError::Corrupt(format!(
                 "{repo} links {digest} but the blob has no record"
@@ -226,11 +239,14 @@ impl Engine {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<bool, StorageError> {
-        self.inner.index.any_with_prefix(
-            Cf::BlobRefs,
-            &index::prefix(&[repo.as_str(), &digest.to_string()]),
-            |_, value| Ok(RefKind::decode(value)? == RefKind::Blob),
-        )
+        self.inner
+            .index
+            .any_with_prefix(
+                Cf::BlobRefs,
+                &index::prefix(&[repo.as_str(), &digest.to_string()]),
+                |_, value| Ok(RefKind::decode(value)? == RefKind::Blob),
+            )
+            .await
     }
 
     /// Final path of a blob. Only meaningful after `stat_blob` said it is linked.
@@ -242,23 +258,27 @@ impl Engine {
     /// repository links it. Cancel: the unlink either committed or not; the repository lock
     /// is released either way.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StorageError> {
-        let _guard = self.inner.lock_repo(repo).await;
+        let guard = self.inner.lock_repo(repo).await?;
         let digest_text = digest.to_string();
         let link = index::key(&[repo.as_str(), &digest_text]);
-        if !self.inner.index.contains(Cf::RepoBlobs, &link)? {
+        if !self.inner.index.contains(Cf::RepoBlobs, &link).await? {
             return Err(StorageError::BlobUnknown(digest.clone()));
         }
-        let referenced = self.inner.index.any_with_prefix(
-            Cf::BlobRefs,
-            &index::prefix(&[repo.as_str(), &digest_text]),
-            |_, value| Ok(RefKind::decode(value)? == RefKind::Blob),
-        )?;
+        let referenced = self
+            .inner
+            .index
+            .any_with_prefix(
+                Cf::BlobRefs,
+                &index::prefix(&[repo.as_str(), &digest_text]),
+                |_, value| Ok(RefKind::decode(value)? == RefKind::Blob),
+            )
+            .await?;
         if referenced {
             return Err(StorageError::BlobReferenced(digest.clone()));
         }
         let mut batch = index::Batch::default();
         index::unlink(&mut batch, repo.as_str(), &digest_text);
-        self.inner.write_index(batch).await?;
+        self.inner.write_held(batch, &guard).await?;
         self.inner.usage.touch(repo);
         Ok(())
     }
@@ -280,11 +300,13 @@ impl Engine {
             (None, None) => return Ok(false),
         };
         // Checked again under the digest lock: GC cannot remove the blob from here on.
-        let guard = self.inner.digest_guard(digest).await?;
+        let mut guard = self.inner.digest_guard(digest).await?;
         let Some(size) = self.stat_blob(source, digest).await? else {
             return Ok(false);
         };
-        self.inner.link_blob(to, digest, size, None, &guard).await?;
+        self.inner
+            .link_blob(to, digest, size, None, &mut guard)
+            .await?;
         Ok(true)
     }
 }
@@ -294,17 +316,18 @@ impl Engine {
     /// it: for sync, which copies what an upstream names by digest, so the content is the
     /// same. Returns false when the store lacks it. Cancel: as delete_blob.
     pub async fn adopt_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StorageError> {
-        let guard = self.inner.digest_guard(digest).await?;
+        let mut guard = self.inner.digest_guard(digest).await?;
         let Some(record) = self
             .inner
             .index
-            .get(Cf::Blobs, digest.to_string().as_bytes())?
+            .get(Cf::Blobs, digest.to_string().as_bytes())
+            .await?
         else {
             return Ok(false);
         };
         let size = BlobRecord::decode(&record)?.size;
         self.inner
-            .link_blob(repo, digest, size, None, &guard)
+            .link_blob(repo, digest, size, None, &mut guard)
             .await?;
         Ok(true)
     }
@@ -312,10 +335,7 @@ impl Engine {
 
 /// A digest's lock held by a commit that links the blob: shared when the blob record exists
 /// (it cannot go away while held), exclusive when this commit may create it.
-pub(crate) enum DigestGuard<'a> {
-    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
-    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
-}
+pub(crate) type DigestGuard<'a> = Held<'a>;
 
 impl Inner {
     /// Writes a batch: synced on the blocking pool when `commit` is on, else inline (an
@@ -326,19 +346,47 @@ impl Inner {
         batch: index::Batch,
     ) -> Result<(), StorageError> {
         self.io.fault(FaultPoint::IndexWrite)?;
+        if self.index.postgres().is_some() {
+            return timed(&self.stats.fsync_wal, self.index.write(batch, true)).await;
+        }
         if !self.commit {
-            return self.index.write(batch, false);
+            return self.index.write(batch, false).await;
         }
         let inner = Arc::clone(self);
-        let write = tokio::task::spawn_blocking(move || inner.index.write(batch, true));
+        let write =
+            tokio::task::spawn_blocking(move || index::block_on(inner.index.write(batch, true)));
         timed(&self.stats.fsync_wal, write)
             .await
             .map_err(|error| StorageError::Index(format!("index write task failed: {error}")))?
     }
 
+    /// Writes a batch under `held`'s locks: as `write_index`, but on PostgreSQL through the
+    /// connection holding them (a holder that lost its locks cannot write).
+    pub(crate) async fn write_held(
+        self: &Arc<Self>,
+        batch: index::Batch,
+        held: &Held<'_>,
+    ) -> Result<(), StorageError> {
+        if held.remote().is_none() {
+            return self.write_index(batch).await;
+        }
+        self.io.fault(FaultPoint::IndexWrite)?;
+        timed(
+            &self.stats.fsync_wal,
+            self.index.write_held(batch, true, held),
+        )
+        .await
+    }
+
     /// Waits for `repo`'s lock, recording the wait.
-    pub(crate) async fn lock_repo(&self, repo: &RepoName) -> tokio::sync::RwLockWriteGuard<'_, ()> {
-        timed(&self.stats.lock_wait, self.locks.lock(repo.as_str())).await
+    pub(crate) async fn lock_repo(&self, repo: &RepoName) -> Result<Held<'_>, StorageError> {
+        let mut held = Held::default();
+        timed(
+            &self.stats.lock_wait,
+            held.take(&self.index, &self.locks, repo.as_str(), false),
+        )
+        .await?;
+        Ok(held)
     }
 
     /// The digest's lock for a commit about to link the blob (see `DigestGuard`). Take it
@@ -348,16 +396,29 @@ impl Inner {
         digest: &Digest,
     ) -> Result<DigestGuard<'_>, StorageError> {
         let digest_text = digest.to_string();
-        if self.index.contains(Cf::Blobs, digest_text.as_bytes())? {
-            let shared = self.blob_locks.read(&digest_text).await;
+        if self
+            .index
+            .contains(Cf::Blobs, digest_text.as_bytes())
+            .await?
+        {
+            let mut shared = Held::default();
+            shared
+                .take(&self.index, &self.blob_locks, &digest_text, true)
+                .await?;
             // GC may have removed the record while this waited.
-            if self.index.contains(Cf::Blobs, digest_text.as_bytes())? {
-                return Ok(DigestGuard::Shared(shared));
+            if self
+                .index
+                .contains(Cf::Blobs, digest_text.as_bytes())
+                .await?
+            {
+                return Ok(shared);
             }
         }
-        Ok(DigestGuard::Exclusive(
-            self.blob_locks.lock(&digest_text).await,
-        ))
+        let mut exclusive = Held::default();
+        exclusive
+            .take(&self.index, &self.blob_locks, &digest_text, false)
+            .await?;
+        Ok(exclusive)
     }
 
     /// Records a committed blob of `size` (if new) and links it into `repo`, creating the
@@ -366,20 +427,21 @@ impl Inner {
     /// the exclusive one (the store's totals count it once), and GC cannot remove the blob
     /// meanwhile. The repository's link lock is held shared, so GC cannot remove the
     /// repository or this link mid-commit. Cancel: the batch is applied or not as a whole.
-    pub(crate) async fn link_blob(
-        self: &Arc<Self>,
+    pub(crate) async fn link_blob<'h>(
+        self: &'h Arc<Self>,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
         extra: Option<index::Batch>,
-        _held: &DigestGuard<'_>,
+        held: &mut DigestGuard<'h>,
     ) -> Result<(), StorageError> {
-        let _links = self.links.read(repo.as_str()).await;
-        let (mut batch, created) = self.link_batch(repo, digest, size)?;
+        held.take(&self.index, &self.links, repo.as_str(), true)
+            .await?;
+        let (mut batch, created) = self.link_batch(repo, digest, size).await?;
         if let Some(extra) = extra {
             batch.extend(extra);
         }
-        self.write_index(batch).await?;
+        self.write_held(batch, held).await?;
         if created {
             self.usage.blob_added(size);
         }
@@ -390,8 +452,11 @@ impl Inner {
     /// Makes every index write so far durable (a WAL fsync, on the blocking pool).
     pub(crate) async fn sync_wal(self: &Arc<Self>) -> Result<(), StorageError> {
         self.io.fault(FaultPoint::IndexWrite)?;
+        if self.index.rocks().is_none() {
+            return Ok(()); // PostgreSQL: every commit is durable already
+        }
         let inner = Arc::clone(self);
-        tokio::task::spawn_blocking(move || inner.index.sync_wal())
+        tokio::task::spawn_blocking(move || inner.index.rocks().expect("checked").sync_wal())
             .await
             .map_err(|error| StorageError::Index(format!("WAL sync task failed: {error}")))?
     }
@@ -408,7 +473,7 @@ impl Inner {
     /// repository record when missing). Existing blob and repository records are kept, so
     /// their creation times stay those of the first commit.
     /// The second value says whether the batch creates the blob record.
-    fn link_batch(
+    async fn link_batch(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -417,7 +482,10 @@ impl Inner {
         let now = index::now_ms();
         let digest_text = digest.to_string();
         let mut batch = index::Batch::default();
-        let created = !self.index.contains(Cf::Blobs, digest_text.as_bytes())?;
+        let created = !self
+            .index
+            .contains(Cf::Blobs, digest_text.as_bytes())
+            .await?;
         if created {
             let record = BlobRecord {
                 size,
@@ -426,17 +494,21 @@ impl Inner {
             batch.put(Cf::Blobs, digest_text.clone().into_bytes(), record.encode());
         }
         index::link(&mut batch, repo.as_str(), &digest_text, now);
-        self.repo_record(repo, &mut batch)?;
+        self.repo_record(repo, &mut batch).await?;
         Ok((batch, created))
     }
 
     /// Adds the repository record to `batch` if the repository is new.
-    pub(crate) fn repo_record(
+    pub(crate) async fn repo_record(
         &self,
         repo: &RepoName,
         batch: &mut index::Batch,
     ) -> Result<(), StorageError> {
-        if !self.index.contains(Cf::Repos, repo.as_str().as_bytes())? {
+        if !self
+            .index
+            .contains(Cf::Repos, repo.as_str().as_bytes())
+            .await?
+        {
             batch.put(
                 Cf::Repos,
                 repo.as_str().as_bytes().to_vec(),

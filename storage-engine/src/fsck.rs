@@ -63,35 +63,43 @@ impl Engine {
     /// Checks the whole store. See the module comment for what counts as a problem.
     pub async fn fsck(&self) -> Result<FsckReport, StorageError> {
         let mut report = FsckReport::default();
-        let recorded = self.fsck_blob_records(&mut report)?;
+        let recorded = self.fsck_blob_records(&mut report).await?;
         self.fsck_blob_files(&recorded, &mut report)?;
-        self.fsck_links(&mut report)?;
-        self.fsck_reverse_links(&mut report)?;
-        self.fsck_manifests(&mut report)?;
-        self.fsck_tags_and_refs(&mut report)?;
+        self.fsck_links(&mut report).await?;
+        self.fsck_reverse_links(&mut report).await?;
+        self.fsck_manifests(&mut report).await?;
+        self.fsck_tags_and_refs(&mut report).await?;
         self.fsck_search(&mut report).await?;
-        self.fsck_login_sessions(&mut report)?;
-        self.fsck_api_keys(&mut report)?;
-        self.fsck_user_groups(&mut report)?;
+        self.fsck_login_sessions(&mut report).await?;
+        self.fsck_api_keys(&mut report).await?;
+        self.fsck_user_groups(&mut report).await?;
         self.fsck_trust(&mut report).await;
         let index = &self.inner.index;
-        index.visit(Cf::Uploads, b"", None, |key, _| {
-            report.info.push(FsckProblem(format!(
-                "upload session {} is open",
-                String::from_utf8_lossy(key)
-            )));
-            Ok(true)
-        })?;
+        index
+            .visit(Cf::Uploads, b"", None, |key, _| {
+                report.info.push(FsckProblem(format!(
+                    "upload session {} is open",
+                    String::from_utf8_lossy(key)
+                )));
+                Ok(true)
+            })
+            .await?;
         Ok(report)
     }
 
     /// Every blob record: file present, right size, content hashes to its name.
-    fn fsck_blob_records(&self, report: &mut FsckReport) -> Result<HashSet<PathBuf>, StorageError> {
+    async fn fsck_blob_records(
+        &self,
+        report: &mut FsckReport,
+    ) -> Result<HashSet<PathBuf>, StorageError> {
         let mut records = Vec::new();
-        self.inner.index.visit(Cf::Blobs, b"", None, |key, value| {
-            records.push((key.to_vec(), BlobRecord::decode(value)));
-            Ok(true)
-        })?;
+        self.inner
+            .index
+            .visit(Cf::Blobs, b"", None, |key, value| {
+                records.push((key.to_vec(), BlobRecord::decode(value)));
+                Ok(true)
+            })
+            .await?;
         let mut recorded = HashSet::new();
         for (key, record) in records {
             let name = String::from_utf8_lossy(&key).into_owned();
@@ -162,7 +170,7 @@ impl Engine {
     }
 
     /// Every login session record decodes; expired ones are counted as info.
-    fn fsck_login_sessions(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+    async fn fsck_login_sessions(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let (mut expired, mut expired_sso) = (0, 0);
         self.inner
             .index
@@ -175,7 +183,8 @@ impl Engine {
                     }
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         self.inner
             .index
             .visit(Cf::SsoLogins, b"", None, |key, value| {
@@ -188,7 +197,8 @@ impl Engine {
                     )),
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         if expired > 0 {
             report.note(format!(
                 "{expired} expired login sessions are not pruned yet"
@@ -204,17 +214,17 @@ impl Engine {
 
     /// Every API key record decodes and agrees with its user's list; expired keys and
     /// last-use records of revoked keys are info.
-    fn fsck_api_keys(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+    async fn fsck_api_keys(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let mut findings = Vec::new();
-        self.inner
-            .index
-            .visit(Cf::ApiKeys, b"", None, |key, value| {
+        let mut pages = crate::index::Pages::new(Cf::ApiKeys, b"");
+        while let Some(page) = pages.next(&self.inner.index).await? {
+            for (key, value) in &page {
                 findings.push((
                     hex::encode(key),
-                    crate::apikeys::check_record(self, key, value),
+                    crate::apikeys::check_record(self, key, value).await,
                 ));
-                Ok(true)
-            })?;
+            }
+        }
         for (key, finding) in findings {
             match finding {
                 Ok(None) => {}
@@ -226,7 +236,7 @@ impl Engine {
     }
 
     /// Every user groups record decodes.
-    fn fsck_user_groups(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+    async fn fsck_user_groups(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let mut bad = Vec::new();
         self.inner
             .index
@@ -235,7 +245,8 @@ impl Engine {
                     bad.push(format!("user groups record {}: {error}", hex::encode(key)));
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         for problem in bad {
             report.problem(problem);
         }
@@ -253,155 +264,211 @@ impl Engine {
     }
 
     /// Every repo_blobs link has a blob record.
-    fn fsck_links(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+    async fn fsck_links(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let index = &self.inner.index;
-        index.visit(Cf::RepoBlobs, b"", None, |key, _| {
-            let parts = index::split_key(key)?;
-            match parts.as_slice() {
-                [repo, digest] => {
-                    if !index.contains(Cf::Blobs, digest.as_bytes())? {
-                        report.problem(format!("{repo}: links {digest}, which has no record"));
-                    }
-                    if !index.contains(Cf::BlobLinks, &index::key(&[digest, repo]))? {
-                        report.problem(format!("{repo}: link to {digest} missing in blob_links"));
+        {
+            let mut pages = crate::index::Pages::new(Cf::RepoBlobs, b"");
+            while let Some(page) = pages.next(index).await? {
+                for (key, _) in &page {
+                    let key = key.as_slice();
+
+                    let parts = index::split_key(key)?;
+                    match parts.as_slice() {
+                        [repo, digest] => {
+                            if !index.contains(Cf::Blobs, digest.as_bytes()).await? {
+                                report.problem(format!(
+                                    "{repo}: links {digest}, which has no record"
+                                ));
+                            }
+                            if !index
+                                .contains(Cf::BlobLinks, &index::key(&[digest, repo]))
+                                .await?
+                            {
+                                report.problem(format!(
+                                    "{repo}: link to {digest} missing in blob_links"
+                                ));
+                            }
+                        }
+                        _ => report.problem(format!(
+                            "malformed link key {:?}",
+                            String::from_utf8_lossy(key)
+                        )),
                     }
                 }
-                _ => report.problem(format!(
-                    "malformed link key {:?}",
-                    String::from_utf8_lossy(key)
-                )),
             }
-            Ok(true)
-        })
+            Ok::<(), crate::error::StorageError>(())
+        }
     }
 
     /// Every `blob_links` entry has its link in `repo_blobs` (GC trusts the reverse index).
-    fn fsck_reverse_links(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+    async fn fsck_reverse_links(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let index = &self.inner.index;
-        index.visit(Cf::BlobLinks, b"", None, |key, _| {
-            match index::split_key(key)?.as_slice() {
-                [digest, repo] => {
-                    if !index.contains(Cf::RepoBlobs, &index::key(&[repo, digest]))? {
-                        report.problem(format!(
-                            "blob_links says {repo} links {digest}; it does not"
-                        ));
+        {
+            let mut pages = crate::index::Pages::new(Cf::BlobLinks, b"");
+            while let Some(page) = pages.next(index).await? {
+                for (key, _) in &page {
+                    let key = key.as_slice();
+
+                    match index::split_key(key)?.as_slice() {
+                        [digest, repo] => {
+                            if !index
+                                .contains(Cf::RepoBlobs, &index::key(&[repo, digest]))
+                                .await?
+                            {
+                                report.problem(format!(
+                                    "blob_links says {repo} links {digest}; it does not"
+                                ));
+                            }
+                        }
+                        _ => report.problem(format!(
+                            "malformed blob_links key {:?}",
+                            String::from_utf8_lossy(key)
+                        )),
                     }
                 }
-                _ => report.problem(format!(
-                    "malformed blob_links key {:?}",
-                    String::from_utf8_lossy(key)
-                )),
             }
-            Ok(true)
-        })
+            Ok::<(), crate::error::StorageError>(())
+        }
     }
 
     /// Every manifest: bytes hash to its key, parse, references present in its repository.
-    fn fsck_manifests(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+    async fn fsck_manifests(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let index = &self.inner.index;
-        index.visit(Cf::Manifests, b"", None, |key, value| {
-            report.manifests_checked += 1;
-            let parts = index::split_key(key)?;
-            let [repo, digest_text] = parts.as_slice() else {
-                report.problem(format!(
-                    "malformed manifest key {:?}",
-                    String::from_utf8_lossy(key)
-                ));
-                return Ok(true);
-            };
-            let (Ok(digest), Ok(record)) =
-                (digest_text.parse::<Digest>(), ManifestRecord::decode(value))
-            else {
-                report.problem(format!("{repo}: manifest {digest_text}: malformed record"));
-                return Ok(true);
-            };
-            let actual = Digest::of(digest.algorithm(), &record.bytes);
-            if actual != digest {
-                report.problem(format!("{repo}: manifest {digest}: bytes hash to {actual}"));
-            }
-            let parsed = match parse_manifest(&record.bytes, Some(&record.media_type)) {
-                Ok(parsed) => parsed,
-                Err(error) => {
-                    report.problem(format!("{repo}: manifest {digest} does not parse: {error}"));
-                    return Ok(true);
-                }
-            };
-            // A mirrored manifest's blobs and children come when first asked for.
-            let mut absent = |line: String| match record.mirrored {
-                true => report
-                    .info
-                    .push(FsckProblem(format!("{line} (mirrored: fetched on demand)"))),
-                false => report.problem(line),
-            };
-            for descriptor in parsed.blob_references().filter(|d| !is_foreign_layer(d)) {
-                let link = index::key(&[repo, &descriptor.digest.to_string()]);
-                if !index.contains(Cf::RepoBlobs, &link)? {
-                    absent(format!(
+        {
+            let mut pages = crate::index::Pages::new(Cf::Manifests, b"");
+            while let Some(page) = pages.next(index).await? {
+                for (key, value) in &page {
+                    let key = key.as_slice();
+                    let value = value.as_slice();
+
+                    report.manifests_checked += 1;
+                    let parts = index::split_key(key)?;
+                    let [repo, digest_text] = parts.as_slice() else {
+                        report.problem(format!(
+                            "malformed manifest key {:?}",
+                            String::from_utf8_lossy(key)
+                        ));
+                        continue;
+                    };
+                    let (Ok(digest), Ok(record)) =
+                        (digest_text.parse::<Digest>(), ManifestRecord::decode(value))
+                    else {
+                        report.problem(format!("{repo}: manifest {digest_text}: malformed record"));
+                        continue;
+                    };
+                    let actual = Digest::of(digest.algorithm(), &record.bytes);
+                    if actual != digest {
+                        report
+                            .problem(format!("{repo}: manifest {digest}: bytes hash to {actual}"));
+                    }
+                    let parsed = match parse_manifest(&record.bytes, Some(&record.media_type)) {
+                        Ok(parsed) => parsed,
+                        Err(error) => {
+                            report.problem(format!(
+                                "{repo}: manifest {digest} does not parse: {error}"
+                            ));
+                            continue;
+                        }
+                    };
+                    // A mirrored manifest's blobs and children come when first asked for.
+                    let mut absent = |line: String| match record.mirrored {
+                        true => report
+                            .info
+                            .push(FsckProblem(format!("{line} (mirrored: fetched on demand)"))),
+                        false => report.problem(line),
+                    };
+                    for descriptor in parsed.blob_references().filter(|d| !is_foreign_layer(d)) {
+                        let link = index::key(&[repo, &descriptor.digest.to_string()]);
+                        if !index.contains(Cf::RepoBlobs, &link).await? {
+                            absent(format!(
                         "{repo}: manifest {digest} references blob {} not linked in the repository",
                         descriptor.digest
                     ));
-                }
-            }
-            for child in &parsed.manifests {
-                let child_key = index::key(&[repo, &child.digest.to_string()]);
-                if !index.contains(Cf::Manifests, &child_key)? {
-                    absent(format!(
-                        "{repo}: index {digest} lists manifest {} which is absent",
-                        child.digest
-                    ));
-                }
-            }
-            for (referenced, _) in references(&parsed) {
-                let reference_key = index::key(&[repo, &referenced.to_string(), digest_text]);
-                if !index.contains(Cf::BlobRefs, &reference_key)? {
-                    report.problem(format!(
+                        }
+                    }
+                    for child in &parsed.manifests {
+                        let child_key = index::key(&[repo, &child.digest.to_string()]);
+                        if !index.contains(Cf::Manifests, &child_key).await? {
+                            absent(format!(
+                                "{repo}: index {digest} lists manifest {} which is absent",
+                                child.digest
+                            ));
+                        }
+                    }
+                    for (referenced, _) in references(&parsed) {
+                        let reference_key =
+                            index::key(&[repo, &referenced.to_string(), digest_text]);
+                        if !index.contains(Cf::BlobRefs, &reference_key).await? {
+                            report.problem(format!(
                         "{repo}: manifest {digest}: reference record for {referenced} missing"
                     ));
+                        }
+                    }
                 }
             }
-            Ok(true)
-        })
+            Ok::<(), crate::error::StorageError>(())
+        }
     }
 
     /// Tags, referrer entries and reference records point at manifests that exist.
-    fn fsck_tags_and_refs(&self, report: &mut FsckReport) -> Result<(), StorageError> {
+    async fn fsck_tags_and_refs(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let index = &self.inner.index;
-        index.visit(Cf::Tags, b"", None, |key, value| {
-            let parts = index::split_key(key)?;
-            match (parts.as_slice(), TagRecord::decode(value)) {
-                ([repo, tag], Ok(record)) => {
-                    let manifest = index::key(&[repo, &record.digest.to_string()]);
-                    if !index.contains(Cf::Manifests, &manifest)? {
-                        report.problem(format!(
-                            "{repo}: tag {tag} points at missing manifest {}",
-                            record.digest
-                        ));
+        {
+            let mut pages = crate::index::Pages::new(Cf::Tags, b"");
+            while let Some(page) = pages.next(index).await? {
+                for (key, value) in &page {
+                    let key = key.as_slice();
+                    let value = value.as_slice();
+
+                    let parts = index::split_key(key)?;
+                    match (parts.as_slice(), TagRecord::decode(value)) {
+                        ([repo, tag], Ok(record)) => {
+                            let manifest = index::key(&[repo, &record.digest.to_string()]);
+                            if !index.contains(Cf::Manifests, &manifest).await? {
+                                report.problem(format!(
+                                    "{repo}: tag {tag} points at missing manifest {}",
+                                    record.digest
+                                ));
+                            }
+                        }
+                        _ => report
+                            .problem(format!("malformed tag {:?}", String::from_utf8_lossy(key))),
                     }
                 }
-                _ => report.problem(format!("malformed tag {:?}", String::from_utf8_lossy(key))),
             }
-            Ok(true)
-        })?;
+            Ok::<(), crate::error::StorageError>(())
+        }?;
         for (cf, what) in [
             (Cf::Referrers, "referrer entry"),
             (Cf::BlobRefs, "reference record"),
         ] {
-            index.visit(cf, b"", None, |key, _| {
-                let parts = index::split_key(key)?;
-                match parts.as_slice() {
-                    [repo, _, manifest] => {
-                        if !index.contains(Cf::Manifests, &index::key(&[repo, manifest]))? {
-                            report
-                                .problem(format!("{repo}: {what} of missing manifest {manifest}"));
+            {
+                let mut pages = crate::index::Pages::new(cf, b"");
+                while let Some(page) = pages.next(index).await? {
+                    for (key, _) in &page {
+                        let key = key.as_slice();
+
+                        let parts = index::split_key(key)?;
+                        match parts.as_slice() {
+                            [repo, _, manifest] => {
+                                if !index
+                                    .contains(Cf::Manifests, &index::key(&[repo, manifest]))
+                                    .await?
+                                {
+                                    report.problem(format!(
+                                        "{repo}: {what} of missing manifest {manifest}"
+                                    ));
+                                }
+                            }
+                            _ => report.problem(format!(
+                                "malformed {what} {:?}",
+                                String::from_utf8_lossy(key)
+                            )),
                         }
                     }
-                    _ => report.problem(format!(
-                        "malformed {what} {:?}",
-                        String::from_utf8_lossy(key)
-                    )),
                 }
-                Ok(true)
-            })?;
+                Ok::<(), crate::error::StorageError>(())
+            }?;
         }
         Ok(())
     }

@@ -53,12 +53,17 @@ impl Engine {
                 encode(&groups[..groups.len().min(MAX_GROUPS)]),
             ),
         }
-        self.inner.index.write(batch, false)
+        self.inner.index.write(batch, false).await
     }
 
     /// `user`'s groups from their last login (empty when none). One point lookup.
     pub async fn user_groups(&self, user: &str) -> Result<Vec<String>, StorageError> {
-        match self.inner.index.get(Cf::UserGroups, user.as_bytes())? {
+        match self
+            .inner
+            .index
+            .get(Cf::UserGroups, user.as_bytes())
+            .await?
+        {
             Some(value) => decode(&value),
             None => Ok(Vec::new()),
         }

@@ -139,7 +139,7 @@ impl VerifiedImport {
     pub async fn commit(mut self, repo: &RepoName) -> Result<u64, StorageError> {
         let inner = Arc::clone(&self.staged.inner);
         let durable = inner.commit;
-        let digest_guard = inner.digest_guard(&self.expected).await?;
+        let mut digest_guard = inner.digest_guard(&self.expected).await?;
         // The file steps (fsync, rename, directory fsync) on one blocking-pool thread, with
         // the thread backend: the engine's async file ops are not `Send` (io_uring's are
         // thread-bound), and an import may commit from any runtime.
@@ -164,7 +164,7 @@ impl VerifiedImport {
         .map_err(|error| StorageError::Index(format!("blob import commit task: {error}")))??;
         self.staged.installed = true;
         inner
-            .link_blob(repo, &self.expected, self.size, None, &digest_guard)
+            .link_blob(repo, &self.expected, self.size, None, &mut digest_guard)
             .await?;
         drop(digest_guard);
         inner

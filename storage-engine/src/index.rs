@@ -1,15 +1,15 @@
-//! The RocksDB index: column families, key layout, write batches (value codecs: index_records.rs).
+//! The index: column families, key layout, write batches (value codecs: index_records.rs), and
+//! its two backends (RocksDB: index_rocks.rs; PostgreSQL: index_pg.rs).
 //!
 //! Rules: keys are byte strings of validated names joined by a NUL byte (no name, tag or
 //! digest can contain NUL), so a prefix `a\0` matches repository `a` exactly and never
 //! `a/b` or `ab`. Values have fixed binary layouts (big-endian integers, u16 length prefixes)
 //! drawn in DESIGN.md; decoding a bad value is `StorageError::Corrupt`, never a panic.
-//! Reads run inline (microseconds); `Index::write` with `sync` blocks on the WAL fsync and
-//! must only be called from the blocking pool (engine.rs does that).
+//! Reads and writes are async; on RocksDB they run inline (microseconds) and `Index::write`
+//! with `sync` blocks on the WAL fsync, so it must only be awaited on the blocking pool
+//! (engine.rs does that).
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
 
 use crate::error::StorageError;
 
@@ -88,6 +88,15 @@ impl Cf {
         Cf::UserGroups,
         Cf::SsoLogins,
     ];
+
+    /// The family's number in the PostgreSQL index: its place in [`Cf::ALL`], so new
+    /// families are only ever appended there.
+    pub(crate) fn id(self) -> i16 {
+        Cf::ALL
+            .iter()
+            .position(|cf| *cf == self)
+            .expect("every family is in ALL") as i16
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -208,146 +217,141 @@ impl Batch {
     }
 }
 
-use tempfile_dir::ScratchDir;
-
-pub(crate) struct Index {
-    pub(crate) db: DB,
-    /// Every repository's search summary, kept equal to `repo_meta` by [`Index::write`].
-    pub(crate) summaries: crate::search::summaries::Summaries,
-    /// The scratch directory of a secondary instance, removed after `db` is closed.
-    _secondary_dir: Option<ScratchDir>,
-}
-
-/// How often a secondary open is retried: the primary may delete an SST file between our
-/// reading its MANIFEST and opening the file (compaction), which fails that one attempt.
-const SECONDARY_OPEN_ATTEMPTS: u32 = 10;
-
 #[path = "index_scratch.rs"]
 pub(crate) mod tempfile_dir;
 
-/// Write-ahead log kept before the families it holds are flushed (bounds replay at open).
-const MAX_TOTAL_WAL_BYTES: u64 = 64 * 1024 * 1024;
+#[path = "index_rocks.rs"]
+mod rocks;
+pub(crate) use rocks::RocksIndex;
+
+#[path = "index_pg.rs"]
+pub(crate) mod pg;
+pub(crate) use pg::PgIndex;
+pub use pg::PostgresOptions;
+
+/// Where the index lives: RocksDB in the data directory (the default, one node), or
+/// PostgreSQL (several nodes, SHARED.md D1).
+pub(crate) enum Backend {
+    Rocks(RocksIndex),
+    Postgres(PgIndex),
+}
+
+/// The index. Every read and write goes through here; the RocksDB arm answers inline (its
+/// futures are ready at the first poll), the PostgreSQL arm over the network.
+pub(crate) struct Index {
+    pub(crate) backend: Backend,
+    /// Every repository's search summary, kept equal to `repo_meta` by [`Index::write`].
+    pub(crate) summaries: crate::search::summaries::Summaries,
+}
+
+/// Rows a PostgreSQL scan fetches first; each further page doubles, up to [`PAGE_MAX`]
+/// (most scans stop after a few entries: `any_with_prefix`, a catalog page).
+const PAGE_FIRST: i64 = 16;
+const PAGE_MAX: i64 = 1024;
 
 impl Index {
-    /// Opens (creating if needed) for reading and writing, or read-only. Read-only opens a
-    /// RocksDB *secondary* instance: unlike a plain read-only open it is safe while a running
-    /// daemon compacts (it keeps every file it uses open), and it sees the primary's state as
-    /// of open, WAL included.
+    /// Opens (creating if needed) the RocksDB index at `path`, or a read-only secondary.
     pub(crate) fn open(path: &Path, read_only: bool) -> Result<Index, StorageError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        // Built without compression libraries (rocksdb default features off).
-        options.set_compression_type(rocksdb::DBCompressionType::None);
-        // Small families (tags, summaries, ...) rarely fill a memtable, so without a bound
-        // every write-ahead log since they last flushed is kept and replayed at open (550 MB
-        // and 5.5 s after a 100k-image import). Past this size the oldest log's families
-        // are flushed and the log dropped.
-        options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
-        let families = || {
-            Cf::ALL.iter().map(|cf| {
-                let mut family_options = Options::default();
-                family_options.set_compression_type(rocksdb::DBCompressionType::None);
-                ColumnFamilyDescriptor::new(cf.name(), family_options)
-            })
+        Index::with(Backend::Rocks(RocksIndex::open(path, read_only)?))
+    }
+
+    /// Connects to the PostgreSQL index, creating or upgrading its schema unless read-only.
+    pub(crate) fn open_postgres(
+        options: &PostgresOptions,
+        read_only: bool,
+    ) -> Result<Index, StorageError> {
+        Index::with(Backend::Postgres(PgIndex::open(options, read_only)?))
+    }
+
+    fn with(backend: Backend) -> Result<Index, StorageError> {
+        let mut index = Index {
+            backend,
+            summaries: Default::default(),
         };
-        if !read_only {
-            let mut index = Index {
-                db: DB::open_cf_descriptors(&options, path, families())?,
-                summaries: Default::default(),
-                _secondary_dir: None,
-            };
-            index.summaries = crate::search::summaries::Summaries::load(|visit| {
-                index.visit(Cf::RepoMeta, b"", None, visit)
-            })?;
-            return Ok(index);
-        }
-        if !path.join("CURRENT").exists() {
-            return Err(StorageError::Index(format!(
-                "no index at {}",
-                path.display()
-            )));
-        }
-        // A secondary cannot create families: name the ones an older berth did not make
-        // (RocksDB would only say "Column family not found").
-        let existing = DB::list_cf(&options, path)?;
-        let missing: Vec<&str> = Cf::ALL
-            .iter()
-            .map(|cf| cf.name())
-            .filter(|name| !existing.iter().any(|found| found == name))
-            .collect();
-        if !missing.is_empty() {
-            return Err(StorageError::Index(format!(
-                "the index at {} has no {} family (written by an older berth): open it for \
-                 writing once (start the daemon) first",
-                path.display(),
-                missing.join(", ")
-            )));
-        }
-        options.set_max_open_files(-1);
-        let scratch = ScratchDir::create()?;
-        let mut attempt = 1;
-        loop {
-            match DB::open_cf_descriptors_as_secondary(&options, path, scratch.path(), families()) {
-                Ok(db) => {
-                    return Ok(Index {
-                        db,
-                        summaries: Default::default(),
-                        _secondary_dir: Some(scratch),
-                    })
+        let mut rows = Vec::new();
+        block_on(index.visit(Cf::RepoMeta, b"", None, |key, value| {
+            rows.push((key.to_vec(), value.to_vec()));
+            Ok(true)
+        }))?;
+        index.summaries = crate::search::summaries::Summaries::load(|visit| {
+            for (key, value) in &rows {
+                if !visit(key, value)? {
+                    break;
                 }
-                Err(error) if attempt < SECONDARY_OPEN_ATTEMPTS => {
-                    tracing::debug!(%error, attempt, "secondary open raced a compaction; retrying");
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(error) => return Err(error.into()),
             }
+            Ok(())
+        })?;
+        Ok(index)
+    }
+
+    /// The RocksDB index, when that is the backend (its figures, compaction, WAL).
+    pub(crate) fn rocks(&self) -> Option<&RocksIndex> {
+        match &self.backend {
+            Backend::Rocks(rocks) => Some(rocks),
+            Backend::Postgres(_) => None,
         }
     }
 
-    pub(crate) fn handle(&self, cf: Cf) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(cf.name())
-            .expect("every column family is created at open")
+    /// The PostgreSQL index, when that is the backend (its locks).
+    pub(crate) fn postgres(&self) -> Option<&PgIndex> {
+        match &self.backend {
+            Backend::Rocks(_) => None,
+            Backend::Postgres(pg) => Some(pg),
+        }
     }
 
-    pub(crate) fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.handle(cf), key)?)
+    pub(crate) async fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        match &self.backend {
+            Backend::Rocks(rocks) => rocks.get(cf, key),
+            Backend::Postgres(pg) => pg.get(cf, key).await,
+        }
     }
 
-    pub(crate) fn contains(&self, cf: Cf, key: &[u8]) -> Result<bool, StorageError> {
-        Ok(self.db.get_pinned_cf(self.handle(cf), key)?.is_some())
+    pub(crate) async fn contains(&self, cf: Cf, key: &[u8]) -> Result<bool, StorageError> {
+        match &self.backend {
+            Backend::Rocks(rocks) => rocks.contains(cf, key),
+            Backend::Postgres(pg) => Ok(pg.get(cf, key).await?.is_some()),
+        }
     }
 
     /// Calls `visit` for each key starting with `prefix` in order, starting after `after`
     /// (exclusive) when given, until `visit` returns false.
-    pub(crate) fn visit(
+    pub(crate) async fn visit(
         &self,
         cf: Cf,
         prefix: &[u8],
         after: Option<&[u8]>,
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StorageError>,
     ) -> Result<(), StorageError> {
-        // A raw iterator lends each key and value in place (the boxed iterator copies both
-        // into two allocations per entry, which dominated scans of thousands of entries).
-        let mut iter = self.db.raw_iterator_cf(self.handle(cf));
-        iter.seek(after.unwrap_or(prefix));
-        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            if !key.starts_with(prefix) {
-                break;
+        let pg = match &self.backend {
+            Backend::Rocks(rocks) => return rocks.visit(cf, prefix, after, visit),
+            Backend::Postgres(pg) => pg,
+        };
+        // The first key wanted: the prefix itself, or the smallest key after `after`.
+        let mut from = match after {
+            Some(after) if after >= prefix => [after, &[0]].concat(),
+            _ => prefix.to_vec(),
+        };
+        let until = successor(prefix);
+        let mut page = PAGE_FIRST;
+        loop {
+            let rows = pg.scan(cf, &from, until.as_deref(), page).await?;
+            let full = rows.len() as i64 == page;
+            for (key, value) in &rows {
+                if !visit(key, value)? {
+                    return Ok(());
+                }
             }
-            if after.is_none_or(|after| key > after) && !visit(key, value)? {
-                break;
+            match rows.last() {
+                Some((last, _)) if full => from = [last.as_slice(), &[0]].concat(),
+                _ => return Ok(()),
             }
-            iter.next();
+            page = (page * 2).min(PAGE_MAX);
         }
-        iter.status()?;
-        Ok(())
     }
 
-    /// True if some key starts with `prefix`.
-    pub(crate) fn any_with_prefix(
+    /// True if some key starts with `prefix` and `matches` its entry.
+    pub(crate) async fn any_with_prefix(
         &self,
         cf: Cf,
         prefix: &[u8],
@@ -357,14 +361,49 @@ impl Index {
         self.visit(cf, prefix, None, |key, value| {
             found = matches(key, value)?;
             Ok(!found)
-        })?;
+        })
+        .await?;
         Ok(found)
     }
 
+    /// Applies the batch atomically. RocksDB: with `sync` this waits for the WAL fsync (call
+    /// it from the blocking pool: engine.rs `write_index`). PostgreSQL: one statement,
+    /// committed durably whatever `sync` says.
+    pub(crate) async fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Rocks(rocks) => rocks.write(&batch, sync)?,
+            Backend::Postgres(pg) => pg.write(&batch, None).await?,
+        }
+        self.summaries.apply(batch.ops());
+        Ok(())
+    }
+
+    /// Applies the batch atomically while `held`'s locks are held: on PostgreSQL through the
+    /// connection that holds them, so a write whose locks were lost (connection gone) fails
+    /// instead of interleaving with another node's.
+    pub(crate) async fn write_held(
+        &self,
+        batch: Batch,
+        sync: bool,
+        held: &crate::lock::Held<'_>,
+    ) -> Result<(), StorageError> {
+        match (&self.backend, held.remote()) {
+            (Backend::Postgres(pg), Some(remote)) => {
+                pg.write(&batch, Some(remote)).await?;
+                self.summaries.apply(batch.ops());
+                Ok(())
+            }
+            _ => self.write(batch, sync).await,
+        }
+    }
+
     /// Fills `blob_links` from `repo_blobs` when it is empty but links exist (a store written
-    /// before `blob_links` existed). Blocking; at open.
-    pub(crate) fn backfill_blob_links(&self) -> Result<(), StorageError> {
-        if self.any_with_prefix(Cf::BlobLinks, b"", |_, _| Ok(true))? {
+    /// before `blob_links` existed). At open.
+    pub(crate) async fn backfill_blob_links(&self) -> Result<(), StorageError> {
+        if self
+            .any_with_prefix(Cf::BlobLinks, b"", |_, _| Ok(true))
+            .await?
+        {
             return Ok(());
         }
         let mut batch = Batch::default();
@@ -373,44 +412,82 @@ impl Index {
                 batch.put(Cf::BlobLinks, self::key(&[digest, repo]), Vec::new());
             }
             Ok(true)
-        })?;
-        if !batch.ops.is_empty() {
-            self.write(batch, true)?;
+        })
+        .await?;
+        if !batch.is_empty() {
+            self.write(batch, true).await?;
         }
         Ok(())
     }
+}
 
-    /// Flushes `cf`'s memtable and compacts the family, dropping its tombstones: a family
-    /// that is mostly deleted again (GC's queue) would otherwise make every scan step over
-    /// them. Blocking.
-    pub(crate) fn compact(&self, cf: Cf) -> Result<(), StorageError> {
-        self.db.flush_cf(self.handle(cf))?;
-        self.db
-            .compact_range_cf(self.handle(cf), None::<&[u8]>, None::<&[u8]>);
-        Ok(())
-    }
+/// Entries a [`Pages`] reads at a time.
+const PAGE_ENTRIES: usize = 256;
 
-    /// fsync of the WAL: every write so far is durable. Blocking.
-    pub(crate) fn sync_wal(&self) -> Result<(), StorageError> {
-        Ok(self.db.flush_wal(true)?)
-    }
+/// A scan read a page at a time, for loops that await other reads for each entry (a
+/// [`Index::visit`] callback cannot await).
+pub(crate) struct Pages {
+    cf: Cf,
+    prefix: Vec<u8>,
+    after: Option<Vec<u8>>,
+    done: bool,
+}
 
-    /// Applies the batch atomically. With `sync` this waits for the WAL fsync: call it from
-    /// the blocking pool. Concurrent synced writers are grouped by RocksDB into one fsync.
-    pub(crate) fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
-        let mut write_batch = rocksdb::WriteBatch::default();
-        for (cf, key, value) in &batch.ops {
-            match value {
-                Some(value) => write_batch.put_cf(self.handle(*cf), key, value),
-                None => write_batch.delete_cf(self.handle(*cf), key),
-            }
+impl Pages {
+    /// The entries of `cf` whose key starts with `prefix`.
+    pub(crate) fn new(cf: Cf, prefix: &[u8]) -> Pages {
+        Pages {
+            cf,
+            prefix: prefix.to_vec(),
+            after: None,
+            done: false,
         }
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        self.db.write_opt(write_batch, &options)?;
-        self.summaries.apply(&batch.ops);
-        Ok(())
     }
+
+    /// The next entries in key order; `None` after the last.
+    pub(crate) async fn next(
+        &mut self,
+        index: &Index,
+    ) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>, StorageError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut page = Vec::new();
+        index
+            .visit(
+                self.cf,
+                &self.prefix,
+                self.after.as_deref(),
+                |key, value| {
+                    page.push((key.to_vec(), value.to_vec()));
+                    Ok(page.len() < PAGE_ENTRIES)
+                },
+            )
+            .await?;
+        self.done = page.len() < PAGE_ENTRIES;
+        self.after = page.last().map(|(key, _)| key.clone());
+        Ok((!page.is_empty()).then_some(page))
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix` (`None`: no
+/// bound, the prefix is empty or all 0xff).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bound = prefix.to_vec();
+    while let Some(last) = bound.pop() {
+        if last < 0xff {
+            bound.push(last + 1);
+            return Some(bound);
+        }
+    }
+    None
+}
+
+/// Runs an index future to completion on the calling thread, for the engine's synchronous
+/// paths (open, recovery, threads of their own). RocksDB's futures are ready at once;
+/// PostgreSQL's are driven by the index's own runtime, so no runtime is needed here.
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    futures_executor::block_on(future)
 }
 
 #[cfg(test)]

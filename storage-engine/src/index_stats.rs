@@ -1,6 +1,6 @@
 //! RocksDB's own figures for operators (size, memtables, compaction debt, write stalls),
 //! read from in-memory properties: microseconds, no I/O.
-use crate::index::{Cf, Index};
+use crate::index::{Cf, Index, RocksIndex};
 
 /// RocksDB's figures that matter to an operator (summed over column families where they
 /// are per family).
@@ -48,6 +48,13 @@ fn write_stalls(text: &str, db_level: bool) -> (u64, u64) {
 }
 
 impl Index {
+    /// RocksDB's figures; zero on the PostgreSQL index (its server has its own).
+    pub(crate) fn stats(&self) -> IndexStats {
+        self.rocks().map(RocksIndex::stats).unwrap_or_default()
+    }
+}
+
+impl RocksIndex {
     /// RocksDB's own figures, summed over the column families.
     pub(crate) fn stats(&self) -> IndexStats {
         let sum = |property: &str| -> u64 {
@@ -116,8 +123,13 @@ mod tests {
         let dir = crate::index::tempfile_dir::ScratchDir::create().expect("scratch dir");
         let index = Index::open(dir.path(), false).expect("index opens");
         let text = index
+            .rocks()
+            .expect("RocksDB")
             .db
-            .property_value_cf(index.handle(Cf::Blobs), "rocksdb.cf-write-stall-stats")
+            .property_value_cf(
+                index.rocks().expect("RocksDB").handle(Cf::Blobs),
+                "rocksdb.cf-write-stall-stats",
+            )
             .expect("property read")
             .expect("property known to this RocksDB");
         assert!(text.starts_with("Write Stall (count):"), "{text}");

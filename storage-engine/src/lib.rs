@@ -63,6 +63,8 @@ pub use gc::{GcAction, GcKind, GcOptions, GcReport, RepoRules, Retention, TagInf
 #[cfg(feature = "engine")]
 pub use import::{BlobImport, VerifiedImport};
 #[cfg(feature = "engine")]
+pub use index::PostgresOptions;
+#[cfg(feature = "engine")]
 pub use index_stats::IndexStats;
 #[cfg(feature = "engine")]
 pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};

@@ -28,12 +28,15 @@ pub(crate) const STRIPES: usize = 1024;
 
 pub(crate) struct StripedLocks {
     stripes: Box<[RwLock<()>]>,
+    /// The namespace of these locks' keys in the PostgreSQL index (index_pg.rs `lock_key`).
+    kind: u8,
 }
 
 impl StripedLocks {
-    pub(crate) fn new() -> StripedLocks {
+    pub(crate) fn new(kind: u8) -> StripedLocks {
         StripedLocks {
             stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
+            kind,
         }
     }
 
@@ -73,13 +76,77 @@ impl StripedLocks {
     }
 }
 
+/// One guard of a [`Held`].
+enum LocalGuard<'a> {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'a, ()>),
+}
+
+/// The locks one operation holds: its node's stripes and, on the PostgreSQL index, the same
+/// locks in the database, all on one connection whose writes [`crate::index::Index::write_held`]
+/// sends (SHARED.md D1). Each lock is taken on this node first, then in the database, so two
+/// operations on one node queue on the stripe instead of each holding a connection. Dropping
+/// it releases everything. Cancel-safe: a dropped `take` releases what it took.
+#[derive(Default)]
+pub(crate) struct Held<'a> {
+    // Dropped first: the database's locks go before this node's.
+    remote: Option<crate::index::pg::RemoteLocks>,
+    local: Vec<LocalGuard<'a>>,
+}
+
+impl<'a> Held<'a> {
+    /// The database connection holding the locks, if any.
+    pub(crate) fn remote(&self) -> Option<&crate::index::pg::RemoteLocks> {
+        self.remote.as_ref()
+    }
+
+    /// Takes `key`'s lock of `locks`, shared or exclusive, in addition to those held.
+    pub(crate) async fn take(
+        &mut self,
+        index: &crate::index::Index,
+        locks: &'a StripedLocks,
+        key: &str,
+        shared: bool,
+    ) -> Result<(), crate::error::StorageError> {
+        self.local.push(match shared {
+            true => LocalGuard::Shared(locks.read(key).await),
+            false => LocalGuard::Exclusive(locks.lock(key).await),
+        });
+        if let Some(pg) = index.postgres() {
+            let mut keys = [(crate::index::pg::lock_key(locks.kind, key), shared)];
+            pg.lock(&mut self.remote, &mut keys).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the exclusive locks of all `keys` (in an order that cannot deadlock).
+    pub(crate) async fn take_all(
+        &mut self,
+        index: &crate::index::Index,
+        locks: &'a StripedLocks,
+        keys: &[&str],
+    ) -> Result<(), crate::error::StorageError> {
+        let guards = locks.lock_all(keys.iter().copied()).await;
+        self.local
+            .extend(guards.into_iter().map(LocalGuard::Exclusive));
+        if let Some(pg) = index.postgres() {
+            let mut remote_keys: Vec<(i64, bool)> = keys
+                .iter()
+                .map(|key| (crate::index::pg::lock_key(locks.kind, key), false))
+                .collect();
+            pg.lock(&mut self.remote, &mut remote_keys).await?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn same_repo_same_stripe_and_spread() {
-        let locks = StripedLocks::new();
+        let locks = StripedLocks::new(b'R');
         assert_eq!(
             locks.stripe("library/alpine"),
             locks.stripe("library/alpine")

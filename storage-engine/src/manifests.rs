@@ -168,10 +168,10 @@ impl Engine {
             None => None,
         };
         let inner = &self.inner;
-        let _guard = inner.lock_repo(repo).await;
+        let guard = inner.lock_repo(repo).await?;
         for tag in immutable {
             let key = index::key(&[repo.as_str(), tag.as_str()]);
-            if let Some(value) = inner.index.get(Cf::Tags, &key)? {
+            if let Some(value) = inner.index.get(Cf::Tags, &key).await? {
                 if TagRecord::decode(&value)?.digest != digest {
                     return Err(StorageError::TagImmutable(tag.clone()));
                 }
@@ -195,7 +195,7 @@ impl Engine {
         }
         for child in parsed.manifests.iter().filter(|_| !mirrored) {
             let key = index::key(&[repo.as_str(), &child.digest.to_string()]);
-            if !inner.index.contains(Cf::Manifests, &key)? {
+            if !inner.index.contains(Cf::Manifests, &key).await? {
                 return Err(StorageError::ManifestBlobUnknown(child.digest.clone()));
             }
         }
@@ -267,28 +267,32 @@ impl Engine {
             index::key(&[repo.as_str(), &digest_text]),
             meta.encode(),
         );
-        inner.repo_record(repo, &mut batch)?;
-        refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental)?;
-        inner.write_index(batch).await?;
+        inner.repo_record(repo, &mut batch).await?;
+        refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental).await?;
+        inner.write_held(batch, &guard).await?;
         inner.usage.touch(repo);
         Ok(PutManifestOutcome { digest, subject })
     }
 
-    fn manifest_record(
+    async fn manifest_record(
         &self,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, StorageError> {
         let key = index::key(&[repo.as_str(), &digest.to_string()]);
-        match self.inner.index.get(Cf::Manifests, &key)? {
+        match self.inner.index.get(Cf::Manifests, &key).await? {
             Some(value) => Ok(Some(ManifestRecord::decode(&value)?)),
             None => Ok(None),
         }
     }
 
-    fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>, StorageError> {
+    async fn resolve_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<Digest>, StorageError> {
         let key = index::key(&[repo.as_str(), tag.as_str()]);
-        match self.inner.index.get(Cf::Tags, &key)? {
+        match self.inner.index.get(Cf::Tags, &key).await? {
             Some(value) => Ok(Some(TagRecord::decode(&value)?.digest)),
             None => Ok(None),
         }
@@ -302,12 +306,12 @@ impl Engine {
     ) -> Result<Option<StoredManifest>, StorageError> {
         let digest = match reference {
             Reference::Digest(digest) => digest.clone(),
-            Reference::Tag(tag) => match self.resolve_tag(repo, tag)? {
+            Reference::Tag(tag) => match self.resolve_tag(repo, tag).await? {
                 Some(digest) => digest,
                 None => return Ok(None),
             },
         };
-        let Some(record) = self.manifest_record(repo, &digest)? else {
+        let Some(record) = self.manifest_record(repo, &digest).await? else {
             return Ok(None);
         };
         Ok(Some(StoredManifest {
@@ -327,46 +331,52 @@ impl Engine {
         reference: &Reference,
     ) -> Result<(), StorageError> {
         let inner = &self.inner;
-        let _guard = inner.lock_repo(repo).await;
+        let guard = inner.lock_repo(repo).await?;
         let mut batch = index::Batch::default();
         let digest = match reference {
             Reference::Tag(tag) => {
-                if self.resolve_tag(repo, tag)?.is_none() {
+                if self.resolve_tag(repo, tag).await?.is_none() {
                     return Err(StorageError::ManifestUnknown);
                 }
                 batch.delete(Cf::Tags, index::key(&[repo.as_str(), tag.as_str()]));
-                refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental)?;
-                inner.write_index(batch).await?;
+                refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental).await?;
+                inner.write_held(batch, &guard).await?;
                 inner.usage.touch(repo);
                 return Ok(());
             }
             Reference::Digest(digest) => digest,
         };
         let digest_text = digest.to_string();
-        let Some(record) = self.manifest_record(repo, digest)? else {
+        let Some(record) = self.manifest_record(repo, digest).await? else {
             return Err(StorageError::ManifestUnknown);
         };
-        let referenced = inner.index.any_with_prefix(
-            Cf::BlobRefs,
-            &index::prefix(&[repo.as_str(), &digest_text]),
-            |_, value| Ok(RefKind::decode(value)? == RefKind::Manifest),
-        )?;
+        let referenced = inner
+            .index
+            .any_with_prefix(
+                Cf::BlobRefs,
+                &index::prefix(&[repo.as_str(), &digest_text]),
+                |_, value| Ok(RefKind::decode(value)? == RefKind::Manifest),
+            )
+            .await?;
         if referenced {
             return Err(StorageError::ManifestReferenced(digest.clone()));
         }
         batch.delete(Cf::Manifests, index::key(&[repo.as_str(), &digest_text]));
         batch.delete(Cf::Pulls, index::key(&[repo.as_str(), &digest_text]));
-        inner.index.visit(
-            Cf::Tags,
-            &index::prefix(&[repo.as_str()]),
-            None,
-            |key, value| {
-                if TagRecord::decode(value)?.digest == *digest {
-                    batch.delete(Cf::Tags, key.to_vec());
-                }
-                Ok(true)
-            },
-        )?;
+        inner
+            .index
+            .visit(
+                Cf::Tags,
+                &index::prefix(&[repo.as_str()]),
+                None,
+                |key, value| {
+                    if TagRecord::decode(value)?.digest == *digest {
+                        batch.delete(Cf::Tags, key.to_vec());
+                    }
+                    Ok(true)
+                },
+            )
+            .await?;
         if let Some(subject) = &record.subject {
             batch.delete(
                 Cf::Referrers,
@@ -384,8 +394,8 @@ impl Engine {
                 index::key(&[repo.as_str(), &referenced.to_string(), &digest_text]),
             );
         }
-        refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental)?;
-        inner.write_index(batch).await?;
+        refresh(&inner.index, repo.as_str(), &mut batch, Mode::Incremental).await?;
+        inner.write_held(batch, &guard).await?;
         inner.usage.touch(repo);
         Ok(())
     }
@@ -412,13 +422,14 @@ impl Engine {
                     .ok_or_else(|| StorageError::Corrupt("bad tag key".into()))?;
                 tags.push(tag);
                 Ok(tags.len() < n)
-            })?;
+            })
+            .await?;
         Ok(tags)
     }
 
     pub async fn tag_exists(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StorageError> {
         let key = index::key(&[repo.as_str(), tag.as_str()]);
-        self.inner.index.contains(Cf::Tags, &key)
+        self.inner.index.contains(Cf::Tags, &key).await
     }
 
     /// Descriptors of the manifests in `repo` whose subject is `subject`, optionally only
@@ -446,7 +457,8 @@ impl Engine {
                     found.push(descriptor);
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         Ok(found)
     }
 }

@@ -187,14 +187,17 @@ impl Engine {
     ) -> Result<ScrubReport, StorageError> {
         let started = Instant::now();
         let mut blobs = Vec::new();
-        self.inner.index.visit(Cf::Blobs, b"", None, |key, value| {
-            let digest = std::str::from_utf8(key)
-                .ok()
-                .and_then(|text| text.parse::<Digest>().ok())
-                .ok_or_else(|| StorageError::Corrupt("bad blob key".into()))?;
-            blobs.push((digest, BlobRecord::decode(value)?.size));
-            Ok(true)
-        })?;
+        self.inner
+            .index
+            .visit(Cf::Blobs, b"", None, |key, value| {
+                let digest = std::str::from_utf8(key)
+                    .ok()
+                    .and_then(|text| text.parse::<Digest>().ok())
+                    .ok_or_else(|| StorageError::Corrupt("bad blob key".into()))?;
+                blobs.push((digest, BlobRecord::decode(value)?.size));
+                Ok(true)
+            })
+            .await?;
         blobs.sort_unstable_by_key(|(_, size)| std::cmp::Reverse(*size));
         let total: u64 = blobs.iter().map(|(_, size)| size).sum();
         let results = self.verify_blobs(&blobs, total, options, progress)?;
@@ -210,7 +213,8 @@ impl Engine {
             .visit(Cf::Manifests, b"", None, |key, value| {
                 manifests.push((key.to_vec(), value.to_vec()));
                 Ok(true)
-            })?;
+            })
+            .await?;
         for (key, value) in &manifests {
             report.manifests_checked += 1;
             let parts = index::split_key(key)?;
@@ -225,7 +229,7 @@ impl Engine {
                 damaged.insert(digest, Damage::Content { actual });
             }
         }
-        report.images = self.image_statuses(&damaged)?;
+        report.images = self.image_statuses(&damaged).await?;
         report.damaged = damaged.into_iter().collect();
         report
             .damaged
@@ -249,7 +253,7 @@ impl Engine {
                 LAST_REPORT_KEY.to_vec(),
                 report.to_json().into_bytes(),
             );
-            self.inner.index.write(batch, false)?;
+            self.inner.index.write(batch, false).await?;
         }
         Ok(report)
     }
@@ -257,7 +261,7 @@ impl Engine {
     /// The last pass's report as JSON (see [`ScrubReport::to_json`]), if a pass ever ran on
     /// this store (by the daemon or `berth scrub`).
     pub async fn last_scrub_report(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner.index.get(Cf::Scrub, LAST_REPORT_KEY)
+        self.inner.index.get(Cf::Scrub, LAST_REPORT_KEY).await
     }
 
     /// Hashes `blobs` on the worker threads; returns the damaged ones and records every
@@ -286,7 +290,9 @@ impl Engine {
                             return;
                         }
                         let mut verdict = check_blob(&self.blob_path(digest), *size, digest);
-                        if verdict == Err(Damage::Missing) && !self.blob_recorded(digest) {
+                        if verdict == Err(Damage::Missing)
+                            && !index::block_on(self.blob_recorded(digest))
+                        {
                             // Removed since the pass listed it (GC): not damage.
                             verdict = Ok(());
                         }
@@ -328,11 +334,12 @@ impl Engine {
     }
 
     /// Whether `digest` still has a blob record (errors count as recorded: report, not hide).
-    fn blob_recorded(&self, digest: &Digest) -> bool {
+    async fn blob_recorded(&self, digest: &Digest) -> bool {
         let key = digest.to_string();
         self.inner
             .index
             .contains(Cf::Blobs, key.as_bytes())
+            .await
             .unwrap_or(true)
     }
 
@@ -346,27 +353,30 @@ impl Engine {
         }
         let batch = std::mem::take(&mut *pending.lock().expect("not poisoned"));
         count.store(0, Relaxed);
-        self.inner.index.write(batch, false)
+        index::block_on(self.inner.index.write(batch, false))
     }
 
     /// Every tag's image, with the first damaged object it reaches.
-    fn image_statuses(
+    async fn image_statuses(
         &self,
         damaged: &HashMap<Digest, Damage>,
     ) -> Result<Vec<ImageStatus>, StorageError> {
         let mut tags = Vec::new();
-        self.inner.index.visit(Cf::Tags, b"", None, |key, value| {
-            let parts = index::split_key(key)?;
-            if let (Some(repo), Some(tag)) = (parts.first(), parts.get(1)) {
-                if let (Ok(repo), Ok(tag)) = (repo.parse::<RepoName>(), tag.parse::<Tag>()) {
-                    tags.push((repo, tag, TagRecord::decode(value)?.digest));
+        self.inner
+            .index
+            .visit(Cf::Tags, b"", None, |key, value| {
+                let parts = index::split_key(key)?;
+                if let (Some(repo), Some(tag)) = (parts.first(), parts.get(1)) {
+                    if let (Ok(repo), Ok(tag)) = (repo.parse::<RepoName>(), tag.parse::<Tag>()) {
+                        tags.push((repo, tag, TagRecord::decode(value)?.digest));
+                    }
                 }
-            }
-            Ok(true)
-        })?;
+                Ok(true)
+            })
+            .await?;
         let mut images = Vec::with_capacity(tags.len());
         for (repo, tag, manifest) in tags {
-            let affected = self.first_damage(&repo, &manifest, damaged, 0)?;
+            let affected = self.first_damage(&repo, &manifest, damaged, 0).await?;
             images.push(ImageStatus {
                 repo,
                 tag,
@@ -379,7 +389,7 @@ impl Engine {
 
     /// The first damaged object `manifest` reaches in `repo` (itself, its blobs, its
     /// children's, depth-bounded like index nesting).
-    fn first_damage(
+    async fn first_damage(
         &self,
         repo: &RepoName,
         manifest: &Digest,
@@ -390,7 +400,7 @@ impl Engine {
             return Ok(Some((manifest.clone(), damage.clone())));
         }
         let key = index::key(&[repo.as_str(), &manifest.to_string()]);
-        let Some(value) = self.inner.index.get(Cf::Manifests, &key)? else {
+        let Some(value) = self.inner.index.get(Cf::Manifests, &key).await? else {
             return Ok(None);
         };
         let record = ManifestRecord::decode(&value)?;
@@ -402,7 +412,9 @@ impl Engine {
                 return Ok(Some((digest.clone(), damage.clone())));
             }
             if kind == index::RefKind::Manifest && depth < 4 {
-                if let Some(found) = self.first_damage(repo, digest, damaged, depth + 1)? {
+                if let Some(found) =
+                    Box::pin(self.first_damage(repo, digest, damaged, depth + 1)).await?
+                {
                     return Ok(Some(found));
                 }
             }

@@ -145,7 +145,7 @@ impl Engine {
         let Some(key) = token_key(token) else {
             return Ok(None);
         };
-        let Some(value) = self.inner.index.get(Cf::Sessions, &key)? else {
+        let Some(value) = self.inner.index.get(Cf::Sessions, &key).await? else {
             return Ok(None);
         };
         let session = Session::decode(&value)?;
@@ -160,7 +160,7 @@ impl Engine {
         let Some(key) = token_key(token) else {
             return Ok(false);
         };
-        if !self.inner.index.contains(Cf::Sessions, &key)? {
+        if !self.inner.index.contains(Cf::Sessions, &key).await? {
             return Ok(false);
         }
         let mut batch = Batch::default();
@@ -186,7 +186,8 @@ impl Engine {
                     expired += 1;
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         if !batch.is_empty() {
             self.inner.write_index(batch).await?;
         }

@@ -84,15 +84,18 @@ impl Engine {
     pub async fn take_sso_login(&self, state: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.inner.writable()?;
         let key = key(state);
-        let _taking = self.inner.sso_takes.lock().await;
-        let Some(value) = self.inner.index.get(Cf::SsoLogins, &key)? else {
+        let mut held = crate::lock::Held::default();
+        let name = format!("sso-login:{}", hex::encode(&key));
+        held.take(&self.inner.index, &self.inner.named, &name, false)
+            .await?;
+        let Some(value) = self.inner.index.get(Cf::SsoLogins, &key).await? else {
             return Ok(None);
         };
         let (expires, payload) = decode(&value)?;
         let payload = (now_unix() < expires).then(|| payload.to_vec());
         let mut batch = Batch::default();
         batch.delete(Cf::SsoLogins, key);
-        self.inner.write_index(batch).await?;
+        self.inner.write_held(batch, &held).await?;
         Ok(payload)
     }
 
@@ -109,7 +112,8 @@ impl Engine {
                     expired += 1;
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         if !batch.is_empty() {
             self.inner.write_index(batch).await?;
         }

@@ -215,19 +215,20 @@ fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StorageError
 impl Engine {
     /// The trust store: its generation and every entry, ordered by kind and id.
     pub async fn trust_store(&self) -> Result<(u64, Vec<TrustMaterial>), StorageError> {
-        let generation = self.trust_generation()?;
+        let generation = self.trust_generation().await?;
         let mut materials = Vec::new();
         self.inner
             .index
             .visit(Cf::Trust, &index::prefix(&["m"]), None, |key, value| {
                 materials.push(TrustMaterial::decode(key, value)?);
                 Ok(true)
-            })?;
+            })
+            .await?;
         Ok((generation, materials))
     }
 
-    fn trust_generation(&self) -> Result<u64, StorageError> {
-        match self.inner.index.get(Cf::Trust, GENERATION_KEY)? {
+    async fn trust_generation(&self) -> Result<u64, StorageError> {
+        match self.inner.index.get(Cf::Trust, GENERATION_KEY).await? {
             None => Ok(0),
             Some(value) => value
                 .as_slice()
@@ -253,20 +254,20 @@ impl Engine {
         match change {
             TrustChange::Add(material) => {
                 let key = TrustMaterial::key(material.kind, &material.id);
-                if self.inner.index.contains(Cf::Trust, &key)? {
+                if self.inner.index.contains(Cf::Trust, &key).await? {
                     return Ok(None);
                 }
                 batch.put(Cf::Trust, key, material.encode());
             }
             TrustChange::Remove(kind, id) => {
                 let key = TrustMaterial::key(*kind, id);
-                if !self.inner.index.contains(Cf::Trust, &key)? {
+                if !self.inner.index.contains(Cf::Trust, &key).await? {
                     return Ok(None);
                 }
                 batch.delete(Cf::Trust, key);
             }
         }
-        let generation = self.trust_generation()? + 1;
+        let generation = self.trust_generation().await? + 1;
         batch.put(
             Cf::Trust,
             GENERATION_KEY.to_vec(),
@@ -309,7 +310,8 @@ impl Engine {
     ) -> Result<Option<SignatureRecord>, StorageError> {
         self.inner
             .index
-            .get(Cf::Trust, &verdict_key(repo, digest))?
+            .get(Cf::Trust, &verdict_key(repo, digest))
+            .await?
             .map(|value| SignatureRecord::decode(&value))
             .transpose()
     }
@@ -332,7 +334,8 @@ impl Engine {
                     record,
                 );
                 Ok(true)
-            })?;
+            })
+            .await?;
         Ok(found)
     }
 
@@ -341,20 +344,23 @@ impl Engine {
     /// (tags, referrers), no manifest read.
     pub async fn signature_manifests(&self) -> Result<Vec<SignatureManifest>, StorageError> {
         let mut found = Vec::new();
-        self.inner.index.visit(Cf::Tags, b"", None, |key, value| {
-            let parts = index::split_key(key)?;
-            if let [repo, tag] = parts.as_slice() {
-                if let Some(subject) = signed_by_tag(tag) {
-                    let record = index::TagRecord::decode(value)?;
-                    found.push(SignatureManifest {
-                        repo: parse(repo, "repository")?,
-                        digest: record.digest,
-                        subject: parse(&subject, "digest")?,
-                    });
+        self.inner
+            .index
+            .visit(Cf::Tags, b"", None, |key, value| {
+                let parts = index::split_key(key)?;
+                if let [repo, tag] = parts.as_slice() {
+                    if let Some(subject) = signed_by_tag(tag) {
+                        let record = index::TagRecord::decode(value)?;
+                        found.push(SignatureManifest {
+                            repo: parse(repo, "repository")?,
+                            digest: record.digest,
+                            subject: parse(&subject, "digest")?,
+                        });
+                    }
                 }
-            }
-            Ok(true)
-        })?;
+                Ok(true)
+            })
+            .await?;
         self.inner
             .index
             .visit(Cf::Referrers, b"", None, |key, value| {
@@ -376,7 +382,8 @@ impl Engine {
                     });
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         found.sort();
         found.dedup();
         Ok(found)

@@ -168,12 +168,14 @@ impl Inner {
     /// file length, hash rebuilt on first use); records without a file and staged files
     /// without a record (a crash between the two creations, or after a commit's rename)
     /// are removed.
-    pub(crate) fn recover_uploads(&self) -> Result<(), StorageError> {
+    pub(crate) async fn recover_uploads(&self) -> Result<(), StorageError> {
         let mut records = Vec::new();
-        self.index.visit(Cf::Uploads, b"", None, |key, value| {
-            records.push((key.to_vec(), UploadRecord::decode(value)?));
-            Ok(true)
-        })?;
+        self.index
+            .visit(Cf::Uploads, b"", None, |key, value| {
+                records.push((key.to_vec(), UploadRecord::decode(value)?));
+                Ok(true)
+            })
+            .await?;
         let mut stale = index::Batch::default();
         let mut live = std::collections::HashSet::new();
         for (key, record) in records {
@@ -204,7 +206,7 @@ impl Inner {
         if self.read_only {
             return Ok(());
         }
-        self.index.write(stale, false)?;
+        self.index.write(stale, false).await?;
         for entry in std::fs::read_dir(self.store.uploads_dir())? {
             let entry = entry?;
             let name = entry.file_name();
@@ -250,7 +252,7 @@ impl Engine {
         let mut batch = index::Batch::default();
         batch.put(Cf::Uploads, id.to_string().into_bytes(), record.encode());
         inner.io.fault(FaultPoint::IndexWrite)?;
-        inner.index.write(batch, false)?;
+        inner.index.write(batch, false).await?;
         let slot = Slot {
             repo: repo.clone(),
             owner: owner.map(str::to_owned),
@@ -408,7 +410,7 @@ impl Engine {
     /// received since: the staged file's modification time, else the session's start) that
     /// no writer holds, with its staged bytes. A client coming back gets `UploadUnknown`.
     /// Returns the ids deleted. Blocking (std file and index calls): part of a GC pass.
-    pub(crate) fn expire_uploads(
+    pub(crate) async fn expire_uploads(
         &self,
         idle: std::time::Duration,
     ) -> Result<Vec<String>, StorageError> {
@@ -423,7 +425,8 @@ impl Engine {
                 let id = String::from_utf8_lossy(key).into_owned();
                 stale.push((id, record.started_ms));
                 Ok(true)
-            })?;
+            })
+            .await?;
         let mut expired = Vec::new();
         for (key, started_ms) in stale {
             let Ok(id) = key.parse::<UploadId>() else {
@@ -452,7 +455,7 @@ impl Engine {
             self.inner.io.remove_file_now(&path)?;
             let mut batch = index::Batch::default();
             batch.delete(Cf::Uploads, key.clone().into_bytes());
-            self.inner.index.write(batch, self.inner.commit)?;
+            self.inner.index.write(batch, self.inner.commit).await?;
             expired.push(key);
         }
         Ok(expired)

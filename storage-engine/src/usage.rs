@@ -108,12 +108,14 @@ impl Default for Usage {
 
 impl Usage {
     /// Counts the blob records (one sequential scan of `blobs`). Blocking; at open.
-    pub(crate) fn load(index: &Index) -> Result<Usage, StorageError> {
+    pub(crate) async fn load(index: &Index) -> Result<Usage, StorageError> {
         let usage = Usage::default();
-        index.visit(Cf::Blobs, b"", None, |_, value| {
-            usage.blob_added(BlobRecord::decode(value)?.size);
-            Ok(true)
-        })?;
+        index
+            .visit(Cf::Blobs, b"", None, |_, value| {
+                usage.blob_added(BlobRecord::decode(value)?.size);
+                Ok(true)
+            })
+            .await?;
         Ok(usage)
     }
 
@@ -142,22 +144,31 @@ impl Usage {
 }
 
 /// (linked blob bytes, manifest bytes) of one repository, read from the index.
-fn repo_sizes(index: &Index, repo: &str) -> Result<(u64, u64), StorageError> {
+async fn repo_sizes(index: &Index, repo: &str) -> Result<(u64, u64), StorageError> {
     let prefix = index::prefix(&[repo]);
     let mut blob_bytes = 0;
-    index.visit(Cf::RepoBlobs, &prefix, None, |key, _| {
-        let digest = &key[prefix.len()..];
-        if let Some(record) = index.get(Cf::Blobs, digest)? {
-            blob_bytes += BlobRecord::decode(&record)?.size;
+    {
+        let mut pages = crate::index::Pages::new(Cf::RepoBlobs, &prefix);
+        while let Some(page) = pages.next(index).await? {
+            for (key, _) in &page {
+                let key = key.as_slice();
+
+                let digest = &key[prefix.len()..];
+                if let Some(record) = index.get(Cf::Blobs, digest).await? {
+                    blob_bytes += BlobRecord::decode(&record)?.size;
+                }
+            }
         }
-        Ok(true)
-    })?;
+        Ok::<(), crate::error::StorageError>(())
+    }?;
     let mut manifest_bytes = 0;
-    index.visit(Cf::Manifests, &prefix, None, |_, value| {
-        // The record's header is a few dozen bytes; count the manifest itself.
-        manifest_bytes += index::ManifestRecord::decode(value)?.bytes.len() as u64;
-        Ok(true)
-    })?;
+    index
+        .visit(Cf::Manifests, &prefix, None, |_, value| {
+            // The record's header is a few dozen bytes; count the manifest itself.
+            manifest_bytes += index::ManifestRecord::decode(value)?.bytes.len() as u64;
+            Ok(true)
+        })
+        .await?;
     Ok((blob_bytes, manifest_bytes))
 }
 
@@ -166,7 +177,7 @@ impl Engine {
     /// scans of the repositories changed since the last call; of every repository on the
     /// first call): await it on the blocking pool, never on a shard.
     pub async fn usage(&self) -> Result<UsageSnapshot, StorageError> {
-        self.refresh_usage()?;
+        self.refresh_usage().await?;
         let inner = &self.inner;
         let repos = inner
             .usage
@@ -189,7 +200,7 @@ impl Engine {
     }
 
     /// Recomputes the repositories changed since the last call (every one the first time).
-    fn refresh_usage(&self) -> Result<(), StorageError> {
+    async fn refresh_usage(&self) -> Result<(), StorageError> {
         let inner = &self.inner;
         let loaded = {
             let repos = inner.usage.repos.lock();
@@ -200,14 +211,17 @@ impl Engine {
             dirty
         } else {
             let mut all = Vec::new();
-            inner.index.visit(Cf::Repos, b"", None, |key, _| {
-                let name = std::str::from_utf8(key)
-                    .ok()
-                    .and_then(|text| text.parse::<RepoName>().ok())
-                    .ok_or_else(|| StorageError::Corrupt("bad repository key".into()))?;
-                all.push(name);
-                Ok(true)
-            })?;
+            inner
+                .index
+                .visit(Cf::Repos, b"", None, |key, _| {
+                    let name = std::str::from_utf8(key)
+                        .ok()
+                        .and_then(|text| text.parse::<RepoName>().ok())
+                        .ok_or_else(|| StorageError::Corrupt("bad repository key".into()))?;
+                    all.push(name);
+                    Ok(true)
+                })
+                .await?;
             all
         };
         // Mutations that land while this runs mark their repository dirty again, so nothing
@@ -215,10 +229,14 @@ impl Engine {
         let mut computed = Vec::with_capacity(names.len());
         for name in names {
             // A repository GC removed has no record any more and leaves the figures.
-            let exists = inner.index.contains(Cf::Repos, name.as_str().as_bytes())?;
-            let sizes = exists
-                .then(|| repo_sizes(&inner.index, name.as_str()))
-                .transpose()?;
+            let exists = inner
+                .index
+                .contains(Cf::Repos, name.as_str().as_bytes())
+                .await?;
+            let sizes = match exists {
+                true => Some(repo_sizes(&inner.index, name.as_str()).await?),
+                false => None,
+            };
             computed.push((name, sizes));
         }
         let mut repos = inner
@@ -243,7 +261,7 @@ impl Engine {
         &self,
         matches: &dyn Fn(&RepoName) -> bool,
     ) -> Result<(u64, usize), StorageError> {
-        self.refresh_usage()?;
+        self.refresh_usage().await?;
         let repos = self
             .inner
             .usage

@@ -237,7 +237,7 @@ impl UploadWriter {
         }
         if actual != *expected {
             self.inner.io.remove_file(&self.path).await?;
-            self.inner.index.write(batch, false)?;
+            self.inner.index.write(batch, false).await?;
             return Err(StorageError::DigestMismatch {
                 expected: expected.clone(),
                 actual,
@@ -245,7 +245,7 @@ impl UploadWriter {
         }
         // Held from before the file is installed until it is linked: GC cannot remove the
         // blob (or the file this commit finds already there) in between.
-        let digest_guard = self.inner.digest_guard(expected).await?;
+        let mut digest_guard = self.inner.digest_guard(expected).await?;
         let installed = self
             .inner
             .store
@@ -262,7 +262,7 @@ impl UploadWriter {
                 expected,
                 self.offset,
                 Some(batch),
-                &digest_guard,
+                &mut digest_guard,
             )
             .await?;
         Ok(self.offset)

@@ -24,6 +24,7 @@ pub fn open_unsynced(root: &std::path::Path) -> Engine {
         root: root.to_path_buf(),
         commit: false,
         io: IoBackendKind::Threads,
+        postgres: None,
     })
     .expect("engine opens")
 }

@@ -45,7 +45,7 @@ impl Engine {
     /// write).
     pub async fn flush_pulls(&self) -> Result<(), StorageError> {
         self.inner.writable()?;
-        self.inner.gc.pulls.flush(&self.inner.index)
+        self.inner.gc.pulls.flush(&self.inner.index).await
     }
 
     /// One GC pass (see the module docs of gc/ and the contract in DESIGN.md). Long and
@@ -63,8 +63,8 @@ impl Engine {
             full,
             ..GcReport::default()
         };
-        inner.gc.pulls.flush(&inner.index)?;
-        for repo in self.repos_to_visit(options, full, now)? {
+        inner.gc.pulls.flush(&inner.index).await?;
+        for repo in self.repos_to_visit(options, full, now).await? {
             report.repos_visited += 1;
             if let Err(error) = self.gc_repo(&repo, options, now, &mut report).await {
                 // Fail closed for this repository (nothing of it was written), go on.
@@ -77,7 +77,7 @@ impl Engine {
             self.sweep_orphan_files(options, now, &mut report).await?;
         }
         if !options.dry_run {
-            for id in self.expire_uploads(options.delay)? {
+            for id in self.expire_uploads(options.delay).await? {
                 report.actions.push(GcAction {
                     kind: GcKind::Upload,
                     repo: None,
@@ -96,7 +96,7 @@ impl Engine {
 
     /// Repositories this pass looks at: every one when `full`; else those changed since the
     /// last pass, those whose garbage has come of age, and those a tag-filtering policy covers.
-    fn repos_to_visit(
+    async fn repos_to_visit(
         &self,
         options: &GcOptions,
         full: bool,
@@ -116,18 +116,21 @@ impl Engine {
             .as_ref()
             .is_some_and(|retention| retention.filters_any());
         if full || policy_filters {
-            inner.index.visit(Cf::Repos, b"", None, |key, _| {
-                let name = String::from_utf8_lossy(key).into_owned();
-                let wanted = full
-                    || options
-                        .retention
-                        .as_ref()
-                        .is_some_and(|retention| retention.rules(&name).filters_tags);
-                if wanted {
-                    names.insert(name);
-                }
-                Ok(true)
-            })?;
+            inner
+                .index
+                .visit(Cf::Repos, b"", None, |key, _| {
+                    let name = String::from_utf8_lossy(key).into_owned();
+                    let wanted = full
+                        || options
+                            .retention
+                            .as_ref()
+                            .is_some_and(|retention| retention.rules(&name).filters_tags);
+                    if wanted {
+                        names.insert(name);
+                    }
+                    Ok(true)
+                })
+                .await?;
         }
         let mut repos: Vec<RepoName> = names
             .into_iter()
@@ -146,7 +149,8 @@ impl Engine {
     ) -> Result<(), StorageError> {
         let inner = &self.inner;
         let name = repo.as_str();
-        let _repo_lock = inner.locks.lock(name).await;
+        let mut held = crate::lock::Held::default();
+        held.take(&inner.index, &inner.locks, name, false).await?;
         let rules = options
             .retention
             .as_ref()
@@ -160,11 +164,14 @@ impl Engine {
 
         // Tags, and retention on them.
         let mut tags = Vec::new();
-        inner.index.visit(Cf::Tags, &prefix, None, |key, value| {
-            let tag = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            tags.push((tag, TagRecord::decode(value)?));
-            Ok(true)
-        })?;
+        inner
+            .index
+            .visit(Cf::Tags, &prefix, None, |key, value| {
+                let tag = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                tags.push((tag, TagRecord::decode(value)?));
+                Ok(true)
+            })
+            .await?;
         if rules.filters_tags {
             let retention = options
                 .retention
@@ -175,7 +182,7 @@ impl Engine {
                 let digest = record.digest.to_string();
                 infos.push(TagInfo {
                     tag: tag.clone(),
-                    pulled_ms: Pulls::last(&inner.index, name, &digest)?,
+                    pulled_ms: Pulls::last(&inner.index, name, &digest).await?,
                     digest,
                     pushed_ms: record.pushed_ms,
                 });
@@ -228,7 +235,8 @@ impl Engine {
                     },
                 );
                 Ok(true)
-            })?;
+            })
+            .await?;
         inner
             .index
             .visit(Cf::BlobRefs, &prefix, None, |key, value| {
@@ -250,7 +258,8 @@ impl Engine {
                     }
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         let manifest_delay = millis(options.manifest_delay);
         loop {
             let children: HashSet<&str> = manifests
@@ -280,7 +289,8 @@ impl Engine {
                 // A mirrored manifest nothing holds (fetched by digest) stays while clients
                 // pull it: it ages from its last pull.
                 let since = match manifest.mirrored && reason == "untagged" {
-                    true => Pulls::last(&inner.index, name, digest)?
+                    true => Pulls::last(&inner.index, name, digest)
+                        .await?
                         .map_or(manifest.pushed_ms, |pulled| pulled.max(manifest.pushed_ms)),
                     false => manifest.pushed_ms,
                 };
@@ -318,7 +328,7 @@ impl Engine {
 
         // Links no remaining manifest references, once older than the push grace. From here
         // on no finish or mount may link into this repository until the batch is written.
-        let _links = inner.links.lock(name).await;
+        held.take(&inner.index, &inner.links, name, false).await?;
         let referenced: HashSet<&str> = manifests
             .values()
             .flat_map(|manifest| manifest.references.iter())
@@ -356,9 +366,10 @@ impl Engine {
                     index::unlink(&mut batch, name, &digest);
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         let empty = manifests.is_empty() && tags.is_empty() && links_left == 0;
-        if empty && inner.index.contains(Cf::Repos, name.as_bytes())? {
+        if empty && inner.index.contains(Cf::Repos, name.as_bytes()).await? {
             actions.push(action(
                 GcKind::Repository,
                 name,
@@ -377,8 +388,9 @@ impl Engine {
                 name,
                 &mut batch,
                 crate::search::refresh::Mode::Incremental,
-            )?;
-            inner.index.write(batch, inner.commit)?;
+            )
+            .await?;
+            inner.index.write_held(batch, inner.commit, &held).await?;
             inner.usage.touch_usage(repo);
         }
         if let Some(due) = due {

@@ -94,7 +94,7 @@ impl Pulls {
 
     /// Writes the pulls recorded so far into the index (one unsynced batch: pull times are
     /// advisory). Blocking.
-    pub(crate) fn flush(&self, index: &Index) -> Result<(), StorageError> {
+    pub(crate) async fn flush(&self, index: &Index) -> Result<(), StorageError> {
         let mut taken = Vec::new();
         for stripe in self.stripes.iter() {
             let mut table = stripe.lock().expect("pull table lock is never poisoned");
@@ -106,10 +106,10 @@ impl Pulls {
         let mut batch = Batch::default();
         for (key, (last_ms, count)) in taken {
             // Only manifests still stored get a record (a pull may race a delete).
-            if !index.contains(Cf::Manifests, &key)? {
+            if !index.contains(Cf::Manifests, &key).await? {
                 continue;
             }
-            let (stored_last, stored_count) = match index.get(Cf::Pulls, &key)? {
+            let (stored_last, stored_count) = match index.get(Cf::Pulls, &key).await? {
                 Some(value) => decode(&value)?,
                 None => (0, 0),
             };
@@ -119,16 +119,16 @@ impl Pulls {
                 encode(stored_last.max(last_ms), stored_count + count),
             );
         }
-        index.write(batch, false)
+        index.write(batch, false).await
     }
 
     /// Last pull of `digest` in `repo` as recorded in the index (flush first).
-    pub(crate) fn last(
+    pub(crate) async fn last(
         index: &Index,
         repo: &str,
         digest: &str,
     ) -> Result<Option<u64>, StorageError> {
-        match index.get(Cf::Pulls, &index::key(&[repo, digest]))? {
+        match index.get(Cf::Pulls, &index::key(&[repo, digest])).await? {
             Some(value) => Ok(Some(decode(&value)?.0)),
             None => Ok(None),
         }

@@ -42,27 +42,33 @@ impl Engine {
             .filter_map(|action| Some((action.what.clone(), action.repo.clone()?)))
             .collect();
         let mut queued = HashSet::new();
-        inner.index.visit(Cf::GcQueue, b"", None, |key, _| {
-            queued.insert(String::from_utf8_lossy(key).into_owned());
-            Ok(true)
-        })?;
+        inner
+            .index
+            .visit(Cf::GcQueue, b"", None, |key, _| {
+                queued.insert(String::from_utf8_lossy(key).into_owned());
+                Ok(true)
+            })
+            .await?;
         let mut candidates: Vec<String> =
             simulated.iter().map(|(digest, _)| digest.clone()).collect();
         candidates.extend(queued.iter().cloned());
         if full {
-            inner.index.visit(Cf::Blobs, b"", None, |key, _| {
-                candidates.push(String::from_utf8_lossy(key).into_owned());
-                Ok(true)
-            })?;
+            inner
+                .index
+                .visit(Cf::Blobs, b"", None, |key, _| {
+                    candidates.push(String::from_utf8_lossy(key).into_owned());
+                    Ok(true)
+                })
+                .await?;
         }
         candidates.sort_unstable();
         candidates.dedup();
         let settled = queued.len();
         for chunk in candidates.chunks(CHUNK) {
-            let _guards = inner
-                .blob_locks
-                .lock_all(chunk.iter().map(String::as_str))
-                .await;
+            let mut held = crate::lock::Held::default();
+            let keys: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            held.take_all(&inner.index, &inner.blob_locks, &keys)
+                .await?;
             let mut batch = Batch::default();
             let mut files = Vec::new();
             for digest_text in chunk {
@@ -73,8 +79,9 @@ impl Engine {
                     .any_with_prefix(Cf::BlobLinks, &prefix, |key, _| {
                         let repo = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
                         Ok(!simulated.contains(&(digest_text.clone(), repo)))
-                    })?;
-                let record = inner.index.get(Cf::Blobs, digest_text.as_bytes())?;
+                    })
+                    .await?;
+                let record = inner.index.get(Cf::Blobs, digest_text.as_bytes()).await?;
                 let Some(record) = record.filter(|_| !linked) else {
                     // Linked again, or already gone: no longer a candidate.
                     if queued.contains(digest_text) {
@@ -113,7 +120,7 @@ impl Engine {
             }
             // The records first (durably), then the files: a crash in between leaves
             // orphan files, which the next full pass removes.
-            inner.index.write(batch, inner.commit)?;
+            inner.index.write_held(batch, inner.commit, &held).await?;
             for (path, size) in files {
                 inner.io.remove_file_now(&path)?;
                 inner.usage.blob_removed(size);
@@ -123,7 +130,9 @@ impl Engine {
         let settled = since.fetch_add(settled, std::sync::atomic::Ordering::Relaxed) + settled;
         if !options.dry_run && settled >= QUEUE_COMPACT_AFTER {
             since.store(0, std::sync::atomic::Ordering::Relaxed);
-            inner.index.compact(Cf::GcQueue)?;
+            if let Some(rocks) = inner.index.rocks() {
+                rocks.compact(Cf::GcQueue)?;
+            }
         }
         Ok(())
     }
@@ -141,7 +150,8 @@ impl Engine {
         for (digest, path) in inner.store.blob_files()? {
             if inner
                 .index
-                .contains(Cf::Blobs, digest.to_string().as_bytes())?
+                .contains(Cf::Blobs, digest.to_string().as_bytes())
+                .await?
             {
                 continue;
             }
@@ -160,9 +170,15 @@ impl Engine {
         }
         for (digest, path, size) in orphans {
             let digest_text = digest.to_string();
-            let _guard = inner.blob_locks.lock(&digest_text).await;
+            let mut held = crate::lock::Held::default();
+            held.take(&inner.index, &inner.blob_locks, &digest_text, false)
+                .await?;
             // A commit may have recorded it since.
-            if inner.index.contains(Cf::Blobs, digest_text.as_bytes())? {
+            if inner
+                .index
+                .contains(Cf::Blobs, digest_text.as_bytes())
+                .await?
+            {
                 continue;
             }
             report.actions.push(GcAction {

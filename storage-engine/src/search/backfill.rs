@@ -30,14 +30,17 @@ pub struct BackfillProgress {
 }
 
 /// At open: marks a store with no repositories as done (nothing to fill). Blocking.
-pub(crate) fn init(index: &Index) -> Result<(), StorageError> {
-    if index.get(Cf::Meta, MARKER)?.is_some() {
+pub(crate) async fn init(index: &Index) -> Result<(), StorageError> {
+    if index.get(Cf::Meta, MARKER).await?.is_some() {
         return Ok(());
     }
-    if !index.any_with_prefix(Cf::Repos, b"", |_, _| Ok(true))? {
+    if !index
+        .any_with_prefix(Cf::Repos, b"", |_, _| Ok(true))
+        .await?
+    {
         let mut batch = Batch::default();
         batch.put(Cf::Meta, MARKER.to_vec(), DONE.to_vec());
-        index.write(batch, true)?;
+        index.write(batch, true).await?;
     }
     Ok(())
 }
@@ -55,7 +58,7 @@ impl Engine {
     /// True once every manifest has its search records (always, for a store created by a
     /// berth with search).
     pub async fn search_ready(&self) -> Result<bool, StorageError> {
-        Ok(self.inner.index.get(Cf::Meta, MARKER)?.as_deref() == Some(DONE))
+        Ok(self.inner.index.get(Cf::Meta, MARKER).await?.as_deref() == Some(DONE))
     }
 
     /// Fills the search records of every repository not yet filled, reporting after each.
@@ -69,16 +72,18 @@ impl Engine {
     ) -> Result<bool, StorageError> {
         self.inner.writable()?;
         let index = &self.inner.index;
-        let after = match index.get(Cf::Meta, MARKER)? {
+        let after = match index.get(Cf::Meta, MARKER).await? {
             Some(value) if value == DONE => return Ok(true),
             Some(value) => value.strip_prefix(b"after:").map(<[u8]>::to_vec),
             None => None,
         };
         let mut repos = Vec::new();
-        index.visit(Cf::Repos, b"", None, |key, _| {
-            repos.push(String::from_utf8_lossy(key).into_owned());
-            Ok(true)
-        })?;
+        index
+            .visit(Cf::Repos, b"", None, |key, _| {
+                repos.push(String::from_utf8_lossy(key).into_owned());
+                Ok(true)
+            })
+            .await?;
         let mut state = BackfillProgress {
             repos_total: repos.len() as u64,
             ..BackfillProgress::default()
@@ -103,7 +108,7 @@ impl Engine {
         let mut batch = Batch::default();
         batch.put(Cf::Meta, MARKER.to_vec(), DONE.to_vec());
         batch.delete(Cf::Meta, b"search.backfill".to_vec());
-        index.write(batch, self.inner.commit)?;
+        index.write(batch, self.inner.commit).await?;
         Ok(true)
     }
 
@@ -112,20 +117,20 @@ impl Engine {
     async fn backfill_repo(&self, repo: &RepoName) -> Result<u64, StorageError> {
         let inner = &self.inner;
         let name = repo.as_str();
-        let _guard = inner.locks.lock(name).await;
+        let guard = inner.lock_repo(repo).await?;
         let prefix = index::prefix(&[name]);
         let mut batch = Batch::default();
         let mut added = 0;
-        inner
-            .index
-            .visit(Cf::Manifests, &prefix, None, |key, value| {
-                if inner.index.contains(Cf::Images, key)? {
-                    return Ok(true);
+        let mut pages = index::Pages::new(Cf::Manifests, &prefix);
+        while let Some(page) = pages.next(&inner.index).await? {
+            for (key, value) in &page {
+                if inner.index.contains(Cf::Images, key).await? {
+                    continue;
                 }
                 let record = ManifestRecord::decode(value)?;
                 // A stored manifest that no longer parses is fsck's finding, not search's.
                 let Ok(parsed) = parse_manifest(&record.bytes, Some(&record.media_type)) else {
-                    return Ok(true);
+                    continue;
                 };
                 let config = parsed.config.as_ref().and_then(|config| {
                     read_config(&inner.store.blob_path(&config.digest), config.size)
@@ -139,13 +144,13 @@ impl Engine {
                 );
                 batch.put(Cf::Images, key.to_vec(), meta.encode());
                 added += 1;
-                Ok(true)
-            })?;
-        refresh::refresh(&inner.index, name, &mut batch, refresh::Mode::Full)?;
+            }
+        }
+        refresh::refresh(&inner.index, name, &mut batch, refresh::Mode::Full).await?;
         let mut marker = b"after:".to_vec();
         marker.extend_from_slice(name.as_bytes());
         batch.put(Cf::Meta, MARKER.to_vec(), marker);
-        inner.index.write(batch, inner.commit)?;
+        inner.write_held(batch, &guard).await?;
         Ok(added)
     }
 }

@@ -13,7 +13,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::meta::{ImageMeta, Platform};
+use super::meta::Platform;
 use super::refresh::{image_updated_ns, vendor_of, NewestImage};
 use crate::error::StorageError;
 use crate::index::{self, Batch, Cf, Index};
@@ -30,16 +30,16 @@ pub(crate) struct Contribution {
 }
 
 /// The contribution of the image `digest` (`None` without a record); `image` reads records.
-pub(crate) fn contribution(
-    image: &mut impl FnMut(&str) -> Result<Option<ImageMeta>, StorageError>,
+pub(crate) async fn contribution(
+    image: &mut super::refresh::Images<'_, '_>,
     digest: &str,
 ) -> Result<Option<Contribution>, StorageError> {
-    let Some(meta) = image(digest)? else {
+    let Some(meta) = image.get(digest).await? else {
         return Ok(None);
     };
     let mut parts = vec![(digest.to_owned(), meta.clone())];
     for child in &meta.children {
-        if let Some(child_meta) = image(&child.digest)? {
+        if let Some(child_meta) = image.get(&child.digest).await? {
             parts.push((child.digest.clone(), child_meta));
         }
     }
@@ -177,7 +177,7 @@ impl Deltas {
 
     /// Writes the new counts into `batch`; returns how the size moved and whether a platform
     /// or vendor appeared or vanished.
-    pub(crate) fn apply(
+    pub(crate) async fn apply(
         self,
         index: &Index,
         repo: &str,
@@ -190,7 +190,7 @@ impl Deltas {
                 continue;
             }
             let kind = key_kind(repo, &key);
-            let stored = match index.get(Cf::RepoRefs, &key)? {
+            let stored = match index.get(Cf::RepoRefs, &key).await? {
                 Some(value) => read_u64(&value, 0)?,
                 None => 0,
             };
@@ -214,22 +214,24 @@ impl Deltas {
 }
 
 /// The platform and vendor sets as the counts stand once `batch` is applied.
-pub(crate) fn sets(
+pub(crate) async fn sets(
     index: &Index,
     repo: &str,
     batch: &Batch,
 ) -> Result<(BTreeSet<Platform>, BTreeSet<String>), StorageError> {
     let mut present: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
     for kind in ["p", "v"] {
-        index.visit(
-            Cf::RepoRefs,
-            &index::prefix(&[repo, kind]),
-            None,
-            |key, _| {
-                present.insert(key.to_vec(), true);
-                Ok(true)
-            },
-        )?;
+        index
+            .visit(
+                Cf::RepoRefs,
+                &index::prefix(&[repo, kind]),
+                None,
+                |key, _| {
+                    present.insert(key.to_vec(), true);
+                    Ok(true)
+                },
+            )
+            .await?;
     }
     for (cf, key, value) in batch.ops() {
         if *cf == Cf::RepoRefs
@@ -257,14 +259,16 @@ pub(crate) fn sets(
 }
 
 /// Every stored count of `repo` (fsck, and a full recomputation's deletes).
-pub(crate) fn stored(
+pub(crate) async fn stored(
     index: &Index,
     repo: &str,
 ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StorageError> {
     let mut found = BTreeMap::new();
-    index.visit(Cf::RepoRefs, &index::prefix(&[repo]), None, |key, value| {
-        found.insert(key.to_vec(), value.to_vec());
-        Ok(true)
-    })?;
+    index
+        .visit(Cf::RepoRefs, &index::prefix(&[repo]), None, |key, value| {
+            found.insert(key.to_vec(), value.to_vec());
+            Ok(true)
+        })
+        .await?;
     Ok(found)
 }

@@ -23,74 +23,97 @@ impl Engine {
         }
         let index = &self.inner.index;
         let mut expected_entries = HashSet::new();
-        index.visit(Cf::Images, b"", None, |key, value| {
-            let parts = index::split_key(key)?;
-            let ([repo, manifest], Ok(meta)) = (parts.as_slice(), ImageMeta::decode(value)) else {
-                report.problem(format!(
-                    "malformed image record {:?}",
-                    String::from_utf8_lossy(key)
-                ));
-                return Ok(true);
-            };
-            if !index.contains(Cf::Manifests, key)? {
-                report.problem(format!(
-                    "{repo}: image record of missing manifest {manifest}"
-                ));
+        {
+            let mut pages = crate::index::Pages::new(Cf::Images, b"");
+            while let Some(page) = pages.next(index).await? {
+                for (key, value) in &page {
+                    let key = key.as_slice();
+                    let value = value.as_slice();
+
+                    let parts = index::split_key(key)?;
+                    let ([repo, manifest], Ok(meta)) = (parts.as_slice(), ImageMeta::decode(value))
+                    else {
+                        report.problem(format!(
+                            "malformed image record {:?}",
+                            String::from_utf8_lossy(key)
+                        ));
+                        continue;
+                    };
+                    if !index.contains(Cf::Manifests, key).await? {
+                        report.problem(format!(
+                            "{repo}: image record of missing manifest {manifest}"
+                        ));
+                    }
+                    for (entry, _) in digest_entries(repo, manifest, &meta) {
+                        expected_entries.insert(entry);
+                    }
+                }
             }
-            for (entry, _) in digest_entries(repo, manifest, &meta) {
-                expected_entries.insert(entry);
+            Ok::<(), crate::error::StorageError>(())
+        }?;
+        {
+            let mut pages = crate::index::Pages::new(Cf::Manifests, b"");
+            while let Some(page) = pages.next(index).await? {
+                for (key, _) in &page {
+                    let key = key.as_slice();
+
+                    if !index.contains(Cf::Images, key).await? {
+                        let parts = index::split_key(key)?;
+                        report.problem(format!("manifest {} has no image record", parts.join(" ")));
+                    }
+                }
             }
-            Ok(true)
-        })?;
-        index.visit(Cf::Manifests, b"", None, |key, _| {
-            if !index.contains(Cf::Images, key)? {
-                let parts = index::split_key(key)?;
-                report.problem(format!("manifest {} has no image record", parts.join(" ")));
-            }
-            Ok(true)
-        })?;
-        index.visit(Cf::Digests, b"", None, |key, _| {
-            if !expected_entries.remove(key) {
-                let parts = index::split_key(key)?;
-                report.problem(format!("digest entry {} matches no image", parts.join(" ")));
-            }
-            Ok(true)
-        })?;
+            Ok::<(), crate::error::StorageError>(())
+        }?;
+        index
+            .visit(Cf::Digests, b"", None, |key, _| {
+                if !expected_entries.remove(key) {
+                    let parts = index::split_key(key)?;
+                    report.problem(format!("digest entry {} matches no image", parts.join(" ")));
+                }
+                Ok(true)
+            })
+            .await?;
         for entry in expected_entries {
             let parts = index::split_key(&entry)?;
             report.problem(format!("digest entry {} is missing", parts.join(" ")));
         }
         let batch = Batch::default();
         let mut repos = Vec::new();
-        index.visit(Cf::Repos, b"", None, |key, _| {
-            repos.push(String::from_utf8_lossy(key).into_owned());
-            Ok(true)
-        })?;
+        index
+            .visit(Cf::Repos, b"", None, |key, _| {
+                repos.push(String::from_utf8_lossy(key).into_owned());
+                Ok(true)
+            })
+            .await?;
         let mut tagged = std::collections::HashMap::new();
         for repo in &repos {
-            tagged.extend(super::tagged::expected(index, repo)?);
+            tagged.extend(super::tagged::expected(index, repo).await?);
         }
-        index.visit(Cf::Tagged, b"", None, |key, value| {
-            let parts = || index::split_key(key).map(|parts| parts.join(" "));
-            match tagged.remove(key) {
-                None => report.problem(format!("tagged entry {} matches no tag", parts()?)),
-                Some(expected) if expected != value => {
-                    report.problem(format!("tagged entry {} differs from its image", parts()?))
+        index
+            .visit(Cf::Tagged, b"", None, |key, value| {
+                let parts = || index::split_key(key).map(|parts| parts.join(" "));
+                match tagged.remove(key) {
+                    None => report.problem(format!("tagged entry {} matches no tag", parts()?)),
+                    Some(expected) if expected != value => {
+                        report.problem(format!("tagged entry {} differs from its image", parts()?))
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
-            }
-            Ok(true)
-        })?;
+                Ok(true)
+            })
+            .await?;
         for key in tagged.keys() {
             let parts = index::split_key(key)?;
             report.problem(format!("tagged entry {} is missing", parts.join(" ")));
         }
         for repo in &repos {
-            let (expected, contributions) = summarize_with(&Overlay::new(index, &batch, repo))?;
-            if counts::stored(index, repo)? != counts::count_all(repo, &contributions) {
+            let (expected, contributions) =
+                summarize_with(&Overlay::new(index, &batch, repo)).await?;
+            if counts::stored(index, repo).await? != counts::count_all(repo, &contributions) {
                 report.problem(format!("{repo}: search counts differ from its images"));
             }
-            let stored = match index.get(Cf::RepoMeta, repo.as_bytes())? {
+            let stored = match index.get(Cf::RepoMeta, repo.as_bytes()).await? {
                 Some(value) => Some(RepoMeta::decode(&value)?),
                 None => None,
             };
@@ -98,13 +121,20 @@ impl Engine {
                 report.problem(format!("{repo}: search summary differs from its images"));
             }
         }
-        index.visit(Cf::RepoMeta, b"", None, |key, _| {
-            if !index.contains(Cf::Repos, key)? {
-                let repo = String::from_utf8_lossy(key);
-                report.problem(format!("{repo}: search summary of a missing repository"));
+        {
+            let mut pages = crate::index::Pages::new(Cf::RepoMeta, b"");
+            while let Some(page) = pages.next(index).await? {
+                for (key, _) in &page {
+                    let key = key.as_slice();
+
+                    if !index.contains(Cf::Repos, key).await? {
+                        let repo = String::from_utf8_lossy(key);
+                        report.problem(format!("{repo}: search summary of a missing repository"));
+                    }
+                }
             }
-            Ok(true)
-        })?;
+            Ok::<(), crate::error::StorageError>(())
+        }?;
         Ok(())
     }
 }

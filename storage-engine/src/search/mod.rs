@@ -111,12 +111,14 @@ impl crate::engine::Inner {
         }
         let prefix = index::prefix(&[&digest.to_string(), repo.as_str()]);
         let mut manifests = Vec::new();
-        self.index.visit(Cf::Digests, &prefix, None, |key, value| {
-            if value == [refresh::CONFIG] {
-                manifests.push(key[prefix.len()..].to_vec());
-            }
-            Ok(true)
-        })?;
+        self.index
+            .visit(Cf::Digests, &prefix, None, |key, value| {
+                if value == [refresh::CONFIG] {
+                    manifests.push(key[prefix.len()..].to_vec());
+                }
+                Ok(true)
+            })
+            .await?;
         if manifests.is_empty() {
             return Ok(());
         }
@@ -128,11 +130,11 @@ impl crate::engine::Inner {
         let Some(bytes) = bytes else {
             return Ok(());
         };
-        let _guard = self.lock_repo(repo).await;
+        let guard = self.lock_repo(repo).await?;
         let mut batch = index::Batch::default();
         for manifest in manifests {
             let key = index::key(&[repo.as_str(), &String::from_utf8_lossy(&manifest)]);
-            let Some(value) = self.index.get(Cf::Images, &key)? else {
+            let Some(value) = self.index.get(Cf::Images, &key).await? else {
                 continue;
             };
             let mut meta = ImageMeta::decode(&value)?;
@@ -144,8 +146,8 @@ impl crate::engine::Inner {
         if batch.is_empty() {
             return Ok(());
         }
-        refresh::refresh(&self.index, repo.as_str(), &mut batch, refresh::Mode::Full)?;
-        self.write_index(batch).await
+        refresh::refresh(&self.index, repo.as_str(), &mut batch, refresh::Mode::Full).await?;
+        self.write_held(batch, &guard).await
     }
 }
 
@@ -157,7 +159,7 @@ impl Engine {
         digest: &Digest,
     ) -> Result<Option<ImageMeta>, StorageError> {
         let key = index::key(&[repo.as_str(), &digest.to_string()]);
-        match self.inner.index.get(Cf::Images, &key)? {
+        match self.inner.index.get(Cf::Images, &key).await? {
             Some(value) => Ok(Some(ImageMeta::decode(&value)?)),
             None => Ok(None),
         }
@@ -168,7 +170,8 @@ impl Engine {
         match self
             .inner
             .index
-            .get(Cf::RepoMeta, repo.as_str().as_bytes())?
+            .get(Cf::RepoMeta, repo.as_str().as_bytes())
+            .await?
         {
             Some(value) => Ok(Some(RepoMeta::decode(&value)?)),
             None => Ok(None),
@@ -209,7 +212,8 @@ impl Engine {
                     tagged_ms: record.pushed_ms,
                 });
                 Ok(true)
-            })?;
+            })
+            .await?;
         Ok(tags)
     }
 
@@ -237,7 +241,8 @@ impl Engine {
                     role,
                 });
                 Ok(true)
-            })?;
+            })
+            .await?;
         Ok(found)
     }
 
@@ -248,7 +253,7 @@ impl Engine {
         digest: &Digest,
     ) -> Result<PullStats, StorageError> {
         let key = index::key(&[repo.as_str(), &digest.to_string()]);
-        let (stored_last, stored_count) = match self.inner.index.get(Cf::Pulls, &key)? {
+        let (stored_last, stored_count) = match self.inner.index.get(Cf::Pulls, &key).await? {
             Some(value) => crate::gc::decode_pulls(&value)?,
             None => (0, 0),
         };
@@ -275,19 +280,22 @@ impl Engine {
                 return Ok(counts.clone());
             }
         }
-        let counts = Arc::new(self.count_downloads_by_repo()?);
+        let counts = Arc::new(self.count_downloads_by_repo().await?);
         *cache.0.lock().expect("never poisoned") = Some((Instant::now(), counts.clone()));
         Ok(counts)
     }
 
     /// [`Engine::downloads_by_repo`] counted now: the manifest GETs of the images each
     /// repository's tags (signature tags excluded) name, pulls not yet flushed included.
-    fn count_downloads_by_repo(&self) -> Result<HashMap<String, u64>, StorageError> {
+    async fn count_downloads_by_repo(&self) -> Result<HashMap<String, u64>, StorageError> {
         let mut pulled: HashMap<Vec<u8>, u64> = HashMap::new();
-        self.inner.index.visit(Cf::Pulls, b"", None, |key, value| {
-            *pulled.entry(key.to_vec()).or_default() += crate::gc::decode_pulls(value)?.1;
-            Ok(true)
-        })?;
+        self.inner
+            .index
+            .visit(Cf::Pulls, b"", None, |key, value| {
+                *pulled.entry(key.to_vec()).or_default() += crate::gc::decode_pulls(value)?.1;
+                Ok(true)
+            })
+            .await?;
         self.inner
             .gc
             .pulls
@@ -301,27 +309,30 @@ impl Engine {
             .filter_map(|key| key.iter().position(|&b| b == 0).map(|nul| &key[..nul]))
             .collect();
         let mut pull_key = Vec::with_capacity(256);
-        self.inner.index.visit(Cf::Tags, b"", None, |key, value| {
-            let Some(nul) = key.iter().position(|&b| b == 0) else {
-                return Ok(true);
-            };
-            let (repo, tag) = (&key[..nul], &key[nul + 1..]);
-            if !repos.contains(repo) || is_signature_tag(&String::from_utf8_lossy(tag)) {
-                return Ok(true);
-            }
-            let record = TagRecord::decode(value)?;
-            pull_key.clear();
-            pull_key.extend_from_slice(&index::key(&[
-                &String::from_utf8_lossy(repo),
-                &record.digest.to_string(),
-            ]));
-            if let Some(count) = pulled.get(&pull_key) {
-                *totals
-                    .entry(String::from_utf8_lossy(repo).into_owned())
-                    .or_default() += count;
-            }
-            Ok(true)
-        })?;
+        self.inner
+            .index
+            .visit(Cf::Tags, b"", None, |key, value| {
+                let Some(nul) = key.iter().position(|&b| b == 0) else {
+                    return Ok(true);
+                };
+                let (repo, tag) = (&key[..nul], &key[nul + 1..]);
+                if !repos.contains(repo) || is_signature_tag(&String::from_utf8_lossy(tag)) {
+                    return Ok(true);
+                }
+                let record = TagRecord::decode(value)?;
+                pull_key.clear();
+                pull_key.extend_from_slice(&index::key(&[
+                    &String::from_utf8_lossy(repo),
+                    &record.digest.to_string(),
+                ]));
+                if let Some(count) = pulled.get(&pull_key) {
+                    *totals
+                        .entry(String::from_utf8_lossy(repo).into_owned())
+                        .or_default() += count;
+                }
+                Ok(true)
+            })
+            .await?;
         Ok(totals)
     }
 }

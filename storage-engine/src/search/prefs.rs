@@ -61,8 +61,8 @@ impl Engine {
         self.inner.writable()?;
         let key = user_key(user, pref, repo.as_str());
         let inner = &self.inner;
-        let _guard = inner.lock_repo(repo).await;
-        let set = !inner.index.contains(Cf::UserPrefs, &key)?;
+        let guard = inner.lock_repo(repo).await?;
+        let set = !inner.index.contains(Cf::UserPrefs, &key).await?;
         let mut batch = Batch::default();
         match set {
             true => batch.put(Cf::UserPrefs, key, Vec::new()),
@@ -80,7 +80,7 @@ impl Engine {
                 stars.to_be_bytes().to_vec(),
             );
         }
-        inner.write_index(batch).await?;
+        inner.write_held(batch, &guard).await?;
         Ok(set)
     }
 
@@ -92,7 +92,7 @@ impl Engine {
         pref: Pref,
     ) -> Result<bool, StorageError> {
         let key = user_key(user, pref, repo.as_str());
-        self.inner.index.contains(Cf::UserPrefs, &key)
+        self.inner.index.contains(Cf::UserPrefs, &key).await
     }
 
     /// The repositories `user` has `pref` set on, in name order.
@@ -107,7 +107,8 @@ impl Engine {
                     StorageError::Corrupt(format!("bad repository in a preference: {name:?}"))
                 })?);
                 Ok(true)
-            })?;
+            })
+            .await?;
         Ok(repos)
     }
 
@@ -126,7 +127,8 @@ impl Engine {
                     counts.insert(String::from_utf8_lossy(&key[1..]).into_owned(), count);
                 }
                 Ok(true)
-            })?;
+            })
+            .await?;
         Ok(counts)
     }
 
@@ -134,7 +136,8 @@ impl Engine {
         match self
             .inner
             .index
-            .get(Cf::UserPrefs, &count_key(repo.as_str()))?
+            .get(Cf::UserPrefs, &count_key(repo.as_str()))
+            .await?
         {
             Some(value) => decode_count(&value),
             None => Ok(0),

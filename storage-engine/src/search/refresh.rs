@@ -109,6 +109,30 @@ pub fn vendor_of(meta: &ImageMeta) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// Image records read through an overlay, each decoded once.
+pub(crate) struct Images<'o, 'a> {
+    overlay: &'o Overlay<'a>,
+    seen: HashMap<String, Option<ImageMeta>>,
+}
+
+impl<'o, 'a> Images<'o, 'a> {
+    pub(crate) fn new(overlay: &'o Overlay<'a>) -> Images<'o, 'a> {
+        Images {
+            overlay,
+            seen: HashMap::new(),
+        }
+    }
+
+    pub(crate) async fn get(&mut self, digest: &str) -> Result<Option<ImageMeta>, StorageError> {
+        if let Some(meta) = self.seen.get(digest) {
+            return Ok(meta.clone());
+        }
+        let meta = self.overlay.image(digest).await?;
+        self.seen.insert(digest.to_owned(), meta.clone());
+        Ok(meta)
+    }
+}
+
 /// The repository's stored state overlaid with a batch not yet written.
 pub(crate) struct Overlay<'a> {
     index: &'a Index,
@@ -131,12 +155,12 @@ impl<'a> Overlay<'a> {
             .map(|(_, _, value)| value.as_deref())
     }
 
-    pub(crate) fn image(&self, digest: &str) -> Result<Option<ImageMeta>, StorageError> {
+    pub(crate) async fn image(&self, digest: &str) -> Result<Option<ImageMeta>, StorageError> {
         let key = index::key(&[self.repo, digest]);
         match self.pending(Cf::Images, &key) {
             Some(Some(value)) => Ok(Some(ImageMeta::decode(value)?)),
             Some(None) => Ok(None),
-            None => match self.index.get(Cf::Images, &key)? {
+            None => match self.index.get(Cf::Images, &key).await? {
                 Some(value) => Ok(Some(ImageMeta::decode(&value)?)),
                 None => Ok(None),
             },
@@ -144,24 +168,26 @@ impl<'a> Overlay<'a> {
     }
 
     /// One tag of the repository.
-    pub(crate) fn tag(&self, tag: &str) -> Result<Option<TagRecord>, StorageError> {
+    pub(crate) async fn tag(&self, tag: &str) -> Result<Option<TagRecord>, StorageError> {
         let key = index::key(&[self.repo, tag]);
         let value = match self.pending(Cf::Tags, &key) {
             Some(pending) => pending.map(<[u8]>::to_vec),
-            None => self.index.get(Cf::Tags, &key)?,
+            None => self.index.get(Cf::Tags, &key).await?,
         };
         value.map(|value| TagRecord::decode(&value)).transpose()
     }
 
     /// Every tag of the repository: tag -> record.
-    pub(crate) fn tags(&self) -> Result<BTreeMap<String, TagRecord>, StorageError> {
+    pub(crate) async fn tags(&self) -> Result<BTreeMap<String, TagRecord>, StorageError> {
         let prefix = index::prefix(&[self.repo]);
         let mut tags = BTreeMap::new();
-        self.index.visit(Cf::Tags, &prefix, None, |key, value| {
-            let tag = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            tags.insert(tag, TagRecord::decode(value)?);
-            Ok(true)
-        })?;
+        self.index
+            .visit(Cf::Tags, &prefix, None, |key, value| {
+                let tag = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                tags.insert(tag, TagRecord::decode(value)?);
+                Ok(true)
+            })
+            .await?;
         for (cf, key, value) in self.batch.ops() {
             if *cf != Cf::Tags || !key.starts_with(&prefix) {
                 continue;
@@ -207,7 +233,7 @@ pub(crate) enum Mode {
 }
 
 /// Adds what follows from `batch` for `repo` to it (see the module's rules).
-pub(crate) fn refresh(
+pub(crate) async fn refresh(
     index: &Index,
     repo: &str,
     batch: &mut Batch,
@@ -228,14 +254,15 @@ pub(crate) fn refresh(
                     follow.put(Cf::Digests, key, vec![kind]);
                 }
                 // A new child stored after the index that lists it changes a tagged image.
-                if !full && !index.contains(Cf::Images, key)? {
+                if !full && !index.contains(Cf::Images, key).await? {
                     let parents = index::prefix(&[&manifest, repo]);
                     full |= index
-                        .any_with_prefix(Cf::Digests, &parents, |_, value| Ok(value == [CHILD]))?;
+                        .any_with_prefix(Cf::Digests, &parents, |_, value| Ok(value == [CHILD]))
+                        .await?;
                 }
             }
             (Cf::Manifests, None) => {
-                if let Some(stored) = index.get(Cf::Images, key)? {
+                if let Some(stored) = index.get(Cf::Images, key).await? {
                     let meta = ImageMeta::decode(&stored)?;
                     for (key, _) in digest_entries(repo, &manifest, &meta) {
                         follow.delete(Cf::Digests, key);
@@ -249,17 +276,17 @@ pub(crate) fn refresh(
     batch.extend(follow);
     let overlay = Overlay::new(index, batch, repo);
     if overlay.deletes_repo() {
-        super::tagged::follow(index, repo, batch, true, true)?;
-        for (key, _) in counts::stored(index, repo)? {
+        super::tagged::follow(index, repo, batch, true, true).await?;
+        for (key, _) in counts::stored(index, repo).await? {
             batch.delete(Cf::RepoRefs, key);
         }
         batch.delete(Cf::RepoMeta, repo.as_bytes().to_vec());
         return Ok(());
     }
-    super::tagged::follow(index, repo, batch, full, false)?;
+    super::tagged::follow(index, repo, batch, full, false).await?;
     let summary = match full {
-        true => recompute(index, repo, batch)?,
-        false => update(index, repo, batch)?,
+        true => recompute(index, repo, batch).await?,
+        false => update(index, repo, batch).await?,
     };
     match summary {
         Some(summary) => batch.put(Cf::RepoMeta, repo.as_bytes().to_vec(), summary.encode()),
@@ -269,13 +296,13 @@ pub(crate) fn refresh(
 }
 
 /// The whole summary and every count, from every tag (the counts replace the stored ones).
-fn recompute(
+async fn recompute(
     index: &Index,
     repo: &str,
     batch: &mut Batch,
 ) -> Result<Option<RepoMeta>, StorageError> {
-    let (summary, contributions) = summarize_with(&Overlay::new(index, batch, repo))?;
-    for (key, _) in counts::stored(index, repo)? {
+    let (summary, contributions) = summarize_with(&Overlay::new(index, batch, repo)).await?;
+    for (key, _) in counts::stored(index, repo).await? {
         batch.delete(Cf::RepoRefs, key);
     }
     for (key, value) in counts::count_all(repo, &contributions) {
@@ -285,7 +312,11 @@ fn recompute(
 }
 
 /// The stored summary moved by the batch's tag changes.
-fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMeta>, StorageError> {
+async fn update(
+    index: &Index,
+    repo: &str,
+    batch: &mut Batch,
+) -> Result<Option<RepoMeta>, StorageError> {
     let prefix = index::prefix(&[repo]);
     let mut changes: BTreeMap<String, Option<TagRecord>> = BTreeMap::new();
     for (cf, key, value) in batch.ops() {
@@ -294,14 +325,16 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
             changes.insert(tag, value.as_deref().map(TagRecord::decode).transpose()?);
         }
     }
-    let mut summary = match index.get(Cf::RepoMeta, repo.as_bytes())? {
+    let mut summary = match index.get(Cf::RepoMeta, repo.as_bytes()).await? {
         Some(value) => RepoMeta::decode(&value)?,
         None => RepoMeta::default(),
     };
     // Before: what the store holds; after: the store overlaid with the batch.
-    let mut before = |digest: &str| super::tagged::stored_image(index, repo, digest);
+    let nothing = Batch::default();
+    let stored = Overlay::new(index, &nothing, repo);
+    let mut before = Images::new(&stored);
     let overlay = Overlay::new(index, batch, repo);
-    let mut after = |digest: &str| overlay.image(digest);
+    let mut after = Images::new(&overlay);
     let mut deltas = counts::Deltas::default();
     let mut lost_newest = false;
     let mut candidates: Vec<NewestImage> = Vec::new();
@@ -310,7 +343,8 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
             continue;
         }
         let old = index
-            .get(Cf::Tags, &index::key(&[repo, &tag]))?
+            .get(Cf::Tags, &index::key(&[repo, &tag]))
+            .await?
             .map(|v| TagRecord::decode(&v))
             .transpose()?;
         let is_newest = summary.newest.as_ref().is_some_and(|n| n.tag == tag);
@@ -321,7 +355,7 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
                     Some(newest) => newest.tagged_ms = new.pushed_ms,
                     None => {
                         let digest = new.digest.to_string();
-                        if let Some(same) = counts::contribution(&mut after, &digest)? {
+                        if let Some(same) = counts::contribution(&mut after, &digest).await? {
                             candidates.push(NewestImage {
                                 tag: tag.clone(),
                                 digest,
@@ -335,7 +369,7 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
             }
         }
         if let Some(old) = &old {
-            if let Some(gone) = counts::contribution(&mut before, &old.digest.to_string())? {
+            if let Some(gone) = counts::contribution(&mut before, &old.digest.to_string()).await? {
                 deltas.add(repo, &gone, -1);
                 summary.tags -= 1;
                 lost_newest |= is_newest;
@@ -343,7 +377,7 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
         }
         if let Some(new) = &new {
             let digest = new.digest.to_string();
-            if let Some(added) = counts::contribution(&mut after, &digest)? {
+            if let Some(added) = counts::contribution(&mut after, &digest).await? {
                 deltas.add(repo, &added, 1);
                 summary.tags += 1;
                 candidates.push(NewestImage {
@@ -355,11 +389,11 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
             }
         }
     }
-    let (size_change, sets_changed) = deltas.apply(index, repo, batch)?;
+    let (size_change, sets_changed) = deltas.apply(index, repo, batch).await?;
     summary.size = u64::try_from(summary.size as i64 + size_change)
         .map_err(|_| StorageError::Corrupt(format!("{repo}: search summary size below zero")))?;
     if sets_changed {
-        let (platforms, vendors) = counts::sets(index, repo, batch)?;
+        let (platforms, vendors) = counts::sets(index, repo, batch).await?;
         summary.platforms = platforms;
         summary.vendors = vendors;
     }
@@ -372,7 +406,8 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
         // other tag (each was older than the previous newest); otherwise only a walk knows.
         (Some(previous), best) if lost_newest => match best {
             Some(best) if counts::newer(&best, &previous) => Some(best),
-            _ => summarize_with(&Overlay::new(index, batch, repo))?
+            _ => summarize_with(&Overlay::new(index, batch, repo))
+                .await?
                 .0
                 .and_then(|summary| summary.newest),
         },
@@ -387,27 +422,19 @@ fn update(index: &Index, repo: &str, batch: &mut Batch) -> Result<Option<RepoMet
 
 /// The summary of the repository `overlay` shows (`None` when it has no image tag) and the
 /// contribution of every tagged image.
-pub(crate) fn summarize_with(
+pub(crate) async fn summarize_with(
     overlay: &Overlay<'_>,
 ) -> Result<(Option<RepoMeta>, Vec<counts::Contribution>), StorageError> {
     let mut summary = RepoMeta::default();
     let mut sizes: HashMap<String, u64> = HashMap::new();
-    let mut images: HashMap<String, Option<ImageMeta>> = HashMap::new();
-    let mut load = |digest: &str| -> Result<Option<ImageMeta>, StorageError> {
-        if let Some(meta) = images.get(digest) {
-            return Ok(meta.clone());
-        }
-        let meta = overlay.image(digest)?;
-        images.insert(digest.to_owned(), meta.clone());
-        Ok(meta)
-    };
+    let mut load = Images::new(overlay);
     let mut contributions = Vec::new();
-    for (tag, record) in overlay.tags()? {
+    for (tag, record) in overlay.tags().await? {
         if is_signature_tag(&tag) {
             continue;
         }
         let digest = record.digest.to_string();
-        let Some(found) = counts::contribution(&mut load, &digest)? else {
+        let Some(found) = counts::contribution(&mut load, &digest).await? else {
             continue;
         };
         summary.tags += 1;

@@ -10,10 +10,10 @@
 //! repository's tags and image records: [`follow`] runs inside `refresh`, recomputes the
 //! entries of every tag the batch moves (every tag, in a full refresh) before and after the
 //! batch, and puts the difference in the same batch. fsck recomputes them all.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::meta::ImageMeta;
-use super::refresh::{is_signature_tag, Overlay, CONFIG, LAYER, SELF};
+use super::refresh::{is_signature_tag, Images, Overlay, CONFIG, LAYER, SELF};
 use super::DigestRole;
 use crate::engine::Engine;
 use crate::error::StorageError;
@@ -142,17 +142,17 @@ fn add_manifest(
 
 /// The entries of `tag` naming `target` (none for a signature tag or an image search has
 /// no record of); `image` reads image records.
-pub(crate) fn entries(
+pub(crate) async fn entries(
     repo: &str,
     tag: &str,
     target: Option<&str>,
-    image: &mut impl FnMut(&str) -> Result<Option<ImageMeta>, StorageError>,
+    image: &mut Images<'_, '_>,
 ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StorageError> {
     let mut entries = BTreeMap::new();
     let Some(target) = target.filter(|_| !is_signature_tag(tag)) else {
         return Ok(entries);
     };
-    let Some(meta) = image(target)? else {
+    let Some(meta) = image.get(target).await? else {
         return Ok(entries);
     };
     if !meta.index {
@@ -168,7 +168,7 @@ pub(crate) fn entries(
     }
     let mut children = Vec::new();
     for child in &meta.children {
-        if let Some(child_meta) = image(&child.digest)?.filter(|m| !m.index) {
+        if let Some(child_meta) = image.get(&child.digest).await?.filter(|m| !m.index) {
             children.push((child.digest.as_str(), child_meta));
         }
     }
@@ -197,48 +197,21 @@ pub(crate) fn entries(
     Ok(entries)
 }
 
-/// Image records read through `read`, each decoded once.
-fn cached<'a>(
-    mut read: impl FnMut(&str) -> Result<Option<ImageMeta>, StorageError> + 'a,
-) -> impl FnMut(&str) -> Result<Option<ImageMeta>, StorageError> + 'a {
-    let mut seen: HashMap<String, Option<ImageMeta>> = HashMap::new();
-    move |digest| {
-        if let Some(meta) = seen.get(digest) {
-            return Ok(meta.clone());
-        }
-        let meta = read(digest)?;
-        seen.insert(digest.to_owned(), meta.clone());
-        Ok(meta)
-    }
-}
-
-/// A stored image record of `repo`.
-pub(crate) fn stored_image(
-    index: &Index,
-    repo: &str,
-    digest: &str,
-) -> Result<Option<ImageMeta>, StorageError> {
-    match index.get(Cf::Images, &index::key(&[repo, digest]))? {
-        Some(value) => Ok(Some(ImageMeta::decode(&value)?)),
-        None => Ok(None),
-    }
-}
-
 /// Adds to `batch` the `tagged` changes it implies for `repo`: for the tags it moves, or for
 /// every tag when `all_tags`; `gone` when the batch removes the repository.
-pub(crate) fn follow(
+pub(crate) async fn follow(
     index: &Index,
     repo: &str,
     batch: &mut Batch,
     all_tags: bool,
     gone: bool,
 ) -> Result<(), StorageError> {
-    let changes = changes(index, repo, batch, all_tags, gone)?;
+    let changes = changes(index, repo, batch, all_tags, gone).await?;
     batch.extend(changes);
     Ok(())
 }
 
-fn changes(
+async fn changes(
     index: &Index,
     repo: &str,
     batch: &Batch,
@@ -254,27 +227,35 @@ fn changes(
         }
     }
     if all_tags {
-        index.visit(Cf::Tags, &prefix, None, |key, _| {
-            tags.insert(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
-            Ok(true)
-        })?;
+        index
+            .visit(Cf::Tags, &prefix, None, |key, _| {
+                tags.insert(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+                Ok(true)
+            })
+            .await?;
     }
-    let mut before = cached(|digest| stored_image(index, repo, digest));
-    let mut after = cached(|digest| overlay.image(digest));
+    let nothing = Batch::default();
+    let stored = Overlay::new(index, &nothing, repo);
+    let mut before = Images::new(&stored);
+    let mut after = Images::new(&overlay);
     let mut changes = Batch::default();
     for tag in &tags {
         let old_target = index
-            .get(Cf::Tags, &index::key(&[repo, tag]))?
+            .get(Cf::Tags, &index::key(&[repo, tag]))
+            .await?
             .map(|value| TagRecord::decode(&value))
             .transpose()?
             .map(|record| record.digest.to_string());
         // One tag at a time: a push into a repository of thousands of tags reads its own.
         let new_target = match gone {
             true => None,
-            false => overlay.tag(tag)?.map(|record| record.digest.to_string()),
+            false => overlay
+                .tag(tag)
+                .await?
+                .map(|record| record.digest.to_string()),
         };
-        let old = entries(repo, tag, old_target.as_deref(), &mut before)?;
-        let new = entries(repo, tag, new_target.as_deref(), &mut after)?;
+        let old = entries(repo, tag, old_target.as_deref(), &mut before).await?;
+        let new = entries(repo, tag, new_target.as_deref(), &mut after).await?;
         for key in old.keys().filter(|key| !new.contains_key(*key)) {
             changes.delete(Cf::Tagged, key.clone());
         }
@@ -288,16 +269,17 @@ fn changes(
 }
 
 /// Every entry the stored tags and images of `repo` give (fsck's expectation).
-pub(crate) fn expected(
+pub(crate) async fn expected(
     index: &Index,
     repo: &str,
 ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StorageError> {
     let batch = Batch::default();
-    let mut image = cached(|digest| stored_image(index, repo, digest));
+    let stored = Overlay::new(index, &batch, repo);
+    let mut image = Images::new(&stored);
     let mut all = BTreeMap::new();
-    for (tag, record) in Overlay::new(index, &batch, repo).tags()? {
+    for (tag, record) in stored.tags().await? {
         let target = record.digest.to_string();
-        all.extend(entries(repo, &tag, Some(&target), &mut image)?);
+        all.extend(entries(repo, &tag, Some(&target), &mut image).await?);
     }
     Ok(all)
 }
@@ -332,6 +314,7 @@ impl Engine {
                     facts,
                 }))
             })
+            .await
     }
 }
 

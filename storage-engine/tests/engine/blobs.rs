@@ -424,6 +424,7 @@ async fn persist_and_read_only_open(kind: IoBackendKind) {
         root: dir.path().to_path_buf(),
         commit: true,
         io: kind,
+        postgres: crate::postgres_index(dir.path()),
     };
     let reader = berth_storage::Engine::open_read_only(options).expect("read-only open");
     assert_eq!(

@@ -15,6 +15,7 @@ fn open_faulty(root: &std::path::Path, kind: IoBackendKind) -> (Engine, Arc<Faul
         root: root.to_path_buf(),
         commit: true,
         io: kind,
+        postgres: crate::postgres_index(root),
     };
     let engine = Engine::open_with_faults(options, Arc::clone(&faults)).expect("engine opens");
     (engine, faults)

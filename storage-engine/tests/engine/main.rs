@@ -1,12 +1,18 @@
 //! Engine tests against a temp dir: a distribution-style suite run against both I/O backends
 //! (uring tests run inside `tokio_uring::start`), fault injection, a model-based property
 //! test, and the power-loss model (F8).
+//!
+//! The whole suite runs on either index: RocksDB by default, PostgreSQL with
+//! `BERTH_TEST_INDEX=postgres` (scripts/test runs it both ways, SHARED.md step 3). Then one
+//! throwaway server (berth-tests' harness) serves the run, each engine root gets a schema of
+//! its own (so a reopened root finds its data), and the server is removed at exit.
 use std::future::Future;
 use std::path::Path;
 
 use berth_storage::oci::{Algorithm, Digest, RepoName, Tag};
 use berth_storage::{Engine, EngineOptions, IoBackendKind};
 use bytes::Bytes;
+use sha2::Digest as _;
 
 mod apikeys;
 mod blobs;
@@ -66,8 +72,53 @@ pub fn open(root: &Path, kind: IoBackendKind) -> Engine {
         root: root.to_path_buf(),
         commit: true,
         io: kind,
+        postgres: crate::postgres_index(root),
     })
     .expect("engine opens")
+}
+
+/// The PostgreSQL index for the engine at `root` when the suite runs on PostgreSQL.
+pub fn postgres_index(root: &Path) -> Option<berth_storage::PostgresOptions> {
+    if !on_postgres() {
+        return None;
+    }
+    let url = postgres_url();
+    let hash = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    Some(berth_storage::PostgresOptions {
+        url,
+        schema: format!("t{}", hex::encode(&hash[..12])),
+        pool_size: 4,
+    })
+}
+
+/// True when the suite runs on the PostgreSQL index.
+pub fn on_postgres() -> bool {
+    std::env::var("BERTH_TEST_INDEX").as_deref() == Ok("postgres")
+}
+
+static POSTGRES: std::sync::Mutex<Option<berth_tests::postgres::Postgres>> =
+    std::sync::Mutex::new(None);
+
+/// The suite's server, started at first use and removed when the process exits.
+fn postgres_url() -> String {
+    let mut server = POSTGRES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if server.is_none() {
+        assert!(
+            berth_tests::postgres::postgres_available(),
+            "BERTH_TEST_INDEX=postgres needs PostgreSQL's server (scripts/test installs it)"
+        );
+        *server = Some(berth_tests::postgres::Postgres::start());
+        extern "C" fn remove_server() {
+            if let Ok(mut server) = POSTGRES.lock() {
+                server.take();
+            }
+        }
+        // SAFETY: registers a plain function with no captured state.
+        unsafe { libc::atexit(remove_server) };
+    }
+    server.as_ref().expect("started above").url()
 }
 
 pub fn repo(name: &str) -> RepoName {

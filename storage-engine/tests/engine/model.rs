@@ -79,6 +79,7 @@ fn open(root: &std::path::Path) -> Engine {
         root: root.to_path_buf(),
         commit: false,
         io: IoBackendKind::Threads,
+        postgres: crate::postgres_index(root),
     })
     .expect("engine opens")
 }

@@ -260,6 +260,7 @@ impl Harness {
             root: dir.path().to_path_buf(),
             commit: true,
             io: kind,
+            postgres: crate::postgres_index(dir.path()),
         };
         let engine = Engine::open_with_faults(options, Arc::clone(&faults)).expect("engine opens");
         faults.record_io();
@@ -308,6 +309,7 @@ impl Harness {
             root: crashed.path().to_path_buf(),
             commit: true,
             io: self.kind,
+            postgres: crate::postgres_index(crashed.path()),
         })
         .unwrap_or_else(|error| panic!("{label}: open fails: {error}"));
         for ((name, digest), bytes) in &acked.blobs {
@@ -483,6 +485,12 @@ impl Harness {
 /// abandoned one, one left open), manifests with tags, a tag move, deletes of a tag, a
 /// manifest and a blob, with a power cut after every file event and every operation.
 async fn acknowledged_writes_survive_power_loss(kind: IoBackendKind) {
+    if crate::on_postgres() {
+        // The model copies the data directory at each crash point; a PostgreSQL index is not
+        // in it. That server's durability is its own (tests/src/postgres.rs kills it).
+        eprintln!("SKIPPED: the power-loss model covers the embedded index only");
+        return;
+    }
     let mut h = Harness::new(kind);
     let app = repo("app");
     let other = repo("other/sub");

@@ -96,6 +96,10 @@ fn forget_tagged(root: &std::path::Path) {
 
 #[test]
 fn a_store_filled_before_the_tagged_family_is_filled_again() {
+    if crate::on_postgres() {
+        eprintln!("SKIPPED: upgrades a RocksDB index written by an older berth");
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -179,6 +179,7 @@ fn a_read_only_engine_reads_sessions_and_writes_none() {
         root: dir.path().to_path_buf(),
         commit: true,
         io: IoBackendKind::Threads,
+        postgres: crate::postgres_index(dir.path()),
     })
     .expect("read-only open");
     assert_eq!(
@@ -209,6 +210,10 @@ fn drop_sessions_family(root: &std::path::Path) {
 
 #[test]
 fn a_store_from_before_sessions_gets_the_family_at_open() {
+    if crate::on_postgres() {
+        eprintln!("SKIPPED: upgrades a RocksDB index written by an older berth");
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     drop(open(dir.path(), IoBackendKind::Threads));
     drop_sessions_family(dir.path());
@@ -216,6 +221,7 @@ fn a_store_from_before_sessions_gets_the_family_at_open() {
         root: dir.path().to_path_buf(),
         commit: true,
         io: IoBackendKind::Threads,
+        postgres: crate::postgres_index(dir.path()),
     };
     let refused = Engine::open_read_only(options.clone())
         .expect_err("a read-only open cannot create the family")

@@ -135,6 +135,7 @@ fn a_read_only_engine_takes_no_login() {
         root: dir.path().to_path_buf(),
         commit: true,
         io: IoBackendKind::Threads,
+        postgres: crate::postgres_index(dir.path()),
     })
     .expect("read-only open");
     assert!(runtime.block_on(reader.take_sso_login("s")).is_err());
