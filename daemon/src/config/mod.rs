@@ -16,6 +16,9 @@ mod access;
 mod auth;
 #[cfg(test)]
 mod auth_tests;
+mod backends;
+#[cfg(test)]
+mod backends_tests;
 mod bearer;
 mod document;
 mod duration;
@@ -24,6 +27,7 @@ mod extension_tests;
 mod extensions;
 mod ldap;
 mod openid;
+mod postgres;
 mod ratelimit;
 mod retention;
 #[cfg(test)]
@@ -44,11 +48,16 @@ use std::time::Duration;
 
 pub use access::{AccessConfig, Action, MetricsAccessConfig, PolicyConfig, RepositoryPolicyConfig};
 pub use auth::{AuthConfig, Htpasswd, HtpasswdError};
+pub use backends::{S3Credentials, S3Driver, Secret, StorageBackends};
 pub use bearer::BearerConfig;
 pub use duration::parse_go_duration;
 pub use ldap::{LdapConfig, LdapTransport};
 pub(crate) use openid::is_http_url;
 pub use openid::{OpenIdConfig, OpenIdProvider, ProviderKind};
+pub use postgres::{
+    PostgresIndex, PostgresUrl, UrlSource, DEFAULT_POSTGRES_POOL_SIZE, DEFAULT_POSTGRES_SCHEMA,
+    MAX_POSTGRES_POOL_SIZE, POSTGRES_URL_ENV,
+};
 pub use ratelimit::RateLimitConfig;
 pub(crate) use retention::{check_repository_glob, compile_tag_pattern};
 pub use retention::{KeepTagsConfig, RetentionConfig, RetentionPolicyConfig, TimeWindow};
@@ -214,6 +223,10 @@ pub struct StorageConfig {
     /// `storage.retention`: retention policies (`None`: keep every tag, delete untagged
     /// manifests after `gcDelay`, keep referrers).
     pub retention: Option<RetentionConfig>,
+    /// `storage.storageDriver`, `storage.index`, `storage.redirectBlobURL`: where blobs and
+    /// the index live (default: both under `rootDirectory`). Validated only in this step of
+    /// issue 20: the engine does not read it yet.
+    pub backends: StorageBackends,
 }
 
 /// One entry of `storage.quotas`.
@@ -469,13 +482,23 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Vec<Warning>), ConfigErrors>
 /// Parses and validates a JSON config document.
 pub fn parse_str(text: &str) -> Result<(Config, Vec<Warning>), ConfigErrors> {
     let document = document::parse_json(text).map_err(ConfigErrors::single)?;
-    sections::build(&document)
+    sections::build(&document, postgres::Environment::Process)
+}
+
+/// [`parse_str`] with environment variables read from `env` instead of the process.
+#[cfg(test)]
+pub(crate) fn parse_str_with_env(
+    text: &str,
+    env: std::collections::BTreeMap<String, String>,
+) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+    let document = document::parse_json(text).map_err(ConfigErrors::single)?;
+    sections::build(&document, postgres::Environment::Fixed(env))
 }
 
 /// Parses and validates a YAML config document (zot accepts YAML too).
 pub fn parse_yaml_str(text: &str) -> Result<(Config, Vec<Warning>), ConfigErrors> {
     let document = document::parse_yaml(text).map_err(ConfigErrors::single)?;
-    sections::build(&document)
+    sections::build(&document, postgres::Environment::Process)
 }
 
 fn prefix_whole_file_errors(errors: ConfigErrors, path: &Path) -> ConfigErrors {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::backends;
 use super::extensions;
+use super::postgres::Environment;
 use super::retention;
 use super::walk::{describe, join, Ctx, Section};
 use super::{
@@ -31,10 +33,19 @@ pub(crate) const MAX_WORKERS: u64 = 256;
 /// `http.compat` values zot defines.
 pub(crate) const COMPAT_MODES: &[&str] = &["docker2s2"];
 
-const NOT_YET: &str = "zot setting not implemented yet in this build; ignored";
+/// `cluster`, `storage.cacheDriver`, `storage.remoteCache`: zot's ways to run several nodes.
+const SEVERAL_NODES: &str = "ignored: berth runs several nodes on a shared \
+     storage.storageDriver (S3) and storage.index.postgres instead";
 
-pub(crate) fn build(document: &Value) -> Result<(Config, Vec<Warning>), ConfigErrors> {
-    let mut ctx = Ctx::default();
+/// Walks `document`, reading environment variables (`BERTH_POSTGRES_URL`) from `env`.
+pub(crate) fn build(
+    document: &Value,
+    env: Environment,
+) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+    let mut ctx = Ctx {
+        env,
+        ..Ctx::default()
+    };
     let config = top_level(&mut ctx, document);
     match config {
         Some(config) if ctx.errors.is_empty() => Ok((config, ctx.warnings)),
@@ -65,11 +76,7 @@ fn top_level(ctx: &mut Ctx, document: &Value) -> Option<Config> {
                 "zot's scheduler settings; berth sizes its background work itself; \
                  ignored",
             ),
-            (
-                "cluster",
-                "scale-out clustering is not implemented yet in this build; ignored: \
-                 this instance serves every repository itself",
-            ),
+            ("cluster", SEVERAL_NODES),
             ("goVersion", build_metadata),
             ("commit", build_metadata),
             ("releaseTag", build_metadata),
@@ -153,24 +160,14 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
             "quotas",
             "gcTimeWindow",
             "retention",
+            "storageDriver",
+            "index",
+            "redirectBlobURL",
+            "subPaths",
         ],
         &[
-            (
-                "storageDriver",
-                "cloud storage drivers are not implemented yet in this build; ignored: \
-                 berth stores everything under rootDirectory on the local filesystem",
-            ),
-            (
-                "cacheDriver",
-                "remote cache drivers are not implemented yet in this build; ignored: \
-                 berth keeps its index in RocksDB under rootDirectory",
-            ),
-            ("remoteCache", "berth has no remote cache yet; ignored"),
-            (
-                "subPaths",
-                "per-prefix stores are not implemented yet in this build; ignored: \
-                 every repository is stored under rootDirectory",
-            ),
+            ("cacheDriver", SEVERAL_NODES),
+            ("remoteCache", SEVERAL_NODES),
             (
                 "maxRepos",
                 "zot setting not implemented yet in this build; ignored: the number of \
@@ -181,7 +178,6 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
                 "berth does not re-parse storage at startup, so there is nothing to \
                  skip; ignored",
             ),
-            ("redirectBlobURL", NOT_YET),
             (
                 "gcReferrers",
                 "older zot setting (replaced by retention); ignored",
@@ -230,6 +226,7 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
     let quotas = quotas(ctx, &section);
     let gc_time_window = retention::time_window(ctx, &section);
     let retention = retention::retention(ctx, &section, gc_delay.unwrap_or(DEFAULT_GC_DELAY));
+    let backends = backends::backends(ctx, &section);
     if gc == Some(false) {
         for key in ["retention", "gcTimeWindow"] {
             if section.has(key) {
@@ -246,7 +243,8 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
         && ok(section.has("immutableTags"), immutable_tags.is_some())
         && quotas.is_some()
         && gc_time_window.is_some()
-        && retention.is_some();
+        && retention.is_some()
+        && backends.is_some();
     if !all_parsed {
         return None;
     }
@@ -261,6 +259,7 @@ fn storage(ctx: &mut Ctx, value: Option<&Value>) -> Option<StorageConfig> {
         quotas: quotas?,
         gc_time_window: gc_time_window?,
         retention: retention?,
+        backends: backends?,
     })
 }
 

@@ -95,6 +95,7 @@ fn defaults_of_a_minimal_config() {
             quotas: Vec::new(),
             gc_time_window: None,
             retention: None,
+            backends: StorageBackends::default(),
         },
         http: HttpConfig {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -450,7 +451,7 @@ fn a_key_given_twice_is_an_error() {
 
 #[test]
 fn unimplemented_zot_keys_warn_once_each() {
-    let text = r#"{"storage": {"rootDirectory": "/d", "storageDriver": {"name": "s3"},
+    let text = r#"{"storage": {"rootDirectory": "/d",
                    "cacheDriver": {"name": "redis"}, "remoteCache": true},
                    "http": {"auth": {"failDelay": 1}, "allowOrigin": "*"},
                    "cluster": {"members": []}, "commit": "abc"}"#;
@@ -466,9 +467,17 @@ fn unimplemented_zot_keys_warn_once_each() {
             "http.auth",
             "storage.cacheDriver",
             "storage.remoteCache",
-            "storage.storageDriver",
         ]
     );
+    // zot's ways to run several nodes point to berth's.
+    for key_path in ["cluster", "storage.cacheDriver", "storage.remoteCache"] {
+        let warning = warnings.iter().find(|w| w.key_path == key_path).unwrap();
+        assert!(
+            warning.message.contains("storage.index.postgres")
+                && warning.message.contains("storage.storageDriver"),
+            "{warning}"
+        );
+    }
     let auth = warnings.iter().find(|w| w.key_path == "http.auth").unwrap();
     assert!(auth.message.contains("WITHOUT CREDENTIALS"), "{auth}");
 }

@@ -15,13 +15,16 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::duration::parse_go_duration;
+use super::postgres::Environment;
 use super::{ConfigError, Warning};
 
-/// Collected problems of one load.
+/// Collected problems of one load, and the environment the load reads.
 #[derive(Default)]
 pub(crate) struct Ctx {
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<Warning>,
+    /// Where environment variables come from (`BERTH_POSTGRES_URL`): the process, or a map.
+    pub env: Environment,
 }
 
 impl Ctx {
