@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3CopyIfNotExists};
 use object_store::path::Path as ObjectPath;
 use object_store::ClientOptions;
 
@@ -108,6 +108,13 @@ impl Shared {
             .with_bucket_name(&options.bucket)
             .with_region(&options.region)
             .with_client_options(client_options)
+            // CopyObject onto an absent key only: SeaweedFS answers 412 and leaves the target
+            // as it was (pinned by tests/s3); a server that ignores the header copies the
+            // same bytes over the blob, which `install`'s HEAD first makes rare.
+            .with_copy_if_not_exists(S3CopyIfNotExists::Header(
+                "If-None-Match".into(),
+                "*".into(),
+            ))
             .with_virtual_hosted_style_request(
                 !options.force_path_style && self.endpoint.is_none(),
             );

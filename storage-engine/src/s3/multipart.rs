@@ -155,7 +155,15 @@ impl S3Blobs {
                 actual,
             });
         }
-        let size = self.assemble(upload, parts).await?;
+        let size = match self.assemble(upload, parts).await {
+            Ok(size) => size,
+            // Completed and installed before (a node died before recording it, or the caller
+            // retries): the multipart upload and its object are gone, the blob is there.
+            Err(error) => match self.exists(digest).await? {
+                Some(size) if size == total => return Ok(size),
+                _ => return Err(error),
+            },
+        };
         self.install(&upload.upload_id, digest, size).await?;
         Ok(size)
     }
@@ -255,17 +263,9 @@ impl S3Blobs {
             return self.delete_key(&assembled).await;
         }
         let client = self.shared.client()?;
-        let copied = client.copy_if_not_exists(&assembled, &blob).await;
-        match copied {
+        // Conditional (`If-None-Match: *`): a blob that appeared since the HEAD is kept.
+        match client.copy_if_not_exists(&assembled, &blob).await {
             Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            // No conditional copy on this server: the HEAD above saw no blob, and a racing
-            // install of the same digest copies the same bytes.
-            Err(object_store::Error::NotSupported { .. }) => {
-                client
-                    .copy(&assembled, &blob)
-                    .await
-                    .map_err(|error| backend("CopyObject", &blob, error))?
-            }
             Err(error) => return Err(backend("CopyObject", &blob, error)),
         }
         match self.head(&blob, "HEAD").await? {
