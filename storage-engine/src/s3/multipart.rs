@@ -11,9 +11,10 @@
 //! only if nothing is there, then the staging object is deleted.
 //!
 //! Why a copy and not the blob key directly: the multipart upload's key is fixed at creation.
-//! On SeaweedFS the copy of an assembled object costs about what writing it did (it copies the
-//! data: see the S3 tests' figures); a caller that knows the digest before the first byte
-//! could complete onto the blob key directly, which this module does not offer yet.
+//! SeaweedFS's CopyObject copies the data (one run on loopback: 0.56 s for 64 MiB, against
+//! 1.3 s to upload its parts and 5 ms to complete them); a caller that knows the digest
+//! before the first byte could complete onto the blob key directly, which this module does not
+//! offer yet. S3 limits CopyObject to 5 GiB, so larger blobs would need UploadPartCopy.
 use bytes::Bytes;
 use object_store::multipart::{MultipartStore as _, PartId};
 use object_store::path::Path as ObjectPath;

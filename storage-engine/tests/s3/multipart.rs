@@ -145,7 +145,7 @@ fn completing_an_existing_blob_keeps_it() {
             let mut hash = HashState::new(Algorithm::Sha256).expect("resumable");
             hash.update(&body);
             let size = blobs
-                .complete(&upload, &[part.clone()], &hash, &digest)
+                .complete(&upload, std::slice::from_ref(&part), &hash, &digest)
                 .await;
             assert_eq!(size.expect("complete"), body.len() as u64, "round {round}");
             // Completing again (a node died before recording the completion) is fine.
@@ -246,7 +246,12 @@ fn completion_refuses_what_s3_cannot_complete_and_a_wrong_digest() {
         wrong.update(&large[..large.len() - 1]);
         wrong.update(b"?");
         let refused = blobs
-            .complete(&upload, &[part.clone()], &wrong, &sha256(&large))
+            .complete(
+                &upload,
+                std::slice::from_ref(&part),
+                &wrong,
+                &sha256(&large),
+            )
             .await;
         assert!(
             matches!(refused, Err(StorageError::DigestMismatch { .. })),
@@ -256,7 +261,12 @@ fn completion_refuses_what_s3_cannot_complete_and_a_wrong_digest() {
         let mut short = HashState::new(Algorithm::Sha256).expect("resumable");
         short.update(&large[1..]);
         let refused = blobs
-            .complete(&upload, &[part.clone()], &short, &sha256(&large))
+            .complete(
+                &upload,
+                std::slice::from_ref(&part),
+                &short,
+                &sha256(&large),
+            )
             .await;
         assert!(
             matches!(refused, Err(StorageError::Corrupt(_))),
