@@ -22,6 +22,8 @@ mod gc;
 #[cfg(feature = "engine")]
 mod groups;
 #[cfg(feature = "engine")]
+mod hashstate;
+#[cfg(feature = "engine")]
 mod import;
 #[cfg(feature = "engine")]
 mod index;
@@ -33,6 +35,8 @@ mod io;
 mod lock;
 #[cfg(feature = "engine")]
 mod manifests;
+#[cfg(feature = "engine")]
+mod s3;
 #[cfg(feature = "engine")]
 mod scrub;
 #[cfg(feature = "engine")]
@@ -61,6 +65,8 @@ pub use fsck::{FsckProblem, FsckReport};
 #[cfg(feature = "engine")]
 pub use gc::{GcAction, GcKind, GcOptions, GcReport, RepoRules, Retention, TagInfo};
 #[cfg(feature = "engine")]
+pub use hashstate::HashState;
+#[cfg(feature = "engine")]
 pub use import::{BlobImport, VerifiedImport};
 #[cfg(feature = "engine")]
 pub use index::PostgresOptions;
@@ -70,6 +76,11 @@ pub use index_stats::IndexStats;
 pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};
 #[cfg(feature = "engine")]
 pub use manifests::{PutManifestOutcome, StoredManifest};
+#[cfg(feature = "engine")]
+pub use s3::{
+    BlobRead, ListedBlob, PartRecord, S3Blobs, S3Options, S3Upload, MAX_LIST_PAGE, MAX_PARTS,
+    MAX_PRESIGN_EXPIRY, MAX_PUT_BYTES, MIN_PART_BYTES,
+};
 #[cfg(feature = "engine")]
 pub use scrub::{Damage, ImageStatus, ScrubOptions, ScrubReport};
 #[cfg(feature = "engine")]
