@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::blob_backend::BlobBackend;
 use crate::blobstore::BlobStore;
 use crate::error::StorageError;
 use crate::index::{self, BlobRecord, Cf, Index, RefKind};
@@ -34,6 +35,9 @@ pub struct EngineOptions {
     pub io: IoBackendKind,
     /// The index in PostgreSQL instead of RocksDB under `root` (several nodes, SHARED.md).
     pub postgres: Option<crate::index::PostgresOptions>,
+    /// Committed blobs in this bucket instead of under `root/blobs` (SHARED.md D3); `root`
+    /// still holds upload staging files (and the RocksDB index unless `postgres`).
+    pub s3: Option<crate::s3::S3Options>,
 }
 
 impl EngineOptions {
@@ -44,6 +48,7 @@ impl EngineOptions {
             commit: true,
             io: IoBackendKind::Threads,
             postgres: None,
+            s3: None,
         }
     }
 }
@@ -53,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) read_only: bool,
     pub(crate) index: Index,
     pub(crate) store: BlobStore,
+    /// Where committed blobs live (blob_backend.rs).
+    pub(crate) blobs: BlobBackend,
     pub(crate) io: Io,
     pub(crate) sessions: Sessions,
     /// Per-repository locks (manifest and tag commits, blob unlinks).
@@ -128,6 +135,10 @@ impl Engine {
             index::block_on(index.backfill_blob_links())?;
             index::block_on(crate::search::backfill::init(&index))?;
         }
+        let blobs = match &options.s3 {
+            Some(s3) => BlobBackend::S3(crate::s3::S3Blobs::new(s3.clone())?),
+            None => BlobBackend::Files,
+        };
         let usage = index::block_on(Usage::load(&index))?;
         let stats = Arc::new(EngineStats::default());
         let inner = Inner {
@@ -135,6 +146,7 @@ impl Engine {
             read_only,
             index,
             store,
+            blobs,
             io: Io {
                 kind: options.io,
                 faults,
@@ -249,7 +261,8 @@ impl Engine {
             .await
     }
 
-    /// Final path of a blob. Only meaningful after `stat_blob` said it is linked.
+    /// Final path of a blob when blobs are files (tests, tools); `blob_source` serves both
+    /// backends. Only meaningful after `stat_blob` said it is linked.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.inner.store.blob_path(digest)
     }

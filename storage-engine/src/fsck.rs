@@ -1,6 +1,8 @@
 //! fsck: checks that the index and the files agree and that stored content is what its
 //! name says. Read-only; blocking (it hashes every blob): run it from the CLI or the
-//! blocking pool, never on a shard.
+//! blocking pool, never on a shard. Blobs in S3 are checked the same way, each object read
+//! once through a streamed GET and hashed (as deep as for files: a bucket is not trusted
+//! more than a disk), the bucket's blobs/ listed page by page in place of the directory.
 //!
 //! Problems (fsck fails): a link without a blob record; a blob record without its file, with
 //! the wrong size, or whose content hashes to another digest; a file under blobs/ whose
@@ -15,7 +17,6 @@
 //! login sessions not yet pruned, expired API keys and last uses of revoked keys.
 use std::collections::HashSet;
 use std::fmt;
-use std::path::PathBuf;
 
 use crate::engine::Engine;
 use crate::error::StorageError;
@@ -23,7 +24,6 @@ use crate::index::{self, BlobRecord, Cf, ManifestRecord, TagRecord};
 use crate::io::hash_file_blocking;
 use crate::manifests::{is_foreign_layer, references};
 use crate::oci::{parse_manifest, Digest};
-use crate::scrub::check_blob;
 
 /// One finding, printed as one human-readable line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +64,10 @@ impl Engine {
     pub async fn fsck(&self) -> Result<FsckReport, StorageError> {
         let mut report = FsckReport::default();
         let recorded = self.fsck_blob_records(&mut report).await?;
-        self.fsck_blob_files(&recorded, &mut report)?;
+        match self.inner.s3() {
+            None => self.fsck_blob_files(&recorded, &mut report)?,
+            Some(_) => self.fsck_blob_objects(&recorded, &mut report).await?,
+        }
         self.fsck_links(&mut report).await?;
         self.fsck_reverse_links(&mut report).await?;
         self.fsck_manifests(&mut report).await?;
@@ -91,7 +94,7 @@ impl Engine {
     async fn fsck_blob_records(
         &self,
         report: &mut FsckReport,
-    ) -> Result<HashSet<PathBuf>, StorageError> {
+    ) -> Result<HashSet<Digest>, StorageError> {
         let mut records = Vec::new();
         self.inner
             .index
@@ -108,11 +111,13 @@ impl Engine {
                 continue;
             };
             report.blobs_checked += 1;
-            let path = self.blob_path(&digest);
-            recorded.insert(path.clone());
-            if let Err(damage) = check_blob(&path, record.size, &digest) {
-                report.problem(format!("blob {digest}: {damage} ({path:?})"));
+            if let Err(damage) = self.inner.check_stored_blob(&digest, record.size).await {
+                match self.inner.blob_file(&digest) {
+                    Some(path) => report.problem(format!("blob {digest}: {damage} ({path:?})")),
+                    None => report.problem(format!("blob {digest}: {damage} (S3 object)")),
+                }
             }
+            recorded.insert(digest);
         }
         Ok(recorded)
     }
@@ -121,7 +126,7 @@ impl Engine {
     /// a record must still hash to their name (then they are orphans, reported as info).
     fn fsck_blob_files(
         &self,
-        recorded: &HashSet<PathBuf>,
+        recorded: &HashSet<Digest>,
         report: &mut FsckReport,
     ) -> Result<(), StorageError> {
         let blobs = self.inner.store.blobs_dir();
@@ -135,9 +140,6 @@ impl Engine {
                 }
                 for file in std::fs::read_dir(&fanout)? {
                     let path = file?.path();
-                    if recorded.contains(&path) {
-                        continue;
-                    }
                     let algorithm = algorithm_dir.file_name().and_then(|name| name.to_str());
                     let hex = path.file_name().and_then(|name| name.to_str());
                     let digest = match (algorithm, hex) {
@@ -151,6 +153,9 @@ impl Engine {
                         report.problem(format!("stray file {path:?} is not named by a digest"));
                         continue;
                     };
+                    if recorded.contains(&digest) {
+                        continue;
+                    }
                     let length = std::fs::metadata(&path)?.len();
                     let actual = hash_file_blocking(&path, length, digest.algorithm())
                         .map(|hasher| hasher.finalize());
@@ -164,6 +169,43 @@ impl Engine {
                         Err(error) => report.problem(format!("file {path:?}: {error}")),
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every object under the bucket's blobs/ (listed page by page): named like a digest;
+    /// objects without a record must still hash to their name (orphans, reported as info),
+    /// as `fsck_blob_files` does for files.
+    async fn fsck_blob_objects(
+        &self,
+        recorded: &HashSet<Digest>,
+        report: &mut FsckReport,
+    ) -> Result<(), StorageError> {
+        let blobs = self.inner.s3().expect("called for blobs in S3");
+        for listed in crate::blob_backend::list_all(blobs).await? {
+            let Some(digest) = listed.digest else {
+                report.problem(format!(
+                    "stray object blobs/{} is not named by a digest",
+                    listed.name
+                ));
+                continue;
+            };
+            if recorded.contains(&digest) {
+                continue;
+            }
+            match self.inner.check_stored_blob(&digest, listed.size).await {
+                Ok(()) => report.note(format!(
+                    "orphan blob object {digest} ({} bytes)",
+                    listed.size
+                )),
+                // Deleted since the listing (GC): nothing to report.
+                Err(crate::scrub::Damage::Missing) => {}
+                Err(crate::scrub::Damage::Content { .. }) => report.problem(format!(
+                    "object blobs/{} has content that does not match its name",
+                    listed.name
+                )),
+                Err(damage) => report.problem(format!("object blobs/{}: {damage}", listed.name)),
             }
         }
         Ok(())

@@ -140,6 +140,23 @@ impl VerifiedImport {
         let inner = Arc::clone(&self.staged.inner);
         let durable = inner.commit;
         let mut digest_guard = inner.digest_guard(&self.expected).await?;
+        if inner.s3().is_some() {
+            // Blobs in a bucket: sent from the staged file on this runtime (the S3 calls are
+            // `Send`-free of io_uring); the staged file is removed once the object exists.
+            let io = inner.io.portable();
+            inner
+                .install_staged(&io, &self.staged.path, &self.expected, self.size, durable)
+                .await?;
+            self.staged.installed = true;
+            inner
+                .link_blob(repo, &self.expected, self.size, None, &mut digest_guard)
+                .await?;
+            drop(digest_guard);
+            inner
+                .config_arrived(repo, &self.expected, self.size)
+                .await?;
+            return Ok(self.size);
+        }
         // The file steps (fsync, rename, directory fsync) on one blocking-pool thread, with
         // the thread backend: the engine's async file ops are not `Send` (io_uring's are
         // thread-bound), and an import may commit from any runtime.

@@ -6,6 +6,8 @@ pub mod oci;
 #[cfg(feature = "engine")]
 pub mod apikeys;
 #[cfg(feature = "engine")]
+mod blob_backend;
+#[cfg(feature = "engine")]
 mod blobstore;
 #[cfg(feature = "engine")]
 mod direct;
@@ -56,6 +58,8 @@ mod usage;
 #[cfg(feature = "engine")]
 mod writer;
 
+#[cfg(feature = "engine")]
+pub use blob_backend::{BlobSource, S3Blob, PART_BYTES};
 #[cfg(feature = "engine")]
 pub use engine::{Engine, EngineOptions};
 #[cfg(feature = "engine")]

@@ -14,7 +14,6 @@ use crate::error::StorageError;
 use crate::index::{self, Cf, ManifestRecord, RefKind, TagRecord};
 use crate::oci::{parse_manifest, Algorithm, Descriptor, Digest, ParsedManifest};
 use crate::oci::{Reference, RepoName, Tag};
-use crate::search::backfill::read_config;
 use crate::search::meta::ImageMeta;
 use crate::search::refresh::{refresh, Mode};
 
@@ -157,14 +156,7 @@ impl Engine {
         // Search reads the image config once, here, before the lock (a small file, on the
         // blocking pool). It is verified content: only its link is checked under the lock.
         let config = match &parsed.config {
-            Some(config) => {
-                let path = self.blob_path(&config.digest);
-                let size = config.size;
-                tokio::task::spawn_blocking(move || read_config(&path, size))
-                    .await
-                    .ok()
-                    .flatten()
-            }
+            Some(config) => self.inner.read_config(&config.digest, config.size).await,
             None => None,
         };
         let inner = &self.inner;

@@ -5,6 +5,8 @@
 //! - Blocking (an `async fn` for its index reads, but hashing holds the thread): the caller
 //!   awaits it on its own thread (the daemon's maintenance thread or the `berth scrub`
 //!   command, each on a runtime of its own), never on a shard. Blob files are immutable, so no lock is taken.
+//! - Blobs in S3 are streamed through one GET each and hashed on the worker (each worker
+//!   drives its requests on a runtime of its own).
 //! - Parallel across blobs, largest first (sha256 of one blob is sequential, so the largest
 //!   blobs start first and the tail is short), on `workers` threads.
 //! - `max_bytes_per_second` paces the whole pass (checked between blobs), so a scrub leaves
@@ -285,11 +287,31 @@ impl Engine {
         std::thread::scope(|scope| {
             for _ in 0..options.workers.max(1) {
                 scope.spawn(|| {
+                    // Blobs in S3: this worker's own runtime for its GETs (one client per
+                    // runtime and thread, s3/client.rs); files are read without one.
+                    let runtime = match self.inner.s3() {
+                        None => None,
+                        Some(_) => match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(runtime) => Some(runtime),
+                            Err(error) => {
+                                *failure.lock().expect("not poisoned") = Some(error.into());
+                                return;
+                            }
+                        },
+                    };
                     while let Some((digest, size)) = blobs.get(next.fetch_add(1, Relaxed)) {
                         if options.cancel.load(Relaxed) {
                             return;
                         }
-                        let mut verdict = check_blob(&self.blob_path(digest), *size, digest);
+                        let mut verdict = match &runtime {
+                            None => check_blob(&self.blob_path(digest), *size, digest),
+                            Some(runtime) => {
+                                runtime.block_on(self.inner.check_stored_blob(digest, *size))
+                            }
+                        };
                         if verdict == Err(Damage::Missing)
                             && !index::block_on(self.blob_recorded(digest))
                         {

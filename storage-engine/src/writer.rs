@@ -189,8 +189,9 @@ impl UploadWriter {
     }
 
     /// Commits the upload as blob `expected` in the writer's repository: fsync the staged
-    /// file, verify the digest, rename into blobs/, fsync the directory, then one synced
-    /// WriteBatch (blob record, repo link, repo record, session deleted). Durable on return.
+    /// file, verify the digest, rename into blobs/, fsync the directory (blobs in S3: send
+    /// the staged file to the bucket instead, blob_backend.rs), then one synced WriteBatch
+    /// (blob record, repo link, repo record, session deleted). Durable on return.
     ///
     /// On DigestMismatch the staged bytes and the session are deleted. On an I/O error
     /// before the rename the session is kept (its length re-read by the next writer).
@@ -208,7 +209,9 @@ impl UploadWriter {
         if file_length(&self.path)?.is_some_and(|length| length > self.offset) {
             self.inner.io.truncate(&self.path, self.offset).await?;
         }
-        if durable {
+        // Blobs in a bucket: the staged file is read once more and sent; its durability
+        // on this disk does not matter (the bucket's PUT is the durable step).
+        if durable && self.inner.s3().is_none() {
             self.inner.io.sync_file(&self.file).await?;
         }
         let actual = match expected.algorithm() {
@@ -248,13 +251,12 @@ impl UploadWriter {
         let mut digest_guard = self.inner.digest_guard(expected).await?;
         let installed = self
             .inner
-            .store
-            .install(&self.inner.io, &self.path, expected, durable)
+            .install_staged(&self.inner.io, &self.path, expected, self.offset, durable)
             .await;
         if let Err(error) = installed {
             // The session is gone: do not leave its staged bytes behind (NotFound is fine).
             let _ = self.inner.io.remove_file(&self.path).await;
-            return Err(error.into());
+            return Err(error);
         }
         self.inner
             .link_blob(

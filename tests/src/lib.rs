@@ -40,6 +40,7 @@ mod process;
 mod prometheus;
 pub mod search;
 pub mod seaweedfs;
+pub mod seaweedfs_shared;
 mod snapshot;
 pub mod tokens;
 pub mod trust;

@@ -113,7 +113,7 @@ impl Engine {
                 if queued.contains(digest_text) {
                     batch.delete(Cf::GcQueue, digest_text.clone().into_bytes());
                 }
-                files.push((inner.store.blob_path(&digest), size));
+                files.push((digest, size));
             }
             if options.dry_run || batch.is_empty() {
                 continue;
@@ -121,8 +121,8 @@ impl Engine {
             // The records first (durably), then the files: a crash in between leaves
             // orphan files, which the next full pass removes.
             inner.index.write_held(batch, inner.commit, &held).await?;
-            for (path, size) in files {
-                inner.io.remove_file_now(&path)?;
+            for (digest, size) in files {
+                inner.delete_blob_bytes(&digest).await?;
                 inner.usage.blob_removed(size);
             }
         }
@@ -146,6 +146,9 @@ impl Engine {
     ) -> Result<(), StorageError> {
         let inner = &self.inner;
         let delay = u64::try_from(options.delay.as_millis()).unwrap_or(u64::MAX);
+        if inner.s3().is_some() {
+            return self.sweep_orphan_objects(options, now, report).await;
+        }
         let mut orphans: Vec<(Digest, PathBuf, u64)> = Vec::new();
         for (digest, path) in inner.store.blob_files()? {
             if inner
@@ -191,6 +194,65 @@ impl Engine {
             });
             if !options.dry_run {
                 inner.io.remove_file_now(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Objects under the bucket's `blobs/` without a record, written longer than the delay
+    /// ago by the listing's last-modified time (full pass only): as `sweep_orphan_files`.
+    /// The listing's time is the server's clock and `now` this node's: skew between them
+    /// only shifts the age rule by that skew, and the delay (default an hour) dwarfs it.
+    async fn sweep_orphan_objects(
+        &self,
+        options: &GcOptions,
+        now: u64,
+        report: &mut GcReport,
+    ) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        let blobs = inner.s3().expect("called for blobs in S3");
+        let delay = u64::try_from(options.delay.as_millis()).unwrap_or(u64::MAX);
+        let mut orphans: Vec<(Digest, u64)> = Vec::new();
+        for listed in crate::blob_backend::list_all(blobs).await? {
+            // A key that names no digest is not the engine's to remove (fsck reports it).
+            let Some(digest) = listed.digest else {
+                continue;
+            };
+            if now < listed.last_modified_ms.saturating_add(delay) {
+                continue;
+            }
+            if inner
+                .index
+                .contains(Cf::Blobs, digest.to_string().as_bytes())
+                .await?
+            {
+                continue;
+            }
+            orphans.push((digest, listed.size));
+        }
+        for (digest, size) in orphans {
+            let digest_text = digest.to_string();
+            let mut held = crate::lock::Held::default();
+            held.take(&inner.index, &inner.blob_locks, &digest_text, false)
+                .await?;
+            // A commit may have recorded it since.
+            if inner
+                .index
+                .contains(Cf::Blobs, digest_text.as_bytes())
+                .await?
+            {
+                continue;
+            }
+            report.actions.push(GcAction {
+                kind: GcKind::OrphanFile,
+                repo: None,
+                what: digest_text,
+                reason: "no record",
+                bytes: size,
+                performed: !options.dry_run,
+            });
+            if !options.dry_run {
+                blobs.delete(&digest).await?;
             }
         }
         Ok(())

@@ -125,6 +125,18 @@ impl Shared {
             builder = builder
                 .with_access_key_id(access_key)
                 .with_secret_access_key(secret_key);
+        } else if let (Ok(access_key), Ok(secret_key)) = (
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            // No keys in the config: the environment's, as zot and the AWS SDKs read them
+            // (without either, object_store asks the instance metadata service).
+            builder = builder
+                .with_access_key_id(access_key)
+                .with_secret_access_key(secret_key);
+            if let Ok(token) = std::env::var("AWS_SESSION_TOKEN") {
+                builder = builder.with_token(token);
+            }
         }
         let client = builder
             .build()

@@ -105,6 +105,8 @@ pub struct ListedBlob {
     /// `None` for a key that does not name a digest (fsck reports it).
     pub digest: Option<Digest>,
     pub size: u64,
+    /// When the object was written (ms since the Unix epoch), as the listing reports it.
+    pub last_modified_ms: u64,
 }
 
 /// The blob layer on one bucket. Cheap to clone; usable from any thread and runtime.
@@ -198,6 +200,19 @@ impl S3Blobs {
                 actual,
             });
         }
+        self.put_verified(digest, bytes).await
+    }
+
+    /// `put_once` of bytes the caller has verified to hash to `digest` (the engine's finish
+    /// of an upload hashed them as they arrived).
+    pub(crate) async fn put_verified(
+        &self,
+        digest: &Digest,
+        bytes: Bytes,
+    ) -> Result<bool, StorageError> {
+        if bytes.len() as u64 > MAX_PUT_BYTES {
+            return Err(StorageError::TooLarge);
+        }
         let key = self.blob_key(digest);
         let put = self
             .shared
@@ -267,6 +282,7 @@ impl S3Blobs {
                 name: relative,
                 digest,
                 size: meta.size,
+                last_modified_ms: u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0),
             });
         }
         Ok(page)

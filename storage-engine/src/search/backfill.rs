@@ -132,9 +132,14 @@ impl Engine {
                 let Ok(parsed) = parse_manifest(&record.bytes, Some(&record.media_type)) else {
                     continue;
                 };
-                let config = parsed.config.as_ref().and_then(|config| {
-                    read_config(&inner.store.blob_path(&config.digest), config.size)
-                });
+                let config = match &parsed.config {
+                    // Files are read inline, as before blobs could live in a bucket.
+                    Some(config) => match inner.blob_file(&config.digest) {
+                        Some(path) => read_config(&path, config.size),
+                        None => inner.read_config(&config.digest, config.size).await,
+                    },
+                    None => None,
+                };
                 let meta = ImageMeta::new(
                     &parsed,
                     record.bytes.len() as u64,

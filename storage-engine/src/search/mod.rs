@@ -122,11 +122,7 @@ impl crate::engine::Inner {
         if manifests.is_empty() {
             return Ok(());
         }
-        let path = self.store.blob_path(digest);
-        let bytes = tokio::task::spawn_blocking(move || backfill::read_config(&path, size))
-            .await
-            .ok()
-            .flatten();
+        let bytes = self.read_config(digest, size).await;
         let Some(bytes) = bytes else {
             return Ok(());
         };

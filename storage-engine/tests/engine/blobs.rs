@@ -425,6 +425,7 @@ async fn persist_and_read_only_open(kind: IoBackendKind) {
         commit: true,
         io: kind,
         postgres: crate::postgres_index(dir.path()),
+        s3: crate::s3_blobs(dir.path()),
     };
     let reader = berth_storage::Engine::open_read_only(options).expect("read-only open");
     assert_eq!(

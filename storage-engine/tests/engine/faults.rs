@@ -16,6 +16,7 @@ fn open_faulty(root: &std::path::Path, kind: IoBackendKind) -> (Engine, Arc<Faul
         commit: true,
         io: kind,
         postgres: crate::postgres_index(root),
+        s3: crate::s3_blobs(root),
     };
     let engine = Engine::open_with_faults(options, Arc::clone(&faults)).expect("engine opens");
     (engine, faults)

@@ -73,6 +73,7 @@ pub fn open(root: &Path, kind: IoBackendKind) -> Engine {
         commit: true,
         io: kind,
         postgres: crate::postgres_index(root),
+        s3: crate::s3_blobs(root),
     })
     .expect("engine opens")
 }
@@ -89,6 +90,119 @@ pub fn postgres_index(root: &Path) -> Option<berth_storage::PostgresOptions> {
         schema: format!("t{}", hex::encode(&hash[..12])),
         pool_size: 4,
     })
+}
+
+/// The bucket for the engine at `root` when the suite keeps blobs in S3
+/// (`BERTH_TEST_BLOBS=s3`): one SeaweedFS cluster for the test binary (berth-tests'
+/// `seaweedfs_shared`, removed at exit), each root its own root directory in its bucket, so
+/// a reopened root finds its blobs.
+pub fn s3_blobs(root: &Path) -> Option<berth_storage::S3Options> {
+    if !on_s3() {
+        return None;
+    }
+    let endpoint = berth_tests::seaweedfs_shared::endpoint()
+        .expect("BERTH_TEST_BLOBS=s3 needs SeaweedFS's `weed` (scripts/test installs it)");
+    let hash = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    Some(berth_storage::S3Options {
+        bucket: berth_tests::seaweedfs_shared::BUCKET.to_owned(),
+        region: berth_tests::seaweedfs::REGION.to_owned(),
+        endpoint: Some(endpoint),
+        secure: false,
+        skip_verify: false,
+        access_key: Some(berth_tests::seaweedfs::ACCESS_KEY.to_owned()),
+        secret_key: Some(berth_tests::seaweedfs::SECRET_KEY.to_owned()),
+        root_directory: format!("engine/{}", hex::encode(&hash[..12])),
+        force_path_style: true,
+    })
+}
+
+/// True when the suite keeps blobs in S3.
+pub fn on_s3() -> bool {
+    std::env::var("BERTH_TEST_BLOBS").as_deref() == Ok("s3")
+}
+
+/// Prints why a test that inspects blob files on disk does not run on S3; true then.
+pub fn skip_on_s3(why: &str) -> bool {
+    if on_s3() {
+        eprintln!("SKIPPED: {why} (BERTH_TEST_BLOBS=s3)");
+    }
+    on_s3()
+}
+
+/// The object of `digest` for the engine at `root` (S3 suite), for tests that damage blobs
+/// behind the engine's back.
+pub fn blob_object(
+    root: &Path,
+    digest: &Digest,
+) -> (object_store::aws::AmazonS3, object_store::path::Path) {
+    let options = s3_blobs(root).expect("the suite runs on S3");
+    let client = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(options.endpoint.clone().expect("an endpoint"))
+        .with_allow_http(true)
+        .with_region(&options.region)
+        .with_access_key_id(options.access_key.clone().expect("a key"))
+        .with_secret_access_key(options.secret_key.clone().expect("a secret"))
+        .with_bucket_name(&options.bucket)
+        .build()
+        .expect("object_store client builds");
+    let key = object_store::path::Path::from(format!(
+        "{}/blobs/{}/{}",
+        options.root_directory,
+        digest.algorithm().name(),
+        digest.hex()
+    ));
+    (client, key)
+}
+
+/// Replaces (or plants) the blob's bytes: on disk, or in the bucket on the S3 suite.
+pub async fn write_blob_bytes(engine: &Engine, root: &Path, digest: &Digest, bytes: &[u8]) {
+    if on_s3() {
+        use object_store::ObjectStoreExt as _;
+        let (client, key) = blob_object(root, digest);
+        client
+            .put(&key, bytes.to_vec().into())
+            .await
+            .expect("PUT the object");
+    } else {
+        let path = engine.blob_path(digest);
+        std::fs::create_dir_all(path.parent().expect("a fan-out directory")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write the blob file");
+    }
+}
+
+/// Removes the blob's bytes behind the engine's back: on disk, or in the bucket on S3.
+pub async fn remove_blob_bytes(engine: &Engine, root: &Path, digest: &Digest) {
+    if on_s3() {
+        use object_store::ObjectStoreExt as _;
+        let (client, key) = blob_object(root, digest);
+        client.delete(&key).await.expect("DELETE the object");
+    } else {
+        std::fs::remove_file(engine.blob_path(digest)).expect("remove the blob file");
+    }
+}
+
+/// Whether the blob's bytes are stored: a file, or an object on the S3 suite.
+pub async fn blob_bytes_exist(engine: &Engine, root: &Path, digest: &Digest) -> bool {
+    if on_s3() {
+        use object_store::ObjectStoreExt as _;
+        let (client, key) = blob_object(root, digest);
+        match client.head(&key).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(error) => panic!("HEAD {key}: {error}"),
+        }
+    } else {
+        engine.blob_path(digest).exists()
+    }
+}
+
+/// The blob's bytes as stored (file or object).
+pub async fn stored_blob_bytes(engine: &Engine, digest: &Digest) -> Vec<u8> {
+    engine
+        .read_blob_bytes(digest, u64::MAX)
+        .await
+        .expect("read the blob")
+        .expect("the blob is stored")
 }
 
 /// True when the suite runs on the PostgreSQL index.

@@ -80,6 +80,7 @@ fn open(root: &std::path::Path) -> Engine {
         commit: false,
         io: IoBackendKind::Threads,
         postgres: crate::postgres_index(root),
+        s3: crate::s3_blobs(root),
     })
     .expect("engine opens")
 }

@@ -261,6 +261,7 @@ impl Harness {
             commit: true,
             io: kind,
             postgres: crate::postgres_index(dir.path()),
+            s3: crate::s3_blobs(dir.path()),
         };
         let engine = Engine::open_with_faults(options, Arc::clone(&faults)).expect("engine opens");
         faults.record_io();
@@ -310,6 +311,7 @@ impl Harness {
             commit: true,
             io: self.kind,
             postgres: crate::postgres_index(crashed.path()),
+            s3: crate::s3_blobs(crashed.path()),
         })
         .unwrap_or_else(|error| panic!("{label}: open fails: {error}"));
         for ((name, digest), bytes) in &acked.blobs {

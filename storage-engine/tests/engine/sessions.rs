@@ -180,6 +180,7 @@ fn a_read_only_engine_reads_sessions_and_writes_none() {
         commit: true,
         io: IoBackendKind::Threads,
         postgres: crate::postgres_index(dir.path()),
+        s3: crate::s3_blobs(dir.path()),
     })
     .expect("read-only open");
     assert_eq!(
@@ -222,6 +223,7 @@ fn a_store_from_before_sessions_gets_the_family_at_open() {
         commit: true,
         io: IoBackendKind::Threads,
         postgres: crate::postgres_index(dir.path()),
+        s3: crate::s3_blobs(dir.path()),
     };
     let refused = Engine::open_read_only(options.clone())
         .expect_err("a read-only open cannot create the family")

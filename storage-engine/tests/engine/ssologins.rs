@@ -136,6 +136,7 @@ fn a_read_only_engine_takes_no_login() {
         commit: true,
         io: IoBackendKind::Threads,
         postgres: crate::postgres_index(dir.path()),
+        s3: crate::s3_blobs(dir.path()),
     })
     .expect("read-only open");
     assert!(runtime.block_on(reader.take_sso_login("s")).is_err());

@@ -204,6 +204,7 @@ fn the_store_and_verdicts_survive_a_reopen_and_changes_raise_the_generation() {
         commit: true,
         io: IoBackendKind::Threads,
         postgres: crate::postgres_index(dir.path()),
+        s3: crate::s3_blobs(dir.path()),
     })
     .expect("read-only open");
     let refused = block_on(read_only.change_trust(&TrustChange::Add(key("sha256:bb")), vec![]));

@@ -1,15 +1,10 @@
 //! The S3 blob layer (`S3Blobs`, src/s3) against a real SeaweedFS cluster (berth-tests'
 //! `SeaweedCluster`: three volume servers, replication 001).
 //!
-//! One cluster serves the whole test binary: it is started by the first test that needs it
-//! (`harness()`), and stopped by an `atexit` handler, since a `static` is never dropped. A
-//! cluster costs about a second and 350 MiB, so one per test would cost more than the tests.
-//! Each test works under its own root directory of one bucket, so tests stay independent while
-//! running in parallel. (Not a bucket each: SeaweedFS gives every bucket its own collection of
-//! volumes, and a dozen buckets exhaust the small cluster's volume slots: PUTs then fail with
-//! 500 InternalError.) The one test that kills a volume server takes the cluster exclusively
-//! (a write lock every other test holds for reading), since writes in flight during the kill
-//! could fail.
+//! One cluster serves the whole test binary (berth-tests' `seaweedfs_shared`: started at first
+//! use, removed at exit). Each test works under its own root directory of one bucket, so tests
+//! stay independent while running in parallel. The one test that kills a volume server takes
+//! the cluster exclusively, since writes in flight during the kill could fail.
 //!
 //! Without `weed` the tests print SKIPPED and pass, unless `BERTH_REQUIRE_TOOLS=1`.
 mod blobs;
@@ -18,91 +13,44 @@ mod figures;
 mod multipart;
 
 use std::future::Future;
-use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use berth_storage::oci::{Algorithm, Digest};
 use berth_storage::{S3Blobs, S3Options};
-use berth_tests::seaweedfs::{seaweedfs_available, SeaweedCluster};
+use berth_tests::seaweedfs::SeaweedCluster;
+use berth_tests::seaweedfs_shared as cluster;
 
 /// Bound of one test's async work: a hang (the pooled-connection bug) fails instead of
 /// blocking the run.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The one bucket of the tests.
-pub const BUCKET: &str = "berth-s3-tests";
-
-struct Harness {
-    cluster: Mutex<Option<SeaweedCluster>>,
-    endpoint: String,
-    /// Read by every test, written by the one that kills a volume server.
-    gate: RwLock<()>,
-}
-
-static HARNESS: OnceLock<Option<Harness>> = OnceLock::new();
-
-extern "C" fn stop_cluster_at_exit() {
-    if let Some(Some(harness)) = HARNESS.get() {
-        let taken = match harness.cluster.try_lock() {
-            Ok(mut cluster) => cluster.take(),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
-        // Drop SIGKILLs the servers and removes the cluster's directory.
-        drop(taken);
-    }
-}
-
-fn harness() -> Option<&'static Harness> {
-    HARNESS
-        .get_or_init(|| {
-            if !seaweedfs_available() {
-                return None;
-            }
-            let cluster = SeaweedCluster::start();
-            let endpoint = cluster.s3_endpoint();
-            cluster.create_bucket(BUCKET);
-            // SAFETY: registers a plain function with no arguments, run once at exit.
-            let registered = unsafe { libc::atexit(stop_cluster_at_exit) };
-            assert_eq!(registered, 0, "atexit registration");
-            Some(Harness {
-                cluster: Mutex::new(Some(cluster)),
-                endpoint,
-                gate: RwLock::new(()),
-            })
-        })
-        .as_ref()
-}
+pub const BUCKET: &str = cluster::BUCKET;
 
 /// A root directory of its own in the shared bucket, and the S3 options to use it.
 pub struct Bucket {
     pub options: S3Options,
-    _shared: RwLockReadGuard<'static, ()>,
+    _shared: cluster::Shared,
 }
 
 /// Exclusive use of the cluster (killing servers).
 pub struct Exclusive {
     pub options: S3Options,
-    harness: &'static Harness,
-    _exclusive: RwLockWriteGuard<'static, ()>,
+    exclusive: cluster::Exclusive,
 }
 
 impl Exclusive {
     pub fn with_cluster<T>(&self, work: impl FnOnce(&mut SeaweedCluster) -> T) -> T {
-        let mut cluster = self
-            .harness
-            .cluster
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        work(cluster.as_mut().expect("the cluster runs until exit"))
+        self.exclusive.with_cluster(work)
     }
 }
 
-fn options(harness: &Harness, root_directory: &str) -> S3Options {
+/// The S3 options of `root_directory` in the shared bucket of the cluster at `endpoint`.
+pub fn options(endpoint: &str, root_directory: &str) -> S3Options {
     S3Options {
         bucket: BUCKET.to_owned(),
         region: berth_tests::seaweedfs::REGION.to_owned(),
-        endpoint: Some(harness.endpoint.clone()),
+        endpoint: Some(endpoint.to_owned()),
         secure: false,
         skip_verify: false,
         access_key: Some(berth_tests::seaweedfs::ACCESS_KEY.to_owned()),
@@ -115,28 +63,19 @@ fn options(harness: &Harness, root_directory: &str) -> S3Options {
 /// A test's root directory on the shared cluster (`None`: SeaweedFS is not installed, skip).
 /// Each test names its own.
 pub fn bucket(root_directory: &str) -> Option<Bucket> {
-    let harness = harness()?;
-    let shared = harness
-        .gate
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let shared = cluster::shared()?;
     Some(Bucket {
-        options: options(harness, root_directory),
+        options: options(&shared.endpoint, root_directory),
         _shared: shared,
     })
 }
 
 /// A root directory and the cluster to oneself.
 pub fn exclusive_bucket(root_directory: &str) -> Option<Exclusive> {
-    let harness = harness()?;
-    let exclusive = harness
-        .gate
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let exclusive = cluster::exclusive()?;
     Some(Exclusive {
-        options: options(harness, root_directory),
-        harness,
-        _exclusive: exclusive,
+        options: options(&exclusive.endpoint, root_directory),
+        exclusive,
     })
 }
 
