@@ -80,6 +80,7 @@ fn open_store(kind: IoBackendKind, commit: bool) -> Store {
         commit,
         io: kind,
         postgres: None,
+        s3: None,
     })
     .expect("engine opens");
     Store { _dir: dir, engine }

@@ -79,6 +79,7 @@ fn open_store(commit: bool) -> Store {
         commit,
         io: IoBackendKind::Threads,
         postgres: None,
+        s3: None,
     })
     .expect("engine opens");
     Store { _dir: dir, engine }

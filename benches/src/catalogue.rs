@@ -481,6 +481,7 @@ pub fn generate(options: &GenerateOptions) -> Result<Generated> {
         commit: options.commit,
         io: IoBackendKind::Threads,
         postgres: None,
+        s3: None,
     })?;
     let bases = runtime()?.block_on(push_bases(&engine, &layout))?;
     layout.base_layers = bases.iter().map(ToString::to_string).collect();

@@ -22,6 +22,7 @@ pub(crate) mod test_support {
             commit: true,
             io: berth_storage::IoBackendKind::Threads,
             postgres: None,
+            s3: None,
         })
         .expect("engine opens")
     }

@@ -47,6 +47,7 @@ pub(crate) fn engine_options(config: &config::Config, io: IoBackendKind) -> Engi
         commit: config.storage.commit,
         io,
         postgres: None,
+        s3: None,
     }
 }
 

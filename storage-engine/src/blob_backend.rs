@@ -163,6 +163,18 @@ impl Inner {
         }
     }
 
+    /// The S3 half of `install_staged` alone, as a `Send` future (sync's imports commit from
+    /// any runtime); the caller removes the staged file.
+    pub(crate) async fn send_staged(
+        &self,
+        staged: &Path,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        let blobs = self.s3().expect("called for blobs in S3");
+        send_file(blobs, staged, digest, size).await
+    }
+
     /// Deletes a blob's bytes after its record was deleted (GC). Absent is fine.
     pub(crate) async fn delete_blob_bytes(&self, digest: &Digest) -> Result<(), StorageError> {
         match &self.blobs {

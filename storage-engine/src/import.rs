@@ -143,11 +143,10 @@ impl VerifiedImport {
         if inner.s3().is_some() {
             // Blobs in a bucket: sent from the staged file on this runtime (the S3 calls are
             // `Send`-free of io_uring); the staged file is removed once the object exists.
-            let io = inner.io.portable();
             inner
-                .install_staged(&io, &self.staged.path, &self.expected, self.size, durable)
+                .send_staged(&self.staged.path, &self.expected, self.size)
                 .await?;
-            self.staged.installed = true;
+            // Staged dropped as not installed removes the staged file: the object exists.
             inner
                 .link_blob(repo, &self.expected, self.size, None, &mut digest_guard)
                 .await?;

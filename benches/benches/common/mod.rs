@@ -25,6 +25,7 @@ pub fn open_unsynced(root: &std::path::Path) -> Engine {
         commit: false,
         io: IoBackendKind::Threads,
         postgres: None,
+        s3: None,
     })
     .expect("engine opens")
 }

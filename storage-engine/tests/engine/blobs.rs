@@ -41,10 +41,7 @@ async fn chunked_upload_resumes_and_commits(kind: IoBackendKind) {
         engine.stat_blob(&alpine, &digest).await.expect("stat"),
         Some(content.len() as u64)
     );
-    assert_eq!(
-        std::fs::read(engine.blob_path(&digest)).expect("blob file"),
-        content
-    );
+    assert_eq!(crate::stored_blob_bytes(&engine, &digest).await, content);
     assert!(engine.repo_exists(&alpine).await.expect("repo_exists"));
     assert_eq!(
         engine.catalog(None, 10).await.expect("catalog"),
@@ -55,10 +52,13 @@ async fn chunked_upload_resumes_and_commits(kind: IoBackendKind) {
         Err(StorageError::UploadUnknown)
     ));
     assert!(files_under(&dir.path().join("uploads")).is_empty());
-    let path = engine.blob_path(&digest);
-    let relative = path.strip_prefix(dir.path()).expect("under root");
-    let expected = format!("blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex());
-    assert_eq!(relative.to_str(), Some(expected.as_str()));
+    // The files' layout (blobs in S3: s3/'s tests pin the bucket's).
+    if !crate::on_s3() {
+        let path = engine.blob_path(&digest);
+        let relative = path.strip_prefix(dir.path()).expect("under root");
+        let expected = format!("blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex());
+        assert_eq!(relative.to_str(), Some(expected.as_str()));
+    }
     assert_clean(&engine).await;
 }
 
@@ -198,10 +198,7 @@ async fn other_algorithms(kind: IoBackendKind) {
             engine.stat_blob(&name, &digest).await.expect("stat"),
             Some(content.len() as u64)
         );
-        assert_eq!(
-            std::fs::read(engine.blob_path(&digest)).expect("file"),
-            content
-        );
+        assert_eq!(crate::stored_blob_bytes(&engine, &digest).await, content);
     }
     assert_clean(&engine).await;
 }
@@ -269,7 +266,10 @@ async fn delete_blob_unlinks_only_this_repo(kind: IoBackendKind) {
         engine.delete_blob(&a, &digest).await,
         Err(StorageError::BlobUnknown(_))
     ));
-    assert!(engine.blob_path(&digest).exists(), "file stays for GC");
+    assert!(
+        crate::blob_bytes_exist(&engine, dir.path(), &digest).await,
+        "file stays for GC"
+    );
     assert_clean(&engine).await;
 }
 

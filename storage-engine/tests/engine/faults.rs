@@ -161,13 +161,6 @@ async fn failed_manifest_commit_changes_nothing(kind: IoBackendKind) {
     assert_clean(&engine).await;
 }
 
-/// Puts a file at a blob's final path behind the engine's back.
-fn write_blob_file(engine: &Engine, digest: &berth_storage::oci::Digest, bytes: &[u8]) {
-    let path = engine.blob_path(digest);
-    std::fs::create_dir_all(path.parent().expect("fan-out directory")).expect("mkdir");
-    std::fs::write(path, bytes).expect("write blob file");
-}
-
 /// fsck finds a flipped byte, a truncated file and a missing file; orphans are info.
 async fn fsck_detects_damage(kind: IoBackendKind) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -177,7 +170,7 @@ async fn fsck_detects_damage(kind: IoBackendKind) {
     let truncated = push_blob(&engine, &name, b"truncate me").await;
     let missing = push_blob(&engine, &name, b"delete me").await;
     let orphan = sha256(b"orphan");
-    write_blob_file(&engine, &orphan, b"orphan");
+    crate::write_blob_bytes(&engine, dir.path(), &orphan, b"orphan").await;
     assert_clean(&engine).await;
     let report = engine.fsck().await.expect("fsck");
     assert_eq!(report.blobs_checked, 3);
@@ -186,14 +179,15 @@ async fn fsck_detects_damage(kind: IoBackendKind) {
         .iter()
         .any(|line| line.to_string().contains(&orphan.to_string())));
 
-    let path = engine.blob_path(&flipped);
-    let mut bytes = std::fs::read(&path).expect("read");
+    // Behind the engine's back: in the files, or in the bucket on the S3 suite.
+    let root = dir.path();
+    let mut bytes = crate::stored_blob_bytes(&engine, &flipped).await;
     bytes[0] ^= 1;
-    std::fs::write(&path, bytes).expect("write");
-    std::fs::write(engine.blob_path(&truncated), b"trunc").expect("write");
-    std::fs::remove_file(engine.blob_path(&missing)).expect("remove");
+    crate::write_blob_bytes(&engine, root, &flipped, &bytes).await;
+    crate::write_blob_bytes(&engine, root, &truncated, b"trunc").await;
+    crate::remove_blob_bytes(&engine, root, &missing).await;
     let bad_name = sha256(b"right name");
-    write_blob_file(&engine, &bad_name, b"wrong content");
+    crate::write_blob_bytes(&engine, root, &bad_name, b"wrong content").await;
     let report = engine.fsck().await.expect("fsck");
     assert_eq!(report.problems.len(), 4, "{:?}", report.problems);
     for digest in [&flipped, &truncated, &missing] {
