@@ -41,13 +41,50 @@ pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<config::Config> {
     Ok(config)
 }
 
+/// The engine's options from the config: the daemon and every command that opens the store
+/// (`berth fsck`, `berth gc`, `berth scrub`) use these, so they all see the same blobs and
+/// index (`storage.storageDriver`, `storage.index.postgres`).
 pub(crate) fn engine_options(config: &config::Config, io: IoBackendKind) -> EngineOptions {
+    let backends = &config.storage.backends;
     EngineOptions {
         root: config.storage.root_directory.clone(),
         commit: config.storage.commit,
         io,
-        postgres: None,
-        s3: None,
+        postgres: backends
+            .postgres
+            .as_ref()
+            .map(|postgres| berth_storage::PostgresOptions {
+                url: postgres.url.expose().to_owned(),
+                schema: postgres.schema.clone(),
+                pool_size: postgres.pool_size,
+            }),
+        s3: backends.s3.as_ref().map(s3_options),
+    }
+}
+
+/// `storage.storageDriver` as the engine's S3 options. Without `accesskey`/`secretkey` the
+/// engine reads `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` from the environment.
+fn s3_options(driver: &config::S3Driver) -> berth_storage::S3Options {
+    berth_storage::S3Options {
+        bucket: driver.bucket.clone(),
+        region: driver.region.clone(),
+        endpoint: driver.region_endpoint.clone(),
+        // With regionendpoint its scheme decides (config/backends.rs warns otherwise).
+        secure: match &driver.region_endpoint {
+            Some(endpoint) => endpoint.starts_with("https://"),
+            None => driver.secure,
+        },
+        skip_verify: driver.skip_verify,
+        access_key: driver
+            .credentials
+            .as_ref()
+            .map(|credentials| credentials.access_key.clone()),
+        secret_key: driver
+            .credentials
+            .as_ref()
+            .map(|credentials| credentials.secret_key.expose().to_owned()),
+        root_directory: driver.root_directory.clone(),
+        force_path_style: driver.force_path_style,
     }
 }
 
@@ -161,6 +198,7 @@ pub fn serve(path: Option<&Path>) -> anyhow::Result<()> {
         None => None,
     };
     let shared = Arc::new(runtime::Shared {
+        redirect_blob_url: config.storage.backends.redirect_blob_url,
         sync: on_demand,
         trust,
         tls: tls.clone(),

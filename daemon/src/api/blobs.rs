@@ -5,6 +5,8 @@ use berth_storage::oci::{ByteRange, Digest, RepoName};
 use hyper::body::Frame;
 use hyper::{header, HeaderMap, Response, StatusCode};
 
+use berth_storage::BlobSource as BlobLocation;
+
 use crate::ext::sync::ondemand::{BlobSource, BlobStream};
 
 use super::{
@@ -64,6 +66,24 @@ pub async fn get(
         Some(None) => return Err(ApiError::BlobRangeInvalid { size }),
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
+    let source = ctx.engine.blob_source(&digest);
+    if let (BlobLocation::S3(object), true, false, StatusCode::OK) =
+        (&source, ctx.redirect_blob_url, head_only, status)
+    {
+        // zot's redirectBlobURL: the client fetches the object itself (no Range: a ranged
+        // GET is served here, so the 206 logic stays berth's).
+        let url = object
+            .presign_get(REDIRECT_URL_LIFETIME)
+            .await
+            .map_err(|e| ApiError::Internal(format!("presign blob {digest}: {e}")))?;
+        return Ok(Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header(header::LOCATION, url.as_str())
+            .header(header::CONTENT_LENGTH, 0)
+            .header("Docker-Content-Digest", digest.to_string())
+            .body(empty())
+            .expect("blob headers are valid"));
+    }
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -73,14 +93,42 @@ pub async fn get(
     if status == StatusCode::PARTIAL_CONTENT {
         response = response.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
     }
-    let body = if head_only || len == 0 {
-        empty()
-    } else {
-        file_body(ctx.engine.blob_path(&digest), start, len, ctx.uring)
+    let body = match source {
+        _ if head_only || len == 0 => empty(),
+        BlobLocation::File(path) => file_body(path, start, len, ctx.uring)
             .await
-            .map_err(|e| ApiError::Internal(format!("open blob {digest}: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("open blob {digest}: {e}")))?,
+        BlobLocation::S3(object) => {
+            let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, end));
+            let read = object
+                .read(range)
+                .await
+                .map_err(|e| ApiError::Internal(format!("open blob {digest} in S3: {e}")))?
+                .ok_or_else(|| {
+                    ApiError::Internal(format!("blob {digest} is recorded but not in the bucket"))
+                })?;
+            s3_body(&digest, read)
+        }
     };
     Ok(response.body(body).expect("blob headers are valid"))
+}
+
+/// How long a `redirectBlobURL` presigned URL is valid (zot's: 15 minutes).
+const REDIRECT_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// A blob (or range) streamed from the bucket through berth. The length was checked when
+/// the GET opened; a body that ends short or fails mid-way ends the response with an error
+/// (logged), which aborts the client's connection rather than completing a short blob.
+fn s3_body(digest: &Digest, read: berth_storage::BlobRead) -> Body {
+    let digest = digest.to_string();
+    let chunks = futures_util::StreamExt::map(read.into_stream(), move |chunk| match chunk {
+        Ok(bytes) => Ok(Frame::data(bytes)),
+        Err(error) => {
+            tracing::error!(%digest, %error, "blob read from S3 aborted");
+            Err(std::io::Error::other(error.to_string()))
+        }
+    });
+    stream_body(chunks)
 }
 
 /// A blob passed on from upstream as it is stored (the flight's leader). An error mid-way

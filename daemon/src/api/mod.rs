@@ -78,6 +78,9 @@ pub struct Ctx {
     pub rate_limits: Option<Arc<crate::policy::ratelimit::RateLimits>>,
     /// `extensions.trust` when it verifies anything: pushed signatures are judged.
     pub trust: Option<Arc<crate::ext::trust::Trust>>,
+    /// `storage.redirectBlobURL`: a blob GET without Range from S3 is a 307 to a presigned
+    /// URL.
+    pub redirect_blob_url: bool,
 }
 
 /// Serves one request, filling `info` for its metrics. Never fails at the hyper level: every

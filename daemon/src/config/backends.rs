@@ -12,8 +12,8 @@
 //! - Combinations: none (files + RocksDB), S3 + PostgreSQL (several nodes), S3 alone (one node,
 //!   RocksDB index), PostgreSQL alone (one node's disk for blobs: warns). `storage.subPaths`
 //!   with either shared backend is an error.
-//! - This step only parses and validates: the engine does not use these sections yet, and
-//!   every one of them that is set says so in a warning ([`NOT_WIRED`]).
+//! - The engine uses all three (serve.rs `engine_options`; the blob GET's redirect in
+//!   api/blobs.rs).
 
 use std::fmt;
 
@@ -21,10 +21,6 @@ use serde_json::Value;
 
 use super::postgres::{index, PostgresIndex};
 use super::walk::{describe, Ctx, Ignored, Section};
-
-/// The warning every shared-backend section gives until the engine is wired to it.
-pub(crate) const NOT_WIRED: &str = "parsed and checked, but not used by the storage engine of \
-     this build yet (issue 20): blobs and index stay under rootDirectory";
 
 const SUB_PATHS_IGNORED: &str = "per-prefix stores are not implemented yet in this build; \
      ignored: every repository is stored under rootDirectory";
@@ -188,8 +184,6 @@ pub(crate) fn backends(ctx: &mut Ctx, storage: &Section<'_>) -> Option<StorageBa
     if redirect_blob_url == Some(true) && !has_s3 {
         let message = "applies only to S3 storage (storage.storageDriver), as in zot; ignored";
         ctx.warn(&storage.path_of("redirectBlobURL"), message);
-    } else if redirect_blob_url == Some(true) {
-        ctx.warn(&storage.path_of("redirectBlobURL"), NOT_WIRED);
     }
     if let (Some(None), Some(Some(_))) = (&s3, &postgres) {
         let message = "blobs stay on this node's disk under rootDirectory: several nodes need \
@@ -250,7 +244,6 @@ fn s3(ctx: &mut Ctx, path: &str, value: &Value) -> Option<S3Driver> {
         _ => {}
     }
     let section = Section::read(ctx, path, value, S3_KEYS, S3_IGNORED)?;
-    ctx.warn(path, NOT_WIRED);
     let region = required(ctx, &section, "region");
     let bucket = required(ctx, &section, "bucket");
     if let Some(bucket) = &bucket {

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::backends::NOT_WIRED;
 use super::walk::{describe, Ctx, Section};
 
 /// The environment variable that carries the PostgreSQL URL (preferred: no secret in the file).
@@ -187,7 +186,6 @@ pub(crate) fn index(ctx: &mut Ctx, storage: &Section<'_>) -> Option<Option<Postg
 fn postgres(ctx: &mut Ctx, path: &str, value: &Value) -> Option<PostgresIndex> {
     let keys = &["url", "urlFile", "schema", "poolSize"];
     let section = Section::read(ctx, path, value, keys, &[])?;
-    ctx.warn(path, NOT_WIRED);
     let url = postgres_url(ctx, &section);
     let schema = schema(ctx, &section);
     let pool_size = section.integer(ctx, "poolSize", 1, MAX_POSTGRES_POOL_SIZE);

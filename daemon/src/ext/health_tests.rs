@@ -223,6 +223,7 @@ fn context(root: &std::path::Path, config_text: &str) -> Ctx {
         trust: None,
         rate_limits: None,
         cors: None,
+        redirect_blob_url: false,
     }
 }
 

@@ -76,6 +76,8 @@ pub struct Shared {
     pub cors: Option<Arc<crate::policy::cors::Cors>>,
     /// `http.tls`: every shard serves HTTPS.
     pub tls: Option<Arc<tls::Tls>>,
+    /// `storage.redirectBlobURL` (only ever true with blobs in S3).
+    pub redirect_blob_url: bool,
 }
 
 pub struct ShardSettings {
@@ -186,6 +188,7 @@ async fn shard_main(
         trust: shared.trust.clone(),
         rate_limits: shared.rate_limits.clone(),
         cors: shared.cors.clone(),
+        redirect_blob_url: shared.redirect_blob_url,
     });
     let observer = Rc::new(Observer::new(
         shared.metrics.clone(),

@@ -10,13 +10,27 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3CopyIfNotExists};
 use object_store::path::Path as ObjectPath;
-use object_store::ClientOptions;
+use object_store::{ClientOptions, RetryConfig};
 
 use super::{invalid, S3Options};
 use crate::error::StorageError;
+
+/// A bucket that does not accept a connection within this is down for this attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One request from connect to the end of its body. Blob GETs stream to clients at the
+/// clients' pace (a body error is resumed by a ranged GET while retries last), so this is
+/// long: a 1 GiB body at 3.5 MB/s. PUTs carry at most one 8 MiB part or small blob.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Retries of a failed request (object_store's default: 10 within 3 minutes, which turns a
+/// bucket that is down into requests that hang for minutes). With these a bucket that is
+/// down answers a blob request with an error (500, logged with the S3 call and key) within
+/// about `RETRY_TIMEOUT` plus one connect timeout.
+const MAX_RETRIES: usize = 3;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Shared {
     pub(super) options: S3Options,
@@ -103,7 +117,9 @@ impl Shared {
         let options = &self.options;
         let client_options = ClientOptions::new()
             .with_allow_http(!options.secure)
-            .with_allow_invalid_certificates(options.skip_verify);
+            .with_allow_invalid_certificates(options.skip_verify)
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT);
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&options.bucket)
             .with_region(&options.region)
@@ -115,6 +131,11 @@ impl Shared {
                 "If-None-Match".into(),
                 "*".into(),
             ))
+            .with_retry(RetryConfig {
+                backoff: Default::default(),
+                max_retries: MAX_RETRIES,
+                retry_timeout: RETRY_TIMEOUT,
+            })
             .with_virtual_hosted_style_request(
                 !options.force_path_style && self.endpoint.is_none(),
             );

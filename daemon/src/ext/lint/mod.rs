@@ -119,11 +119,10 @@ async fn config_labels(
     if size > CONFIG_MAX_BYTES {
         return None;
     }
-    let path = engine.blob_path(digest);
-    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+    let bytes = engine
+        .read_blob_bytes(digest, CONFIG_MAX_BYTES)
         .await
-        .ok()?
-        .ok()?;
+        .ok()??;
     let config: Value = serde_json::from_slice(&bytes).ok()?;
     Some(keys_of(config.get("config").and_then(|c| c.get("Labels"))))
 }

@@ -198,8 +198,11 @@ async fn read_layer(engine: &Engine, repo: &RepoName, layer: &Layer) -> Result<V
         Ok(Some(size)) if size > LAYER_MAX_BYTES => Err(format!(
             "signature layer of {size} bytes is over the {LAYER_MAX_BYTES}-byte limit"
         )),
-        Ok(Some(_)) => std::fs::read(engine.blob_path(&layer.digest))
-            .map_err(|error| format!("signature layer unreadable: {error}")),
+        Ok(Some(_)) => match engine.read_blob_bytes(&layer.digest, LAYER_MAX_BYTES).await {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err("signature layer unreadable: not stored".into()),
+            Err(error) => Err(format!("signature layer unreadable: {error}")),
+        },
         Ok(None) => Err("signature layer not stored in this repository".into()),
         Err(error) => Err(format!("signature layer unreadable: {error}")),
     }

@@ -337,8 +337,15 @@ async fn labels_and_annotations(
             .then_some(config),
         None => None,
     };
-    let labels = config
-        .and_then(|config| std::fs::read(engine.blob_path(&config)).ok())
+    let bytes = match config {
+        Some(config) => engine
+            .read_blob_bytes(&config, MAX_CONFIG_BYTES)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let labels = bytes
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .map(|config| pairs(&config["config"]["Labels"]))
         .unwrap_or_default();
