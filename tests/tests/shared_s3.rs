@@ -103,7 +103,7 @@ impl Bucket {
     }
 
     fn delete_blob(&self, digest: &str) {
-        use object_store::ObjectStore as _;
+        use object_store::ObjectStoreExt as _;
         let key = object_store::path::Path::from(Bucket::blob_key(digest));
         self.runtime
             .block_on(self.client.delete(&key))

@@ -67,9 +67,8 @@ pub async fn get(
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
     let source = ctx.engine.blob_source(&digest);
-    if let (BlobLocation::S3(object), true, false, StatusCode::OK) =
-        (&source, ctx.redirect_blob_url, head_only, status)
-    {
+    let redirect = ctx.redirect_blob_url && !head_only && status == StatusCode::OK;
+    if let (BlobLocation::S3(object), true) = (&source, redirect) {
         // zot's redirectBlobURL: the client fetches the object itself (no Range: a ranged
         // GET is served here, so the 206 logic stays berth's).
         let url = object

@@ -230,7 +230,7 @@ async fn dedupe_mount_and_repo_scoping(kind: IoBackendKind) {
         .expect("already linked"));
     // The same bytes pushed to c are stored once.
     push_blob(&engine, &c, b"shared layer").await;
-    assert_eq!(files_under(&dir.path().join("blobs")).len(), 1);
+    assert_eq!(crate::stored_blob_count(dir.path()).await, 1);
     assert_eq!(
         engine.catalog(None, 10).await.expect("catalog"),
         vec![a.clone(), b.clone(), c.clone()]
@@ -349,7 +349,7 @@ async fn concurrent_finishes(kind: IoBackendKind) {
             Some(content.len() as u64)
         );
     }
-    assert_eq!(files_under(&dir.path().join("blobs")).len(), 8);
+    assert_eq!(crate::stored_blob_count(dir.path()).await, 8);
     assert!(files_under(&dir.path().join("uploads")).is_empty());
     assert_clean(&engine).await;
 }

@@ -78,6 +78,9 @@ async fn failure_at_each_commit_step(kind: IoBackendKind) {
         FaultPoint::IndexWrite,
     ]
     .into_iter()
+    // Blobs in S3 have no staged fsync, rename or directory fsync: the index write is the
+    // one step of theirs here (an object without a record is an orphan, info for fsck).
+    .filter(|point| !crate::on_s3() || *point == FaultPoint::IndexWrite)
     .enumerate()
     {
         let content = format!("blob for step {round}").into_bytes();

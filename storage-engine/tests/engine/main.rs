@@ -196,6 +196,25 @@ pub async fn blob_bytes_exist(engine: &Engine, root: &Path, digest: &Digest) -> 
     }
 }
 
+/// How many blobs are stored: files under `blobs/`, or objects on the S3 suite.
+pub async fn stored_blob_count(root: &Path) -> usize {
+    if on_s3() {
+        use futures_util::TryStreamExt as _;
+        use object_store::ObjectStore as _;
+        let (client, _) = blob_object(root, &sha256(b""));
+        let options = s3_blobs(root).expect("the suite runs on S3");
+        let prefix = object_store::path::Path::from(format!("{}/blobs", options.root_directory));
+        let listed: Vec<_> = client
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .expect("LIST");
+        listed.len()
+    } else {
+        files_under(&root.join("blobs")).len()
+    }
+}
+
 /// The blob's bytes as stored (file or object).
 pub async fn stored_blob_bytes(engine: &Engine, digest: &Digest) -> Vec<u8> {
     engine
