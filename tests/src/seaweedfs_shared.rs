@@ -40,9 +40,19 @@ fn harness() -> Option<&'static Harness> {
             if !seaweedfs_available() {
                 return None;
             }
-            let cluster = SeaweedCluster::start();
-            let endpoint = cluster.s3_endpoint();
-            cluster.create_bucket(BUCKET);
+            // On a thread of its own: the harness's blocking HTTP client must not run inside
+            // the async context of a test that happens to ask first.
+            let (cluster, endpoint) = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let cluster = SeaweedCluster::start();
+                        cluster.create_bucket(BUCKET);
+                        let endpoint = cluster.s3_endpoint();
+                        (cluster, endpoint)
+                    })
+                    .join()
+                    .expect("the SeaweedFS cluster starts")
+            });
             // SAFETY: registers a plain function with no arguments, run once at exit.
             let registered = unsafe { libc::atexit(stop_cluster_at_exit) };
             assert_eq!(registered, 0, "atexit registration");
