@@ -203,3 +203,52 @@ fn gc_on_one_node_while_the_other_pushes_never_loses_a_linked_blob() {
     assert!(passes > 1 && stored > 0, "passes {passes}, stored {stored}");
     block_on(assert_clean(&pusher));
 }
+
+#[test]
+fn a_node_starting_leaves_the_upload_sessions_of_another_node_alone() {
+    if !crate::on_postgres() {
+        eprintln!("SKIPPED: two nodes need the PostgreSQL index (BERTH_TEST_INDEX=postgres)");
+        return;
+    }
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let options = |root: &std::path::Path| berth_storage::EngineOptions {
+        root: root.to_path_buf(),
+        commit: true,
+        io: IoBackendKind::Threads,
+        // Both nodes on node a's schema; each stages uploads in its own directory.
+        postgres: crate::postgres_index(dir_a.path()),
+    };
+    let r = repo("shared/upload");
+    let a = Engine::open(options(dir_a.path())).expect("node a");
+    let id = block_on(async {
+        let id = a.start_upload(&r).await.expect("start on a");
+        let mut writer = a.open_upload(&r, &id).await.expect("open on a");
+        writer
+            .write(Bytes::from_static(b"first chunk"))
+            .await
+            .expect("write");
+        writer.persist().await.expect("persist");
+        id
+    });
+    // Node b starts: the session's staged file is not in its directory.
+    let b = Engine::open(options(dir_b.path())).expect("node b");
+    drop(b);
+    // Node a restarts: it still finds its session (record and staged file) and finishes it.
+    drop(a);
+    let a = Engine::open(options(dir_a.path())).expect("node a again");
+    block_on(async {
+        assert_eq!(a.upload_status(&r, &id).expect("session kept"), 11);
+        let mut writer = a.open_upload(&r, &id).await.expect("reopen on a");
+        writer
+            .write(Bytes::from_static(b", second"))
+            .await
+            .expect("write");
+        let digest = sha256(b"first chunk, second");
+        writer.finish(&digest).await.expect("finish");
+        assert_eq!(a.stat_blob(&r, &digest).await.expect("stat"), Some(19));
+        assert_clean(&a).await;
+    });
+}
