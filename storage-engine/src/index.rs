@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::StorageError;
+use crate::search::summaries;
 
 /// Column families, one per kind of record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,24 +265,38 @@ impl Index {
     }
 
     fn with(backend: Backend) -> Result<Index, StorageError> {
-        let mut index = Index {
+        let index = Index {
             backend,
             summaries: Default::default(),
         };
+        block_on(index.reload_summaries())?;
+        Ok(index)
+    }
+
+    /// Loads the summaries' copy from the index: the change token first, then the rows.
+    async fn reload_summaries(&self) -> Result<(), StorageError> {
+        let token = match self.postgres() {
+            Some(_) => self.get(Cf::Meta, summaries::TOKEN_KEY).await?,
+            None => None,
+        };
         let mut rows = Vec::new();
-        block_on(index.visit(Cf::RepoMeta, b"", None, |key, value| {
+        self.visit(Cf::RepoMeta, b"", None, |key, value| {
             rows.push((key.to_vec(), value.to_vec()));
             Ok(true)
-        }))?;
-        index.summaries = crate::search::summaries::Summaries::load(|visit| {
-            for (key, value) in &rows {
-                if !visit(key, value)? {
-                    break;
-                }
-            }
-            Ok(())
-        })?;
-        Ok(index)
+        })
+        .await?;
+        self.summaries.replace(rows, token)
+    }
+
+    /// Every repository's summary (search listings): the in-memory copy, reloaded first on
+    /// the PostgreSQL index when another node changed a summary since it was loaded.
+    pub(crate) async fn repo_listing(&self) -> Result<summaries::RepoListing, StorageError> {
+        if self.postgres().is_some()
+            && self.get(Cf::Meta, summaries::TOKEN_KEY).await? != self.summaries.token()
+        {
+            self.reload_summaries().await?;
+        }
+        self.summaries.listing()
     }
 
     /// The RocksDB index, when that is the backend (its figures, compaction, WAL).
@@ -369,10 +384,13 @@ impl Index {
     /// Applies the batch atomically. RocksDB: with `sync` this waits for the WAL fsync (call
     /// it from the blocking pool: engine.rs `write_index`). PostgreSQL: one statement,
     /// committed durably whatever `sync` says.
-    pub(crate) async fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
+    pub(crate) async fn write(&self, mut batch: Batch, sync: bool) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Rocks(rocks) => rocks.write(&batch, sync)?,
-            Backend::Postgres(pg) => pg.write(&batch, None).await?,
+            Backend::Postgres(pg) => {
+                batch = with_summaries_token(batch);
+                pg.write(&batch, None).await?
+            }
         }
         self.summaries.apply(batch.ops());
         Ok(())
@@ -389,6 +407,7 @@ impl Index {
     ) -> Result<(), StorageError> {
         match (&self.backend, held.remote()) {
             (Backend::Postgres(pg), Some(remote)) => {
+                let batch = with_summaries_token(batch);
                 pg.write(&batch, Some(remote)).await?;
                 self.summaries.apply(batch.ops());
                 Ok(())
@@ -419,6 +438,16 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// `batch`, plus a new summaries change token when it changes a summary (PostgreSQL index:
+/// other nodes then reload their copy, search/summaries.rs).
+fn with_summaries_token(mut batch: Batch) -> Batch {
+    if batch.ops().iter().any(|(cf, _, _)| *cf == Cf::RepoMeta) {
+        let token = uuid::Uuid::new_v4().as_bytes().to_vec();
+        batch.put(Cf::Meta, summaries::TOKEN_KEY.to_vec(), token);
+    }
+    batch
 }
 
 /// Entries a [`Pages`] reads at a time.

@@ -167,7 +167,7 @@ impl Inner {
     /// At open: every session record with a staged file becomes an idle session (offset =
     /// file length, hash rebuilt on first use); records without a file and staged files
     /// without a record (a crash between the two creations, or after a commit's rename)
-    /// are removed.
+    /// are removed, except records on the PostgreSQL index (another node's sessions).
     pub(crate) async fn recover_uploads(&self) -> Result<(), StorageError> {
         let mut records = Vec::new();
         self.index
@@ -200,6 +200,9 @@ impl Inner {
                     };
                     self.sessions.stripe(&id).insert(id, slot);
                 }
+                // On a shared index a record without a staged file here is another node's
+                // session (staging is per node until SHARED.md D4): leave it.
+                _ if self.index.postgres().is_some() => {}
                 _ => stale.delete(Cf::Uploads, key),
             }
         }

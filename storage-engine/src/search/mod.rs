@@ -177,7 +177,7 @@ impl Engine {
     /// Every repository that has an image tag with its summary, in name order (the in-memory
     /// copy of the summaries, shared with other readers: no index read, no copy).
     pub async fn repo_listing(&self) -> Result<RepoListing, StorageError> {
-        self.inner.index.summaries.listing()
+        self.inner.index.repo_listing().await
     }
 
     /// Calls `visit` with every repository that has an image tag, in name order, until it

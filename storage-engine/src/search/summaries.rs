@@ -5,7 +5,10 @@
 //! Rules: the index is the truth and this is its exact copy. It is loaded at open and changed
 //! only by `Index::write`, after RocksDB applied the batch, from the batch's own `repo_meta`
 //! ops; every writer of a repository's summary holds that repository's lock, so two changes
-//! of one summary never cross. A multi-node backend will have to invalidate it (issue 20).
+//! of one summary never cross. On the PostgreSQL index other nodes write too: every batch
+//! that changes a summary also writes a new random change token ([`TOKEN_KEY`] in `meta`),
+//! and a listing first reads the token and reloads the copy when it is not the one loaded
+//! (token read before the summaries, so a change that lands between is seen next time).
 //!
 //! Readers share one [`RepoListing`] (names parsed, in name order) until the next change:
 //! a query pays one reference count, not a copy of every name; the first reader after a
@@ -32,7 +35,12 @@ struct State {
 #[derive(Default)]
 pub(crate) struct Summaries {
     state: RwLock<State>,
+    /// The change token the copy was loaded at (PostgreSQL index only).
+    token: std::sync::Mutex<Option<Vec<u8>>>,
 }
+
+/// The `meta` key of the summaries' change token (PostgreSQL index).
+pub(crate) const TOKEN_KEY: &[u8] = b"search.summaries.token";
 
 /// Every repository with an image tag and its summary, in name order, as of one moment.
 ///
@@ -102,7 +110,8 @@ impl IntoIterator for RepoListing {
 }
 
 impl Summaries {
-    /// Loads every stored summary (at open).
+    /// A copy of the summaries `visit` yields (tests).
+    #[cfg(test)]
     pub(crate) fn load(
         visit: impl FnOnce(
             &mut dyn FnMut(&[u8], &[u8]) -> Result<bool, StorageError>,
@@ -115,7 +124,31 @@ impl Summaries {
         })?;
         Ok(Summaries {
             state: RwLock::new(State { map, listing: None }),
+            token: Default::default(),
         })
+    }
+
+    /// The change token the copy was loaded at.
+    pub(crate) fn token(&self) -> Option<Vec<u8>> {
+        self.token.lock().expect("never poisoned").clone()
+    }
+
+    /// Replaces the copy with `rows` (key, value of `repo_meta`), loaded at `token`.
+    pub(crate) fn replace(
+        &self,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        token: Option<Vec<u8>>,
+    ) -> Result<(), StorageError> {
+        let mut map = BTreeMap::new();
+        for (key, value) in rows {
+            map.insert(key, Arc::new(RepoMeta::decode(&value)?));
+        }
+        *self
+            .state
+            .write()
+            .expect("summaries lock is never poisoned") = State { map, listing: None };
+        *self.token.lock().expect("never poisoned") = token;
+        Ok(())
     }
 
     /// Applies the `repo_meta` ops of a batch RocksDB has just written. A value that does not

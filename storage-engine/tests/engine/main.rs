@@ -26,6 +26,7 @@ mod scrub;
 mod search;
 mod search_upgrade;
 mod sessions;
+mod shared;
 mod ssologins;
 mod trust;
 
