@@ -220,6 +220,7 @@ fn a_node_starting_leaves_the_upload_sessions_of_another_node_alone() {
         io: IoBackendKind::Threads,
         // Both nodes on node a's schema; each stages uploads in its own directory.
         postgres: crate::postgres_index(dir_a.path()),
+        s3: crate::s3_blobs(dir_a.path()),
     };
     let r = repo("shared/upload");
     let a = Engine::open(options(dir_a.path())).expect("node a");
