@@ -308,209 +308,187 @@ impl Engine {
     /// Every repo_blobs link has a blob record.
     async fn fsck_links(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let index = &self.inner.index;
-        {
-            let mut pages = crate::index::Pages::new(Cf::RepoBlobs, b"");
-            while let Some(page) = pages.next(index).await? {
-                for (key, _) in &page {
-                    let key = key.as_slice();
-
-                    let parts = index::split_key(key)?;
-                    match parts.as_slice() {
-                        [repo, digest] => {
-                            if !index.contains(Cf::Blobs, digest.as_bytes()).await? {
-                                report.problem(format!(
-                                    "{repo}: links {digest}, which has no record"
-                                ));
-                            }
-                            if !index
-                                .contains(Cf::BlobLinks, &index::key(&[digest, repo]))
-                                .await?
-                            {
-                                report.problem(format!(
-                                    "{repo}: link to {digest} missing in blob_links"
-                                ));
-                            }
+        let mut pages = crate::index::Pages::new(Cf::RepoBlobs, b"");
+        while let Some(page) = pages.next(index).await? {
+            for (key, _) in &page {
+                let key = key.as_slice();
+                let parts = index::split_key(key)?;
+                match parts.as_slice() {
+                    [repo, digest] => {
+                        if !index.contains(Cf::Blobs, digest.as_bytes()).await? {
+                            report.problem(format!("{repo}: links {digest}, which has no record"));
                         }
-                        _ => report.problem(format!(
-                            "malformed link key {:?}",
-                            String::from_utf8_lossy(key)
-                        )),
+                        if !index
+                            .contains(Cf::BlobLinks, &index::key(&[digest, repo]))
+                            .await?
+                        {
+                            report
+                                .problem(format!("{repo}: link to {digest} missing in blob_links"));
+                        }
                     }
+                    _ => report.problem(format!(
+                        "malformed link key {:?}",
+                        String::from_utf8_lossy(key)
+                    )),
                 }
             }
-            Ok::<(), crate::error::StorageError>(())
         }
+        Ok(())
     }
 
     /// Every `blob_links` entry has its link in `repo_blobs` (GC trusts the reverse index).
     async fn fsck_reverse_links(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let index = &self.inner.index;
-        {
-            let mut pages = crate::index::Pages::new(Cf::BlobLinks, b"");
-            while let Some(page) = pages.next(index).await? {
-                for (key, _) in &page {
-                    let key = key.as_slice();
-
-                    match index::split_key(key)?.as_slice() {
-                        [digest, repo] => {
-                            if !index
-                                .contains(Cf::RepoBlobs, &index::key(&[repo, digest]))
-                                .await?
-                            {
-                                report.problem(format!(
-                                    "blob_links says {repo} links {digest}; it does not"
-                                ));
-                            }
+        let mut pages = crate::index::Pages::new(Cf::BlobLinks, b"");
+        while let Some(page) = pages.next(index).await? {
+            for (key, _) in &page {
+                let key = key.as_slice();
+                match index::split_key(key)?.as_slice() {
+                    [digest, repo] => {
+                        if !index
+                            .contains(Cf::RepoBlobs, &index::key(&[repo, digest]))
+                            .await?
+                        {
+                            report.problem(format!(
+                                "blob_links says {repo} links {digest}; it does not"
+                            ));
                         }
-                        _ => report.problem(format!(
-                            "malformed blob_links key {:?}",
-                            String::from_utf8_lossy(key)
-                        )),
                     }
+                    _ => report.problem(format!(
+                        "malformed blob_links key {:?}",
+                        String::from_utf8_lossy(key)
+                    )),
                 }
             }
-            Ok::<(), crate::error::StorageError>(())
         }
+        Ok(())
     }
 
     /// Every manifest: bytes hash to its key, parse, references present in its repository.
     async fn fsck_manifests(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let index = &self.inner.index;
-        {
-            let mut pages = crate::index::Pages::new(Cf::Manifests, b"");
-            while let Some(page) = pages.next(index).await? {
-                for (key, value) in &page {
-                    let key = key.as_slice();
-                    let value = value.as_slice();
-
-                    report.manifests_checked += 1;
-                    let parts = index::split_key(key)?;
-                    let [repo, digest_text] = parts.as_slice() else {
-                        report.problem(format!(
-                            "malformed manifest key {:?}",
-                            String::from_utf8_lossy(key)
-                        ));
-                        continue;
-                    };
-                    let (Ok(digest), Ok(record)) =
-                        (digest_text.parse::<Digest>(), ManifestRecord::decode(value))
-                    else {
-                        report.problem(format!("{repo}: manifest {digest_text}: malformed record"));
-                        continue;
-                    };
-                    let actual = Digest::of(digest.algorithm(), &record.bytes);
-                    if actual != digest {
+        let mut pages = crate::index::Pages::new(Cf::Manifests, b"");
+        while let Some(page) = pages.next(index).await? {
+            for (key, value) in &page {
+                let key = key.as_slice();
+                let value = value.as_slice();
+                report.manifests_checked += 1;
+                let parts = index::split_key(key)?;
+                let [repo, digest_text] = parts.as_slice() else {
+                    report.problem(format!(
+                        "malformed manifest key {:?}",
+                        String::from_utf8_lossy(key)
+                    ));
+                    continue;
+                };
+                let (Ok(digest), Ok(record)) =
+                    (digest_text.parse::<Digest>(), ManifestRecord::decode(value))
+                else {
+                    report.problem(format!("{repo}: manifest {digest_text}: malformed record"));
+                    continue;
+                };
+                let actual = Digest::of(digest.algorithm(), &record.bytes);
+                if actual != digest {
+                    report.problem(format!("{repo}: manifest {digest}: bytes hash to {actual}"));
+                }
+                let parsed = match parse_manifest(&record.bytes, Some(&record.media_type)) {
+                    Ok(parsed) => parsed,
+                    Err(error) => {
                         report
-                            .problem(format!("{repo}: manifest {digest}: bytes hash to {actual}"));
+                            .problem(format!("{repo}: manifest {digest} does not parse: {error}"));
+                        continue;
                     }
-                    let parsed = match parse_manifest(&record.bytes, Some(&record.media_type)) {
-                        Ok(parsed) => parsed,
-                        Err(error) => {
-                            report.problem(format!(
-                                "{repo}: manifest {digest} does not parse: {error}"
-                            ));
-                            continue;
-                        }
-                    };
-                    // A mirrored manifest's blobs and children come when first asked for.
-                    let mut absent = |line: String| match record.mirrored {
-                        true => report
-                            .info
-                            .push(FsckProblem(format!("{line} (mirrored: fetched on demand)"))),
-                        false => report.problem(line),
-                    };
-                    for descriptor in parsed.blob_references().filter(|d| !is_foreign_layer(d)) {
-                        let link = index::key(&[repo, &descriptor.digest.to_string()]);
-                        if !index.contains(Cf::RepoBlobs, &link).await? {
-                            absent(format!(
+                };
+                // A mirrored manifest's blobs and children come when first asked for.
+                let mut absent = |line: String| match record.mirrored {
+                    true => report
+                        .info
+                        .push(FsckProblem(format!("{line} (mirrored: fetched on demand)"))),
+                    false => report.problem(line),
+                };
+                for descriptor in parsed.blob_references().filter(|d| !is_foreign_layer(d)) {
+                    let link = index::key(&[repo, &descriptor.digest.to_string()]);
+                    if !index.contains(Cf::RepoBlobs, &link).await? {
+                        absent(format!(
                         "{repo}: manifest {digest} references blob {} not linked in the repository",
                         descriptor.digest
                     ));
-                        }
                     }
-                    for child in &parsed.manifests {
-                        let child_key = index::key(&[repo, &child.digest.to_string()]);
-                        if !index.contains(Cf::Manifests, &child_key).await? {
-                            absent(format!(
-                                "{repo}: index {digest} lists manifest {} which is absent",
-                                child.digest
-                            ));
-                        }
+                }
+                for child in &parsed.manifests {
+                    let child_key = index::key(&[repo, &child.digest.to_string()]);
+                    if !index.contains(Cf::Manifests, &child_key).await? {
+                        absent(format!(
+                            "{repo}: index {digest} lists manifest {} which is absent",
+                            child.digest
+                        ));
                     }
-                    for (referenced, _) in references(&parsed) {
-                        let reference_key =
-                            index::key(&[repo, &referenced.to_string(), digest_text]);
-                        if !index.contains(Cf::BlobRefs, &reference_key).await? {
-                            report.problem(format!(
-                        "{repo}: manifest {digest}: reference record for {referenced} missing"
-                    ));
-                        }
+                }
+                for (referenced, _) in references(&parsed) {
+                    let reference_key = index::key(&[repo, &referenced.to_string(), digest_text]);
+                    if !index.contains(Cf::BlobRefs, &reference_key).await? {
+                        report.problem(format!(
+                            "{repo}: manifest {digest}: reference record for {referenced} missing"
+                        ));
                     }
                 }
             }
-            Ok::<(), crate::error::StorageError>(())
         }
+        Ok(())
     }
 
     /// Tags, referrer entries and reference records point at manifests that exist.
     async fn fsck_tags_and_refs(&self, report: &mut FsckReport) -> Result<(), StorageError> {
         let index = &self.inner.index;
-        {
-            let mut pages = crate::index::Pages::new(Cf::Tags, b"");
-            while let Some(page) = pages.next(index).await? {
-                for (key, value) in &page {
-                    let key = key.as_slice();
-                    let value = value.as_slice();
-
-                    let parts = index::split_key(key)?;
-                    match (parts.as_slice(), TagRecord::decode(value)) {
-                        ([repo, tag], Ok(record)) => {
-                            let manifest = index::key(&[repo, &record.digest.to_string()]);
-                            if !index.contains(Cf::Manifests, &manifest).await? {
-                                report.problem(format!(
-                                    "{repo}: tag {tag} points at missing manifest {}",
-                                    record.digest
-                                ));
-                            }
+        let mut pages = crate::index::Pages::new(Cf::Tags, b"");
+        while let Some(page) = pages.next(index).await? {
+            for (key, value) in &page {
+                let key = key.as_slice();
+                let value = value.as_slice();
+                let parts = index::split_key(key)?;
+                match (parts.as_slice(), TagRecord::decode(value)) {
+                    ([repo, tag], Ok(record)) => {
+                        let manifest = index::key(&[repo, &record.digest.to_string()]);
+                        if !index.contains(Cf::Manifests, &manifest).await? {
+                            report.problem(format!(
+                                "{repo}: tag {tag} points at missing manifest {}",
+                                record.digest
+                            ));
                         }
-                        _ => report
-                            .problem(format!("malformed tag {:?}", String::from_utf8_lossy(key))),
+                    }
+                    _ => {
+                        report.problem(format!("malformed tag {:?}", String::from_utf8_lossy(key)))
                     }
                 }
             }
-            Ok::<(), crate::error::StorageError>(())
-        }?;
+        }
         for (cf, what) in [
             (Cf::Referrers, "referrer entry"),
             (Cf::BlobRefs, "reference record"),
         ] {
-            {
-                let mut pages = crate::index::Pages::new(cf, b"");
-                while let Some(page) = pages.next(index).await? {
-                    for (key, _) in &page {
-                        let key = key.as_slice();
-
-                        let parts = index::split_key(key)?;
-                        match parts.as_slice() {
-                            [repo, _, manifest] => {
-                                if !index
-                                    .contains(Cf::Manifests, &index::key(&[repo, manifest]))
-                                    .await?
-                                {
-                                    report.problem(format!(
-                                        "{repo}: {what} of missing manifest {manifest}"
-                                    ));
-                                }
+            let mut pages = crate::index::Pages::new(cf, b"");
+            while let Some(page) = pages.next(index).await? {
+                for (key, _) in &page {
+                    let key = key.as_slice();
+                    let parts = index::split_key(key)?;
+                    match parts.as_slice() {
+                        [repo, _, manifest] => {
+                            if !index
+                                .contains(Cf::Manifests, &index::key(&[repo, manifest]))
+                                .await?
+                            {
+                                report.problem(format!(
+                                    "{repo}: {what} of missing manifest {manifest}"
+                                ));
                             }
-                            _ => report.problem(format!(
-                                "malformed {what} {:?}",
-                                String::from_utf8_lossy(key)
-                            )),
                         }
+                        _ => report.problem(format!(
+                            "malformed {what} {:?}",
+                            String::from_utf8_lossy(key)
+                        )),
                     }
                 }
-                Ok::<(), crate::error::StorageError>(())
-            }?;
+            }
         }
         Ok(())
     }

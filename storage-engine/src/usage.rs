@@ -147,20 +147,16 @@ impl Usage {
 async fn repo_sizes(index: &Index, repo: &str) -> Result<(u64, u64), StorageError> {
     let prefix = index::prefix(&[repo]);
     let mut blob_bytes = 0;
-    {
-        let mut pages = crate::index::Pages::new(Cf::RepoBlobs, &prefix);
-        while let Some(page) = pages.next(index).await? {
-            for (key, _) in &page {
-                let key = key.as_slice();
-
-                let digest = &key[prefix.len()..];
-                if let Some(record) = index.get(Cf::Blobs, digest).await? {
-                    blob_bytes += BlobRecord::decode(&record)?.size;
-                }
+    let mut pages = crate::index::Pages::new(Cf::RepoBlobs, &prefix);
+    while let Some(page) = pages.next(index).await? {
+        for (key, _) in &page {
+            let key = key.as_slice();
+            let digest = &key[prefix.len()..];
+            if let Some(record) = index.get(Cf::Blobs, digest).await? {
+                blob_bytes += BlobRecord::decode(&record)?.size;
             }
         }
-        Ok::<(), crate::error::StorageError>(())
-    }?;
+    }
     let mut manifest_bytes = 0;
     index
         .visit(Cf::Manifests, &prefix, None, |_, value| {

@@ -235,7 +235,10 @@ fn periodic_sync_copies_signed_images_only() {
     // The image is readable before the same pass copies and judges its signature: wait for
     // the verdict (the pass may still be running when both refusals are counted).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while trust::verdicts(&reader, &berth.url, "lib/signed", "1").1.is_empty() {
+    while trust::verdicts(&reader, &berth.url, "lib/signed", "1")
+        .1
+        .is_empty()
+    {
         assert!(
             Instant::now() < deadline,
             "no verdict for lib/signed:1 within 30 s: {}",

@@ -23,48 +23,40 @@ impl Engine {
         }
         let index = &self.inner.index;
         let mut expected_entries = HashSet::new();
-        {
-            let mut pages = crate::index::Pages::new(Cf::Images, b"");
-            while let Some(page) = pages.next(index).await? {
-                for (key, value) in &page {
-                    let key = key.as_slice();
-                    let value = value.as_slice();
-
+        let mut pages = crate::index::Pages::new(Cf::Images, b"");
+        while let Some(page) = pages.next(index).await? {
+            for (key, value) in &page {
+                let key = key.as_slice();
+                let value = value.as_slice();
+                let parts = index::split_key(key)?;
+                let ([repo, manifest], Ok(meta)) = (parts.as_slice(), ImageMeta::decode(value))
+                else {
+                    report.problem(format!(
+                        "malformed image record {:?}",
+                        String::from_utf8_lossy(key)
+                    ));
+                    continue;
+                };
+                if !index.contains(Cf::Manifests, key).await? {
+                    report.problem(format!(
+                        "{repo}: image record of missing manifest {manifest}"
+                    ));
+                }
+                for (entry, _) in digest_entries(repo, manifest, &meta) {
+                    expected_entries.insert(entry);
+                }
+            }
+        }
+        let mut pages = crate::index::Pages::new(Cf::Manifests, b"");
+        while let Some(page) = pages.next(index).await? {
+            for (key, _) in &page {
+                let key = key.as_slice();
+                if !index.contains(Cf::Images, key).await? {
                     let parts = index::split_key(key)?;
-                    let ([repo, manifest], Ok(meta)) = (parts.as_slice(), ImageMeta::decode(value))
-                    else {
-                        report.problem(format!(
-                            "malformed image record {:?}",
-                            String::from_utf8_lossy(key)
-                        ));
-                        continue;
-                    };
-                    if !index.contains(Cf::Manifests, key).await? {
-                        report.problem(format!(
-                            "{repo}: image record of missing manifest {manifest}"
-                        ));
-                    }
-                    for (entry, _) in digest_entries(repo, manifest, &meta) {
-                        expected_entries.insert(entry);
-                    }
+                    report.problem(format!("manifest {} has no image record", parts.join(" ")));
                 }
             }
-            Ok::<(), crate::error::StorageError>(())
-        }?;
-        {
-            let mut pages = crate::index::Pages::new(Cf::Manifests, b"");
-            while let Some(page) = pages.next(index).await? {
-                for (key, _) in &page {
-                    let key = key.as_slice();
-
-                    if !index.contains(Cf::Images, key).await? {
-                        let parts = index::split_key(key)?;
-                        report.problem(format!("manifest {} has no image record", parts.join(" ")));
-                    }
-                }
-            }
-            Ok::<(), crate::error::StorageError>(())
-        }?;
+        }
         index
             .visit(Cf::Digests, b"", None, |key, _| {
                 if !expected_entries.remove(key) {
@@ -121,20 +113,16 @@ impl Engine {
                 report.problem(format!("{repo}: search summary differs from its images"));
             }
         }
-        {
-            let mut pages = crate::index::Pages::new(Cf::RepoMeta, b"");
-            while let Some(page) = pages.next(index).await? {
-                for (key, _) in &page {
-                    let key = key.as_slice();
-
-                    if !index.contains(Cf::Repos, key).await? {
-                        let repo = String::from_utf8_lossy(key);
-                        report.problem(format!("{repo}: search summary of a missing repository"));
-                    }
+        let mut pages = crate::index::Pages::new(Cf::RepoMeta, b"");
+        while let Some(page) = pages.next(index).await? {
+            for (key, _) in &page {
+                let key = key.as_slice();
+                if !index.contains(Cf::Repos, key).await? {
+                    let repo = String::from_utf8_lossy(key);
+                    report.problem(format!("{repo}: search summary of a missing repository"));
                 }
             }
-            Ok::<(), crate::error::StorageError>(())
-        }?;
+        }
         Ok(())
     }
 }
