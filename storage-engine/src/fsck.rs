@@ -78,12 +78,26 @@ impl Engine {
         self.fsck_user_groups(&mut report).await?;
         self.fsck_trust(&mut report).await;
         let index = &self.inner.index;
+        let mut sessions = HashSet::new();
         index
             .visit(Cf::Uploads, b"", None, |key, _| {
                 report.info.push(FsckProblem(format!(
                     "upload session {} is open",
                     String::from_utf8_lossy(key)
                 )));
+                sessions.insert(key.to_vec());
+                Ok(true)
+            })
+            .await?;
+        // Sessions in the bucket: each state decodes and belongs to a session.
+        index
+            .visit(Cf::UploadState, b"", None, |key, value| {
+                let id = String::from_utf8_lossy(key);
+                if let Err(error) = crate::upload_state::SharedState::decode(value) {
+                    report.problem(format!("upload session {id}: {error}"));
+                } else if !sessions.contains(key) {
+                    report.problem(format!("upload state {id} without its session record"));
+                }
                 Ok(true)
             })
             .await?;

@@ -60,10 +60,13 @@ pub(crate) enum Cf {
     UserGroups,
     /// Single sign-on logins in flight, by the SHA-256 of their state (ssologins.rs).
     SsoLogins,
+    /// Upload sessions whose bytes are in the bucket, by id: offset, hash state, multipart
+    /// parts, tail and writer lease (upload_shared.rs). Beside their `Uploads` record.
+    UploadState,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 24] = [
+    pub(crate) const ALL: [Cf; 25] = [
         Cf::Blobs,
         Cf::RepoBlobs,
         Cf::Manifests,
@@ -88,6 +91,7 @@ impl Cf {
         Cf::ApiKeys,
         Cf::UserGroups,
         Cf::SsoLogins,
+        Cf::UploadState,
     ];
 
     /// The family's number in the PostgreSQL index: its place in [`Cf::ALL`], so new
@@ -125,6 +129,7 @@ impl Cf {
             Cf::ApiKeys => "api_keys",
             Cf::UserGroups => "user_groups",
             Cf::SsoLogins => "sso_logins",
+            Cf::UploadState => "upload_state",
         }
     }
 }
@@ -232,6 +237,8 @@ pub use pg::PostgresOptions;
 
 /// Where the index lives: RocksDB in the data directory (the default, one node), or
 /// PostgreSQL (several nodes, SHARED.md D1).
+// One value per engine: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Rocks(RocksIndex),
     Postgres(PgIndex),

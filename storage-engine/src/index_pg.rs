@@ -75,6 +75,10 @@ pub(crate) struct PgIndex {
     handle: Handle,
     /// Opened for reading only (fsck next to running nodes): writes are refused.
     read_only: bool,
+    /// This node's random id, and the connection holding its node lock (`node_alive`) for as
+    /// long as the index is open. `None` when read-only.
+    node: u64,
+    _node_lock: Option<Object>,
     _runtime: IndexRuntime,
 }
 
@@ -184,7 +188,7 @@ impl PgIndex {
         lock_config.options(format!("{search_path} -c lock_timeout={LOCK_TIMEOUT}"));
         let runtime = IndexRuntime::start()?;
         let handle = runtime.handle.clone();
-        let pool = |config: tokio_postgres::Config| {
+        let pool = |config: tokio_postgres::Config, size: usize| {
             let manager = Manager::from_connect(
                 config,
                 SpawnConnect(handle.clone()),
@@ -193,19 +197,69 @@ impl PgIndex {
                 },
             );
             Pool::builder(manager)
-                .max_size(options.pool_size.max(1))
+                .max_size(size.max(1))
                 .build()
                 .map_err(|e| pg_error("pool", e))
         };
-        let index = PgIndex {
-            pool: pool(config)?,
-            lock_pool: pool(lock_config)?,
+        let node_pool = pool(config.clone(), 1)?;
+        let mut index = PgIndex {
+            pool: pool(config, options.pool_size)?,
+            lock_pool: pool(lock_config, options.pool_size)?,
             handle,
             read_only,
+            node: uuid::Uuid::new_v4().as_u64_pair().0,
+            _node_lock: None,
             _runtime: runtime,
         };
         super::block_on(index.migrate(&options.schema, read_only))?;
+        if !read_only {
+            index._node_lock = Some(super::block_on(index.take_node_lock(&node_pool))?);
+        }
         Ok(index)
+    }
+
+    /// This node's id: what its upload sessions' leases name (upload_shared.rs).
+    pub(crate) fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// Takes this node's lock on a connection of its own (outside the pools' limits), held
+    /// until the index closes: the database releases it when the node dies.
+    async fn take_node_lock(&self, pool: &Pool) -> Result<Object, StorageError> {
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| pg_error("no connection for the node lock", e))?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&node_key(self.node)])
+            .await
+            .map_err(|e| pg_error("taking the node lock", e))?;
+        Ok(client)
+    }
+
+    /// Whether node `node` is running: its node lock is held. Tried and, when free,
+    /// released again on the same connection (a connection that fails to release it is
+    /// closed, which releases it).
+    pub(crate) async fn node_alive(&self, node: u64) -> Result<bool, StorageError> {
+        if node == self.node {
+            return Ok(true);
+        }
+        let client = self.client().await?;
+        let key = node_key(node);
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(|e| pg_error("testing a node lock", e))?
+            .get(0);
+        if taken
+            && client
+                .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                .await
+                .is_err()
+        {
+            drop(Object::take(client));
+        }
+        Ok(!taken)
     }
 
     async fn migrate(&self, schema: &str, read_only: bool) -> Result<(), StorageError> {
@@ -438,6 +492,11 @@ pub(crate) fn lock_key(kind: u8, name: &str) -> i64 {
         .chain_update(name.as_bytes())
         .finalize();
     i64::from_be_bytes(hash[..8].try_into().expect("8 bytes"))
+}
+
+/// The advisory lock a running node holds on its own id.
+fn node_key(node: u64) -> i64 {
+    lock_key(b'W', &format!("{node:016x}"))
 }
 
 /// A connection holding advisory locks. Dropping it releases them (on the index's runtime,

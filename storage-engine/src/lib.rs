@@ -54,9 +54,15 @@ pub mod trust;
 #[cfg(feature = "engine")]
 mod upload;
 #[cfg(feature = "engine")]
+mod upload_shared;
+#[cfg(feature = "engine")]
+mod upload_state;
+#[cfg(feature = "engine")]
 mod usage;
 #[cfg(feature = "engine")]
 mod writer;
+#[cfg(feature = "engine")]
+mod writer_shared;
 
 #[cfg(feature = "engine")]
 pub use blob_backend::{BlobSource, S3Blob, PART_BYTES};

@@ -20,7 +20,7 @@
 //!   the session is released with an unknown length, re-read from the file by the next
 //!   writer. `SessionGuard` keeps the session busy until every write it started has landed,
 //!   even if the writer was dropped mid-write, so that re-read is exact.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher as _};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,7 +30,8 @@ use crate::error::StorageError;
 use crate::index::{self, Cf, UploadRecord};
 use crate::io::FaultPoint;
 use crate::oci::{Algorithm, Hasher, RepoName, UploadId};
-use crate::writer::UploadWriter;
+use crate::writer::{FileWriter, UploadWriter};
+use crate::writer_shared::SharedWriter;
 
 const SESSION_STRIPES: usize = 64;
 
@@ -53,13 +54,38 @@ pub(crate) struct Slot {
 /// The session table, striped by id so sessions never contend on one mutex.
 pub(crate) struct Sessions {
     stripes: Box<[Mutex<HashMap<String, Slot>>]>,
+    /// This engine's node id in the leases of sessions in the bucket (upload_shared.rs) when
+    /// the index is not PostgreSQL's (which has its own).
+    pub(crate) node: u64,
+    /// Writers of sessions in the bucket running on this node, by their lease number.
+    shared_writers: Mutex<HashSet<u64>>,
 }
 
 impl Sessions {
     pub(crate) fn new() -> Sessions {
         Sessions {
             stripes: (0..SESSION_STRIPES).map(|_| Mutex::default()).collect(),
+            node: uuid::Uuid::new_v4().as_u64_pair().0,
+            shared_writers: Mutex::default(),
         }
+    }
+
+    fn shared_writers(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.shared_writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn writer_started(&self, writer: u64) {
+        self.shared_writers().insert(writer);
+    }
+
+    pub(crate) fn writer_ended(&self, writer: u64) {
+        self.shared_writers().remove(&writer);
+    }
+
+    pub(crate) fn writer_runs(&self, writer: u64) -> bool {
+        self.shared_writers().contains(&writer)
     }
 
     /// Open sessions (a snapshot: each stripe is counted under its own lock).
@@ -176,9 +202,20 @@ impl Inner {
                 Ok(true)
             })
             .await?;
+        // Sessions in the bucket (upload_shared.rs) have a state record and nothing here.
+        let mut shared = HashSet::new();
+        self.index
+            .visit(Cf::UploadState, b"", None, |key, _| {
+                shared.insert(key.to_vec());
+                Ok(true)
+            })
+            .await?;
         let mut stale = index::Batch::default();
         let mut live = std::collections::HashSet::new();
         for (key, record) in records {
+            if shared.contains(&key) {
+                continue;
+            }
             let id = std::str::from_utf8(&key)
                 .ok()
                 .and_then(|text| text.parse::<UploadId>().ok());
@@ -245,6 +282,9 @@ impl Engine {
     ) -> Result<UploadId, StorageError> {
         let inner = &self.inner;
         inner.writable()?;
+        if inner.shared_uploads() {
+            return inner.shared_start(repo, owner).await;
+        }
         let id = UploadId::random();
         inner.io.create_new(&inner.store.upload_path(&id)).await?;
         let record = UploadRecord {
@@ -273,11 +313,15 @@ impl Engine {
 
     /// The user who started the session in `repo` (`None`: a session without an owner).
     /// `UploadUnknown` when `repo` has no such session.
-    pub fn upload_owner(
+    pub async fn upload_owner(
         &self,
         repo: &RepoName,
         id: &UploadId,
     ) -> Result<Option<String>, StorageError> {
+        if self.inner.shared_uploads() {
+            let (record, _) = self.inner.shared_session(repo, id).await?;
+            return Ok(record.owner);
+        }
         let key = id.to_string();
         let sessions = self.inner.sessions.stripe(&key);
         match sessions.get(&key) {
@@ -288,7 +332,11 @@ impl Engine {
 
     /// Bytes received so far. While a writer holds the session this is the offset it had
     /// reached at its last completed write.
-    pub fn upload_status(&self, repo: &RepoName, id: &UploadId) -> Result<u64, StorageError> {
+    pub async fn upload_status(&self, repo: &RepoName, id: &UploadId) -> Result<u64, StorageError> {
+        if self.inner.shared_uploads() {
+            let (_, state) = self.inner.shared_session(repo, id).await?;
+            return Ok(state.offset());
+        }
         let key = id.to_string();
         let offset = {
             let sessions = self.inner.sessions.stripe(&key);
@@ -312,6 +360,10 @@ impl Engine {
         id: &UploadId,
     ) -> Result<UploadWriter, StorageError> {
         self.inner.writable()?;
+        if self.inner.shared_uploads() {
+            let writer = SharedWriter::open(Arc::clone(&self.inner), repo, id).await?;
+            return Ok(UploadWriter::shared(writer));
+        }
         let key = id.to_string();
         let (offset, hasher) = {
             let mut sessions = self.inner.sessions.stripe(&key);
@@ -351,7 +403,7 @@ impl Engine {
             hasher: None,
         });
         let file = self.inner.io.open_rw(&path).await?;
-        UploadWriter::new(
+        FileWriter::new(
             Arc::clone(&self.inner),
             guard,
             id.clone(),
@@ -360,12 +412,16 @@ impl Engine {
             offset,
             hasher,
         )
+        .map(UploadWriter::file)
     }
 
     /// Deletes an idle session and its staged bytes (`UploadBusy` while a writer holds it).
     /// Cancel: the session is gone from the table; a leftover file or record is removed at
     /// the next open.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<(), StorageError> {
+        if self.inner.shared_uploads() {
+            return self.inner.shared_cancel(repo, id).await;
+        }
         let key = id.to_string();
         {
             let mut sessions = self.inner.sessions.stripe(&key);
@@ -398,7 +454,7 @@ impl Engine {
             release: Mutex::new(Release::RemoveFile),
         });
         let file = self.inner.io.open_rw(&path).await?;
-        UploadWriter::new(
+        FileWriter::new(
             Arc::clone(&self.inner),
             guard,
             id,
@@ -407,6 +463,7 @@ impl Engine {
             0,
             Some(Algorithm::Sha256.hasher()),
         )
+        .map(UploadWriter::file)
     }
 
     /// GC of upload sessions: deletes every session idle for at least `idle` (no byte
@@ -420,6 +477,9 @@ impl Engine {
         self.inner.writable()?;
         let now = index::now_ms();
         let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        if self.inner.shared_uploads() {
+            return self.inner.shared_expire(idle_ms).await;
+        }
         let mut stale = Vec::new();
         self.inner
             .index

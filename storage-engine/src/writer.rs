@@ -17,8 +17,9 @@ use crate::io::StagedFile;
 use crate::oci::{Algorithm, Digest, Hasher, RepoName, UploadId};
 use crate::upload::{file_length, Release, SessionGuard};
 
-/// Exclusive writer of one upload session. Lives on one shard (not `Send` with `Uring`).
-pub struct UploadWriter {
+/// Exclusive writer of one upload session staged in a file. Lives on one shard (not `Send`
+/// with `Uring`).
+pub(crate) struct FileWriter {
     inner: Arc<Inner>,
     guard: Arc<SessionGuard>,
     id: UploadId,
@@ -39,10 +40,10 @@ pub struct UploadWriter {
     poisoned: bool,
 }
 
-impl std::fmt::Debug for UploadWriter {
+impl std::fmt::Debug for FileWriter {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
-            .debug_struct("UploadWriter")
+            .debug_struct("FileWriter")
             .field("id", &self.id.to_string())
             .field("repo", &self.repo.as_str())
             .field("offset", &self.offset)
@@ -50,7 +51,7 @@ impl std::fmt::Debug for UploadWriter {
     }
 }
 
-impl UploadWriter {
+impl FileWriter {
     /// A writer for a session at `offset` (its staged file open in `file`). Resuming at an
     /// unaligned offset puts the partial last block back into the buffer, to be rewritten
     /// whole by the next O_DIRECT write.
@@ -62,14 +63,14 @@ impl UploadWriter {
         file: StagedFile,
         offset: u64,
         hasher: Option<Hasher>,
-    ) -> Result<UploadWriter, StorageError> {
+    ) -> Result<FileWriter, StorageError> {
         let base = offset / ALIGN as u64 * ALIGN as u64;
         let mut pending = AlignedBuf::new();
         if offset > base {
             let tail = inner.io.read_tail(&file, base, (offset - base) as usize)?;
             pending.fill(&tail);
         }
-        Ok(UploadWriter {
+        Ok(FileWriter {
             path: guard.path.clone(),
             inner,
             guard,
@@ -329,7 +330,7 @@ impl UploadWriter {
     }
 }
 
-impl Drop for UploadWriter {
+impl Drop for FileWriter {
     fn drop(&mut self) {
         if self.poisoned {
             return;
@@ -352,6 +353,77 @@ impl Drop for UploadWriter {
                     hasher: None,
                 },
             };
+        }
+    }
+}
+
+/// The exclusive writer of one upload session: staged in a file on this node, or (blobs in
+/// S3) sent to the bucket as it arrives (writer_shared.rs). Both keep the same promises:
+/// `persist` makes every received byte durable before a 202, `finish` verifies before
+/// anything becomes a blob, a failed writer is poisoned and its session keeps what was made
+/// durable.
+#[derive(Debug)]
+pub struct UploadWriter(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    File(FileWriter),
+    Shared(crate::writer_shared::SharedWriter),
+}
+
+impl UploadWriter {
+    pub(crate) fn file(writer: FileWriter) -> UploadWriter {
+        UploadWriter(Kind::File(writer))
+    }
+
+    pub(crate) fn shared(writer: crate::writer_shared::SharedWriter) -> UploadWriter {
+        UploadWriter(Kind::Shared(writer))
+    }
+
+    /// Bytes received so far.
+    pub fn offset(&self) -> u64 {
+        match &self.0 {
+            Kind::File(writer) => writer.offset(),
+            Kind::Shared(writer) => writer.offset(),
+        }
+    }
+
+    pub fn id(&self) -> &UploadId {
+        match &self.0 {
+            Kind::File(writer) => writer.id(),
+            Kind::Shared(writer) => writer.id(),
+        }
+    }
+
+    /// Appends `bytes` (hashed as they arrive). Cancel or error: the writer is poisoned.
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), StorageError> {
+        match &mut self.0 {
+            Kind::File(writer) => writer.write(bytes).await,
+            Kind::Shared(writer) => writer.write(bytes).await,
+        }
+    }
+
+    /// Commits the upload as blob `expected` in the writer's repository; returns its size.
+    pub async fn finish(self, expected: &Digest) -> Result<u64, StorageError> {
+        match self.0 {
+            Kind::File(writer) => writer.finish(expected).await,
+            Kind::Shared(writer) => writer.finish(expected).await,
+        }
+    }
+
+    /// Makes every received byte durable and releases the session; returns the offset.
+    pub async fn persist(self) -> Result<u64, StorageError> {
+        match self.0 {
+            Kind::File(writer) => writer.persist().await,
+            Kind::Shared(writer) => writer.persist().await,
+        }
+    }
+
+    /// Gives the session back for resumption, keeping what arrived.
+    pub async fn abandon(self) -> Result<(), StorageError> {
+        match self.0 {
+            Kind::File(writer) => writer.abandon().await,
+            Kind::Shared(writer) => writer.abandon().await,
         }
     }
 }

@@ -288,9 +288,9 @@ async fn dispatch(
             uploads::start(ctx, &name, &query, user, info.key.as_deref(), req).await
         }
         Endpoint::Upload { name, session } => {
-            let session = uploads::session(ctx, &name, &session, user)?;
+            let session = uploads::session(ctx, &name, &session, user).await?;
             match method {
-                Method::GET => uploads::status(ctx, &name, &session),
+                Method::GET => uploads::status(ctx, &name, &session).await,
                 Method::PATCH => uploads::patch(ctx, &name, &session, req).await,
                 Method::PUT => uploads::finish(ctx, &name, &session, &query, req).await,
                 _ => uploads::cancel(ctx, &name, &session).await,

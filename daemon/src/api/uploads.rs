@@ -47,14 +47,14 @@ fn created(name: &RepoName, digest: &Digest) -> Response<Body> {
 
 /// The session named by `text` in `name`, if `user` may use it: a session with an owner
 /// belongs to that user only; anyone else gets BLOB_UPLOAD_UNKNOWN, as for an unknown id.
-pub fn session(
+pub async fn session(
     ctx: &Ctx,
     name: &RepoName,
     text: &str,
     user: Option<&str>,
 ) -> Result<UploadId, ApiError> {
     let id: UploadId = text.parse().map_err(|_| ApiError::BlobUploadUnknown)?;
-    match ctx.engine.upload_owner(name, &id)? {
+    match ctx.engine.upload_owner(name, &id).await? {
         Some(owner) if Some(owner.as_str()) != user => Err(ApiError::BlobUploadUnknown),
         _ => Ok(id),
     }
@@ -250,8 +250,8 @@ async fn check_quota(
     ctx.quotas.check_bytes(&ctx.engine, name, size).await
 }
 
-pub fn status(ctx: &Ctx, name: &RepoName, id: &UploadId) -> Result<Response<Body>, ApiError> {
-    let offset = ctx.engine.upload_status(name, id)?;
+pub async fn status(ctx: &Ctx, name: &RepoName, id: &UploadId) -> Result<Response<Body>, ApiError> {
+    let offset = ctx.engine.upload_status(name, id).await?;
     Ok(accepted(name, id, offset, StatusCode::NO_CONTENT))
 }
 

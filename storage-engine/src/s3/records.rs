@@ -69,6 +69,15 @@ impl S3Upload {
         out
     }
 
+    /// A record naming a multipart upload that was never begun (record encoding tests).
+    #[cfg(test)]
+    pub(crate) fn for_tests(multipart_id: &str) -> S3Upload {
+        S3Upload {
+            upload_id: UploadId::random(),
+            multipart_id: multipart_id.to_owned(),
+        }
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<S3Upload, StorageError> {
         let bad = || corrupt("bad S3 upload record", bytes);
         let (&version, rest) = bytes.split_first().ok_or_else(bad)?;

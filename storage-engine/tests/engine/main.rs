@@ -27,6 +27,7 @@ mod search;
 mod search_upgrade;
 mod sessions;
 mod shared;
+mod shared_uploads;
 mod ssologins;
 mod trust;
 
@@ -200,20 +201,28 @@ pub async fn blob_bytes_exist(engine: &Engine, root: &Path, digest: &Digest) -> 
 /// How many blobs are stored: files under `blobs/`, or objects on the S3 suite.
 pub async fn stored_blob_count(root: &Path) -> usize {
     if on_s3() {
-        use futures_util::TryStreamExt as _;
-        use object_store::ObjectStore as _;
-        let (client, _) = blob_object(root, &sha256(b""));
-        let options = s3_blobs(root).expect("the suite runs on S3");
-        let prefix = object_store::path::Path::from(format!("{}/blobs", options.root_directory));
-        let listed: Vec<_> = client
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .expect("LIST");
-        listed.len()
+        bucket_keys(root, "blobs").await.len()
     } else {
         files_under(&root.join("blobs")).len()
     }
+}
+
+/// The keys under `top` (`blobs`, `uploads`) of the engine at `root`'s bucket (S3 suite).
+pub async fn bucket_keys(root: &Path, top: &str) -> Vec<String> {
+    use futures_util::TryStreamExt as _;
+    use object_store::ObjectStore as _;
+    let (client, _) = blob_object(root, &sha256(b""));
+    let options = s3_blobs(root).expect("the suite runs on S3");
+    let prefix = object_store::path::Path::from(format!("{}/{top}", options.root_directory));
+    let listed: Vec<object_store::ObjectMeta> = client
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .expect("LIST");
+    listed
+        .into_iter()
+        .map(|meta| meta.location.to_string())
+        .collect()
 }
 
 /// The blob's bytes as stored (file or object).

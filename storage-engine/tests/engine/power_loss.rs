@@ -373,7 +373,7 @@ impl Harness {
         }
         if sessions {
             for (name, id, persisted, sent, durable) in acked.sessions.values() {
-                let offset = match engine.upload_status(name, id) {
+                let offset = match engine.upload_status(name, id).await {
                     Ok(offset) => offset,
                     Err(StorageError::UploadUnknown) if !durable => continue,
                     Err(error) => panic!("{label}: session {id}: {error}"),

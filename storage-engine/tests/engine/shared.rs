@@ -187,7 +187,10 @@ fn gc_on_one_node_while_the_other_pushes_never_loses_a_linked_blob() {
                     for content in [&b"gc config"[..], layer.as_bytes()] {
                         let digest = sha256(content);
                         assert!(pusher.stat_blob(&r, &digest).await.expect("stat").is_some());
-                        assert!(pusher.blob_path(&digest).exists(), "round {round}");
+                        assert!(
+                            crate::blob_bytes_exist(&pusher, dir.path(), &digest).await,
+                            "round {round}"
+                        );
                     }
                 }
                 // The other node collected a blob before the manifest named it (gcDelay 0).
@@ -241,7 +244,7 @@ fn a_node_starting_leaves_the_upload_sessions_of_another_node_alone() {
     drop(a);
     let a = Engine::open(options(dir_a.path())).expect("node a again");
     block_on(async {
-        assert_eq!(a.upload_status(&r, &id).expect("session kept"), 11);
+        assert_eq!(a.upload_status(&r, &id).await.expect("session kept"), 11);
         let mut writer = a.open_upload(&r, &id).await.expect("reopen on a");
         writer
             .write(Bytes::from_static(b", second"))
