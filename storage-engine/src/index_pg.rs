@@ -75,10 +75,9 @@ pub(crate) struct PgIndex {
     handle: Handle,
     /// Opened for reading only (fsck next to running nodes): writes are refused.
     read_only: bool,
-    /// This node's random id, and the connection holding its node lock (`node_alive`) for as
-    /// long as the index is open. `None` when read-only.
+    /// This node's random id. Its node lock (`node_alive`) is held by a task on the index's
+    /// runtime for as long as the index is open (not when read-only).
     node: u64,
-    _node_lock: Option<Object>,
     _runtime: IndexRuntime,
 }
 
@@ -202,18 +201,20 @@ impl PgIndex {
                 .map_err(|e| pg_error("pool", e))
         };
         let node_pool = pool(config.clone(), 1)?;
-        let mut index = PgIndex {
+        let index = PgIndex {
             pool: pool(config, options.pool_size)?,
             lock_pool: pool(lock_config, options.pool_size)?,
             handle,
             read_only,
             node: uuid::Uuid::new_v4().as_u64_pair().0,
-            _node_lock: None,
             _runtime: runtime,
         };
         super::block_on(index.migrate(&options.schema, read_only))?;
         if !read_only {
-            index._node_lock = Some(super::block_on(index.take_node_lock(&node_pool))?);
+            let held = super::block_on(take_node_lock(&node_pool, index.node))?;
+            index
+                .handle
+                .spawn(keep_node_lock(node_pool, index.node, held));
         }
         Ok(index)
     }
@@ -221,20 +222,6 @@ impl PgIndex {
     /// This node's id: what its upload sessions' leases name (upload_shared.rs).
     pub(crate) fn node(&self) -> u64 {
         self.node
-    }
-
-    /// Takes this node's lock on a connection of its own (outside the pools' limits), held
-    /// until the index closes: the database releases it when the node dies.
-    async fn take_node_lock(&self, pool: &Pool) -> Result<Object, StorageError> {
-        let client = pool
-            .get()
-            .await
-            .map_err(|e| pg_error("no connection for the node lock", e))?;
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&node_key(self.node)])
-            .await
-            .map_err(|e| pg_error("taking the node lock", e))?;
-        Ok(client)
     }
 
     /// Whether node `node` is running: its node lock is held. Tried and, when free,
@@ -497,6 +484,48 @@ pub(crate) fn lock_key(kind: u8, name: &str) -> i64 {
 /// The advisory lock a running node holds on its own id.
 fn node_key(node: u64) -> i64 {
     lock_key(b'W', &format!("{node:016x}"))
+}
+
+/// How often the node lock's connection is checked, and retried after the server was gone.
+const NODE_LOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes node `node`'s lock on a connection of `pool` (one of its own, outside the other
+/// pools' limits): the database releases it when the node dies.
+async fn take_node_lock(pool: &Pool, node: u64) -> Result<Object, StorageError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| pg_error("no connection for the node lock", e))?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&node_key(node)])
+        .await
+        .map_err(|e| pg_error("taking the node lock", e))?;
+    Ok(client)
+}
+
+/// Holds the node lock while the index is open, taking it again when its connection closed
+/// (the server restarted). Until then other nodes take this node for dead: they may take its
+/// upload sessions over, which its writers notice at their next part or record
+/// (upload_shared.rs).
+async fn keep_node_lock(pool: Pool, node: u64, mut held: Object) {
+    loop {
+        tokio::time::sleep(NODE_LOCK_CHECK).await;
+        if !held.is_closed() {
+            continue;
+        }
+        drop(Object::take(held));
+        tracing::warn!("PostgreSQL index: the node lock's connection closed; taking it again");
+        held = loop {
+            match take_node_lock(&pool, node).await {
+                Ok(client) => break client,
+                Err(error) => {
+                    tracing::warn!(%error, "PostgreSQL index: node lock");
+                    tokio::time::sleep(NODE_LOCK_CHECK).await;
+                }
+            }
+        };
+        tracing::info!("PostgreSQL index: node lock taken again");
+    }
 }
 
 /// A connection holding advisory locks. Dropping it releases them (on the index's runtime,

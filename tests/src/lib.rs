@@ -33,6 +33,7 @@ pub mod gc;
 mod image;
 pub mod ldap;
 mod metrics;
+pub mod nodes;
 pub mod oidc;
 mod peer;
 pub mod postgres;

@@ -167,6 +167,59 @@ fn completing_an_existing_blob_keeps_it() {
     });
 }
 
+/// Two writers that both believe they hold a session (one whose node lost its database
+/// connection, SHARED.md D4) may send the same part number. The part record names the ETag of
+/// the bytes the session's hash covers; completing with it must either fail (AWS: InvalidPart)
+/// or assemble exactly those bytes (SeaweedFS keeps each upload of a part and assembles the
+/// one whose ETag is listed), never the other writer's bytes under the verified digest.
+#[test]
+fn a_part_replaced_after_it_was_recorded_never_reaches_the_blob() {
+    let Some(bucket) = bucket("multipart-replaced") else {
+        return;
+    };
+    let blobs = super::blobs(&bucket.options);
+    let recorded = pattern(PART, 30);
+    let stray = pattern(PART, 31);
+    let tail = pattern(1000, 32);
+    super::block_on(async {
+        let id = UploadId::random();
+        let upload = blobs.begin(&id).await.expect("begin");
+        let first = blobs
+            .put_part(&upload, 1, Bytes::from(recorded.clone()))
+            .await
+            .expect("part 1");
+        // The stray writer's part 1 lands after the record was made.
+        blobs
+            .put_part(&upload, 1, Bytes::from(stray.clone()))
+            .await
+            .expect("stray part 1");
+        let last = blobs
+            .put_part(&upload, 2, Bytes::from(tail.clone()))
+            .await
+            .expect("part 2");
+        let mut hash = HashState::new(Algorithm::Sha256).expect("resumable");
+        hash.update(&recorded);
+        hash.update(&tail);
+        let whole = [recorded.clone(), tail.clone()].concat();
+        let digest = sha256(&whole);
+        match blobs
+            .complete(&upload, &[first, last], &hash, &digest)
+            .await
+        {
+            Ok(size) => {
+                assert_eq!(size, whole.len() as u64);
+                let read = blobs.read(&digest, None).await.expect("GET").expect("blob");
+                assert!(
+                    read.into_bytes().await.expect("body") == whole,
+                    "stray bytes"
+                );
+            }
+            Err(_) => assert!(blobs.exists(&digest).await.expect("HEAD").is_none()),
+        }
+        blobs.abort(&upload).await.expect("abort");
+    });
+}
+
 #[test]
 fn completion_refuses_what_s3_cannot_complete_and_a_wrong_digest() {
     let Some(bucket) = bucket("multipart-refused") else {
