@@ -95,12 +95,7 @@ impl FileWriter {
     }
 
     fn check_usable(&self) -> Result<(), StorageError> {
-        match self.poisoned {
-            true => Err(StorageError::Io(std::io::Error::other(
-                "upload writer saw a failed write; reopen the session",
-            ))),
-            false => Ok(()),
-        }
+        check_usable(self.poisoned)
     }
 
     /// sha256 state of [0, offset), re-hashing the staged bytes if it is unknown.
@@ -327,6 +322,16 @@ impl FileWriter {
         // Drop hands the offset and hash state back to the session table.
         drop(self);
         Ok(())
+    }
+}
+
+/// A poisoned writer's calls fail (both kinds of writer).
+pub(crate) fn check_usable(poisoned: bool) -> Result<(), StorageError> {
+    match poisoned {
+        true => Err(StorageError::Io(std::io::Error::other(
+            "upload writer saw a failed write; reopen the session",
+        ))),
+        false => Ok(()),
     }
 }
 

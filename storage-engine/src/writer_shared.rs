@@ -116,12 +116,7 @@ impl SharedWriter {
     }
 
     fn check_usable(&self) -> Result<(), StorageError> {
-        match self.poisoned {
-            true => Err(StorageError::Io(std::io::Error::other(
-                "upload writer saw a failed write; reopen the session",
-            ))),
-            false => Ok(()),
-        }
+        crate::writer::check_usable(self.poisoned)
     }
 
     /// Appends `bytes`; every full [`PART_BYTES`] is sent as a part and recorded. Cancel or

@@ -16,6 +16,23 @@ use crate::{sha256_digest, Berth};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// Whether SeaweedFS and PostgreSQL are installed, and `tools` on `PATH`. Missing ones print
+/// SKIPPED, or panic with `BERTH_REQUIRE_TOOLS=1`.
+pub fn shared_backend_available(tools: &[&str]) -> bool {
+    let require = std::env::var("BERTH_REQUIRE_TOOLS").as_deref() == Ok("1");
+    for (name, found) in [
+        ("SeaweedFS (weed)", crate::seaweedfs::seaweedfs_available()),
+        ("PostgreSQL", crate::postgres::postgres_available()),
+    ] {
+        if !found {
+            assert!(!require, "{name} is required (BERTH_REQUIRE_TOOLS=1)");
+            eprintln!("SKIPPED: {name} is not installed");
+            return false;
+        }
+    }
+    tools.iter().all(|tool| crate::require_tool(tool))
+}
+
 /// The config patch of a node: S3 under `root`, the index in `postgres`, GC every second.
 pub fn node_patch(endpoint: &str, root: &str, postgres: &Postgres) -> Value {
     json!({

@@ -20,25 +20,13 @@ use berth_tests::nodes::{
     client_with_timeout, finish, get_blob, manifest, manifest_digest, patch, push_blob,
     put_manifest, start_nodes, start_upload, upload_offset,
 };
-use berth_tests::postgres::{postgres_available, Postgres};
-use berth_tests::seaweedfs::seaweedfs_available;
+use berth_tests::postgres::Postgres;
 use berth_tests::seaweedfs_shared;
-use berth_tests::{http, random_image, require_tool, run_ok, sha256_digest, write_oci_layout};
+use berth_tests::{http, random_image, run_ok, sha256_digest, write_oci_layout};
 use berth_tests::{Berth, Image};
 
 fn available(tools: &[&str]) -> bool {
-    let require = std::env::var("BERTH_REQUIRE_TOOLS").as_deref() == Ok("1");
-    for (name, found) in [
-        ("SeaweedFS (weed)", seaweedfs_available()),
-        ("PostgreSQL", postgres_available()),
-    ] {
-        if !found {
-            assert!(!require, "{name} is required (BERTH_REQUIRE_TOOLS=1)");
-            eprintln!("SKIPPED: {name} is not installed");
-            return false;
-        }
-    }
-    tools.iter().all(|tool| require_tool(tool))
+    berth_tests::nodes::shared_backend_available(tools)
 }
 
 fn skopeo() -> Command {

@@ -14,10 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_tests::gc::eventually;
-use berth_tests::postgres::{postgres_available, Postgres};
-use berth_tests::seaweedfs::{seaweedfs_available, ACCESS_KEY, REGION, SECRET_KEY};
+use berth_tests::postgres::Postgres;
+use berth_tests::seaweedfs::{ACCESS_KEY, REGION, SECRET_KEY};
 use berth_tests::seaweedfs_shared::{self, BUCKET};
-use berth_tests::{http, random_image, require_tool, run_ok, sha256_digest, write_oci_layout};
+use berth_tests::{http, random_image, run_ok, sha256_digest, write_oci_layout};
 use berth_tests::{Berth, Image};
 use serde_json::json;
 
@@ -25,18 +25,7 @@ use serde_json::json;
 const ROOT: &str = "shared-s3";
 
 fn available() -> bool {
-    let require = std::env::var("BERTH_REQUIRE_TOOLS").as_deref() == Ok("1");
-    for (name, found) in [
-        ("SeaweedFS (weed)", seaweedfs_available()),
-        ("PostgreSQL", postgres_available()),
-    ] {
-        if !found {
-            assert!(!require, "{name} is required (BERTH_REQUIRE_TOOLS=1)");
-            eprintln!("SKIPPED: {name} is not installed");
-            return false;
-        }
-    }
-    require_tool("skopeo")
+    berth_tests::nodes::shared_backend_available(&["skopeo"])
 }
 
 fn skopeo() -> Command {
