@@ -37,6 +37,8 @@ pub struct CompareOptions {
     pub workloads: Vec<Workload>,
     pub no_commit_pushes: bool,
     pub progress: bool,
+    /// Both registries on S3 + PostgreSQL / Redis (shared.rs) instead of local files.
+    pub shared_backend: bool,
 }
 
 /// One workload run against one registry in one round.
@@ -62,6 +64,8 @@ pub struct WrkRun {
 #[derive(Debug, Serialize)]
 pub struct Comparison {
     pub limits: Limits,
+    /// `files`, or `shared` (S3 on SeaweedFS; PostgreSQL index; Redis cache).
+    pub backend: &'static str,
     pub concurrency: usize,
     pub rounds: usize,
     pub runs: Vec<Measured>,
@@ -116,12 +120,21 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
     if options.no_commit_pushes {
         kinds.push(Kind::BerthNoCommit);
     }
+    let shared = match options.shared_backend {
+        true => Some(crate::shared::SharedServices::start(&options.data_parent)?),
+        false => None,
+    };
     let mut runs = Vec::new();
     let mut wrk_runs = Vec::new();
     let wrk_installed = std::process::Command::new("wrk").arg("-v").output().is_ok();
     for round in 1..=options.rounds {
         for &kind in &kinds {
-            let registry = Registry::start(kind, &options.berth_bin, &options.data_parent)?;
+            let registry = match &shared {
+                Some(shared) => {
+                    Registry::start_shared(kind, &options.berth_bin, &options.data_parent, shared)?
+                }
+                None => Registry::start(kind, &options.berth_bin, &options.data_parent)?,
+            };
             eprintln!(
                 "berth-bench: round {round}/{}: {} on {}",
                 options.rounds,
@@ -195,6 +208,11 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
         }
     }
     Ok(Comparison {
+        backend: if options.shared_backend {
+            "shared (SeaweedFS S3, 3 volume servers; berth: PostgreSQL index; Distribution: Redis cache)"
+        } else {
+            "files"
+        },
         limits,
         concurrency: options.concurrency,
         rounds: options.rounds,
@@ -260,8 +278,8 @@ impl Comparison {
         );
         let _ = writeln!(
             out,
-            "medians of {} rounds, -c {}; req/s (MB/s); ratio = berth / distribution\n",
-            self.rounds, self.concurrency
+            "backend: {}; medians of {} rounds, -c {}; req/s (MB/s); ratio = berth / distribution\n",
+            self.backend, self.rounds, self.concurrency
         );
         let names: Vec<String> = {
             let mut seen = Vec::new();

@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod procs;
 pub mod report;
 pub mod search;
+pub mod shared;
 pub mod stats;
 pub mod timed;
 pub mod tls;

@@ -268,6 +268,10 @@ struct CompareArgs {
     /// Also writes every run's figures as JSON here.
     #[arg(long)]
     json_out: Option<PathBuf>,
+    /// `files` (local disk) or `shared`: both registries on one SeaweedFS cluster (berth's
+    /// index in PostgreSQL, Distribution's cache in Redis), started for the run.
+    #[arg(long, default_value = "files", value_parser = ["files", "shared"])]
+    backend: String,
 }
 
 #[derive(clap::Args)]
@@ -355,6 +359,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         workloads,
         no_commit_pushes: !args.no_nocommit,
         progress: std::io::stderr().is_terminal(),
+        shared_backend: args.backend == "shared",
     };
     let comparison = berth_benches::compare::run(&options)?;
     if let Some(path) = &args.json_out {

@@ -129,7 +129,24 @@ impl Registry {
                 kind.label()
             );
         }
-        Registry::launch(kind, berth_bin, parent, None, None)
+        Registry::launch(kind, berth_bin, parent, None, None, None)
+    }
+
+    /// Starts a registry of `kind` (berth or Distribution) on the shared services: blobs in
+    /// their bucket, berth's index in PostgreSQL, Distribution's cache in Redis (shared.rs).
+    pub fn start_shared(
+        kind: Kind,
+        berth_bin: &Path,
+        parent: &Path,
+        shared: &crate::shared::SharedServices,
+    ) -> Result<Registry> {
+        if kind.is_mirror() {
+            bail!(
+                "{} on the shared backend is not a benchmark here",
+                kind.label()
+            );
+        }
+        Registry::launch(kind, berth_bin, parent, None, None, Some(shared))
     }
 
     /// Starts a registry of `kind` (berth or Distribution) serving HTTPS with `tls`.
@@ -142,7 +159,7 @@ impl Registry {
         if kind.is_mirror() {
             bail!("{} over TLS is not a benchmark here", kind.label());
         }
-        Registry::launch(kind, berth_bin, parent, None, Some(tls))
+        Registry::launch(kind, berth_bin, parent, None, Some(tls), None)
     }
 
     /// Starts a pull-through mirror (a kind that `is_mirror`) of the plain-HTTP
@@ -156,7 +173,7 @@ impl Registry {
         if !kind.is_mirror() {
             bail!("{} is not a mirror", kind.label());
         }
-        Registry::launch(kind, berth_bin, parent, Some(upstream), None)
+        Registry::launch(kind, berth_bin, parent, Some(upstream), None, None)
     }
 
     fn launch(
@@ -165,7 +182,15 @@ impl Registry {
         parent: &Path,
         upstream: Option<SocketAddr>,
         tls: Option<&TlsFiles>,
+        shared: Option<&crate::shared::SharedServices>,
     ) -> Result<Registry> {
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // A key prefix and schema of its own on the shared services: every start is empty.
+        let prefix = format!(
+            "bench_{}_{}",
+            std::process::id(),
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let dir = tempfile::Builder::new()
             .prefix(&format!(
                 "berth-bench-{}-",
@@ -188,13 +213,19 @@ impl Registry {
                         tls.key.display()
                     )
                 });
+                let storage = match shared {
+                    Some(shared) => shared.distribution_storage(&prefix),
+                    None => format!(
+                        "storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
+                         cache:\n    blobdescriptor: inmemory\n",
+                        data.display()
+                    ),
+                };
                 std::fs::write(
                     &config,
                     format!(
                         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
-                         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
-                         cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{proxy}",
-                        data.display()
+                         {storage}http:\n  addr: 127.0.0.1:{port}\n{tls}{proxy}"
                     ),
                 )?;
                 let mut command = Command::new("docker-registry");
@@ -203,11 +234,15 @@ impl Registry {
             }
             Kind::Berth | Kind::BerthNoCommit | Kind::BerthMirror | Kind::BerthMirrorNoCommit => {
                 let config = dir.path().join("config.json");
+                let commit = matches!(kind, Kind::Berth | Kind::BerthMirror);
                 let mut document = serde_json::json!({
-                    "storage": {"rootDirectory": data, "commit": matches!(kind, Kind::Berth | Kind::BerthMirror)},
+                    "storage": {"rootDirectory": data, "commit": commit},
                     "http": {"address": "127.0.0.1", "port": port.to_string()},
                     "log": {"level": "error"},
                 });
+                if let Some(shared) = shared {
+                    document["storage"] = shared.berth_storage(&data, &prefix, commit);
+                }
                 if let Some(tls) = tls {
                     document["http"]["tls"] = serde_json::json!({"cert": tls.cert, "key": tls.key});
                 }
