@@ -230,6 +230,9 @@ impl Registry {
                 )?;
                 let mut command = Command::new("docker-registry");
                 command.arg("serve").arg(config);
+                // Its AWS SDK reads a CA bundle from the environment and refuses to start on
+                // a plain-HTTP endpoint with one set.
+                command.env_remove("AWS_CA_BUNDLE");
                 command
             }
             Kind::Berth | Kind::BerthNoCommit | Kind::BerthMirror | Kind::BerthMirrorNoCommit => {
