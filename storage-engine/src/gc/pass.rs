@@ -45,7 +45,7 @@ impl Engine {
     /// write).
     pub async fn flush_pulls(&self) -> Result<(), StorageError> {
         self.inner.writable()?;
-        self.inner.gc.pulls.flush(&self.inner.index).await
+        self.inner.gc.pulls.flush(&self.inner).await
     }
 
     /// One GC pass (see the module docs of gc/ and the contract in DESIGN.md). Long and
@@ -63,7 +63,7 @@ impl Engine {
             full,
             ..GcReport::default()
         };
-        inner.gc.pulls.flush(&inner.index).await?;
+        inner.gc.pulls.flush(inner).await?;
         for repo in self.repos_to_visit(options, full, now).await? {
             report.repos_visited += 1;
             if let Err(error) = self.gc_repo(&repo, options, now, &mut report).await {
