@@ -380,6 +380,9 @@ impl Engine {
             ));
             if !options.dry_run {
                 batch.delete(Cf::Repos, name.as_bytes().to_vec());
+                if inner.index.postgres().is_some() {
+                    crate::usage::drop_change_token(&mut batch, name);
+                }
             }
         }
         if !options.dry_run && !batch.is_empty() {
