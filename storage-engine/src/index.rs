@@ -395,7 +395,7 @@ impl Index {
         match &self.backend {
             Backend::Rocks(rocks) => rocks.write(&batch, sync)?,
             Backend::Postgres(pg) => {
-                batch = with_summaries_token(batch);
+                batch = with_summaries_token(crate::usage::with_change_tokens(batch));
                 pg.write(&batch, None).await?
             }
         }
@@ -414,7 +414,7 @@ impl Index {
     ) -> Result<(), StorageError> {
         match (&self.backend, held.remote()) {
             (Backend::Postgres(pg), Some(remote)) => {
-                let batch = with_summaries_token(batch);
+                let batch = with_summaries_token(crate::usage::with_change_tokens(batch));
                 pg.write(&batch, Some(remote)).await?;
                 self.summaries.apply(batch.ops());
                 Ok(())

@@ -63,6 +63,9 @@ const LOCK_TIMEOUT: &str = "60s";
 const GET: &str = "SELECT v FROM kv WHERE cf = $1 AND k = $2";
 const SCAN_BOUNDED: &str =
     "SELECT k, v FROM kv WHERE cf = $1 AND k >= $2 AND k < $3 ORDER BY k LIMIT $4";
+/// Count and sum of the u64 (big-endian) each value of a family starts with (`blobs`: size).
+const SIZE_TOTALS: &str = "SELECT count(*)::int8, coalesce(sum(('x' || \
+     encode(substring(v from 1 for 8), 'hex'))::bit(64)::int8), 0)::int8 FROM kv WHERE cf = $1";
 const SCAN_OPEN: &str = "SELECT k, v FROM kv WHERE cf = $1 AND k >= $2 ORDER BY k LIMIT $3";
 const WRITE: &str = "WITH gone AS (DELETE FROM kv WHERE (cf, k) IN \
      (SELECT * FROM unnest($4::int2[], $5::bytea[]))) \
@@ -338,6 +341,18 @@ impl PgIndex {
             .await
             .map_err(|e| pg_error("read", e))?;
         Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
+    }
+
+    /// The number of records of `cf` and the sum of the u64 each value starts with, counted
+    /// by the server (one round trip whatever the family's size; `blobs`: sizes).
+    pub(crate) async fn size_totals(&self, cf: Cf) -> Result<(u64, u64), StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(SIZE_TOTALS, &[&cf.id()])
+            .await
+            .map_err(|e| pg_error("totals", e))?;
+        let (count, sum): (i64, i64) = (row.get(0), row.get(1));
+        Ok((count.max(0) as u64, sum as u64))
     }
 
     /// Up to `limit` entries of `cf` from `from` (inclusive) to `until` (exclusive), in order.

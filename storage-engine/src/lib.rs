@@ -73,7 +73,7 @@ pub use error::StorageError;
 #[cfg(feature = "engine")]
 pub use fsck::{FsckProblem, FsckReport};
 #[cfg(feature = "engine")]
-pub use gc::{GcAction, GcKind, GcOptions, GcReport, RepoRules, Retention, TagInfo};
+pub use gc::{GcAction, GcKind, GcOptions, GcReport, GcRun, RepoRules, Retention, TagInfo};
 #[cfg(feature = "engine")]
 pub use hashstate::HashState;
 #[cfg(feature = "engine")]

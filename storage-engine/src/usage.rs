@@ -10,14 +10,64 @@
 //!   manifests, the bytes a client pulling everything would fetch. Every mutation of a
 //!   repository marks it dirty after its batch is written; [`Engine::usage`] recomputes only
 //!   dirty repositories (a prefix scan each), and every repository on its first call.
-use std::collections::{BTreeMap, HashSet};
+//! - Several nodes on one PostgreSQL index: a node's counters and dirty sets see only its own
+//!   commits, so there every batch that changes a repository's links, manifests or record
+//!   also writes a new change token for it (`meta/usage.changed\0<repo>`, in the same
+//!   statement: [`with_change_tokens`]). A refresh (a quota check, a scrape) reads the tokens
+//!   (one scan) and recomputes the repositories whose token is not the one it computed
+//!   them at, whichever node committed. The store totals are counted by the server
+//!   (`count`/`sum` over `blobs`, one query) at most every [`TOTALS_TTL`], and at once after
+//!   this node created or removed a blob record.
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::engine::Engine;
 use crate::error::StorageError;
-use crate::index::{self, BlobRecord, Cf, Index};
+use crate::index::{self, Batch, BlobRecord, Cf, Index};
+
+/// How long a node reuses the store totals it counted on a shared index (another node's
+/// blobs show in its figures this much later at most).
+pub(crate) const TOTALS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `meta` key prefix of the repositories' change tokens (PostgreSQL index, module rules).
+const TOKEN_PREFIX: &[u8] = b"usage.changed\0";
+
+fn token_key(repo: &[u8]) -> Vec<u8> {
+    [TOKEN_PREFIX, repo].concat()
+}
+
+/// `batch`, plus a new change token for each repository whose usage it may change (its
+/// links, manifests or record: module rules), unless the batch writes that token itself.
+/// For the PostgreSQL index: other nodes then recompute those repositories.
+pub(crate) fn with_change_tokens(mut batch: Batch) -> Batch {
+    let mut keys = BTreeSet::new();
+    let mut own = HashSet::new();
+    for (cf, key, _) in batch.ops() {
+        let repo = match cf {
+            Cf::Repos => key.as_slice(),
+            Cf::RepoBlobs | Cf::Manifests => key.split(|byte| *byte == 0).next().unwrap_or(key),
+            Cf::Meta if key.starts_with(TOKEN_PREFIX) => {
+                own.insert(key.clone());
+                continue;
+            }
+            _ => continue,
+        };
+        keys.insert(token_key(repo));
+    }
+    let token = uuid::Uuid::new_v4().as_bytes()[..8].to_vec();
+    for key in keys.into_iter().filter(|key| !own.contains(key)) {
+        batch.put(Cf::Meta, key, token.clone());
+    }
+    batch
+}
+
+/// Drops `repo`'s change token (GC removing the repository record: nodes that counted it
+/// see the token gone and recompute it, finding it gone).
+pub(crate) fn drop_change_token(batch: &mut Batch, repo: &str) {
+    batch.delete(Cf::Meta, token_key(repo.as_bytes()));
+}
 use crate::oci::RepoName;
 
 /// Storage figures for a scrape.
@@ -43,6 +93,8 @@ struct RepoUsage {
     loaded: bool,
     /// Per repository, in name order: (linked blob bytes, manifest bytes).
     sizes: BTreeMap<RepoName, (u64, u64)>,
+    /// Shared index: each repository's change token when its sizes were computed.
+    tokens: HashMap<RepoName, Vec<u8>>,
 }
 
 /// Repositories changed since their consumer last looked, striped.
@@ -92,6 +144,9 @@ pub(crate) struct Usage {
     dirty: DirtySet,
     /// Changed since the last GC pass (gc/).
     pub(crate) gc_dirty: DirtySet,
+    /// Shared index: the store totals (blobs, bytes) last counted and when; `None` after
+    /// this node changed them.
+    totals: Mutex<Option<(std::time::Instant, u64, u64)>>,
 }
 
 impl Default for Usage {
@@ -102,14 +157,19 @@ impl Default for Usage {
             repos: Mutex::default(),
             dirty: DirtySet::default(),
             gc_dirty: DirtySet::default(),
+            totals: Mutex::default(),
         }
     }
 }
 
 impl Usage {
-    /// Counts the blob records (one sequential scan of `blobs`). Blocking; at open.
+    /// Counts the blob records (one sequential scan of `blobs`). Blocking; at open. A shared
+    /// index counts at each snapshot instead (module rules).
     pub(crate) async fn load(index: &Index) -> Result<Usage, StorageError> {
         let usage = Usage::default();
+        if index.postgres().is_some() {
+            return Ok(usage);
+        }
         index
             .visit(Cf::Blobs, b"", None, |_, value| {
                 usage.blob_added(BlobRecord::decode(value)?.size);
@@ -122,12 +182,36 @@ impl Usage {
     pub(crate) fn blob_added(&self, size: u64) {
         self.blobs.fetch_add(1, Relaxed);
         self.blob_bytes.fetch_add(size, Relaxed);
+        self.forget_totals();
     }
 
     /// A blob record and its file are gone (GC).
     pub(crate) fn blob_removed(&self, size: u64) {
         self.blobs.fetch_sub(1, Relaxed);
         self.blob_bytes.fetch_sub(size, Relaxed);
+        self.forget_totals();
+    }
+
+    fn forget_totals(&self) {
+        *self.totals.lock().expect("usage lock is never poisoned") = None;
+    }
+
+    /// The store totals (blob records, their bytes): this node's counters on RocksDB; on a
+    /// shared index counted by the server, reused for [`TOTALS_TTL`].
+    async fn totals(&self, index: &Index) -> Result<(u64, u64), StorageError> {
+        let Some(pg) = index.postgres() else {
+            return Ok((self.blobs.load(Relaxed), self.blob_bytes.load(Relaxed)));
+        };
+        let cached = *self.totals.lock().expect("usage lock is never poisoned");
+        if let Some((at, blobs, bytes)) = cached {
+            if at.elapsed() < TOTALS_TTL {
+                return Ok((blobs, bytes));
+            }
+        }
+        let at = std::time::Instant::now();
+        let (blobs, bytes) = pg.size_totals(Cf::Blobs).await?;
+        *self.totals.lock().expect("usage lock is never poisoned") = Some((at, blobs, bytes));
+        Ok((blobs, bytes))
     }
 
     /// Marks `repo` changed for the next snapshot and the next GC pass. Call after its batch
@@ -168,6 +252,23 @@ async fn repo_sizes(index: &Index, repo: &str) -> Result<(u64, u64), StorageErro
     Ok((blob_bytes, manifest_bytes))
 }
 
+/// Every repository's change token (shared index): one scan of `meta`.
+async fn change_tokens(index: &Index) -> Result<HashMap<RepoName, Vec<u8>>, StorageError> {
+    let mut tokens = HashMap::new();
+    index
+        .visit(Cf::Meta, TOKEN_PREFIX, None, |key, value| {
+            let name = std::str::from_utf8(&key[TOKEN_PREFIX.len()..])
+                .ok()
+                .and_then(|text| text.parse::<RepoName>().ok());
+            if let Some(name) = name {
+                tokens.insert(name, value.to_vec());
+            }
+            Ok(true)
+        })
+        .await?;
+    Ok(tokens)
+}
+
 impl Engine {
     /// Storage usage: store totals, bytes per repository, dedupe savings. Blocking (RocksDB
     /// scans of the repositories changed since the last call; of every repository on the
@@ -175,12 +276,12 @@ impl Engine {
     pub async fn usage(&self) -> Result<UsageSnapshot, StorageError> {
         self.refresh_usage().await?;
         let inner = &self.inner;
+        let (blobs, blob_bytes) = inner.usage.totals(&inner.index).await?;
         let repos = inner
             .usage
             .repos
             .lock()
             .expect("usage lock is never poisoned");
-        let blob_bytes = inner.usage.blob_bytes.load(Relaxed);
         let linked: u64 = repos.sizes.values().map(|(blobs, _)| blobs).sum();
         let listed = repos
             .sizes
@@ -188,22 +289,28 @@ impl Engine {
             .map(|(name, (blobs, manifests))| (name.clone(), blobs + manifests))
             .collect();
         Ok(UsageSnapshot {
-            blobs: inner.usage.blobs.load(Relaxed),
+            blobs,
             blob_bytes,
             repos: listed,
             dedupe_saved_bytes: linked.saturating_sub(blob_bytes),
         })
     }
 
-    /// Recomputes the repositories changed since the last call (every one the first time).
+    /// Recomputes the repositories changed since the last call (every one the first time),
+    /// on a shared index whichever node changed them (module rules).
     async fn refresh_usage(&self) -> Result<(), StorageError> {
         let inner = &self.inner;
+        // Read before any size: a commit after this leaves a token the next call sees.
+        let tokens = match inner.index.postgres() {
+            Some(_) => Some(change_tokens(&inner.index).await?),
+            None => None,
+        };
         let loaded = {
             let repos = inner.usage.repos.lock();
             repos.expect("usage lock is never poisoned").loaded
         };
         let dirty = inner.usage.dirty.take();
-        let names: Vec<RepoName> = if loaded {
+        let mut names: Vec<RepoName> = if loaded {
             dirty
         } else {
             let mut all = Vec::new();
@@ -220,6 +327,21 @@ impl Engine {
                 .await?;
             all
         };
+        if let Some(tokens) = &tokens {
+            let repos = inner.usage.repos.lock();
+            let repos = repos.expect("usage lock is never poisoned");
+            let changed = tokens
+                .iter()
+                .filter(|(name, token)| repos.tokens.get(*name) != Some(token))
+                .map(|(name, _)| name);
+            let dropped = repos
+                .tokens
+                .keys()
+                .filter(|name| !tokens.contains_key(*name));
+            let mut all: BTreeSet<RepoName> = names.drain(..).collect();
+            all.extend(changed.chain(dropped).cloned());
+            names = all.into_iter().collect();
+        }
         // Mutations that land while this runs mark their repository dirty again, so nothing
         // is lost, only recounted by the next call.
         let mut computed = Vec::with_capacity(names.len());
@@ -241,6 +363,12 @@ impl Engine {
             .lock()
             .expect("usage lock is never poisoned");
         repos.loaded = true;
+        for (name, _) in &computed {
+            match tokens.as_ref().and_then(|tokens| tokens.get(name)) {
+                Some(token) => repos.tokens.insert(name.clone(), token.clone()),
+                None => repos.tokens.remove(name),
+            };
+        }
         for (name, sizes) in computed {
             match sizes {
                 Some(sizes) => repos.sizes.insert(name, sizes),

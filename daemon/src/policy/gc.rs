@@ -8,6 +8,11 @@
 //! a full pass), started only inside `gcTimeWindow` when one is set. Setting `stop` ends the
 //! thread between passes. Each pass's summary (or its failure) replaces the last one in the
 //! engine's maintenance stats, for the operator's health page (ext/health.rs).
+//! Several nodes on one shared index: a pass runs only on the node holding the registry's GC
+//! lease (the engine's, SHARED.md D5). A periodic pass that finds another node's pass running
+//! is skipped (logged at info; it is no run, so `zot_gc_runs_total` does not count it) and
+//! tried again at the next interval. `berth gc` refuses instead (exit 2, "another node is
+//! collecting"): run it again once that pass is over.
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use berth_storage::stats::{GcPassSummary, PassRecord};
-use berth_storage::{Engine, GcKind, GcOptions, GcReport};
+use berth_storage::{Engine, GcKind, GcOptions, GcReport, GcRun};
 
 use crate::config::StorageConfig;
 use crate::runtime::periodic;
@@ -68,6 +73,19 @@ fn run_pass(engine: &Engine, options: &GcOptions) {
     let maintenance = &engine.stats().maintenance;
     let started = Instant::now();
     let result = crate::runtime::blocking::block_on(engine.gc(options));
+    if let Ok(GcReport {
+        run: GcRun::Skipped { holder, expires_ms },
+        ..
+    }) = &result
+    {
+        tracing::info!(
+            component = "gc",
+            holder = format_args!("{holder:016x}"),
+            lease_expires_ms = expires_ms,
+            "gc pass skipped: another node is collecting"
+        );
+        return;
+    }
     let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     maintenance
         .gc_duration_ns
@@ -90,6 +108,13 @@ fn run_pass(engine: &Engine, options: &GcOptions) {
             runs.fetch_add(1, Ordering::Relaxed);
             for error in &report.errors {
                 tracing::error!(component = "gc", %error, "gc left something alone");
+            }
+            if let GcRun::Stopped { holder } = report.run {
+                tracing::warn!(
+                    component = "gc",
+                    holder = format_args!("{holder:016x}"),
+                    "gc pass stopped early: its lease lapsed and another node took it"
+                );
             }
             tracing::info!(
                 component = "gc",
@@ -199,24 +224,44 @@ pub fn summary(report: &GcReport, verb: &str) -> String {
 
 /// `berth gc CONFIG [--dry-run]`: one full pass with the config's GC and retention
 /// settings, a table of what it deleted (or would delete), and a summary line. Exit 0 when
-/// the pass ran, 1 when it had to leave something alone; a storage that cannot be opened
-/// (the daemon holds it) is an error (exit 2).
+/// the pass ran, 1 when it had to leave something alone (or stopped early because it lost
+/// the GC lease); a storage that cannot be opened (the daemon holds it) is an error (exit 2),
+/// and so is a shared index where another node's pass holds the lease ("another node is
+/// collecting": it does not wait, run it again later). A dry run needs no lease.
 pub fn run_offline(path: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
     let (config, engine) = open_offline(path)?;
     let mut options = options(&config.storage)?;
     options.full = true;
     options.dry_run = dry_run;
     let report = crate::runtime::blocking::block_on(engine.gc(&options))?;
+    if let GcRun::Skipped { holder, expires_ms } = report.run {
+        let left_s = expires_ms.saturating_sub(now_ms()) / 1000;
+        anyhow::bail!(
+            "another node is collecting: node {holder:016x} holds the GC lease (for {left_s} s \
+             more unless renewed); nothing was done, run `berth gc` again once its pass is over"
+        );
+    }
     print!("{}", table(&report));
     let verb = if dry_run { "would delete" } else { "deleted" };
     println!("gc: {}", summary(&report, verb));
     for error in &report.errors {
         println!("left alone: {error}");
     }
-    Ok(match report.errors.is_empty() {
+    if let GcRun::Stopped { holder } = report.run {
+        println!("stopped early: the GC lease lapsed and node {holder:016x} took it");
+    }
+    Ok(match report.errors.is_empty() && report.run == GcRun::Ran {
         true => ExitCode::SUCCESS,
         false => ExitCode::from(1),
     })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// One row per deletion: KIND, REPOSITORY, WHAT, REASON, BYTES.

@@ -5,7 +5,8 @@
 //!
 //! Rules:
 //! - Usage is the engine's (linked blob bytes plus manifest bytes per repository), refreshed
-//!   for the repositories changed since it was last read; the check runs on the blocking pool.
+//!   for the repositories changed since it was last read (on a shared index, by any node:
+//!   storage-engine usage.rs); the check runs on the blocking pool.
 //! - Checked before each commit that adds bytes to a repository (a blob upload's finish, a
 //!   mount, a manifest PUT) and before a new repository's first upload session. A blob the
 //!   repository already links adds nothing.

@@ -16,17 +16,22 @@
 //! * Cost follows change: a pass visits the repositories changed since the last pass (plus
 //!   those under a time-based retention policy) and the blobs that lost a link (`gc_queue`).
 //!   The first pass after open is full: every repository, every blob record, every file.
+//! * One pass at a time per node (`GcState::running`) and, on a shared index, per registry
+//!   (lease.rs: a pass another node's pass holds the lease for does nothing).
 //! * Blocking: call from a plain thread, never from inside an async runtime.
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod lease;
 mod pass;
 mod pulls;
 pub(crate) use pulls::decode as decode_pulls;
 mod sweep;
 
+pub use lease::GcRun;
+pub(crate) use lease::PassLease;
 use pulls::Pulls;
 
 /// What GC keeps between passes (in memory: a restart makes the next pass full).
@@ -129,6 +134,10 @@ pub struct GcOptions {
     pub full: bool,
     /// `None`: no policy (keep every tag, delete untagged manifests, keep referrers).
     pub retention: Option<Arc<dyn Retention>>,
+    /// On a shared index, how long the registry's GC lease lasts unless the pass renews it
+    /// (it does between steps, once a third has passed): a node whose pass stopped without
+    /// giving it up (killed nodes free it at once) holds it this long. Default 5 minutes.
+    pub lease: Duration,
 }
 
 impl GcOptions {
@@ -141,6 +150,7 @@ impl GcOptions {
             retention_dry_run: false,
             full: false,
             retention: None,
+            lease: lease::DEFAULT_LEASE,
         }
     }
 }
@@ -205,6 +215,8 @@ pub struct GcReport {
     pub full: bool,
     /// Repositories or blobs the pass had to leave alone (fail closed), with why.
     pub errors: Vec<String>,
+    /// Whether it ran, or another node's pass held the registry's GC lease.
+    pub run: GcRun,
 }
 
 impl GcReport {

@@ -9,8 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
-use super::{GcAction, GcKind, GcOptions, GcReport, RepoRules, TagInfo};
-use crate::engine::Engine;
+use super::{GcAction, GcKind, GcOptions, GcReport, GcRun, PassLease, RepoRules, TagInfo};
+use crate::engine::{Engine, Inner};
 use crate::error::StorageError;
 use crate::gc::pulls::Pulls;
 use crate::index::{self, Batch, Cf, ManifestHeader, TagRecord};
@@ -45,36 +45,83 @@ impl Engine {
     /// write).
     pub async fn flush_pulls(&self) -> Result<(), StorageError> {
         self.inner.writable()?;
-        self.inner.gc.pulls.flush(&self.inner.index).await
+        self.inner.gc.pulls.flush(&self.inner).await
     }
 
     /// One GC pass (see the module docs of gc/ and the contract in DESIGN.md). Long and
     /// blocking (file deletes, synced writes): await it on a thread of its own (its own
     /// runtime), never on a shard. Problems with single repositories or blobs are reported
     /// in `GcReport::errors` and the pass goes on; only an index failure that stops the whole
-    /// pass is an `Err`.
+    /// pass is an `Err`. On a shared index a pass runs only while it holds the registry's GC
+    /// lease (lease.rs, `GcReport::run`); a dry run changes nothing and needs none.
     pub async fn gc(&self, options: &GcOptions) -> Result<super::GcReport, StorageError> {
         let inner = &self.inner;
         inner.writable()?;
         let _one_at_a_time = inner.gc.running.lock().await;
-        let now = index::now_ms();
         let full = options.full || !inner.gc.first_done.load(Ordering::Acquire);
         let mut report = GcReport {
             full,
             ..GcReport::default()
         };
-        inner.gc.pulls.flush(&inner.index).await?;
-        for repo in self.repos_to_visit(options, full, now).await? {
+        // Even when another node collects: its retention then sees this node's pulls.
+        inner.gc.pulls.flush(inner).await?;
+        let mut lease = None;
+        if !options.dry_run {
+            match PassLease::take(inner, options.lease).await? {
+                Ok(taken) => lease = Some(taken),
+                Err(skipped) => {
+                    report.run = skipped;
+                    return Ok(report);
+                }
+            }
+        }
+        let result = self.run_pass(options, full, &mut lease, &mut report).await;
+        // After a failed pass too, so that other nodes need not wait for it to expire; the
+        // pass's own error is the one reported.
+        let released = match lease {
+            Some(lease) => lease.release(inner).await,
+            None => Ok(()),
+        };
+        result.and(released)?;
+        Ok(report)
+    }
+
+    async fn run_pass(
+        &self,
+        options: &GcOptions,
+        full: bool,
+        lease: &mut Option<PassLease>,
+        report: &mut GcReport,
+    ) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        let now = index::now_ms();
+        let repos = self.repos_to_visit(options, full, now).await?;
+        for (at, repo) in repos.iter().enumerate() {
+            if let Some(holder) = keep(lease, inner).await? {
+                // This node's next pass visits what this one did not.
+                for unvisited in &repos[at..] {
+                    inner.usage.gc_dirty.mark(unvisited);
+                }
+                report.run = GcRun::Stopped { holder };
+                return Ok(());
+            }
             report.repos_visited += 1;
-            if let Err(error) = self.gc_repo(&repo, options, now, &mut report).await {
+            if let Err(error) = self.gc_repo(repo, options, now, report).await {
                 // Fail closed for this repository (nothing of it was written), go on.
                 report.errors.push(format!("{repo}: {error}"));
                 inner.gc.mark_pending(repo.as_str(), now);
             }
         }
-        self.sweep_blobs(options, full, &mut report).await?;
+        if let Some(holder) = self.sweep_blobs(options, full, lease, report).await? {
+            report.run = GcRun::Stopped { holder };
+            return Ok(());
+        }
+        if let Some(holder) = keep(lease, inner).await? {
+            report.run = GcRun::Stopped { holder };
+            return Ok(());
+        }
         if full {
-            self.sweep_orphan_files(options, now, &mut report).await?;
+            self.sweep_orphan_files(options, now, report).await?;
         }
         if !options.dry_run {
             for id in self.expire_uploads(options.delay).await? {
@@ -91,7 +138,7 @@ impl Engine {
         if full && !options.dry_run {
             inner.gc.first_done.store(true, Ordering::Release);
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Repositories this pass looks at: every one when `full`; else those changed since the
@@ -380,6 +427,9 @@ impl Engine {
             ));
             if !options.dry_run {
                 batch.delete(Cf::Repos, name.as_bytes().to_vec());
+                if inner.index.postgres().is_some() {
+                    crate::usage::drop_change_token(&mut batch, name);
+                }
             }
         }
         if !options.dry_run && !batch.is_empty() {
@@ -398,6 +448,17 @@ impl Engine {
         }
         report.actions.extend(actions);
         Ok(())
+    }
+}
+
+/// Renews the pass's lease if it has one and it is due: `Some(holder)` when it was lost.
+pub(super) async fn keep(
+    lease: &mut Option<PassLease>,
+    inner: &Inner,
+) -> Result<Option<u64>, StorageError> {
+    match lease {
+        Some(lease) => lease.keep(inner).await,
+        None => Ok(None),
     }
 }
 

@@ -7,10 +7,16 @@
 //! striped like the session table and bounded by the number of distinct manifests pulled
 //! between two flushes. A crash loses the pulls since the last flush: retention may then see
 //! an older last-pull time for them (never a newer one).
+//! * Several nodes on one index each buffer their own pulls; a flush adds them to the stored
+//!   records (later time, summed counts) under the lock `gc.pulls` of `Inner::named` (a
+//!   database lock on PostgreSQL), so two nodes flushing at once both count. A pass decides
+//!   on the pulls every node flushed before it: its own, and another node's up to that
+//!   node's last pass (a pass skipped for the lease flushes too) or shutdown.
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
+use crate::engine::Inner;
 use crate::error::StorageError;
 use crate::index::{self, Batch, Cf, Index};
 use crate::oci::Digest;
@@ -92,9 +98,12 @@ impl Pulls {
         }
     }
 
-    /// Writes the pulls recorded so far into the index (one unsynced batch: pull times are
-    /// advisory). Blocking.
-    pub(crate) async fn flush(&self, index: &Index) -> Result<(), StorageError> {
+    /// Adds the pulls recorded so far to the index's records (one unsynced batch: pull times
+    /// are advisory), under the flush lock (module rules). Blocking.
+    pub(crate) async fn flush(&self, inner: &Inner) -> Result<(), StorageError> {
+        let index = &inner.index;
+        let mut held = crate::lock::Held::default();
+        held.take(index, &inner.named, "gc.pulls", false).await?;
         let mut taken = Vec::new();
         for stripe in self.stripes.iter() {
             let mut table = stripe.lock().expect("pull table lock is never poisoned");
@@ -119,7 +128,7 @@ impl Pulls {
                 encode(stored_last.max(last_ms), stored_count + count),
             );
         }
-        index.write(batch, false).await
+        index.write_held(batch, false, &held).await
     }
 
     /// Last pull of `digest` in `repo` as recorded in the index (flush first).

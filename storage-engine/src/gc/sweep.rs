@@ -31,8 +31,9 @@ impl Engine {
         &self,
         options: &GcOptions,
         full: bool,
+        lease: &mut Option<super::PassLease>,
         report: &mut GcReport,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<u64>, StorageError> {
         let inner = &self.inner;
         // A dry run unlinked nothing: the links it would have removed count as gone.
         let simulated: HashSet<(String, String)> = report
@@ -65,6 +66,10 @@ impl Engine {
         candidates.dedup();
         let settled = queued.len();
         for chunk in candidates.chunks(CHUNK) {
+            // Lost: the queue entries left are the next pass's (whichever node runs it).
+            if let Some(holder) = super::pass::keep(lease, inner).await? {
+                return Ok(Some(holder));
+            }
             let mut held = crate::lock::Held::default();
             let keys: Vec<&str> = chunk.iter().map(String::as_str).collect();
             held.take_all(&inner.index, &inner.blob_locks, &keys)
@@ -134,7 +139,7 @@ impl Engine {
                 rocks.compact(Cf::GcQueue)?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Files under blobs/ without a record, older than the delay (full pass only).

@@ -27,6 +27,7 @@ mod search;
 mod search_upgrade;
 mod sessions;
 mod shared;
+mod shared_gc;
 mod shared_uploads;
 mod ssologins;
 mod trust;

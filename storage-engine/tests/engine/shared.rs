@@ -16,7 +16,7 @@ use crate::{assert_clean, block_on, image_manifest, open, push_blob, repo, sha25
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Two engines on the same root (so the same schema) when the suite runs on PostgreSQL.
-fn two_nodes(dir: &std::path::Path) -> Option<(Engine, Engine)> {
+pub(crate) fn two_nodes(dir: &std::path::Path) -> Option<(Engine, Engine)> {
     if !crate::on_postgres() {
         eprintln!("SKIPPED: two nodes need the PostgreSQL index (BERTH_TEST_INDEX=postgres)");
         return None;
@@ -27,7 +27,7 @@ fn two_nodes(dir: &std::path::Path) -> Option<(Engine, Engine)> {
     ))
 }
 
-async fn push_image(
+pub(crate) async fn push_image(
     engine: &Engine,
     r: &RepoName,
     t: &str,
