@@ -97,8 +97,10 @@ enum CliCommand {
     /// Stop the daemons of both stores first.
     Migrate {
         /// zot-style config of the store to copy from (.json, or .yaml/.yml).
+        #[arg(value_name = "SRC_CONFIG")]
         source: PathBuf,
         /// zot-style config of the store to copy into.
+        #[arg(value_name = "DST_CONFIG")]
         destination: PathBuf,
     },
 }
