@@ -1,9 +1,12 @@
 //! The `berth` command line: `serve [CONFIG]`, `verify CONFIG`, `fsck CONFIG`, `scrub CONFIG`,
-//! `gc CONFIG [--dry-run]`, `--version`.
+//! `gc CONFIG [--dry-run]`, `migrate SRC_CONFIG DST_CONFIG`, `--version`.
 //!
 //! Owns argument parsing (clap derive) and the `verify` subcommand, which is config-only.
-//! Exit codes (shared by every subcommand): 0 = fine, 1 = problems found (fsck, scrub, gc), 2 = usage or
-//! config error. clap's own usage errors also exit with 2.
+//! `migrate` (migrate/) copies every repository, manifest, tag and blob of one store into
+//! another (files + RocksDB into S3 + PostgreSQL, or any backend into any other), with stars,
+//! bookmarks, API keys and the trust store; it is resumable and checks every tag at the end.
+//! Exit codes (shared by every subcommand): 0 = fine, 1 = problems found (fsck, scrub, gc,
+//! migrate), 2 = usage or config error. clap's own usage errors also exit with 2.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -73,16 +76,58 @@ enum CliCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Copy a store into another one: every repository, manifest, tag and blob.
+    ///
+    /// Reads the storage of SRC_CONFIG (opened read-only) and writes into the storage of
+    /// DST_CONFIG, which may be any backend: typically a single node's rootDirectory (files +
+    /// RocksDB) into blobs in S3 (`storage.storageDriver`) and the index in PostgreSQL
+    /// (`storage.index.postgres`). Copies every manifest by digest (untagged ones, indexes
+    /// and their children, referrers and signatures), every blob linked in a repository (each
+    /// digest verified on the way in), every tag, and users' stars and bookmarks, API keys
+    /// (they keep working) and the trust store (with its signature verdicts when the stores
+    /// end up equal). Not copied: pull statistics, scrub results, user groups, login and
+    /// upload sessions; search data is rebuilt by the destination.
+    ///
+    /// Order per repository: blobs, manifests (children before an index, subject before its
+    /// referrers), tags last. Resumable: run it again after an interruption and it skips what
+    /// the destination holds. At the end every tag of every repository must name the same
+    /// digest in both stores. Prints a progress bar on a terminal, else one line per
+    /// repository, and a summary. Exit 0 when everything checked out, 1 when anything is
+    /// missing or differs, 2 on a config error or when both configs name the same storage.
+    /// Stop the daemons of both stores first.
+    Migrate {
+        /// zot-style config of the store to copy from (.json, or .yaml/.yml).
+        #[arg(value_name = "SRC_CONFIG")]
+        source: PathBuf,
+        /// zot-style config of the store to copy into.
+        #[arg(value_name = "DST_CONFIG")]
+        destination: PathBuf,
+    },
 }
 
 /// What the command line asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    Serve { config: Option<PathBuf> },
-    Verify { config: PathBuf },
-    Fsck { config: PathBuf },
-    Scrub { config: PathBuf },
-    Gc { config: PathBuf, dry_run: bool },
+    Serve {
+        config: Option<PathBuf>,
+    },
+    Verify {
+        config: PathBuf,
+    },
+    Fsck {
+        config: PathBuf,
+    },
+    Scrub {
+        config: PathBuf,
+    },
+    Gc {
+        config: PathBuf,
+        dry_run: bool,
+    },
+    Migrate {
+        source: PathBuf,
+        destination: PathBuf,
+    },
 }
 
 impl From<CliCommand> for Command {
@@ -93,6 +138,13 @@ impl From<CliCommand> for Command {
             CliCommand::Fsck { config } => Command::Fsck { config },
             CliCommand::Scrub { config } => Command::Scrub { config },
             CliCommand::Gc { config, dry_run } => Command::Gc { config, dry_run },
+            CliCommand::Migrate {
+                source,
+                destination,
+            } => Command::Migrate {
+                source,
+                destination,
+            },
         }
     }
 }
@@ -176,6 +228,13 @@ mod tests {
                     config: PathBuf::from("c.yaml"),
                 },
             ),
+            (
+                &["berth", "migrate", "a.json", "b.yaml"],
+                Command::Migrate {
+                    source: PathBuf::from("a.json"),
+                    destination: PathBuf::from("b.yaml"),
+                },
+            ),
         ];
         for (args, expected) in table {
             assert_eq!(&try_parse_from(*args).unwrap(), expected, "{args:?}");
@@ -188,6 +247,7 @@ mod tests {
             &["berth"][..],
             &["berth", "verify"],
             &["berth", "fsck"],
+            &["berth", "migrate", "a.json"],
             &["berth", "serve", "a", "b"],
             &["berth", "frobnicate"],
         ] {
@@ -203,6 +263,7 @@ mod tests {
             &["berth", "serve", "--help"],
             &["berth", "verify", "--help"],
             &["berth", "fsck", "--help"],
+            &["berth", "migrate", "--help"],
         ] {
             let error = try_parse_from(args).unwrap_err();
             assert_eq!(error.exit_code(), 0, "{args:?}");

@@ -1,6 +1,7 @@
 //! berth, the daemon: configuration (config/), the thread-per-core runtime (runtime/), the OCI
 //! Distribution API (api/), authentication and access control (auth/), the storage policies
-//! (policy/), the extensions behind one trait (ext/), and the command line. `serve` is the
+//! (policy/), the extensions behind one trait (ext/), the command line and `berth migrate`
+//! (migrate/). `serve` is the
 //! composition root: it alone knows the list of extensions.
 
 pub mod api;
@@ -8,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod ext;
+pub mod migrate;
 pub mod policy;
 pub mod runtime;
 pub mod serve;

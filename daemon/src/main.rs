@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use berth::{cli, ext::scrub, policy::gc, serve};
+use berth::{cli, ext::scrub, migrate, policy::gc, serve};
 
 fn main() -> ExitCode {
     let result = match cli::parse_args() {
@@ -13,6 +13,10 @@ fn main() -> ExitCode {
         cli::Command::Fsck { config } => serve::fsck(&config),
         cli::Command::Scrub { config } => scrub::run_offline(&config),
         cli::Command::Gc { config, dry_run } => gc::run_offline(&config, dry_run),
+        cli::Command::Migrate {
+            source,
+            destination,
+        } => migrate::run(&source, &destination),
     };
     match result {
         Ok(code) => code,

@@ -305,6 +305,67 @@ impl Engine {
         Ok(true)
     }
 
+    /// Every key of every user with its stored hash and last use: for copying a store
+    /// (`berth migrate`), which writes each again with [`Engine::restore_api_key`]. Key order.
+    pub async fn all_api_keys(&self) -> Result<Vec<(ApiKeyHash, ListedApiKey)>, StorageError> {
+        let index = &self.inner.index;
+        let mut details = Vec::new();
+        index
+            .visit(Cf::ApiKeys, b"k\0", None, |key, value| {
+                let hash: [u8; HASH_BYTES] = key[2..].try_into().map_err(|_| corrupt("key"))?;
+                details.push((ApiKeyHash(hash), decode(value)?));
+                Ok(true)
+            })
+            .await?;
+        let mut keys = Vec::with_capacity(details.len());
+        for (hash, key) in details {
+            let last_used_ms = match index.get(Cf::ApiKeys, &last_used_key(&hash)).await? {
+                Some(value) => Some(decode_time(&value)?),
+                None => None,
+            };
+            keys.push((hash, ListedApiKey { key, last_used_ms }));
+        }
+        Ok(keys)
+    }
+
+    /// Stores a key copied from another store under its hash (the key itself is never
+    /// known, so it keeps working as it did there). False, writing nothing, when a key of that
+    /// hash exists already. One synced batch. Cancel: applied whole or not at all.
+    pub async fn restore_api_key(
+        &self,
+        hash: ApiKeyHash,
+        listed: &ListedApiKey,
+    ) -> Result<bool, StorageError> {
+        self.inner.writable()?;
+        if listed.key.user.contains('\0') || listed.key.uuid.contains('\0') {
+            return Err(corrupt("a NUL in its user or uuid"));
+        }
+        if self
+            .inner
+            .index
+            .contains(Cf::ApiKeys, &details_key(&hash))
+            .await?
+        {
+            return Ok(false);
+        }
+        let mut batch = Batch::default();
+        batch.put(Cf::ApiKeys, details_key(&hash), encode(&listed.key));
+        batch.put(
+            Cf::ApiKeys,
+            user_key(&listed.key.user, &listed.key.uuid),
+            hash.0.to_vec(),
+        );
+        if let Some(at_ms) = listed.last_used_ms {
+            batch.put(
+                Cf::ApiKeys,
+                last_used_key(&hash),
+                at_ms.to_be_bytes().to_vec(),
+            );
+        }
+        self.inner.write_index(batch).await?;
+        Ok(true)
+    }
+
     /// Records that the key of `hash` was used at `at_ms`, if it still exists. Only the
     /// last-use record is written, so a call that loses a race with a revocation leaves a
     /// stray last-use record and never a key. Cancel: written or not.

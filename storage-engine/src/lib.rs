@@ -34,6 +34,8 @@ mod index_stats;
 #[cfg(feature = "engine")]
 mod io;
 #[cfg(feature = "engine")]
+mod listing;
+#[cfg(feature = "engine")]
 mod lock;
 #[cfg(feature = "engine")]
 mod manifests;
@@ -84,6 +86,8 @@ pub use index::PostgresOptions;
 pub use index_stats::IndexStats;
 #[cfg(feature = "engine")]
 pub use io::{FaultInjector, FaultPoint, IoBackendKind, IoEvent};
+#[cfg(feature = "engine")]
+pub use listing::ListedManifest;
 #[cfg(feature = "engine")]
 pub use manifests::{PutManifestOutcome, StoredManifest};
 #[cfg(feature = "engine")]

@@ -112,6 +112,32 @@ impl Engine {
         Ok(repos)
     }
 
+    /// Every user's every preference, as (user, kind, repository): for copying a store
+    /// (`berth migrate`), which sets each again with [`Engine::toggle_pref`].
+    pub async fn all_prefs(&self) -> Result<Vec<(String, Pref, RepoName)>, StorageError> {
+        let mut found = Vec::new();
+        for pref in [Pref::Star, Pref::Bookmark] {
+            self.inner
+                .index
+                .visit(Cf::UserPrefs, &[pref.code()], None, |key, _| {
+                    let bad = || StorageError::Corrupt("bad user preference key".into());
+                    let length: [u8; 4] = key
+                        .get(1..5)
+                        .ok_or_else(bad)?
+                        .try_into()
+                        .map_err(|_| bad())?;
+                    let end = 5 + u32::from_be_bytes(length) as usize;
+                    let user = key.get(5..end).ok_or_else(bad)?;
+                    let user = std::str::from_utf8(user).map_err(|_| bad())?;
+                    let repo = std::str::from_utf8(&key[end..]).map_err(|_| bad())?;
+                    found.push((user.to_owned(), pref, repo.parse().map_err(|_| bad())?));
+                    Ok(true)
+                })
+                .await?;
+        }
+        Ok(found)
+    }
+
     /// How many users starred `repo`.
     /// `StarCount` of every starred repository (one scan of the count records; a repository
     /// missing here has 0): for sorting a list by stars.

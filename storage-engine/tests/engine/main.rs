@@ -18,6 +18,7 @@ mod apikeys;
 mod blobs;
 mod faults;
 mod gc;
+mod listing;
 mod manifests;
 mod mirror;
 mod model;
