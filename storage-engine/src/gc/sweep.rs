@@ -154,7 +154,7 @@ impl Engine {
         if inner.s3().is_some() {
             return self.sweep_orphan_objects(options, now, report).await;
         }
-        let mut orphans: Vec<(Digest, PathBuf, u64)> = Vec::new();
+        let mut orphans = Vec::new();
         for (digest, path) in inner.store.blob_files()? {
             if inner
                 .index
@@ -174,34 +174,9 @@ impl Engine {
             if now < modified_ms.saturating_add(delay) {
                 continue;
             }
-            orphans.push((digest, path, metadata.len()));
+            orphans.push((digest, metadata.len(), Some(path)));
         }
-        for (digest, path, size) in orphans {
-            let digest_text = digest.to_string();
-            let mut held = crate::lock::Held::default();
-            held.take(&inner.index, &inner.blob_locks, &digest_text, false)
-                .await?;
-            // A commit may have recorded it since.
-            if inner
-                .index
-                .contains(Cf::Blobs, digest_text.as_bytes())
-                .await?
-            {
-                continue;
-            }
-            report.actions.push(GcAction {
-                kind: GcKind::OrphanFile,
-                repo: None,
-                what: digest_text,
-                reason: "no record",
-                bytes: size,
-                performed: !options.dry_run,
-            });
-            if !options.dry_run {
-                inner.io.remove_file_now(&path)?;
-            }
-        }
-        Ok(())
+        self.remove_orphans(orphans, options, report).await
     }
 
     /// Objects under the bucket's `blobs/` without a record, written longer than the delay
@@ -217,7 +192,7 @@ impl Engine {
         let inner = &self.inner;
         let blobs = inner.s3().expect("called for blobs in S3");
         let delay = u64::try_from(options.delay.as_millis()).unwrap_or(u64::MAX);
-        let mut orphans: Vec<(Digest, u64)> = Vec::new();
+        let mut orphans = Vec::new();
         for listed in crate::blob_backend::list_all(blobs).await? {
             // A key that names no digest is not the engine's to remove (fsck reports it).
             let Some(digest) = listed.digest else {
@@ -233,9 +208,21 @@ impl Engine {
             {
                 continue;
             }
-            orphans.push((digest, listed.size));
+            orphans.push((digest, listed.size, None));
         }
-        for (digest, size) in orphans {
+        self.remove_orphans(orphans, options, report).await
+    }
+
+    /// Removes stored blobs without a record (`path`: the file found, else the object), each
+    /// under its digest's exclusive lock and only if no commit recorded it meanwhile.
+    async fn remove_orphans(
+        &self,
+        orphans: Vec<(Digest, u64, Option<PathBuf>)>,
+        options: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        for (digest, size, path) in orphans {
             let digest_text = digest.to_string();
             let mut held = crate::lock::Held::default();
             held.take(&inner.index, &inner.blob_locks, &digest_text, false)
@@ -256,8 +243,12 @@ impl Engine {
                 bytes: size,
                 performed: !options.dry_run,
             });
-            if !options.dry_run {
-                blobs.delete(&digest).await?;
+            if options.dry_run {
+                continue;
+            }
+            match &path {
+                Some(path) => inner.io.remove_file_now(path)?,
+                None => inner.delete_blob_bytes(&digest).await?,
             }
         }
         Ok(())
