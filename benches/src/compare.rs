@@ -117,6 +117,9 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
         &runtime,
     )?;
     let mut kinds = vec![Kind::Berth, Kind::Distribution];
+    if options.shared_backend {
+        kinds.extend([Kind::BerthNodes, Kind::BerthEmbedded]);
+    }
     if options.no_commit_pushes {
         kinds.push(Kind::BerthNoCommit);
     }
@@ -129,11 +132,15 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
     let wrk_installed = std::process::Command::new("wrk").arg("-v").output().is_ok();
     for round in 1..=options.rounds {
         for &kind in &kinds {
-            let registry = match &shared {
-                Some(shared) => {
-                    Registry::start_shared(kind, &options.berth_bin, &options.data_parent, shared)?
+            let (berth_bin, parent) = (&options.berth_bin, &options.data_parent);
+            let registry = match (&shared, kind) {
+                (Some(shared), Kind::BerthNodes) => {
+                    crate::shared::start_nodes(berth_bin, parent, shared)?
                 }
-                None => Registry::start(kind, &options.berth_bin, &options.data_parent)?,
+                (Some(shared), kind) if kind != Kind::BerthEmbedded => {
+                    Registry::start_shared(kind, berth_bin, parent, shared)?
+                }
+                _ => Registry::start(kind, berth_bin, parent)?,
             };
             eprintln!(
                 "berth-bench: round {round}/{}: {} on {}",
@@ -204,12 +211,17 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
                     }
                 }
             }
+            let bucket = registry.bucket.clone();
             registry.stop();
+            if let (Some(shared), Some(bucket)) = (&shared, bucket) {
+                shared.remove_bucket(&bucket);
+            }
         }
     }
     Ok(Comparison {
         backend: if options.shared_backend {
-            "shared (SeaweedFS S3, 3 volume servers; berth: PostgreSQL index; Distribution: Redis cache)"
+            "shared (SeaweedFS S3, 3 volume servers; berth: PostgreSQL index; Distribution: Redis cache; \
+             berth 3 nodes: behind haproxy, round robin; berth embedded: local files and RocksDB)"
         } else {
             "files"
         },
@@ -244,6 +256,74 @@ fn limit_for(workload: &Workload, limits: &Limits) -> String {
 }
 
 impl Comparison {
+    /// Median requests/s of `kind` on workload `name` (NaN when it did not run).
+    fn rps(&self, kind: Kind, name: &str) -> f64 {
+        median(
+            self.of(kind, name)
+                .into_iter()
+                .map(|m| m.result.requests_per_second)
+                .collect(),
+        )
+    }
+
+    /// On the shared backend: berth as one node and as three behind haproxy against
+    /// Distribution, and the one node against berth on its embedded backend.
+    fn shared_table(&self, out: &mut String, names: &[String], width: usize) {
+        let nodes_ran = self.runs.iter().any(|m| m.registry == Kind::BerthNodes);
+        let embedded_ran = self.runs.iter().any(|m| m.registry == Kind::BerthEmbedded);
+        if !nodes_ran && !embedded_ran {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nshared backend: what more nodes give, and what sharing costs (req/s (MB/s))\n\
+             {:width$}  {:>18} {:>18} {:>10}  {:>18} {:>16}",
+            "workload",
+            "berth 1 node",
+            "berth 3 nodes",
+            "3 nodes/D",
+            "berth embedded",
+            "1 node/embedded",
+        );
+        for name in names {
+            let cell = |kind: Kind| {
+                let runs = self.of(kind, name);
+                match runs.is_empty() {
+                    true => "-".to_owned(),
+                    false => format!(
+                        "{:.1} ({:.0})",
+                        self.rps(kind, name),
+                        median(runs.iter().map(|m| m.result.megabytes_per_second).collect())
+                    ),
+                }
+            };
+            let _ = writeln!(
+                out,
+                "{name:width$}  {:>18} {:>18} {:>9.2}x  {:>18} {:>15.2}x",
+                cell(Kind::Berth),
+                cell(Kind::BerthNodes),
+                self.rps(Kind::BerthNodes, name) / self.rps(Kind::Distribution, name),
+                cell(Kind::BerthEmbedded),
+                self.rps(Kind::Berth, name) / self.rps(Kind::BerthEmbedded, name),
+            );
+        }
+        let wrk = |kind: Kind| {
+            median(
+                self.wrk
+                    .iter()
+                    .filter(|w| w.registry == kind && w.workload == "Manifest GET by tag")
+                    .map(|w| w.requests_per_second)
+                    .collect(),
+            )
+        };
+        let _ = writeln!(
+            out,
+            "wrk cross-check, Manifest GET by tag: berth 3 nodes {:.0} req/s, berth embedded {:.0} req/s",
+            wrk(Kind::BerthNodes),
+            wrk(Kind::BerthEmbedded)
+        );
+    }
+
     fn of(&self, kind: Kind, name: &str) -> Vec<&Measured> {
         self.runs
             .iter()
@@ -363,6 +443,7 @@ impl Comparison {
                 );
             }
         }
+        self.shared_table(&mut out, &names, width);
         let cpu = |kind: Kind, client: bool| -> f64 {
             self.runs
                 .iter()

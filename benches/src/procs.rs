@@ -36,6 +36,12 @@ pub enum Kind {
     BerthMirrorNoCommit,
     /// CNCF Distribution in proxy mode (`proxy.remoteurl`) in front of an upstream.
     DistributionProxy,
+    /// In a shared-backend comparison: berth on its embedded backend (local files and
+    /// RocksDB), to show what the shared one costs.
+    BerthEmbedded,
+    /// In a shared-backend comparison: three berth nodes of one registry behind haproxy
+    /// (round robin), started by `shared::start_nodes`.
+    BerthNodes,
 }
 
 impl Kind {
@@ -47,6 +53,8 @@ impl Kind {
             Kind::BerthMirror => "berth mirror",
             Kind::BerthMirrorNoCommit => "berth mirror commit:false",
             Kind::DistributionProxy => "distribution proxy",
+            Kind::BerthEmbedded => "berth embedded",
+            Kind::BerthNodes => "berth 3 nodes",
         }
     }
 
@@ -68,19 +76,25 @@ pub struct TlsFiles {
 pub struct Registry {
     pub kind: Kind,
     pub addr: SocketAddr,
+    /// On the shared backend: the bucket of this registry's blobs, which the caller deletes
+    /// once the registry has stopped (`SharedServices::remove_bucket`).
+    pub bucket: Option<String>,
     child: Child,
+    /// Further processes of the registry (more nodes, their load balancer): CPU and memory
+    /// figures add them up, and they stop with it.
+    others: Vec<Child>,
     log: PathBuf,
     _dir: TempDir,
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// `GET path` answers 200 (plain HTTP/1.1 over a std socket).
-fn answers_ok(addr: SocketAddr, path: &str) -> bool {
+pub fn answers_ok(addr: SocketAddr, path: &str) -> bool {
     let attempt = || -> std::io::Result<bool> {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -95,16 +109,18 @@ fn answers_ok(addr: SocketAddr, path: &str) -> bool {
     attempt().unwrap_or(false)
 }
 
-/// Installs Debian's docker-registry when it is missing (one apt-get update first).
+/// Installs Debian's `docker-registry` (CNCF Distribution) when it is missing.
 pub fn ensure_distribution() -> Result<()> {
-    if Command::new("docker-registry")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
+    ensure_package("docker-registry", "docker-registry")
+}
+
+/// Installs the Debian `package` that provides `binary` when `binary --version` cannot run
+/// (one `apt-get update` first).
+pub fn ensure_package(binary: &str, package: &str) -> Result<()> {
+    if Command::new(binary).arg("--version").output().is_ok() {
         return Ok(());
     }
-    eprintln!("berth-bench: installing docker-registry (CNCF Distribution)");
+    eprintln!("berth-bench: installing {package}");
     let apt = |args: &[&str]| -> Result<()> {
         let status = Command::new("apt-get")
             .args(args)
@@ -117,7 +133,7 @@ pub fn ensure_distribution() -> Result<()> {
         Ok(())
     };
     apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "docker-registry"])
+    apt(&["install", "-y", "-qq", package])
 }
 
 impl Registry {
@@ -184,22 +200,11 @@ impl Registry {
         tls: Option<&TlsFiles>,
         shared: Option<&crate::shared::SharedServices>,
     ) -> Result<Registry> {
-        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        // A key prefix and schema of its own on the shared services: every start is empty.
-        let prefix = format!(
-            "bench_{}_{}",
-            std::process::id(),
-            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let dir = tempfile::Builder::new()
-            .prefix(&format!(
-                "berth-bench-{}-",
-                kind.label().replace([' ', ':'], "-")
-            ))
-            .tempdir_in(parent)?;
+        let (dir, names) = Registry::fresh_dir(kind, parent)?;
         let data = dir.path().join("data");
         let log = dir.path().join("log");
         let port = free_port()?;
+        let bucket = shared.map(|shared| shared.new_bucket(&names));
         let mut command = match kind {
             Kind::Distribution | Kind::DistributionProxy => {
                 let config = dir.path().join("config.yml");
@@ -213,9 +218,9 @@ impl Registry {
                         tls.key.display()
                     )
                 });
-                let storage = match shared {
-                    Some(shared) => shared.distribution_storage(&prefix),
-                    None => format!(
+                let storage = match (shared, &bucket) {
+                    (Some(shared), Some(bucket)) => shared.distribution_storage(bucket, &names.prefix),
+                    _ => format!(
                         "storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
                          cache:\n    blobdescriptor: inmemory\n",
                         data.display()
@@ -235,16 +240,22 @@ impl Registry {
                 command.env_remove("AWS_CA_BUNDLE");
                 command
             }
-            Kind::Berth | Kind::BerthNoCommit | Kind::BerthMirror | Kind::BerthMirrorNoCommit => {
+            Kind::Berth
+            | Kind::BerthNoCommit
+            | Kind::BerthMirror
+            | Kind::BerthMirrorNoCommit
+            | Kind::BerthEmbedded
+            | Kind::BerthNodes => {
                 let config = dir.path().join("config.json");
-                let commit = matches!(kind, Kind::Berth | Kind::BerthMirror);
+                let commit = !matches!(kind, Kind::BerthNoCommit | Kind::BerthMirrorNoCommit);
                 let mut document = serde_json::json!({
                     "storage": {"rootDirectory": data, "commit": commit},
                     "http": {"address": "127.0.0.1", "port": port.to_string()},
                     "log": {"level": "error"},
                 });
-                if let Some(shared) = shared {
-                    document["storage"] = shared.berth_storage(&data, &prefix, commit);
+                if let (Some(shared), Some(bucket)) = (shared, &bucket) {
+                    document["storage"] =
+                        shared.berth_storage(&data, bucket, &names.prefix, commit);
                 }
                 if let Some(tls) = tls {
                     document["http"]["tls"] = serde_json::json!({"cert": tls.cert, "key": tls.key});
@@ -262,89 +273,115 @@ impl Registry {
                 command
             }
         };
-        let log_file = std::fs::File::create(&log)?;
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", kind.label()))?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + START_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before it was ready:\n{}",
-                    kind.label(),
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            // Over TLS, a listening port is ready enough (the first request waits for the
-            // shards); plain HTTP is asked for a 200.
-            let ready = match tls {
-                Some(_) => TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok(),
-                None => answers_ok(addr, "/v2/"),
-            };
-            if ready {
-                return Ok(Registry {
-                    kind,
-                    addr,
-                    child,
-                    log,
-                    _dir: dir,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        // Over TLS, a listening port is ready enough (the first request waits for the
+        // shards); plain HTTP is asked for a 200.
+        let child = spawn_ready(kind.label(), &mut command, &log, addr, tls.is_none())?;
+        Ok(Registry {
+            kind,
+            addr,
+            bucket,
+            child,
+            others: Vec::new(),
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// A fresh directory for a registry of `kind` under `parent`, and the names it goes by on
+    /// the shared services.
+    pub fn fresh_dir(kind: Kind, parent: &Path) -> Result<(TempDir, Names)> {
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let started = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let names = Names {
+            prefix: format!("bench_{}_{started}", std::process::id()),
+            bucket: format!("bench-{}-{started}", std::process::id()),
+        };
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(
+                "berth-bench-{}-",
+                kind.label().replace([' ', ':'], "-")
+            ))
+            .tempdir_in(parent)?;
+        Ok((dir, names))
+    }
+
+    /// A registry whose `child` and `others` already run and answer at `addr`.
+    pub fn assembled(
+        kind: Kind,
+        addr: SocketAddr,
+        bucket: Option<String>,
+        mut processes: Vec<Child>,
+        log: PathBuf,
+        dir: TempDir,
+    ) -> Result<Registry> {
+        if processes.is_empty() {
+            bail!("{} has no process", kind.label());
         }
-        let _ = child.kill();
-        Err(anyhow!(
-            "{} did not answer GET /v2/ within {START_TIMEOUT:?}",
-            kind.label()
-        ))
+        let child = processes.remove(0);
+        Ok(Registry {
+            kind,
+            addr,
+            bucket,
+            child,
+            others: processes,
+            log,
+            _dir: dir,
+        })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn proc_file(&self, name: &str) -> Result<String> {
-        Ok(std::fs::read_to_string(format!(
-            "/proc/{}/{name}",
-            self.pid()
-        ))?)
+    /// Every process of the registry.
+    fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(&self.child)
+            .chain(&self.others)
+            .map(Child::id)
     }
 
     /// Resets the peak RSS (VmHWM) so the next reading covers only what follows.
     pub fn reset_peak_rss(&self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+        for pid in self.pids() {
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        }
     }
 
-    /// Peak resident set size since the last reset, in bytes.
+    /// Peak resident set size since the last reset, in bytes (for several processes, the sum
+    /// of their peaks: an upper bound of the peak they reached together).
     pub fn peak_rss(&self) -> Result<u64> {
-        let status = self.proc_file("status")?;
-        let line = status
-            .lines()
-            .find(|line| line.starts_with("VmHWM:"))
-            .ok_or_else(|| anyhow!("no VmHWM in /proc status"))?;
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .ok_or_else(|| anyhow!("malformed {line:?}"))?
-            .parse()?;
-        Ok(kib * 1024)
+        let mut total = 0;
+        for pid in self.pids() {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+            let line = status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .ok_or_else(|| anyhow!("no VmHWM in /proc status"))?;
+            let kib: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .ok_or_else(|| anyhow!("malformed {line:?}"))?
+                .parse()?;
+            total += kib * 1024;
+        }
+        Ok(total)
     }
 
-    /// CPU time (user + system) the registry process has used.
+    /// CPU time (user + system) the registry's processes have used.
     pub fn cpu_time(&self) -> Result<Duration> {
-        let stat = self.proc_file("stat")?;
-        // Fields after the command name (which may contain spaces) start at its closing ')'.
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).unwrap_or(&"0").parse::<u64>()?
-            + fields.get(12).unwrap_or(&"0").parse::<u64>()?;
+        let mut ticks = 0;
+        for pid in self.pids() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+            // Fields after the command name (which may contain spaces) start at its ')'.
+            let rest = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest)
+                .unwrap_or_default();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            ticks += fields.get(11).unwrap_or(&"0").parse::<u64>()?
+                + fields.get(12).unwrap_or(&"0").parse::<u64>()?;
+        }
         // SAFETY: sysconf has no preconditions.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
@@ -354,10 +391,66 @@ impl Registry {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, then SIGKILL after 10 s; the data directory goes with `self`.
+    /// SIGTERM, then SIGKILL after 10 s; the data directory goes with `self`. The further
+    /// processes stop first (a load balancer before its nodes).
     pub fn stop(mut self) {
+        for other in self.others.iter_mut().rev() {
+            stop_child(other, Duration::from_secs(10));
+        }
         stop_child(&mut self.child, Duration::from_secs(10));
     }
+}
+
+/// What a registry started on the shared services is called there: a key prefix and
+/// PostgreSQL schema (`prefix`), and a bucket name for its blobs (`bucket`, `[a-z0-9-]`). New
+/// for every start, so every start is empty.
+pub struct Names {
+    pub prefix: String,
+    pub bucket: String,
+}
+
+/// Spawns `command` with its output in `log`; Ok once it answers at `addr` (a 200 to
+/// `GET /v2/` when `http_ready`, else a connection), Err (with the log) when it exits first
+/// or takes longer than 30 s.
+pub fn spawn_ready(
+    label: &str,
+    command: &mut Command,
+    log: &Path,
+    addr: SocketAddr,
+    http_ready: bool,
+) -> Result<Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {label}"))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{label} exited ({status}) before it was ready:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        let ready = match http_ready {
+            true => answers_ok(addr, "/v2/"),
+            false => TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok(),
+        };
+        if ready {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(anyhow!(
+        "{label} did not answer at {addr} within {START_TIMEOUT:?}"
+    ))
 }
 
 /// SIGTERM, then SIGKILL once `grace` has passed.
@@ -385,6 +478,9 @@ pub fn kill_child(child: &mut std::process::Child) {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        for other in &mut self.others {
+            kill_child(other);
+        }
         kill_child(&mut self.child);
     }
 }

@@ -1,19 +1,23 @@
 //! `berth-bench compare --backend shared`: both registries on the same S3-compatible cluster
 //! (SeaweedFS: one master, three volume servers with replication 001, a filer and its S3
-//! gateway, started by berth-tests' harness), berth's index in PostgreSQL (a throwaway server)
-//! and Distribution's blob-descriptor cache in Redis (Debian's `redis-server`), as issue 20
-//! asks. Each registry started gets a key prefix of its own in the bucket (and berth a schema
-//! of its own), so every round starts empty, as with the files backend.
+//! gateway, started by berth-tests' harness at its bench capacity), berth's index in
+//! PostgreSQL (a throwaway server) and Distribution's blob-descriptor cache in Redis (Debian's
+//! `redis-server`), as issue 20 asks. Beside them: berth as three nodes of one registry behind
+//! Debian's `haproxy` (round robin), and berth on its embedded backend.
+//!
+//! Each registry started gets a bucket of its own (plus a key prefix, and for berth a
+//! PostgreSQL schema), so every round starts empty; the bucket is deleted when the registry
+//! stops, which gives its space back at once (rounds of 100 MB pushes would otherwise fill
+//! the cluster: deleted objects only return space at SeaweedFS's next vacuum).
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use berth_tests::postgres::Postgres;
-use berth_tests::seaweedfs::{SeaweedCluster, ACCESS_KEY, REGION, SECRET_KEY};
+use berth_tests::seaweedfs::{Capacity, SeaweedCluster, ACCESS_KEY, REGION, SECRET_KEY};
 
-/// The bucket both registries use.
-pub const BUCKET: &str = "bench";
+use crate::procs::{self, Kind, Names, Registry};
 
 /// The running services and where they are.
 pub struct SharedServices {
@@ -23,20 +27,19 @@ pub struct SharedServices {
     redis: Child,
     // Dropped last: they stop (with their data) when the comparison ends.
     _postgres: Postgres,
-    _cluster: SeaweedCluster,
+    cluster: SeaweedCluster,
 }
 
 impl SharedServices {
-    /// Starts SeaweedFS, PostgreSQL and Redis (installing `redis-server` when missing).
+    /// Starts SeaweedFS, PostgreSQL and Redis (installing `redis-server` and `haproxy` when
+    /// missing).
     pub fn start(parent: &Path) -> Result<SharedServices> {
-        ensure_redis()?;
+        procs::ensure_package("redis-server", "redis-server")?;
+        procs::ensure_package("haproxy", "haproxy")?;
         eprintln!("berth-bench: starting SeaweedFS (3 volume servers), PostgreSQL and Redis");
-        let cluster = SeaweedCluster::start();
-        cluster.create_bucket(BUCKET);
+        let cluster = SeaweedCluster::start_with(Capacity::BENCH);
         let postgres = Postgres::start();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = procs::free_port()?;
         let redis = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -61,17 +64,35 @@ impl SharedServices {
             redis_addr,
             redis,
             _postgres: postgres,
-            _cluster: cluster,
+            cluster,
         })
     }
 
-    /// berth's `storage` section for a registry whose data lives under `prefix`.
-    pub fn berth_storage(&self, root: &Path, prefix: &str, commit: bool) -> serde_json::Value {
+    /// Creates the bucket of a registry called `names`; returns its name.
+    pub fn new_bucket(&self, names: &Names) -> String {
+        self.cluster.create_bucket(&names.bucket);
+        names.bucket.clone()
+    }
+
+    /// Deletes a stopped registry's bucket with its objects and volumes.
+    pub fn remove_bucket(&self, bucket: &str) {
+        self.cluster.delete_bucket(bucket);
+    }
+
+    /// berth's `storage` section for a registry whose blobs live in `bucket` under `prefix`,
+    /// and whose index is the PostgreSQL schema `prefix`.
+    pub fn berth_storage(
+        &self,
+        root: &Path,
+        bucket: &str,
+        prefix: &str,
+        commit: bool,
+    ) -> serde_json::Value {
         serde_json::json!({
             "rootDirectory": root,
             "commit": commit,
             "storageDriver": {
-                "name": "s3", "region": REGION, "bucket": BUCKET,
+                "name": "s3", "region": REGION, "bucket": bucket,
                 "regionendpoint": self.s3_endpoint, "rootdirectory": prefix,
                 "accesskey": ACCESS_KEY, "secretkey": SECRET_KEY,
             },
@@ -79,10 +100,11 @@ impl SharedServices {
         })
     }
 
-    /// Distribution's `storage`, `redis` sections (YAML) for a registry under `prefix`.
-    pub fn distribution_storage(&self, prefix: &str) -> String {
+    /// Distribution's `storage`, `redis` sections (YAML) for a registry in `bucket` under
+    /// `prefix`.
+    pub fn distribution_storage(&self, bucket: &str, prefix: &str) -> String {
         format!(
-            "storage:\n  s3:\n    region: {REGION}\n    regionendpoint: {}\n    bucket: {BUCKET}\n    \
+            "storage:\n  s3:\n    region: {REGION}\n    regionendpoint: {}\n    bucket: {bucket}\n    \
              rootdirectory: /{prefix}\n    accesskey: {ACCESS_KEY}\n    secretkey: {SECRET_KEY}\n    \
              secure: false\n    v4auth: true\n  delete:\n    enabled: true\n  redirect:\n    \
              disable: true\n  cache:\n    blobdescriptor: redis\nredis:\n  addr: {}\n",
@@ -93,30 +115,72 @@ impl SharedServices {
 
 impl Drop for SharedServices {
     fn drop(&mut self) {
-        crate::procs::stop_child(&mut self.redis, Duration::from_secs(5));
+        procs::stop_child(&mut self.redis, Duration::from_secs(5));
     }
 }
 
-/// Installs Debian's redis-server when it is missing.
-fn ensure_redis() -> Result<()> {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        return Ok(());
+/// Nodes of [`Kind::BerthNodes`].
+pub const NODES: usize = 3;
+
+/// Starts [`NODES`] berth nodes of one registry on the shared services (one bucket, one
+/// schema, each node on a port of its own) and haproxy in front of them, balancing requests
+/// round robin over keep-alive connections, as a user would deploy them. The registry's
+/// address is haproxy's; its CPU and memory figures include haproxy's.
+pub fn start_nodes(berth_bin: &Path, parent: &Path, shared: &SharedServices) -> Result<Registry> {
+    let kind = Kind::BerthNodes;
+    let (dir, names) = Registry::fresh_dir(kind, parent)?;
+    let bucket = shared.new_bucket(&names);
+    let log = dir.path().join("log");
+    let mut processes = Vec::new();
+    let mut servers = String::new();
+    for node in 0..NODES {
+        let port = procs::free_port()?;
+        let data = dir.path().join(format!("node{node}"));
+        let config = dir.path().join(format!("node{node}.json"));
+        let document = serde_json::json!({
+            "storage": shared.berth_storage(&data, &bucket, &names.prefix, true),
+            "http": {"address": "127.0.0.1", "port": port.to_string()},
+            "log": {"level": "error"},
+        });
+        std::fs::write(&config, serde_json::to_vec_pretty(&document)?)?;
+        let addr = ([127, 0, 0, 1], port).into();
+        let mut command = Command::new(berth_bin);
+        command.arg("serve").arg(config);
+        let label = format!("berth node {node}");
+        let started = procs::spawn_ready(&label, &mut command, &log, addr, true);
+        keep_or_kill_all(&mut processes, started)?;
+        servers.push_str(&format!("  server node{node} {addr}\n"));
     }
-    eprintln!("berth-bench: installing redis-server");
-    let apt = |args: &[&str]| -> Result<()> {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()?;
-        if !status.success() {
-            bail!("apt-get {args:?} failed");
+    let port = procs::free_port()?;
+    let config = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 4096\n\
+             defaults\n  mode http\n  timeout connect 5s\n  timeout client 300s\n  \
+             timeout server 300s\n\
+             frontend registry\n  bind 127.0.0.1:{port}\n  default_backend nodes\n\
+             backend nodes\n  balance roundrobin\n{servers}"
+        ),
+    )?;
+    let addr = ([127, 0, 0, 1], port).into();
+    let mut command = Command::new("haproxy");
+    command.arg("-db").arg("-f").arg(&config);
+    let started = procs::spawn_ready("haproxy", &mut command, &log, addr, true);
+    keep_or_kill_all(&mut processes, started)?;
+    Registry::assembled(kind, addr, Some(bucket), processes, log, dir)
+}
+
+/// Adds a started process to `processes`, or kills them all when it did not start.
+fn keep_or_kill_all(processes: &mut Vec<Child>, started: Result<Child>) -> Result<()> {
+    match started {
+        Ok(child) => {
+            processes.push(child);
+            Ok(())
         }
-        Ok(())
-    };
-    apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "redis-server"])
+        Err(error) => {
+            processes.iter_mut().for_each(procs::kill_child);
+            Err(error)
+        }
+    }
 }

@@ -14,8 +14,9 @@
 //! - Nothing leaves the machine: the master's anonymous usage report is off
 //!   (`-telemetry=false`). Logs go to stderr (`-logtostderr`; glog would write files to /tmp),
 //!   one file per server in the cluster's directory, appended across restarts.
-//! - Small: volumes close at [`VOLUME_SIZE_LIMIT_MB`] and each server holds at most
-//!   [`MAX_VOLUMES`]; volume files grow as written (no preallocation).
+//! - Small: volumes close at a [`Capacity`]'s size and each server holds a bounded number
+//!   ([`Capacity::TESTS`], or [`Capacity::BENCH`] for benchmarks); volume files grow as
+//!   written (no preallocation).
 //! - The filer's own `-s3` option is not used: in 4.48 its gateway never started listening.
 //! - Readiness: the master leads, the three volume servers are registered with it
 //!   (`/dir/status`), the filer answers, and the gateway answers a signed ListBuckets with 200.
@@ -45,11 +46,30 @@ pub const SECRET_KEY: &str = "berth-test-secret-key";
 pub const REGION: &str = "us-east-1";
 /// Number of volume servers.
 pub const VOLUME_SERVERS: usize = 3;
-/// The master closes a volume to writes at this size (SeaweedFS's default is 30 GiB).
-pub const VOLUME_SIZE_LIMIT_MB: u32 = 64;
-/// Volumes per volume server: with two copies of everything, the cluster holds
-/// 3 x 16 x 64 MiB / 2 = 1.5 GiB of objects.
-pub const MAX_VOLUMES: u32 = 16;
+
+/// How much the cluster holds: the master closes a volume to writes at `volume_size_limit_mb`
+/// (SeaweedFS's default is 30 GiB) and each volume server holds at most `max_volumes`. Every
+/// bucket is a collection with volumes of its own, so buckets use slots up too.
+#[derive(Clone, Copy, Debug)]
+pub struct Capacity {
+    pub volume_size_limit_mb: u32,
+    pub max_volumes: u32,
+}
+
+impl Capacity {
+    /// The tests' cluster: with two copies of everything, 3 x 16 x 64 MiB / 2 = 1.5 GiB of
+    /// objects, in about a second's start and 350 MiB of memory.
+    pub const TESTS: Capacity = Capacity {
+        volume_size_limit_mb: 64,
+        max_volumes: 16,
+    };
+    /// `berth-bench compare --backend shared`: 3 x 32 x 256 MiB / 2 = 12 GiB of objects (the
+    /// bench also deletes each registry's bucket when the registry stops).
+    pub const BENCH: Capacity = Capacity {
+        volume_size_limit_mb: 256,
+        max_volumes: 32,
+    };
+}
 /// A volume server turns its volumes read-only below this much free disk: a fixed amount, as
 /// the default (1% of the disk) depends on the machine.
 const MIN_FREE_SPACE: &str = "1GiB";
@@ -224,8 +244,14 @@ pub struct SeaweedCluster {
 }
 
 impl SeaweedCluster {
-    /// Starts the cluster and waits until the gateway takes signed requests.
+    /// Starts the tests' cluster ([`Capacity::TESTS`]) and waits until the gateway takes
+    /// signed requests.
     pub fn start() -> SeaweedCluster {
+        SeaweedCluster::start_with(Capacity::TESTS)
+    }
+
+    /// Starts a cluster of `capacity` and waits until the gateway takes signed requests.
+    pub fn start_with(capacity: Capacity) -> SeaweedCluster {
         let client = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(REQUEST_TIMEOUT)
@@ -237,7 +263,8 @@ impl SeaweedCluster {
                 .prefix("berth-seaweedfs-")
                 .tempdir()
                 .expect("temp dir");
-            let mut cluster = SeaweedCluster::configure(Ports::pick(), dir, client.clone());
+            let mut cluster =
+                SeaweedCluster::configure(Ports::pick(), capacity, dir, client.clone());
             match cluster.run() {
                 Ok(()) => return cluster,
                 Err(why) => {
@@ -251,7 +278,12 @@ impl SeaweedCluster {
         panic!("SeaweedFS did not start:\n{failures}");
     }
 
-    fn configure(ports: Ports, dir: TempDir, client: reqwest::blocking::Client) -> SeaweedCluster {
+    fn configure(
+        ports: Ports,
+        capacity: Capacity,
+        dir: TempDir,
+        client: reqwest::blocking::Client,
+    ) -> SeaweedCluster {
         let path = dir.path();
         let make_dir = |name: &str| {
             let sub = path.join(name);
@@ -276,7 +308,7 @@ impl SeaweedCluster {
                     format!("-port.grpc={}", ports.master.1),
                     format!("-mdir={}", make_dir("master")),
                     format!("-defaultReplication={REPLICATION}"),
-                    format!("-volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}"),
+                    format!("-volumeSizeLimitMB={}", capacity.volume_size_limit_mb),
                     // One master: no Raft quorum to wait for.
                     "-peers=none".into(),
                     "-telemetry=false".into(),
@@ -295,7 +327,7 @@ impl SeaweedCluster {
                             format!("-port={port}"),
                             format!("-port.grpc={grpc}"),
                             format!("-dir={}", make_dir(&format!("volume-{index}"))),
-                            format!("-max={MAX_VOLUMES}"),
+                            format!("-max={}", capacity.max_volumes),
                             format!("-minFreeSpace={MIN_FREE_SPACE}"),
                             format!("-master={master_address}"),
                             // Default 10: seconds between leaving the master and exiting.
@@ -496,6 +528,44 @@ impl SeaweedCluster {
         assert_eq!(status, 200, "PUT /{bucket}: {body}");
     }
 
+    /// Deletes `bucket` with everything in it and gives its disk space back at once: the
+    /// filer drops the bucket's directory (recursively) and with it the bucket's collection,
+    /// whose volumes the volume servers delete; the master is then asked to drop the
+    /// collection in case it is still there. (Deleting objects one by one only marks them;
+    /// space returns at the next vacuum.) Panics unless the filer deletes the bucket.
+    pub fn delete_bucket(&self, bucket: &str) {
+        let timeout = Duration::from_secs(60);
+        let filer = format!(
+            "http://127.0.0.1:{}/buckets/{bucket}?recursive=true&ignoreRecursiveError=true",
+            self.ports.filer.0
+        );
+        let response = self
+            .client
+            .delete(filer)
+            .timeout(timeout)
+            .send()
+            .unwrap_or_else(|e| panic!("filer DELETE of bucket {bucket}: {e}"));
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "filer DELETE of bucket {bucket}: {status} {}",
+            response.text().unwrap_or_default()
+        );
+        let collection = format!("{}/col/delete?collection={bucket}", self.master_url());
+        let response = self
+            .client
+            .post(collection)
+            .timeout(timeout)
+            .send()
+            .unwrap_or_else(|e| panic!("master /col/delete of {bucket}: {e}"));
+        let status = response.status();
+        let body = response.text().unwrap_or_default();
+        assert!(
+            status.is_success() || body.contains("does not exist"),
+            "master /col/delete of {bucket}: {status} {body}"
+        );
+    }
+
     /// Sends a SigV4-signed request to the gateway; `path` is already URI-encoded and has no
     /// query. Returns (status, body).
     pub fn signed(
@@ -689,68 +759,4 @@ impl Drop for SeaweedCluster {
     }
 }
 
-/// AWS Signature Version 4 of a request without a query string, enough for bucket calls.
-mod sigv4 {
-    use ring::hmac;
-    use sha2::Digest as _;
-
-    use super::{ACCESS_KEY, REGION};
-
-    const SERVICE: &str = "s3";
-
-    /// The headers that sign `method host path` with `body` at the current time.
-    pub(super) fn sign(
-        method: &str,
-        host: &str,
-        path: &str,
-        body: &[u8],
-        secret_key: &str,
-    ) -> Vec<(&'static str, String)> {
-        let now = time::OffsetDateTime::now_utc();
-        let date = format!(
-            "{:04}{:02}{:02}",
-            now.year(),
-            u8::from(now.month()),
-            now.day()
-        );
-        let timestamp = format!(
-            "{date}T{:02}{:02}{:02}Z",
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let payload_hash = hex::encode(sha2::Sha256::digest(body));
-        let signed_headers = "host;x-amz-content-sha256;x-amz-date";
-        let canonical_request = format!(
-            "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:{payload_hash}\n\
-             x-amz-date:{timestamp}\n\n{signed_headers}\n{payload_hash}"
-        );
-        let scope = format!("{date}/{REGION}/{SERVICE}/aws4_request");
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{}",
-            hex::encode(sha2::Sha256::digest(canonical_request.as_bytes()))
-        );
-        let mut key = format!("AWS4{secret_key}").into_bytes();
-        for part in [date.as_str(), REGION, SERVICE, "aws4_request"] {
-            key = mac(&key, part.as_bytes());
-        }
-        let signature = hex::encode(mac(&key, string_to_sign.as_bytes()));
-        vec![
-            ("x-amz-date", timestamp),
-            ("x-amz-content-sha256", payload_hash),
-            (
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, \
-                     SignedHeaders={signed_headers}, Signature={signature}"
-                ),
-            ),
-        ]
-    }
-
-    fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
-        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
-            .as_ref()
-            .to_vec()
-    }
-}
+mod sigv4;

@@ -153,6 +153,55 @@ fn compare_runs_berth_and_distribution_side_by_side() {
     assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
 }
 
+/// `compare --backend shared` (issue 20's benchmark): berth as one node and as three behind
+/// haproxy, Distribution with its s3 driver and Redis, all on one SeaweedFS cluster, and berth
+/// embedded beside them; both tables have a figure for every registry, no request failed, and
+/// the data directories are gone after.
+#[test]
+fn compare_on_the_shared_backend_runs_one_node_three_nodes_and_embedded() {
+    let tools = ["docker-registry", "haproxy", "redis-server"];
+    if !berth_tests::nodes::shared_backend_available(&tools) {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let berth = berth_bin();
+    let out = run_bench(&[
+        "compare",
+        "--berth-bin",
+        berth.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--backend",
+        "shared",
+        "--rounds",
+        "1",
+        "-c",
+        "2",
+        "-n",
+        "3",
+        "--small-requests",
+        "20",
+        "--no-nocommit",
+        "-t",
+        "Push Monolith 1MB$|Manifest GET by tag",
+    ]);
+    assert!(out.contains("backend: shared (SeaweedFS S3"), "{out}");
+    for name in ["Push Monolith 1MB", "Manifest GET by tag"] {
+        let rows: Vec<&str> = out.lines().filter(|line| line.starts_with(name)).collect();
+        // The main table (berth, Distribution) and the shared one (1 node, 3 nodes, embedded).
+        assert_eq!(rows.len(), 2, "{name} rows in:\n{out}");
+        for (row, figures) in rows.iter().zip([2, 3]) {
+            assert!(!row.contains("FAILURES") && !row.contains("NaN"), "{row}");
+            assert_eq!(
+                row.split_whitespace().filter(|w| w.ends_with(')')).count(),
+                figures,
+                "{row}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}
+
 /// `berth-bench mirror` (issue 6's benchmark): berth as an on-demand mirror and Distribution in
 /// proxy mode in front of one upstream; every pull (cold, 2nd, 3rd, direct) succeeds, is
 /// verified, and is reported with its CPU columns, and the data directories are gone after.

@@ -274,6 +274,80 @@ fn two_seaweedfs_clusters_listen_on_their_own_loopback_ports() {
     eprintln!("SeaweedFS: second cluster started in {start_time:?} beside the first");
 }
 
+/// Bytes in the volume servers' directories (their `.dat` and `.idx` files).
+fn volume_bytes(cluster: &SeaweedCluster) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(cluster.dir())
+        .expect("cluster dir")
+        .flatten()
+    {
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if !is_dir || !entry.file_name().to_string_lossy().starts_with("volume-") {
+            continue;
+        }
+        for file in std::fs::read_dir(entry.path())
+            .expect("volume dir")
+            .flatten()
+        {
+            total += file.metadata().map_or(0, |meta| meta.len());
+        }
+    }
+    total
+}
+
+#[test]
+fn a_deleted_bucket_gives_its_space_back_and_spares_the_others() {
+    if !seaweedfs_available() {
+        return;
+    }
+    let cluster = SeaweedCluster::start();
+    cluster.create_bucket("kept");
+    cluster.create_bucket("doomed");
+    let kept = s3_client(&cluster, "kept");
+    let doomed = s3_client(&cluster, "doomed");
+    let body = pattern(8 << 20, 7);
+    let rt = runtime();
+    rt.block_on(async {
+        kept.put(&ObjectPath::from("a"), PutPayload::from(body.clone()))
+            .await
+            .expect("PUT kept");
+        for name in ["x", "y", "z"] {
+            doomed
+                .put(&ObjectPath::from(name), PutPayload::from(body.clone()))
+                .await
+                .expect("PUT doomed");
+        }
+    });
+    let before = volume_bytes(&cluster);
+    // Three 8 MiB objects, two copies each.
+    let written = 2 * 3 * body.len() as u64;
+    assert!(before >= written, "{before} bytes on disk after {written}");
+
+    cluster.delete_bucket("doomed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while volume_bytes(&cluster) > before - written && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = volume_bytes(&cluster);
+    assert!(
+        after <= before - written,
+        "{before} bytes before the delete, {after} after: the {written} written were not freed"
+    );
+    let (status, listing) = cluster
+        .signed(reqwest::Method::GET, "/", Vec::new())
+        .expect("ListBuckets");
+    assert_eq!(status, 200, "{listing}");
+    assert!(
+        listing.contains("<Name>kept</Name>") && !listing.contains("<Name>doomed</Name>"),
+        "{listing}"
+    );
+    rt.block_on(async {
+        let gone = doomed.get(&ObjectPath::from("x")).await;
+        assert!(gone.is_err(), "an object of the deleted bucket: {gone:?}");
+        assert_eq!(get_bytes(&kept, &ObjectPath::from("a")).await, body);
+    });
+}
+
 #[test]
 fn postgres_keeps_committed_rows_across_a_kill() {
     if !postgres_available() {
