@@ -372,6 +372,21 @@ impl Index {
         }
     }
 
+    /// How many records `cf` holds: a scan on RocksDB (blocking, as [`Index::visit`]), one
+    /// `count(*)` on PostgreSQL. For small families (upload sessions in the bucket).
+    pub(crate) async fn count(&self, cf: Cf) -> Result<u64, StorageError> {
+        let rocks = match &self.backend {
+            Backend::Rocks(rocks) => rocks,
+            Backend::Postgres(pg) => return pg.count(cf).await,
+        };
+        let mut count = 0;
+        rocks.visit(cf, b"", None, |_, _| {
+            count += 1;
+            Ok(true)
+        })?;
+        Ok(count)
+    }
+
     /// True if some key starts with `prefix` and `matches` its entry.
     pub(crate) async fn any_with_prefix(
         &self,

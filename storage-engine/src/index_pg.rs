@@ -66,6 +66,7 @@ const SCAN_BOUNDED: &str =
 /// Count and sum of the u64 (big-endian) each value of a family starts with (`blobs`: size).
 const SIZE_TOTALS: &str = "SELECT count(*)::int8, coalesce(sum(('x' || \
      encode(substring(v from 1 for 8), 'hex'))::bit(64)::int8), 0)::int8 FROM kv WHERE cf = $1";
+const COUNT: &str = "SELECT count(*)::int8 FROM kv WHERE cf = $1";
 const SCAN_OPEN: &str = "SELECT k, v FROM kv WHERE cf = $1 AND k >= $2 ORDER BY k LIMIT $3";
 const WRITE: &str = "WITH gone AS (DELETE FROM kv WHERE (cf, k) IN \
      (SELECT * FROM unnest($4::int2[], $5::bytea[]))) \
@@ -353,6 +354,16 @@ impl PgIndex {
             .map_err(|e| pg_error("totals", e))?;
         let (count, sum): (i64, i64) = (row.get(0), row.get(1));
         Ok((count.max(0) as u64, sum as u64))
+    }
+
+    /// The number of records of `cf`, counted by the server.
+    pub(crate) async fn count(&self, cf: Cf) -> Result<u64, StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(COUNT, &[&cf.id()])
+            .await
+            .map_err(|e| pg_error("count", e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     /// Up to `limit` entries of `cf` from `from` (inclusive) to `until` (exclusive), in order.

@@ -116,6 +116,7 @@ impl Inner {
         batch.put(Cf::Uploads, key(&id), record.encode());
         batch.put(Cf::UploadState, key(&id), SharedState::new(now).encode());
         self.index.write(batch, false).await?;
+        self.usage.sessions_changed();
         Ok(id)
     }
 
@@ -226,6 +227,7 @@ impl Inner {
             batch.delete(Cf::Uploads, key(id));
             batch.delete(Cf::UploadState, key(id));
             self.write_held(batch, &held).await?;
+            self.usage.sessions_changed();
             state
         };
         self.drop_session_objects(id, &state).await;
@@ -286,6 +288,7 @@ impl Inner {
                 batch.delete(Cf::Uploads, key(&id));
                 batch.delete(Cf::UploadState, key(&id));
                 self.write_held(batch, &held).await?;
+                self.usage.sessions_changed();
                 state
             };
             self.drop_session_objects(&id, &state).await;

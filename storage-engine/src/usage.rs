@@ -18,9 +18,16 @@
 //!   them at, whichever node committed. The store totals are counted by the server
 //!   (`count`/`sum` over `blobs`, one query) at most every [`TOTALS_TTL`], and at once after
 //!   this node created or removed a blob record.
+//! - Upload sessions open: this node's session table when blobs are files (each node stages
+//!   its own). When blobs are in S3 the sessions are records in the index (`upload_state`,
+//!   upload_shared.rs) that every node shares, so the figure is counted there and is
+//!   registry-wide on a shared index; the count is reused for [`TOTALS_TTL`] unless this
+//!   node opened or closed a session since (on RocksDB, where every change is this node's,
+//!   it is then exact).
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Mutex;
 
 use crate::engine::Engine;
@@ -147,6 +154,11 @@ pub(crate) struct Usage {
     /// Shared index: the store totals (blobs, bytes) last counted and when; `None` after
     /// this node changed them.
     totals: Mutex<Option<(std::time::Instant, u64, u64)>>,
+    /// Blobs in S3: upload sessions this node opened or closed (module rules).
+    session_changes: AtomicU64,
+    /// Blobs in S3: the upload sessions last counted, when, and `session_changes` before
+    /// that count began (a count that may have missed this node's change is not reused).
+    sessions: Mutex<Option<(std::time::Instant, u64, u64)>>,
 }
 
 impl Default for Usage {
@@ -158,6 +170,8 @@ impl Default for Usage {
             dirty: DirtySet::default(),
             gc_dirty: DirtySet::default(),
             totals: Mutex::default(),
+            session_changes: AtomicU64::new(0),
+            sessions: Mutex::default(),
         }
     }
 }
@@ -212,6 +226,30 @@ impl Usage {
         let (blobs, bytes) = pg.size_totals(Cf::Blobs).await?;
         *self.totals.lock().expect("usage lock is never poisoned") = Some((at, blobs, bytes));
         Ok((blobs, bytes))
+    }
+
+    /// This node created or deleted an upload session's records in the index (blobs in S3).
+    /// Call after the batch is written.
+    pub(crate) fn sessions_changed(&self) {
+        self.session_changes.fetch_add(1, SeqCst);
+    }
+
+    /// Upload sessions recorded in the index (blobs in S3), reused for [`TOTALS_TTL`] unless
+    /// this node changed them since (module rules).
+    async fn shared_sessions(&self, index: &Index) -> Result<u64, StorageError> {
+        // Read before counting: a change written after this makes the count stale.
+        let changes = self.session_changes.load(SeqCst);
+        let cached = *self.sessions.lock().expect("usage lock is never poisoned");
+        if let Some((at, counted_after, sessions)) = cached {
+            if counted_after == changes && at.elapsed() < TOTALS_TTL {
+                return Ok(sessions);
+            }
+        }
+        let at = std::time::Instant::now();
+        let sessions = index.count(Cf::UploadState).await?;
+        *self.sessions.lock().expect("usage lock is never poisoned") =
+            Some((at, changes, sessions));
+        Ok(sessions)
     }
 
     /// Marks `repo` changed for the next snapshot and the next GC pass. Call after its batch
@@ -403,8 +441,16 @@ impl Engine {
         Ok((bytes, count))
     }
 
-    /// Upload sessions currently open (received, not yet committed or cancelled).
-    pub fn upload_sessions_open(&self) -> usize {
-        self.inner.sessions.len()
+    /// Upload sessions currently open (received, not yet committed or cancelled). Blobs on
+    /// files: this node's sessions. Blobs in S3: the sessions recorded in the index, which
+    /// every node shares, so on a shared (PostgreSQL) index the figure is registry-wide, the
+    /// same on every node, and up to [`TOTALS_TTL`] old (module rules). May scan the index:
+    /// await it on the blocking pool, never on a shard.
+    pub async fn upload_sessions_open(&self) -> Result<u64, StorageError> {
+        let inner = &self.inner;
+        if !inner.shared_uploads() {
+            return Ok(inner.sessions.len() as u64);
+        }
+        inner.usage.shared_sessions(&inner.index).await
     }
 }

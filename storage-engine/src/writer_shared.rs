@@ -324,6 +324,7 @@ impl SharedWriter {
         inner
             .link_blob(&self.repo, digest, size, Some(batch), guard)
             .await?;
+        inner.usage.sessions_changed();
         self.holds_lease = false;
         self.poisoned = false;
         if let Err(error) = self.blobs().clear_upload(&self.id).await {
@@ -338,6 +339,7 @@ impl SharedWriter {
         batch.delete(Cf::Uploads, self.id.as_str().as_bytes().to_vec());
         batch.delete(Cf::UploadState, self.id.as_str().as_bytes().to_vec());
         self.inner.index.write(batch, false).await?;
+        self.inner.usage.sessions_changed();
         self.holds_lease = false;
         self.inner.drop_session_objects(&self.id, &self.state).await;
         Err(StorageError::DigestMismatch {

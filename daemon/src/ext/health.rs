@@ -53,8 +53,9 @@ pub struct Health {
     pub started_unix_ms: u64,
     pub uptime_seconds: u64,
     pub storage: StorageHealth,
-    /// Upload sessions received and not yet committed or cancelled.
-    pub upload_sessions_open: usize,
+    /// Upload sessions received and not yet committed or cancelled: this node's when blobs
+    /// are files, the whole registry's when they are in S3 (`Engine::upload_sessions_open`).
+    pub upload_sessions_open: u64,
     pub gc: GcHealth,
     pub scrub: ScrubHealth,
     /// One entry per configured sync registry; empty when sync is off.
@@ -195,7 +196,7 @@ pub struct PeriodicPass {
 /// module comment); the rest is read from memory. Cancel: nothing to undo.
 pub async fn gather(ctx: &Ctx) -> Result<Health, ApiError> {
     let (engine, quotas) = (ctx.engine.clone(), ctx.quotas.clone());
-    let storage = tokio::task::spawn_blocking(move || {
+    let (storage, upload_sessions_open) = tokio::task::spawn_blocking(move || {
         crate::runtime::blocking::block_on(storage_health(&engine, &quotas))
     })
     .await
@@ -216,7 +217,7 @@ pub async fn gather(ctx: &Ctx) -> Result<Health, ApiError> {
         started_unix_ms,
         uptime_seconds: uptime.as_secs(),
         storage,
-        upload_sessions_open: ctx.engine.upload_sessions_open(),
+        upload_sessions_open,
         gc: GcHealth {
             passes_succeeded: maintenance.gc_runs_ok.load(Relaxed),
             passes_failed: maintenance.gc_runs_failed.load(Relaxed),
@@ -232,9 +233,14 @@ pub async fn gather(ctx: &Ctx) -> Result<Health, ApiError> {
     })
 }
 
-/// Run on the blocking pool: `Engine::usage` may scan the index.
-async fn storage_health(engine: &Engine, quotas: &Quotas) -> Result<StorageHealth, StorageError> {
-    Ok(summarize(&engine.usage().await?, quotas.rules()))
+/// Run on the blocking pool: `Engine::usage` and `Engine::upload_sessions_open` may scan the
+/// index. Returns the storage figures and the upload sessions open.
+async fn storage_health(
+    engine: &Engine,
+    quotas: &Quotas,
+) -> Result<(StorageHealth, u64), StorageError> {
+    let storage = summarize(&engine.usage().await?, quotas.rules());
+    Ok((storage, engine.upload_sessions_open().await?))
 }
 
 /// The namespace of a repository: its name's first component.

@@ -32,6 +32,7 @@ mod shared_gc;
 mod shared_uploads;
 mod ssologins;
 mod trust;
+mod uploads_open;
 
 /// Runs a scenario on the runtime its backend needs.
 pub fn run<F, Fut>(kind: IoBackendKind, scenario: F)

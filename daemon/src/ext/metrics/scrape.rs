@@ -21,6 +21,8 @@ pub struct IndexReads {
     pub usage: UsageSnapshot,
     /// [`Engine::index_stats`].
     pub index: IndexStats,
+    /// [`Engine::upload_sessions_open`] (registry-wide when blobs are in S3).
+    pub upload_sessions_open: u64,
 }
 
 impl IndexReads {
@@ -28,6 +30,7 @@ impl IndexReads {
         Ok(IndexReads {
             usage: engine.usage().await?,
             index: engine.index_stats().await,
+            upload_sessions_open: engine.upload_sessions_open().await?,
         })
     }
 }
@@ -190,7 +193,7 @@ pub fn scrape(
         (
             "berth_upload_sessions_open",
             "Upload sessions open.",
-            engine.upload_sessions_open() as u64,
+            reads.upload_sessions_open,
         ),
         (
             "berth_blob_store_blobs",

@@ -46,7 +46,7 @@ struct OperatorPage {
     blobs: u64,
     blob_bytes: String,
     dedupe_saved: String,
-    uploads_open: usize,
+    uploads_open: u64,
     quotas: Vec<Usage>,
     namespaces: Vec<Usage>,
     namespaces_more: usize,
