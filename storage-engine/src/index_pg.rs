@@ -7,6 +7,8 @@
 //!   (several nodes may start at once); a schema written by a newer berth is refused.
 //! - A batch is one statement (a `DELETE` in a CTE and an `INSERT ... ON CONFLICT`), so it
 //!   commits atomically in one round trip, durably (`synchronous_commit` as the server says).
+//!   Its rows go in key order, so batches of two nodes that share rows lock them in the same
+//!   order; one the server still cancels as a deadlock is run again ([`WRITE_ATTEMPTS`]).
 //! - Locks between nodes are session advisory locks ([`RemoteLocks`]) on a connection of a
 //!   second pool, taken after the node's own striped lock (lock.rs) and released when the
 //!   holder drops; the holder's writes go through that connection, so a holder whose
@@ -16,9 +18,9 @@
 //!   callers run on many current-thread runtimes, and a connection spawned on one of them
 //!   would stall whenever that runtime is busy or gone. Futures of the client only wait on
 //!   channels, so any executor can await them (index.rs `block_on` included).
-//! - Errors are `StorageError::Index` with PostgreSQL's message; the URL (and its password)
-//!   is never in a message or a log line.
-use std::collections::HashMap;
+//! - Errors are `StorageError::Index` with PostgreSQL's message (the server's, not only the
+//!   client's "db error"); the URL (and its password) is never in a message or a log line.
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -29,6 +31,10 @@ use tokio_postgres::NoTls;
 
 use super::{Batch, Cf};
 use crate::error::StorageError;
+
+#[path = "index_pg_node.rs"]
+mod node;
+use node::{keep_node_lock, take_node_lock};
 
 /// How to reach the PostgreSQL index.
 #[derive(Clone)]
@@ -57,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE kv (cf smallint NOT NULL, k bytea NOT NULL, v bytea NOT NULL, \
      PRIMARY KEY (cf, k))",
 ];
+/// How often a batch is tried when it conflicts with another ([`conflicted`]).
+const WRITE_ATTEMPTS: u64 = 5;
 /// How long a lock holder waits for another node's lock before the request fails.
 const LOCK_TIMEOUT: &str = "60s";
 
@@ -155,8 +163,30 @@ impl deadpool_postgres::Connect for SpawnConnect {
     }
 }
 
-pub(crate) fn pg_error(context: &str, error: impl std::fmt::Display) -> StorageError {
-    StorageError::Index(format!("PostgreSQL index: {context}: {error}"))
+/// `StorageError::Index` with `error` and its causes: the client's error for a failed
+/// statement says only "db error"; the server's message (`ERROR: deadlock detected`) is its
+/// source.
+pub(crate) fn pg_error(context: &str, error: impl std::error::Error) -> StorageError {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = next.source();
+    }
+    StorageError::Index(format!("PostgreSQL index: {context}: {message}"))
+}
+
+/// Whether a statement failed only because it met another transaction (a deadlock the
+/// server broke by cancelling it, or a serialization failure): nothing of it was applied, and
+/// running it again is correct.
+fn conflicted(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    error.code().is_some_and(|code| {
+        *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }
 
 /// A plain lowercase identifier (it is written into statements and `search_path`).
@@ -226,31 +256,6 @@ impl PgIndex {
     /// This node's id: what its upload sessions' leases name (upload_shared.rs).
     pub(crate) fn node(&self) -> u64 {
         self.node
-    }
-
-    /// Whether node `node` is running: its node lock is held. Tried and, when free,
-    /// released again on the same connection (a connection that fails to release it is
-    /// closed, which releases it).
-    pub(crate) async fn node_alive(&self, node: u64) -> Result<bool, StorageError> {
-        if node == self.node {
-            return Ok(true);
-        }
-        let client = self.client().await?;
-        let key = node_key(node);
-        let taken: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .await
-            .map_err(|e| pg_error("testing a node lock", e))?
-            .get(0);
-        if taken
-            && client
-                .execute("SELECT pg_advisory_unlock($1)", &[&key])
-                .await
-                .is_err()
-        {
-            drop(Object::take(client));
-        }
-        Ok(!taken)
     }
 
     async fn migrate(&self, schema: &str, read_only: bool) -> Result<(), StorageError> {
@@ -409,8 +414,9 @@ impl PgIndex {
             return Ok(());
         }
         // RocksDB applies a batch's ops in order; one statement cannot touch a row twice, so
-        // the last op on each key stands for them all.
-        let mut last: HashMap<(i16, &[u8]), Option<&[u8]>> = HashMap::new();
+        // the last op on each key stands for them all. Rows go in key order, so two batches
+        // lock the rows they share in the same order (no deadlock between them).
+        let mut last: BTreeMap<(i16, &[u8]), Option<&[u8]>> = BTreeMap::new();
         for (cf, key, value) in batch.ops() {
             last.insert((cf.id(), key), value.as_deref());
         }
@@ -441,14 +447,23 @@ impl PgIndex {
             .prepare_cached(WRITE)
             .await
             .map_err(|e| pg_error("prepare", e))?;
-        client
-            .execute(
-                &statement,
-                &[&put_cf, &put_key, &put_value, &gone_cf, &gone_key],
-            )
-            .await
-            .map_err(|e| pg_error("write", e))?;
-        Ok(())
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&put_cf, &put_key, &put_value, &gone_cf, &gone_key];
+        let mut attempt = 1;
+        loop {
+            match client.execute(&statement, &params).await {
+                Ok(_) => return Ok(()),
+                // The DELETE in the CTE may still lock rows in another order than a
+                // concurrent batch; the server then cancels one of the two. Again at once:
+                // the other holds its row locks until it commits, so this one waits for it
+                // there (no timer: callers may poll this future outside a Tokio runtime).
+                Err(error) if conflicted(&error) && attempt < WRITE_ATTEMPTS => {
+                    tracing::debug!(%error, attempt, "PostgreSQL index: write conflicted; again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(pg_error("write", error)),
+            }
+        }
     }
 
     /// Takes the advisory locks `keys` (each `(key, shared)`) on `remote`'s connection,
@@ -505,53 +520,6 @@ pub(crate) fn lock_key(kind: u8, name: &str) -> i64 {
         .chain_update(name.as_bytes())
         .finalize();
     i64::from_be_bytes(hash[..8].try_into().expect("8 bytes"))
-}
-
-/// The advisory lock a running node holds on its own id.
-fn node_key(node: u64) -> i64 {
-    lock_key(b'W', &format!("{node:016x}"))
-}
-
-/// How often the node lock's connection is checked, and retried after the server was gone.
-const NODE_LOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Takes node `node`'s lock on a connection of `pool` (one of its own, outside the other
-/// pools' limits): the database releases it when the node dies.
-async fn take_node_lock(pool: &Pool, node: u64) -> Result<Object, StorageError> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| pg_error("no connection for the node lock", e))?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&node_key(node)])
-        .await
-        .map_err(|e| pg_error("taking the node lock", e))?;
-    Ok(client)
-}
-
-/// Holds the node lock while the index is open, taking it again when its connection closed
-/// (the server restarted). Until then other nodes take this node for dead: they may take its
-/// upload sessions over, which its writers notice at their next part or record
-/// (upload_shared.rs).
-async fn keep_node_lock(pool: Pool, node: u64, mut held: Object) {
-    loop {
-        tokio::time::sleep(NODE_LOCK_CHECK).await;
-        if !held.is_closed() {
-            continue;
-        }
-        drop(Object::take(held));
-        tracing::warn!("PostgreSQL index: the node lock's connection closed; taking it again");
-        held = loop {
-            match take_node_lock(&pool, node).await {
-                Ok(client) => break client,
-                Err(error) => {
-                    tracing::warn!(%error, "PostgreSQL index: node lock");
-                    tokio::time::sleep(NODE_LOCK_CHECK).await;
-                }
-            }
-        };
-        tracing::info!("PostgreSQL index: node lock taken again");
-    }
 }
 
 /// A connection holding advisory locks. Dropping it releases them (on the index's runtime,
