@@ -118,7 +118,11 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
     )?;
     let mut kinds = vec![Kind::Berth, Kind::Distribution];
     if options.shared_backend {
-        kinds.extend([Kind::BerthNodes, Kind::BerthEmbedded]);
+        kinds.extend([
+            Kind::BerthNodes,
+            Kind::BerthNodesSpread,
+            Kind::BerthEmbedded,
+        ]);
     }
     if options.no_commit_pushes {
         kinds.push(Kind::BerthNoCommit);
@@ -134,8 +138,8 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
         for &kind in &kinds {
             let (berth_bin, parent) = (&options.berth_bin, &options.data_parent);
             let registry = match (&shared, kind) {
-                (Some(shared), Kind::BerthNodes) => {
-                    crate::shared::start_nodes(berth_bin, parent, shared)?
+                (Some(shared), Kind::BerthNodes | Kind::BerthNodesSpread) => {
+                    crate::shared::start_nodes(kind, berth_bin, parent, shared)?
                 }
                 (Some(shared), kind) if kind != Kind::BerthEmbedded => {
                     Registry::start_shared(kind, berth_bin, parent, shared)?
@@ -156,6 +160,9 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
                 "bench",
             );
             session.progress = options.progress;
+            if kind == Kind::BerthNodesSpread {
+                session.spread = registry.nodes.clone();
+            }
             session.max_bytes_per_test = Some(options.max_bytes_per_test);
             session.small_requests = Some(options.small_requests);
             for workload in &options.workloads {
@@ -189,7 +196,7 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
                 });
             }
             if let (true, Some((manifest, blob))) = (
-                wrk_installed && kind != Kind::BerthNoCommit,
+                wrk_installed && !matches!(kind, Kind::BerthNoCommit | Kind::BerthNodesSpread),
                 session.seed_targets(),
             ) {
                 let checks = [
@@ -266,24 +273,30 @@ impl Comparison {
         )
     }
 
-    /// On the shared backend: berth as one node and as three behind haproxy against
-    /// Distribution, and the one node against berth on its embedded backend.
+    /// On the shared backend: berth as one node and as three (behind haproxy, and spread by
+    /// the load tool) against Distribution, and the one node against berth on its embedded
+    /// backend.
     fn shared_table(&self, out: &mut String, names: &[String], width: usize) {
-        let nodes_ran = self.runs.iter().any(|m| m.registry == Kind::BerthNodes);
-        let embedded_ran = self.runs.iter().any(|m| m.registry == Kind::BerthEmbedded);
-        if !nodes_ran && !embedded_ran {
+        let extra = [
+            Kind::BerthNodes,
+            Kind::BerthNodesSpread,
+            Kind::BerthEmbedded,
+        ];
+        if !self.runs.iter().any(|m| extra.contains(&m.registry)) {
             return;
         }
         let _ = writeln!(
             out,
             "\nshared backend: what more nodes give, and what sharing costs (req/s (MB/s))\n\
-             {:width$}  {:>18} {:>18} {:>10}  {:>18} {:>16}",
+             {:width$}  {:>16} {:>16} {:>7}  {:>16} {:>7}  {:>16} {:>9}",
             "workload",
             "berth 1 node",
-            "berth 3 nodes",
-            "3 nodes/D",
+            "3 nodes haproxy",
+            "/ D",
+            "3 nodes spread",
+            "/ D",
             "berth embedded",
-            "1 node/embedded",
+            "1 node/E",
         );
         for name in names {
             let cell = |kind: Kind| {
@@ -297,12 +310,15 @@ impl Comparison {
                     ),
                 }
             };
+            let distribution = self.rps(Kind::Distribution, name);
             let _ = writeln!(
                 out,
-                "{name:width$}  {:>18} {:>18} {:>9.2}x  {:>18} {:>15.2}x",
+                "{name:width$}  {:>16} {:>16} {:>6.2}x  {:>16} {:>6.2}x  {:>16} {:>8.2}x",
                 cell(Kind::Berth),
                 cell(Kind::BerthNodes),
-                self.rps(Kind::BerthNodes, name) / self.rps(Kind::Distribution, name),
+                self.rps(Kind::BerthNodes, name) / distribution,
+                cell(Kind::BerthNodesSpread),
+                self.rps(Kind::BerthNodesSpread, name) / distribution,
                 cell(Kind::BerthEmbedded),
                 self.rps(Kind::Berth, name) / self.rps(Kind::BerthEmbedded, name),
             );
@@ -318,7 +334,7 @@ impl Comparison {
         };
         let _ = writeln!(
             out,
-            "wrk cross-check, Manifest GET by tag: berth 3 nodes {:.0} req/s, berth embedded {:.0} req/s",
+            "wrk cross-check, Manifest GET by tag: berth 3 nodes haproxy {:.0} req/s, berth embedded {:.0} req/s",
             wrk(Kind::BerthNodes),
             wrk(Kind::BerthEmbedded)
         );

@@ -42,6 +42,9 @@ pub enum Kind {
     /// In a shared-backend comparison: three berth nodes of one registry behind haproxy
     /// (round robin), started by `shared::start_nodes`.
     BerthNodes,
+    /// The same three nodes without a balancer: the load tool spreads its connections over
+    /// them (`Session::spread`), as DNS round robin or a kernel L4 balancer would.
+    BerthNodesSpread,
 }
 
 impl Kind {
@@ -55,6 +58,7 @@ impl Kind {
             Kind::DistributionProxy => "distribution proxy",
             Kind::BerthEmbedded => "berth embedded",
             Kind::BerthNodes => "berth 3 nodes",
+            Kind::BerthNodesSpread => "berth 3 nodes spread",
         }
     }
 
@@ -76,6 +80,8 @@ pub struct TlsFiles {
 pub struct Registry {
     pub kind: Kind,
     pub addr: SocketAddr,
+    /// Several nodes: each node's address (empty for one process).
+    pub nodes: Vec<SocketAddr>,
     /// On the shared backend: the bucket of this registry's blobs, which the caller deletes
     /// once the registry has stopped (`SharedServices::remove_bucket`).
     pub bucket: Option<String>,
@@ -245,7 +251,8 @@ impl Registry {
             | Kind::BerthMirror
             | Kind::BerthMirrorNoCommit
             | Kind::BerthEmbedded
-            | Kind::BerthNodes => {
+            | Kind::BerthNodes
+            | Kind::BerthNodesSpread => {
                 let config = dir.path().join("config.json");
                 let commit = !matches!(kind, Kind::BerthNoCommit | Kind::BerthMirrorNoCommit);
                 let mut document = serde_json::json!({
@@ -280,6 +287,7 @@ impl Registry {
         Ok(Registry {
             kind,
             addr,
+            nodes: Vec::new(),
             bucket,
             child,
             others: Vec::new(),
@@ -306,10 +314,12 @@ impl Registry {
         Ok((dir, names))
     }
 
-    /// A registry whose `child` and `others` already run and answer at `addr`.
+    /// A registry whose processes already run and answer at `addr` (its `nodes` each at
+    /// their own).
     pub fn assembled(
         kind: Kind,
         addr: SocketAddr,
+        nodes: Vec<SocketAddr>,
         bucket: Option<String>,
         mut processes: Vec<Child>,
         log: PathBuf,
@@ -322,6 +332,7 @@ impl Registry {
         Ok(Registry {
             kind,
             addr,
+            nodes,
             bucket,
             child,
             others: processes,

@@ -3,7 +3,9 @@
 //! gateway, started by berth-tests' harness at its bench capacity), berth's index in
 //! PostgreSQL (a throwaway server) and Distribution's blob-descriptor cache in Redis (Debian's
 //! `redis-server`), as issue 20 asks. Beside them: berth as three nodes of one registry behind
-//! Debian's `haproxy` (round robin), and berth on its embedded backend.
+//! Debian's `haproxy` (round robin), the same three nodes with the load tool spreading its
+//! connections over them (no balancer process on the two cores), and berth on its embedded
+//! backend.
 //!
 //! Each registry started gets a bucket of its own (plus a key prefix, and for berth a
 //! PostgreSQL schema), so every round starts empty; the bucket is deleted when the registry
@@ -119,19 +121,29 @@ impl Drop for SharedServices {
     }
 }
 
-/// Nodes of [`Kind::BerthNodes`].
+/// Nodes of [`Kind::BerthNodes`] and [`Kind::BerthNodesSpread`].
 pub const NODES: usize = 3;
 
 /// Starts [`NODES`] berth nodes of one registry on the shared services (one bucket, one
-/// schema, each node on a port of its own) and haproxy in front of them, balancing requests
-/// round robin over keep-alive connections, as a user would deploy them. The registry's
-/// address is haproxy's; its CPU and memory figures include haproxy's.
-pub fn start_nodes(berth_bin: &Path, parent: &Path, shared: &SharedServices) -> Result<Registry> {
-    let kind = Kind::BerthNodes;
+/// schema, each node on a port of its own). For [`Kind::BerthNodes`], haproxy in front of
+/// them balances requests round robin over keep-alive connections, as a user would deploy
+/// them; the registry's address is haproxy's, and its CPU and memory figures include
+/// haproxy's. For [`Kind::BerthNodesSpread`] the address is the first node's, and the load
+/// tool spreads its connections over `nodes`.
+pub fn start_nodes(
+    kind: Kind,
+    berth_bin: &Path,
+    parent: &Path,
+    shared: &SharedServices,
+) -> Result<Registry> {
+    if !matches!(kind, Kind::BerthNodes | Kind::BerthNodesSpread) {
+        bail!("{} is not several nodes", kind.label());
+    }
     let (dir, names) = Registry::fresh_dir(kind, parent)?;
     let bucket = shared.new_bucket(&names);
     let log = dir.path().join("log");
     let mut processes = Vec::new();
+    let mut nodes = Vec::new();
     let mut servers = String::new();
     for node in 0..NODES {
         let port = procs::free_port()?;
@@ -143,13 +155,17 @@ pub fn start_nodes(berth_bin: &Path, parent: &Path, shared: &SharedServices) -> 
             "log": {"level": "error"},
         });
         std::fs::write(&config, serde_json::to_vec_pretty(&document)?)?;
-        let addr = ([127, 0, 0, 1], port).into();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let mut command = Command::new(berth_bin);
         command.arg("serve").arg(config);
         let label = format!("berth node {node}");
         let started = procs::spawn_ready(&label, &mut command, &log, addr, true);
         keep_or_kill_all(&mut processes, started)?;
         servers.push_str(&format!("  server node{node} {addr}\n"));
+        nodes.push(addr);
+    }
+    if kind == Kind::BerthNodesSpread {
+        return Registry::assembled(kind, nodes[0], nodes, Some(bucket), processes, log, dir);
     }
     let port = procs::free_port()?;
     let config = dir.path().join("haproxy.cfg");
@@ -157,8 +173,8 @@ pub fn start_nodes(berth_bin: &Path, parent: &Path, shared: &SharedServices) -> 
         &config,
         format!(
             "global\n  maxconn 4096\n\
-             defaults\n  mode http\n  timeout connect 5s\n  timeout client 300s\n  \
-             timeout server 300s\n\
+             defaults\n  mode http\n  option splice-auto\n  timeout connect 5s\n  \
+             timeout client 300s\n  timeout server 300s\n\
              frontend registry\n  bind 127.0.0.1:{port}\n  default_backend nodes\n\
              backend nodes\n  balance roundrobin\n{servers}"
         ),
@@ -168,7 +184,7 @@ pub fn start_nodes(berth_bin: &Path, parent: &Path, shared: &SharedServices) -> 
     command.arg("-db").arg("-f").arg(&config);
     let started = procs::spawn_ready("haproxy", &mut command, &log, addr, true);
     keep_or_kill_all(&mut processes, started)?;
-    Registry::assembled(kind, addr, Some(bucket), processes, log, dir)
+    Registry::assembled(kind, addr, nodes, Some(bucket), processes, log, dir)
 }
 
 /// Adds a started process to `processes`, or kills them all when it did not start.

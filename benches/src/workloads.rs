@@ -186,6 +186,10 @@ pub struct Session {
     pub small_requests: Option<usize>,
     /// HTTPS to the registry (`None`: plain HTTP).
     pub tls: Option<Arc<Tls>>,
+    /// Several nodes of one registry: worker `i` of a test connects to `spread[i % len]`
+    /// instead of `addr` (round robin per connection, as DNS or an L4 balancer spreads
+    /// clients). Seeding still goes to `addr`.
+    pub spread: Vec<SocketAddr>,
     data: Arc<TestData>,
     salt: u64,
     seed: Option<Arc<Image>>,
@@ -209,6 +213,7 @@ impl Session {
             max_bytes_per_test: None,
             small_requests: None,
             tls: None,
+            spread: Vec::new(),
             data,
             salt: rand::rng().random::<u32>() as u64 * 1_000_000,
             seed: None,
@@ -461,12 +466,15 @@ impl Session {
         let cpu_before = process_cpu_time();
         let started = Instant::now();
         let workers: Vec<_> = (0..self.concurrency)
-            .map(|_| {
-                let (steps, next, progress, addr, tls) = (
+            .map(|worker| {
+                let addr = match self.spread.is_empty() {
+                    true => self.addr,
+                    false => self.spread[worker % self.spread.len()],
+                };
+                let (steps, next, progress, tls) = (
                     Arc::clone(&steps),
                     Arc::clone(&next),
                     progress.clone(),
-                    self.addr,
                     self.tls.clone(),
                 );
                 tokio::spawn(async move {
