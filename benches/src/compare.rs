@@ -120,6 +120,7 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
     if options.shared_backend {
         kinds.extend([
             Kind::BerthNodes,
+            Kind::DistributionNodes,
             Kind::BerthNodesSpread,
             Kind::BerthEmbedded,
         ]);
@@ -138,9 +139,10 @@ pub fn run(options: &CompareOptions) -> Result<Comparison> {
         for &kind in &kinds {
             let (berth_bin, parent) = (&options.berth_bin, &options.data_parent);
             let registry = match (&shared, kind) {
-                (Some(shared), Kind::BerthNodes | Kind::BerthNodesSpread) => {
-                    crate::shared::start_nodes(kind, berth_bin, parent, shared)?
-                }
+                (
+                    Some(shared),
+                    Kind::BerthNodes | Kind::BerthNodesSpread | Kind::DistributionNodes,
+                ) => crate::shared::start_nodes(kind, berth_bin, parent, shared)?,
                 (Some(shared), kind) if kind != Kind::BerthEmbedded => {
                     Registry::start_shared(kind, berth_bin, parent, shared)?
                 }
@@ -273,12 +275,26 @@ impl Comparison {
         )
     }
 
-    /// On the shared backend: berth as one node and as three (behind haproxy, and spread by
-    /// the load tool) against Distribution, and the one node against berth on its embedded
-    /// backend.
+    /// A table cell of `kind` on workload `name`: median req/s (MB/s), or `-`.
+    fn cell(&self, kind: Kind, name: &str) -> String {
+        let runs = self.of(kind, name);
+        match runs.is_empty() {
+            true => "-".to_owned(),
+            false => format!(
+                "{:.1} ({:.0})",
+                self.rps(kind, name),
+                median(runs.iter().map(|m| m.result.megabytes_per_second).collect())
+            ),
+        }
+    }
+
+    /// On the shared backend: three nodes of each registry behind haproxy, berth's three
+    /// nodes with the load tool spreading connections (no balancer), and the one berth node
+    /// against berth on its embedded backend.
     fn shared_table(&self, out: &mut String, names: &[String], width: usize) {
         let extra = [
             Kind::BerthNodes,
+            Kind::DistributionNodes,
             Kind::BerthNodesSpread,
             Kind::BerthEmbedded,
         ];
@@ -287,40 +303,37 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "\nshared backend: what more nodes give, and what sharing costs (req/s (MB/s))\n\
-             {:width$}  {:>16} {:>16} {:>7}  {:>16} {:>7}  {:>16} {:>9}",
-            "workload",
-            "berth 1 node",
-            "3 nodes haproxy",
-            "/ D",
-            "3 nodes spread",
-            "/ D",
-            "berth embedded",
-            "1 node/E",
+            "\nthree nodes: behind haproxy (round robin), and spread by the load tool (one node per \
+             connection, no balancer); D1 = Distribution's one node\n\
+             {:width$}  {:>16} {:>16} {:>7} {:>7}  {:>16} {:>7}",
+            "workload", "berth haproxy", "distr. haproxy", "ratio", "/ D1", "berth spread", "/ D1",
         );
+        let ratio = |a: Kind, b: Kind, name: &str| self.rps(a, name) / self.rps(b, name);
         for name in names {
-            let cell = |kind: Kind| {
-                let runs = self.of(kind, name);
-                match runs.is_empty() {
-                    true => "-".to_owned(),
-                    false => format!(
-                        "{:.1} ({:.0})",
-                        self.rps(kind, name),
-                        median(runs.iter().map(|m| m.result.megabytes_per_second).collect())
-                    ),
-                }
-            };
-            let distribution = self.rps(Kind::Distribution, name);
             let _ = writeln!(
                 out,
-                "{name:width$}  {:>16} {:>16} {:>6.2}x  {:>16} {:>6.2}x  {:>16} {:>8.2}x",
-                cell(Kind::Berth),
-                cell(Kind::BerthNodes),
-                self.rps(Kind::BerthNodes, name) / distribution,
-                cell(Kind::BerthNodesSpread),
-                self.rps(Kind::BerthNodesSpread, name) / distribution,
-                cell(Kind::BerthEmbedded),
-                self.rps(Kind::Berth, name) / self.rps(Kind::BerthEmbedded, name),
+                "{name:width$}  {:>16} {:>16} {:>6.2}x {:>6.2}x  {:>16} {:>6.2}x",
+                self.cell(Kind::BerthNodes, name),
+                self.cell(Kind::DistributionNodes, name),
+                ratio(Kind::BerthNodes, Kind::DistributionNodes, name),
+                ratio(Kind::BerthNodes, Kind::Distribution, name),
+                self.cell(Kind::BerthNodesSpread, name),
+                ratio(Kind::BerthNodesSpread, Kind::Distribution, name),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nwhat sharing costs: berth as one node on the shared backend and on its embedded one\n\
+             {:width$}  {:>16} {:>16} {:>7}",
+            "workload", "berth shared", "berth embedded", "ratio",
+        );
+        for name in names {
+            let _ = writeln!(
+                out,
+                "{name:width$}  {:>16} {:>16} {:>6.2}x",
+                self.cell(Kind::Berth, name),
+                self.cell(Kind::BerthEmbedded, name),
+                ratio(Kind::Berth, Kind::BerthEmbedded, name),
             );
         }
         let wrk = |kind: Kind| {
@@ -334,8 +347,10 @@ impl Comparison {
         };
         let _ = writeln!(
             out,
-            "wrk cross-check, Manifest GET by tag: berth 3 nodes haproxy {:.0} req/s, berth embedded {:.0} req/s",
+            "wrk cross-check, Manifest GET by tag: berth haproxy {:.0} req/s, distribution haproxy \
+             {:.0} req/s, berth embedded {:.0} req/s",
             wrk(Kind::BerthNodes),
+            wrk(Kind::DistributionNodes),
             wrk(Kind::BerthEmbedded)
         );
     }

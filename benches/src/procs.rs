@@ -45,6 +45,8 @@ pub enum Kind {
     /// The same three nodes without a balancer: the load tool spreads its connections over
     /// them (`Session::spread`), as DNS round robin or a kernel L4 balancer would.
     BerthNodesSpread,
+    /// Three Distribution nodes of one registry behind haproxy, as [`Kind::BerthNodes`].
+    DistributionNodes,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::BerthEmbedded => "berth embedded",
             Kind::BerthNodes => "berth 3 nodes",
             Kind::BerthNodesSpread => "berth 3 nodes spread",
+            Kind::DistributionNodes => "distribution 3 nodes",
         }
     }
 
@@ -212,7 +215,7 @@ impl Registry {
         let port = free_port()?;
         let bucket = shared.map(|shared| shared.new_bucket(&names));
         let mut command = match kind {
-            Kind::Distribution | Kind::DistributionProxy => {
+            Kind::Distribution | Kind::DistributionProxy | Kind::DistributionNodes => {
                 let config = dir.path().join("config.yml");
                 let proxy = upstream.map_or_else(String::new, |upstream| {
                     format!("proxy:\n  remoteurl: http://{upstream}\n")

@@ -121,22 +121,26 @@ impl Drop for SharedServices {
     }
 }
 
-/// Nodes of [`Kind::BerthNodes`] and [`Kind::BerthNodesSpread`].
+/// Nodes of [`Kind::BerthNodes`], [`Kind::BerthNodesSpread`] and [`Kind::DistributionNodes`].
 pub const NODES: usize = 3;
 
-/// Starts [`NODES`] berth nodes of one registry on the shared services (one bucket, one
-/// schema, each node on a port of its own). For [`Kind::BerthNodes`], haproxy in front of
-/// them balances requests round robin over keep-alive connections, as a user would deploy
-/// them; the registry's address is haproxy's, and its CPU and memory figures include
-/// haproxy's. For [`Kind::BerthNodesSpread`] the address is the first node's, and the load
-/// tool spreads its connections over `nodes`.
+/// Starts [`NODES`] nodes of one registry on the shared services (one bucket, one schema or
+/// Redis, each node on a port of its own; Distribution's nodes share an `http.secret`, which
+/// its upload state needs across nodes). For [`Kind::BerthNodes`] and
+/// [`Kind::DistributionNodes`], haproxy in front of them balances requests round robin over
+/// keep-alive connections, as a user would deploy them; the registry's address is haproxy's,
+/// and its CPU and memory figures include haproxy's. For [`Kind::BerthNodesSpread`] the
+/// address is the first node's, and the load tool spreads its connections over `nodes`.
 pub fn start_nodes(
     kind: Kind,
     berth_bin: &Path,
     parent: &Path,
     shared: &SharedServices,
 ) -> Result<Registry> {
-    if !matches!(kind, Kind::BerthNodes | Kind::BerthNodesSpread) {
+    if !matches!(
+        kind,
+        Kind::BerthNodes | Kind::BerthNodesSpread | Kind::DistributionNodes
+    ) {
         bail!("{} is not several nodes", kind.label());
     }
     let (dir, names) = Registry::fresh_dir(kind, parent)?;
@@ -147,18 +151,38 @@ pub fn start_nodes(
     let mut servers = String::new();
     for node in 0..NODES {
         let port = procs::free_port()?;
-        let data = dir.path().join(format!("node{node}"));
-        let config = dir.path().join(format!("node{node}.json"));
-        let document = serde_json::json!({
-            "storage": shared.berth_storage(&data, &bucket, &names.prefix, true),
-            "http": {"address": "127.0.0.1", "port": port.to_string()},
-            "log": {"level": "error"},
-        });
-        std::fs::write(&config, serde_json::to_vec_pretty(&document)?)?;
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut command = Command::new(berth_bin);
-        command.arg("serve").arg(config);
-        let label = format!("berth node {node}");
+        let mut command = match kind {
+            Kind::DistributionNodes => {
+                let config = dir.path().join(format!("node{node}.yml"));
+                std::fs::write(
+                    &config,
+                    format!(
+                        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+                         {}http:\n  addr: {addr}\n  secret: {}\n",
+                        shared.distribution_storage(&bucket, &names.prefix),
+                        names.prefix
+                    ),
+                )?;
+                let mut command = Command::new("docker-registry");
+                command.arg("serve").arg(config).env_remove("AWS_CA_BUNDLE");
+                command
+            }
+            _ => {
+                let data = dir.path().join(format!("node{node}"));
+                let config = dir.path().join(format!("node{node}.json"));
+                let document = serde_json::json!({
+                    "storage": shared.berth_storage(&data, &bucket, &names.prefix, true),
+                    "http": {"address": "127.0.0.1", "port": port.to_string()},
+                    "log": {"level": "error"},
+                });
+                std::fs::write(&config, serde_json::to_vec_pretty(&document)?)?;
+                let mut command = Command::new(berth_bin);
+                command.arg("serve").arg(config);
+                command
+            }
+        };
+        let label = format!("{} node {node}", kind.label());
         let started = procs::spawn_ready(&label, &mut command, &log, addr, true);
         keep_or_kill_all(&mut processes, started)?;
         servers.push_str(&format!("  server node{node} {addr}\n"));
