@@ -32,6 +32,28 @@ fn run_bench(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
+/// `berth-bench compare` with one round of tiny counts, data under `data`, and `more`.
+fn run_compare(data: &std::path::Path, more: &[&str]) -> String {
+    let berth = berth_bin();
+    let mut args = vec![
+        "compare",
+        "--berth-bin",
+        berth.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--rounds",
+        "1",
+        "-c",
+        "2",
+        "-n",
+        "3",
+        "--small-requests",
+        "20",
+    ];
+    args.extend_from_slice(more);
+    run_bench(&args)
+}
+
 #[test]
 fn every_workload_runs_against_berth_without_failures() {
     let berth = Berth::start();
@@ -103,24 +125,7 @@ fn compare_runs_berth_and_distribution_side_by_side() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let berth = berth_bin();
-    let out = run_bench(&[
-        "compare",
-        "--berth-bin",
-        berth.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--rounds",
-        "1",
-        "-c",
-        "2",
-        "-n",
-        "3",
-        "--small-requests",
-        "20",
-        "-t",
-        "Push Monolith 1MB$|Blob GET 4KiB",
-    ]);
+    let out = run_compare(data.path(), &["-t", "Push Monolith 1MB$|Blob GET 4KiB"]);
     assert!(out.starts_with("limits: loopback TCP "), "{out}");
     assert!(
         out.contains("verifying client from an in-memory server"),
@@ -164,27 +169,16 @@ fn compare_on_the_shared_backend_runs_one_node_three_nodes_and_embedded() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let berth = berth_bin();
-    let out = run_bench(&[
-        "compare",
-        "--berth-bin",
-        berth.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--backend",
-        "shared",
-        "--rounds",
-        "1",
-        "-c",
-        "2",
-        "-n",
-        "3",
-        "--small-requests",
-        "20",
-        "--no-nocommit",
-        "-t",
-        "Push Monolith 1MB$|Manifest GET by tag",
-    ]);
+    let out = run_compare(
+        data.path(),
+        &[
+            "--backend",
+            "shared",
+            "--no-nocommit",
+            "-t",
+            "Push Monolith 1MB$|Manifest GET by tag",
+        ],
+    );
     assert!(out.contains("backend: shared (SeaweedFS S3"), "{out}");
     for name in ["Push Monolith 1MB", "Manifest GET by tag"] {
         let rows: Vec<&str> = out.lines().filter(|line| line.starts_with(name)).collect();
