@@ -269,7 +269,9 @@ struct CompareArgs {
     #[arg(long)]
     json_out: Option<PathBuf>,
     /// `files` (local disk) or `shared`: both registries on one SeaweedFS cluster (berth's
-    /// index in PostgreSQL, Distribution's cache in Redis), started for the run.
+    /// index in PostgreSQL, Distribution's cache in Redis), started for the run; also three
+    /// nodes of each behind haproxy, berth's three spread by the load tool, and berth
+    /// embedded (benches/README.md).
     #[arg(long, default_value = "files", value_parser = ["files", "shared"])]
     backend: String,
 }
