@@ -28,7 +28,6 @@
 //!   process group and removes the directory.
 //! - Callers check [`seaweedfs_available`] first (skip, or fail under `BERTH_REQUIRE_TOOLS=1`).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -130,106 +129,6 @@ pub fn seaweedfs_available() -> bool {
         return false;
     }
     crate::require_tool("weed")
-}
-
-/// The ports of one start, all distinct and free when picked.
-#[derive(Clone, Copy, Debug)]
-struct Ports {
-    master: (u16, u16),
-    volumes: [(u16, u16); VOLUME_SERVERS],
-    filer: (u16, u16),
-    s3: (u16, u16),
-}
-
-impl Ports {
-    /// Binds every port at once (so no two are the same), then releases them all.
-    fn pick() -> Ports {
-        let listeners: Vec<std::net::TcpListener> = (0..2 * (3 + VOLUME_SERVERS))
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-            .collect();
-        let mut ports = listeners
-            .iter()
-            .map(|listener| listener.local_addr().expect("local addr").port());
-        let mut pair = || {
-            (
-                ports.next().expect("enough ports"),
-                ports.next().expect("enough ports"),
-            )
-        };
-        Ports {
-            master: pair(),
-            volumes: std::array::from_fn(|_| pair()),
-            filer: pair(),
-            s3: pair(),
-        }
-    }
-}
-
-/// `127.0.0.1:PORT.GRPC_PORT`: how SeaweedFS servers are told another's gRPC port.
-fn server_address((http, grpc): (u16, u16)) -> String {
-    format!("127.0.0.1:{http}.{grpc}")
-}
-
-/// One SeaweedFS server: its command line (kept for restarts), its log, its process.
-struct Server {
-    name: String,
-    args: Vec<String>,
-    log: PathBuf,
-    process: Option<GroupChild>,
-}
-
-impl Server {
-    fn new(name: String, args: Vec<String>, dir: &Path) -> Server {
-        let log = dir.join(format!("{name}.log"));
-        Server {
-            name,
-            args,
-            log,
-            process: None,
-        }
-    }
-
-    fn spawn(&mut self, cwd: &Path) {
-        assert!(self.process.is_none(), "{} is already running", self.name);
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open a SeaweedFS log");
-        let process = GroupChild::spawn(
-            Command::new(weed_bin())
-                .arg("-logtostderr")
-                .args(&self.args)
-                // security.toml and filer.toml are looked up in "." first: an empty directory.
-                .current_dir(cwd)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("clone a log handle"))
-                .stderr(log),
-        )
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", weed_bin().display()));
-        self.process = Some(process);
-    }
-
-    /// Whether it has exited since it was spawned.
-    fn exited(&mut self) -> bool {
-        match &mut self.process {
-            Some(process) => !process.running(),
-            None => false,
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
-        format!("--- {} ({}) ---\n{tail}\n", self.name, self.log.display())
-    }
 }
 
 pub struct SeaweedCluster {
@@ -512,93 +411,6 @@ impl SeaweedCluster {
         format!("http://127.0.0.1:{}", self.ports.master.0)
     }
 
-    /// Creates `bucket` through the gateway (a signed `PUT /BUCKET`); panics unless it answers
-    /// 200.
-    pub fn create_bucket(&self, bucket: &str) {
-        assert!(
-            !bucket.is_empty()
-                && bucket
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
-            "bucket names here are [a-z0-9-]+: {bucket:?}"
-        );
-        let (status, body) = self
-            .signed(reqwest::Method::PUT, &format!("/{bucket}"), Vec::new())
-            .unwrap_or_else(|e| panic!("PUT /{bucket}: {e}"));
-        assert_eq!(status, 200, "PUT /{bucket}: {body}");
-    }
-
-    /// Deletes `bucket` with everything in it and gives its disk space back at once: the
-    /// filer drops the bucket's directory (recursively) and with it the bucket's collection,
-    /// whose volumes the volume servers delete; the master is then asked to drop the
-    /// collection in case it is still there. (Deleting objects one by one only marks them;
-    /// space returns at the next vacuum.) Panics unless the filer deletes the bucket.
-    pub fn delete_bucket(&self, bucket: &str) {
-        let timeout = Duration::from_secs(60);
-        let filer = format!(
-            "http://127.0.0.1:{}/buckets/{bucket}?recursive=true&ignoreRecursiveError=true",
-            self.ports.filer.0
-        );
-        let response = self
-            .client
-            .delete(filer)
-            .timeout(timeout)
-            .send()
-            .unwrap_or_else(|e| panic!("filer DELETE of bucket {bucket}: {e}"));
-        let status = response.status();
-        assert!(
-            status.is_success(),
-            "filer DELETE of bucket {bucket}: {status} {}",
-            response.text().unwrap_or_default()
-        );
-        let collection = format!("{}/col/delete?collection={bucket}", self.master_url());
-        let response = self
-            .client
-            .post(collection)
-            .timeout(timeout)
-            .send()
-            .unwrap_or_else(|e| panic!("master /col/delete of {bucket}: {e}"));
-        let status = response.status();
-        let body = response.text().unwrap_or_default();
-        assert!(
-            status.is_success() || body.contains("does not exist"),
-            "master /col/delete of {bucket}: {status} {body}"
-        );
-    }
-
-    /// Sends a SigV4-signed request to the gateway; `path` is already URI-encoded and has no
-    /// query. Returns (status, body).
-    pub fn signed(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, String), reqwest::Error> {
-        self.signed_with(method, path, body, SECRET_KEY)
-    }
-
-    /// [`SeaweedCluster::signed`] with another secret key (a refused signature).
-    pub fn signed_with(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Vec<u8>,
-        secret_key: &str,
-    ) -> Result<(u16, String), reqwest::Error> {
-        let host = format!("127.0.0.1:{}", self.ports.s3.0);
-        let headers = sigv4::sign(method.as_str(), &host, path, &body, secret_key);
-        let mut request = self
-            .client
-            .request(method, format!("http://{host}{path}"))
-            .body(body);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let response = request.send()?;
-        let status = response.status().as_u16();
-        Ok((status, response.text()?))
-    }
-
     /// SIGKILLs volume server `index` (as if its machine died) and waits until the master has
     /// dropped it.
     pub fn kill_volume_server(&mut self, index: usize) {
@@ -759,4 +571,8 @@ impl Drop for SeaweedCluster {
     }
 }
 
+mod buckets;
+mod server;
 mod sigv4;
+
+use server::{server_address, Ports, Server};
